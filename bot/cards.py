@@ -1,0 +1,67 @@
+"""Turn a Reply into a Card through the Jinja2 templates, escaping every value for DingTalk markdown."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bot.models import Card, Reply
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+MAX_ECHO_LENGTH = 80
+TITLE_LIMIT = 64  # DingTalk rejects longer card titles (errcode 34016)
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()#!|~])")
+# A zero-width space after these keeps clients from turning echoed text into a link or an @mention.
+_LINK_AND_MENTION_STARTS = re.compile(r"(://|www\.|@)", re.IGNORECASE)
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+def escape_markdown(value: Any) -> str:
+    """Make any value render as plain text in DingTalk markdown: no formatting, link, image, tag or mention."""
+    text = "".join(_visible(char) for char in str(value))
+    if len(text) > MAX_ECHO_LENGTH:
+        text = text[: MAX_ECHO_LENGTH - 1] + "…"
+    text = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    return _LINK_AND_MENTION_STARTS.sub(lambda match: match.group(1) + _ZERO_WIDTH_SPACE, text)
+
+
+def _visible(char: str) -> str:
+    if char in "\r\n\t":
+        return " "
+    # Control and format characters (including bidi overrides and zero-width ones) could hide or reorder text.
+    return "\ufffd" if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") else char
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        # Every {{ expression }} is escaped: a template cannot forget to, and user text is never a template.
+        finalize=escape_markdown,
+        autoescape=False,  # noqa: S701 - HTML escaping is wrong for markdown; finalize escapes instead
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+_ENVIRONMENT = _environment()
+
+
+def render(reply: Reply, locale: str) -> Card:
+    """Render the reply's outcome template in the locale: first line the title, the whole text the body."""
+    template = _ENVIRONMENT.get_template(f"{locale}/{reply.outcome}.md.j2")
+    markdown = template.render(reply.data).strip()
+    title = markdown.splitlines()[0].lstrip("#").strip()[:TITLE_LIMIT]
+    return Card(title=title, markdown=markdown, buttons=reply.buttons)
+
+
+def outcomes(locale: str) -> list[str]:
+    """The outcome names that have a template in this locale."""
+    return sorted(path.name.removesuffix(".md.j2") for path in (TEMPLATES_DIR / locale).glob("[!_]*.md.j2"))

@@ -1,0 +1,81 @@
+"""Configuration: every environment variable, its default and its validation, read once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+REGIONS = {
+    # Mainland DingTalk is the default: the Stream gateway is documented only there, and the SDK uses it.
+    "cn": ("https://api.dingtalk.com", "https://oapi.dingtalk.com"),
+    "intl": ("https://api.dingtalk.io", "https://oapi.dingtalk.io"),
+}
+LOCALES = ("zh_CN", "en")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    client_id: str
+    client_secret: str
+    api_base: str
+    oapi_base: str
+    locale: str = "zh_CN"
+    http_timeout: float = 10.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        client_id = _required(env, "DINGTALK_CLIENT_ID")
+        client_secret = _required(env, "DINGTALK_CLIENT_SECRET")
+        region = env.get("DINGTALK_REGION", "cn").strip().lower() or "cn"
+        if region not in REGIONS:
+            raise ConfigError(f"DINGTALK_REGION must be one of {', '.join(REGIONS)}, not {region!r}")
+        default_api, default_oapi = REGIONS[region]
+        locale = env.get("BOT_LOCALE", "zh_CN").strip() or "zh_CN"
+        if locale not in LOCALES:
+            raise ConfigError(f"BOT_LOCALE must be one of {', '.join(LOCALES)}, not {locale!r}")
+        log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
+        return cls(
+            client_id=client_id,
+            client_secret=client_secret,
+            api_base=_base_url(env, "DINGTALK_API_BASE", default_api),
+            oapi_base=_base_url(env, "DINGTALK_OAPI_BASE", default_oapi),
+            locale=locale,
+            http_timeout=_positive_float(env, "BOT_HTTP_TIMEOUT", 10.0),
+            log_level=log_level,
+        )
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set: give the DingTalk app's credentials (see README, 'Configuration')")
+    return value
+
+
+def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL such as {default}, not {value!r}")
+    return value.rstrip("/")
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, not {raw!r}")
+    return value

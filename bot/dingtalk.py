@@ -1,0 +1,239 @@
+"""The one HTTP client for DingTalk (httpx): access token, user lookup, calendar calls, replies; DingTalkError."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from bot.config import Config
+
+TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token expires, as the SDK does
+_THROTTLE_CODES = ("Forbidden.AccessDenied.Qps", "Forbidden.AccessDenied.Qpm", "system.busy", "systemBusy")
+_TOPAPI_TOKEN_ERRCODES = (40014, 42001, 40001)
+_TOPAPI_RETRYABLE_ERRCODES = (-1, 90002, 90018)
+
+
+class DingTalkError(Exception):
+    """DingTalk answered with an error, or could not be reached (status 0)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str = "",
+        request_id: str = "",
+        required_scopes: tuple[str, ...] = (),
+        sub_code: str = "",
+    ) -> None:
+        super().__init__(f"DingTalk error {status} {code}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.required_scopes = required_scopes
+        self.sub_code = sub_code
+
+    @property
+    def is_temporary(self) -> bool:
+        """Throttling, a server error or no answer: the same call may work a moment later."""
+        if self.status == 0 or self.status >= 500 or self.status == 429:
+            return True
+        if self.code.startswith(_THROTTLE_CODES):
+            return True
+        return self.code in {str(errcode) for errcode in _TOPAPI_RETRYABLE_ERRCODES}
+
+    @property
+    def is_token_rejected(self) -> bool:
+        if self.status in (400, 401) and self.code == "InvalidAuthentication":
+            return True
+        if self.status == 401:
+            return True
+        return (self.code == "88" and self.sub_code == "40014") or self.code in {
+            str(errcode) for errcode in _TOPAPI_TOKEN_ERRCODES
+        }
+
+
+def new_http_client(timeout: float) -> httpx.AsyncClient:
+    """One shared client; aiohttp's pool keeps the per-request cost flat under bursts (httpx issue 3215)."""
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(limits=limits, trust_env=False),
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,  # a redirect could carry a token or a reply somewhere unexpected
+        trust_env=False,
+    )
+
+
+class DingTalkClient:
+    """Calls DingTalk's OpenAPI (api host) and old API (oapi host) with a cached app access token."""
+
+    def __init__(self, config: Config, http: httpx.AsyncClient) -> None:
+        self._config = config
+        self._http = http
+        self._token = ""
+        self._token_expires_at = 0.0
+        self._token_lock = asyncio.Lock()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- Stream gateway -------------------------------------------------------------------------------------
+
+    async def open_stream_connection(self, subscriptions: list[dict[str, str]], user_agent: str) -> tuple[str, str]:
+        """Ask the gateway for a WebSocket endpoint and a one-time ticket."""
+        body = {
+            "clientId": self._config.client_id,
+            "clientSecret": self._config.client_secret,
+            "subscriptions": subscriptions,
+            "ua": user_agent,
+            "localIp": "",
+        }
+        data = await self._request("POST", f"{self._config.api_base}/v1.0/gateway/connections/open", body)
+        return str(data["endpoint"]), str(data["ticket"])
+
+    # --- access token ---------------------------------------------------------------------------------------
+
+    async def access_token(self) -> str:
+        if self._token and time.monotonic() < self._token_expires_at:
+            return self._token
+        async with self._token_lock:  # one refresh at a time; the others wait and reuse it
+            if self._token and time.monotonic() < self._token_expires_at:
+                return self._token
+            body = {"appKey": self._config.client_id, "appSecret": self._config.client_secret}
+            data = await self._request("POST", f"{self._config.api_base}/v1.0/oauth2/accessToken", body)
+            lifetime = float(data.get("expireIn", 7200))
+            self._token = str(data["accessToken"])
+            self._token_expires_at = time.monotonic() + max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2)
+            return self._token
+
+    def _drop_token(self, rejected: str) -> None:
+        if self._token == rejected:  # another call may already have fetched a fresh one
+            self._token = ""
+
+    # --- API calls ------------------------------------------------------------------------------------------
+
+    async def union_id(self, staff_id: str) -> str:
+        """The user's unionId from their staff userid (topapi/v2/user/get)."""
+        data = await self._topapi("/topapi/v2/user/get", {"userid": staff_id})
+        return str(data["result"]["unionid"])
+
+    async def unsubscribe_calendar(self, union_id: str, calendar_id: str) -> str:
+        """Unsubscribe the user from a subscribed calendar; returns DingTalk's request id."""
+        path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/unsubscribe"
+        data = await self._openapi("POST", path)
+        if data.get("result") is not True:
+            raise DingTalkError(200, "resultFalse", "DingTalk did not confirm the change", _request_id(data))
+        return _request_id(data)
+
+    async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:
+        """Reply through a message's sessionWebhook; the URL itself is the credential."""
+        data = await self._request("POST", url, body)
+        if data.get("errcode", 0) != 0:
+            raise DingTalkError(200, str(data.get("errcode")), str(data.get("errmsg", "")))
+
+    async def send_to_user(self, staff_id: str, msg_key: str, msg_param: dict[str, str]) -> None:
+        """Send a robot message to one user through the OpenAPI (no expiry, unlike the sessionWebhook)."""
+        body = {"userIds": [staff_id], **self._robot_message(msg_key, msg_param)}
+        await self._openapi("POST", "/v1.0/robot/oToMessages/batchSend", body)
+
+    async def send_to_group(self, conversation_id: str, msg_key: str, msg_param: dict[str, str]) -> None:
+        body = {"openConversationId": conversation_id, **self._robot_message(msg_key, msg_param)}
+        await self._openapi("POST", "/v1.0/robot/groupMessages/send", body)
+
+    def _robot_message(self, msg_key: str, msg_param: dict[str, str]) -> dict[str, str]:
+        return {
+            "robotCode": self._config.client_id,
+            "msgKey": msg_key,
+            "msgParam": json.dumps(msg_param, ensure_ascii=False),
+        }
+
+    # --- transport ------------------------------------------------------------------------------------------
+
+    async def _openapi(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        token = await self.access_token()
+        url = f"{self._config.api_base}{path}"
+        try:
+            return await self._request(method, url, body, {"x-acs-dingtalk-access-token": token})
+        except DingTalkError as error:
+            if not error.is_token_rejected:
+                raise
+        self._drop_token(token)
+        token = await self.access_token()
+        return await self._request(method, url, body, {"x-acs-dingtalk-access-token": token})
+
+    async def _topapi(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        token = await self.access_token()
+        try:
+            return await self._topapi_once(path, body, token)
+        except DingTalkError as error:
+            if not error.is_token_rejected:
+                raise
+        self._drop_token(token)
+        return await self._topapi_once(path, body, await self.access_token())
+
+    async def _topapi_once(self, path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
+        url = f"{self._config.oapi_base}{path}?access_token={quote(token, safe='')}"
+        data = await self._request("POST", url, body)
+        errcode = data.get("errcode", 0)
+        if errcode != 0:
+            raise DingTalkError(
+                200,
+                str(errcode),
+                str(data.get("errmsg", "")),
+                str(data.get("request_id", "")),
+                sub_code=str(data.get("sub_code", "")),
+            )
+        return data
+
+    async def _request(
+        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        try:
+            response = await self._http.request(method, url, json=body, headers=headers)
+            content = await response.aread()
+        except httpx.HTTPError as error:
+            raise DingTalkError(0, type(error).__name__, "DingTalk could not be reached") from None
+        data = _json_object(content)
+        if response.is_success:
+            if "requestid" not in data and "x-acs-request-id" in response.headers:
+                data["requestid"] = response.headers["x-acs-request-id"]
+            return data
+        raise _error_from(response, data)
+
+
+def _segment(value: str) -> str:
+    """Exactly one URL path segment, whatever the value holds: '/', '?', '#', '%' are all percent-encoded."""
+    return quote(value, safe="")
+
+
+def _json_object(content: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(content) if content else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _request_id(data: dict[str, Any]) -> str:
+    return str(data.get("requestid") or data.get("requestId") or data.get("request_id") or "")
+
+
+def _error_from(response: httpx.Response, data: dict[str, Any]) -> DingTalkError:
+    lowered = {key.lower(): value for key, value in data.items()}
+    detail = lowered.get("accessdenieddetail")
+    scopes: list[Any] = []
+    if isinstance(detail, dict):
+        scopes = detail.get("requiredScopes") or detail.get("requiredscopes") or []
+    return DingTalkError(
+        status=response.status_code,
+        code=str(lowered.get("code") or f"HTTP{response.status_code}"),
+        message=str(lowered.get("message", "")),
+        request_id=_request_id(lowered) or response.headers.get("x-acs-request-id", ""),
+        required_scopes=tuple(str(scope) for scope in scopes),
+    )

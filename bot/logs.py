@@ -1,0 +1,52 @@
+"""Structured logging: one JSON object per line on stdout, with secrets redacted as a last line of defence."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+
+_SECRET_PARAMETERS = re.compile(
+    r"((?:access_token|accessToken|ticket|session|appSecret|clientSecret)[=:\"' ]+)[^&\s\"',}]+"
+)
+_QUIET_LIBRARIES = ("aiohttp", "httpx", "httpcore", "websockets", "dingtalk_stream", "asyncio")
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record and its `fields` extra as one JSON line; known secrets never pass."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets = [secret for secret in secrets if secret]
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return self.redact(json.dumps(entry, ensure_ascii=False, default=str))
+
+    def redact(self, line: str) -> str:
+        for secret in self._secrets:
+            line = line.replace(secret, "[redacted]")
+        return _SECRET_PARAMETERS.sub(r"\1[redacted]", line)
+
+
+def configure(level: str, secrets: Iterable[str] = ()) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in _QUIET_LIBRARIES:  # they log URLs, which can carry tokens, tickets and webhook sessions
+        logging.getLogger(name).setLevel(logging.WARNING)

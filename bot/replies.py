@@ -1,0 +1,77 @@
+"""Deliver a Card to a conversation: the sessionWebhook while it is valid and trusted, else the robot OpenAPI."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.dingtalk import DingTalkClient, DingTalkError
+from bot.models import Card, Message
+
+MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five
+WEBHOOK_MARGIN_MS = 10_000  # do not start a post to a webhook that expires while it is under way
+DINGTALK_WEBHOOK_HOSTS = frozenset({"oapi.dingtalk.com", "api.dingtalk.com", "oapi.dingtalk.io", "api.dingtalk.io"})
+_MENTIONABLE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+def webhook_is_trusted(url: str, oapi_base: str) -> bool:
+    """True when the URL points at DingTalk itself (or the configured OAPI host), never elsewhere."""
+    parts, configured = urlsplit(url), urlsplit(oapi_base)
+    if parts.scheme == configured.scheme and parts.netloc == configured.netloc:
+        return True
+    return parts.scheme == "https" and parts.port is None and (parts.hostname or "") in DINGTALK_WEBHOOK_HOSTS
+
+
+def webhook_body(card: Card, mention_staff_id: str = "") -> dict[str, Any]:
+    """The sessionWebhook JSON for a card: markdown without buttons, ActionCard with them."""
+    text = card.markdown
+    body: dict[str, Any]
+    if mention_staff_id and _MENTIONABLE.match(mention_staff_id):
+        text = f"{text}\n\n@{mention_staff_id}"
+        body = {"at": {"atUserIds": [mention_staff_id], "isAtAll": False}}
+    else:
+        body = {}
+    buttons = card.buttons[:MAX_BUTTONS]
+    if not buttons:
+        return {"msgtype": "markdown", "markdown": {"title": card.title, "text": text}, **body}
+    action_card = {
+        "title": card.title,
+        "text": text,
+        "btnOrientation": "0",
+        "btns": [{"title": button.title, "actionURL": button.url} for button in buttons],
+    }
+    return {"msgtype": "actionCard", "actionCard": action_card, **body}
+
+
+def robot_message(card: Card) -> tuple[str, dict[str, str]]:
+    """The robot OpenAPI msgKey and msgParam for a card (the OpenAPI cannot @-mention)."""
+    buttons = card.buttons[:MAX_BUTTONS]
+    param = {"title": card.title, "text": card.markdown}
+    if not buttons:
+        return "sampleMarkdown", param
+    if len(buttons) == 1:
+        return "sampleActionCard", {**param, "singleTitle": buttons[0].title, "singleURL": buttons[0].url}
+    for number, button in enumerate(buttons, start=1):
+        param[f"actionTitle{number}"] = button.title
+        param[f"actionURL{number}"] = button.url
+    return f"sampleActionCard{len(buttons)}", param
+
+
+async def deliver(dingtalk: DingTalkClient, message: Message, card: Card, oapi_base: str) -> str:
+    """Send the card where the message came from; returns the route taken ("webhook" or "openapi")."""
+    webhook_valid = message.session_webhook_expires_ms > time.time() * 1000 + WEBHOOK_MARGIN_MS
+    if webhook_valid and webhook_is_trusted(message.session_webhook, oapi_base):
+        mention = message.sender_staff_id if message.is_group else ""
+        try:
+            await dingtalk.post_session_webhook(message.session_webhook, webhook_body(card, mention))
+            return "webhook"
+        except DingTalkError:
+            pass  # the webhook refused or failed; the OpenAPI below still reaches the conversation
+    msg_key, msg_param = robot_message(card)
+    if message.is_group:
+        await dingtalk.send_to_group(message.conversation_id, msg_key, msg_param)
+    else:
+        await dingtalk.send_to_user(message.sender_staff_id, msg_key, msg_param)
+    return "openapi"

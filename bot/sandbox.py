@@ -1,0 +1,382 @@
+"""A loopback DingTalk platform: Stream gateway and WebSocket, token, topapi, calendar, replies; records all."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from aiohttp import WSMsgType, web
+
+CHATBOT_TOPIC = "/v1.0/im/bot/messages/get"
+TICKET_SECONDS = 90
+NOT_IN_SCOPE = "The user is not within the subscription scope"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the sandbox received it, raw path included."""
+
+    api: str
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.raw_path.partition("?")[0]
+
+    @property
+    def query(self) -> dict[str, str]:
+        return {key: values[0] for key, values in parse_qs(self.raw_path.partition("?")[2]).items()}
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class PublicCalendar:
+    summary: str
+    scope: set[str] | None = None  # unionIds allowed to subscribe; None means everyone
+
+
+@dataclass
+class Sandbox:
+    """The fake platform. Tests and the demo seed it, push messages into it and read what the bot sent."""
+
+    client_id: str = "sandbox-client-id"
+    client_secret: str = "sandbox-client-secret"  # noqa: S105 - a loopback fake's credential
+    corp_id: str = "dingsandboxcorp"
+    latency: float = 0.0  # seconds added to every OpenAPI/topapi answer
+    requests: list[Recorded] = field(default_factory=list)
+    acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)  # staffId -> unionId
+    primary: dict[str, str] = field(default_factory=dict)  # unionId -> primary calendar id
+    calendars: dict[str, PublicCalendar] = field(default_factory=dict)
+    subscriptions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def __post_init__(self) -> None:
+        self._valid_tokens: set[str] = set()
+        self.issued_secrets: list[str] = []  # every token and ticket handed out, for "never logged" checks
+        self._tickets: dict[str, float] = {}
+        self._faults: dict[str, deque[tuple[int, Any]]] = defaultdict(deque)
+        self._sockets: list[web.WebSocketResponse] = []
+        self._changed = asyncio.Condition()
+        self._counter = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application(client_max_size=2**20)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = self._runner.addresses[0]
+        self.base_url = f"http://{bound[0]}:{bound[1]}"
+        return self.base_url
+
+    async def close(self) -> None:
+        await self.drop_connections()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def bot_env(self) -> dict[str, str]:
+        """Environment variables that point a bot at this sandbox."""
+        return {
+            "DINGTALK_CLIENT_ID": self.client_id,
+            "DINGTALK_CLIENT_SECRET": self.client_secret,
+            "DINGTALK_API_BASE": self.base_url,
+            "DINGTALK_OAPI_BASE": self.base_url,
+        }
+
+    # --- seeding and fault knobs ----------------------------------------------------------------------------
+
+    def add_user(self, staff_id: str, union_id: str) -> None:
+        self.users[staff_id] = union_id
+        self.primary[union_id] = f"primary-{union_id}"
+
+    def add_calendar(self, calendar_id: str, summary: str, scope: set[str] | None = None) -> None:
+        self.calendars[calendar_id] = PublicCalendar(summary, scope)
+
+    def subscribe(self, union_id: str, calendar_id: str) -> None:
+        self.subscriptions[union_id].add(calendar_id)
+
+    def fail_next(self, api: str, status: int, body: Any, times: int = 1) -> None:
+        """The next `times` calls of `api` get this answer instead of the normal one."""
+        self._faults[api].extend([(status, body)] * times)
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far becomes invalid, as after DingTalk rotates them."""
+        self._valid_tokens.clear()
+
+    # --- messages into the bot ------------------------------------------------------------------------------
+
+    def chat(
+        self,
+        text: str | None,
+        staff_id: str = "",
+        *,
+        group: bool = False,
+        webhook_expires_in: float = 5400.0,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """A chatbot callback payload as DingTalk sends it; `text=None` makes a picture message."""
+        number = next(self._counter)
+        now_ms = int(time.time() * 1000)
+        data: dict[str, Any] = {
+            "conversationId": f"cid-group-{number}" if group else f"cid-single-{number}",
+            "conversationType": "2" if group else "1",
+            "chatbotCorpId": self.corp_id,
+            "chatbotUserId": "$:LWCP_v1:$bot",
+            "msgId": f"msg{uuid.uuid4().hex}",
+            "senderNick": "Sandbox User",
+            "senderStaffId": staff_id,
+            "senderId": f"$:LWCP_v1:${staff_id}",
+            "senderCorpId": self.corp_id,
+            "sessionWebhook": f"{self.base_url}/robot/sendBySession?session=s{uuid.uuid4().hex}",
+            "sessionWebhookExpiredTime": now_ms + int(webhook_expires_in * 1000),
+            "createAt": now_ms,
+            "isInAtList": True,
+            "robotCode": self.client_id,
+        }
+        if text is None:
+            data.update(msgtype="picture", content={"downloadCode": "dc-1", "pictureDownloadCode": "dc-1"})
+        else:
+            data.update(msgtype="text", text={"content": f" {text}" if group else text})
+        data.update(overrides)
+        return data
+
+    async def push(self, data: dict[str, Any], message_id: str = "") -> str:
+        """Send a chatbot CALLBACK frame to the bot; returns the frame's messageId."""
+        message_id = message_id or f"stream-{uuid.uuid4().hex}"
+        frame = {
+            "specVersion": "1.0",
+            "type": "CALLBACK",
+            "headers": {
+                "appId": self.client_id,
+                "contentType": "application/json",
+                "messageId": message_id,
+                "time": str(int(time.time() * 1000)),
+                "topic": CHATBOT_TOPIC,
+            },
+            "data": json.dumps(data, ensure_ascii=False),
+        }
+        await self.push_raw(json.dumps(frame, ensure_ascii=False))
+        return message_id
+
+    async def push_system(self, topic: str, data: dict[str, Any]) -> str:
+        message_id = f"system-{uuid.uuid4().hex}"
+        headers = {"contentType": "application/json", "messageId": message_id, "topic": topic}
+        await self.push_raw(json.dumps({"type": "SYSTEM", "headers": headers, "data": json.dumps(data)}))
+        return message_id
+
+    async def push_raw(self, text: str) -> None:
+        await self.wait_connected()
+        await self._sockets[-1].send_str(text)
+
+    async def drop_connections(self) -> None:
+        """Close every Stream socket from the server side, as a DingTalk gateway restart does."""
+        for socket in list(self._sockets):
+            await socket.close()
+
+    # --- waiting for what the bot did -----------------------------------------------------------------------
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Wait until predicate() returns something truthy, and return it."""
+        async with self._changed:
+            return await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    async def wait_connected(self, count: int = 1, timeout: float = 10.0) -> None:
+        await self.wait_for(lambda: len(self._sockets) >= count, timeout)
+
+    async def wait_ack(self, message_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        result: dict[str, Any] = await self.wait_for(lambda: self.acks.get(message_id), timeout)
+        return result
+
+    async def wait_reply(self, data: dict[str, Any], timeout: float = 10.0) -> Recorded:
+        """The first reply the bot sent to the conversation of this payload, by any route."""
+        result: Recorded = await self.wait_for(lambda: next(iter(self.replies_to(data)), None), timeout)
+        return result
+
+    def replies_to(self, data: dict[str, Any]) -> list[Recorded]:
+        webhook = data["sessionWebhook"]
+        own_path = webhook.removeprefix(self.base_url) if webhook.startswith(self.base_url + "/") else None
+        found = []
+        for request in self.requests:
+            if request.api == "webhook" and request.raw_path == own_path:
+                found.append(request)
+            elif request.api in ("batchSend", "groupSend"):
+                body = request.json()
+                if body.get("openConversationId") == data["conversationId"] or (
+                    data["conversationType"] == "1" and body.get("userIds") == [data["senderStaffId"]]
+                ):
+                    found.append(request)
+        return found
+
+    def calls(self, api: str) -> list[Recorded]:
+        return [request for request in self.requests if request.api == api]
+
+    # --- the platform ---------------------------------------------------------------------------------------
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        raw_path = request.raw_path
+        segments = raw_path.partition("?")[0].split("/")
+        api = _api_name(request.method, segments)
+        if api == "connect":
+            return await self._websocket(request)
+        body = await request.read()
+        self.requests.append(Recorded(api, request.method, raw_path, dict(request.headers), body))
+        await self._notify()
+        if api not in ("gateway", "webhook") and self.latency:
+            await asyncio.sleep(self.latency)
+        if self._faults[api]:
+            status, answer = self._faults[api].popleft()
+            return _json(status, answer)
+        handler = getattr(self, f"_api_{api.replace('/', '_')}", None)
+        if handler is None:
+            return _json(404, {"code": "NotFound", "message": f"no such API: {request.method} {raw_path}"})
+        response: web.StreamResponse = await handler(request, segments, _loads(body))
+        return response
+
+    async def _api_gateway(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        if body.get("clientId") != self.client_id or body.get("clientSecret") != self.client_secret:
+            return _error(401, "invalidClientIdOrSecret", "无效的clientId或者clientSecret")
+        ticket = uuid.uuid4().hex
+        self._tickets[ticket] = time.monotonic() + TICKET_SECONDS
+        self.issued_secrets.append(ticket)
+        host = request.host
+        return _json(200, {"endpoint": f"ws://{host}/connect", "ticket": ticket})
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("ticket", "")
+        if self._tickets.pop(ticket, 0) < time.monotonic():  # one connection per ticket, within 90 s
+            return web.Response(status=403, text="invalid ticket")
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await self._notify()
+        try:
+            async for frame in socket:
+                if frame.type == WSMsgType.TEXT:
+                    ack = json.loads(frame.data)
+                    self.acks[ack["headers"]["messageId"]] = ack
+                    await self._notify()
+        finally:
+            self._sockets.remove(socket)
+            await self._notify()
+        return socket
+
+    async def _api_accessToken(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        if body.get("appKey") != self.client_id or body.get("appSecret") != self.client_secret:
+            return _error(400, "invalidClientIdOrSecret", "无效的clientId或者clientSecret")
+        token = f"sandbox-token-{uuid.uuid4().hex}"
+        self._valid_tokens.add(token)
+        self.issued_secrets.append(token)
+        return _json(200, {"accessToken": token, "expireIn": 7200})
+
+    async def _api_user_get(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        if request.query.get("access_token") not in self._valid_tokens:
+            return _json(
+                200, {"errcode": 88, "sub_code": "40014", "sub_msg": "不合法的access_token", "errmsg": "invalid token"}
+            )
+        union_id = self.users.get(body.get("userid", ""))
+        if union_id is None:
+            return _json(200, {"errcode": 60121, "errmsg": "找不到该用户", "request_id": uuid.uuid4().hex})
+        result = {"userid": body["userid"], "unionid": union_id, "name": "Sandbox User"}
+        return _json(200, {"errcode": 0, "errmsg": "ok", "result": result, "request_id": uuid.uuid4().hex})
+
+    async def _api_unsubscribe(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        return self._change_subscription(request, segments, subscribe=False)
+
+    async def _api_subscribe(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        return self._change_subscription(request, segments, subscribe=True)
+
+    def _change_subscription(self, request: web.Request, segments: list[str], *, subscribe: bool) -> web.Response:
+        denied = self._check_token(request)
+        if denied is not None:
+            return denied
+        union_id, calendar_id = unquote(segments[4]), unquote(segments[6])
+        if not calendar_id:
+            return _error(400, "invalidParameter", "calendarId cannot be blank")
+        if calendar_id == self.primary.get(union_id):
+            return _error(400, "invalidParameter", "calendar type invalid")
+        calendar = self.calendars.get(calendar_id)
+        if calendar is None:
+            return _error(400, "invalidParameter", "forwardErrorMessage")
+        if calendar.scope is not None and union_id not in calendar.scope:
+            return _error(400, "permissionDenied", NOT_IN_SCOPE)
+        if subscribe:
+            self.subscriptions[union_id].add(calendar_id)
+            return web.Response(status=200)
+        self.subscriptions[union_id].discard(calendar_id)
+        return _json(200, {"result": True})
+
+    async def _api_webhook(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        return _json(200, {"errcode": 0, "errmsg": "ok"})
+
+    async def _api_batchSend(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        return self._check_token(request) or _json(200, {"processQueryKey": uuid.uuid4().hex})
+
+    async def _api_groupSend(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        return self._check_token(request) or _json(200, {"processQueryKey": uuid.uuid4().hex})
+
+    def _check_token(self, request: web.Request) -> web.Response | None:
+        token = request.headers.get("x-acs-dingtalk-access-token")
+        if token is None:
+            return _error(400, "AuthenticationFailed.MissingParameter", "缺少参数：x-acs-dingtalk-access-token")
+        if token not in self._valid_tokens:
+            return _error(400, "InvalidAuthentication", "不合法的access_token")
+        return None
+
+
+def _api_name(method: str, segments: list[str]) -> str:
+    """Name the API a raw path calls; a calendar id stays one segment only if the bot encoded it."""
+    path = "/".join(segments)
+    calendar_call = len(segments) == 8 and segments[1:4] == ["v1.0", "calendar", "users"] and segments[5] == "calendars"
+    if method == "POST" and calendar_call and segments[7] in ("unsubscribe", "subscribe"):
+        return segments[7]
+    known = {
+        ("POST", "/v1.0/gateway/connections/open"): "gateway",
+        ("GET", "/connect"): "connect",
+        ("POST", "/v1.0/oauth2/accessToken"): "accessToken",
+        ("POST", "/topapi/v2/user/get"): "user/get",
+        ("POST", "/robot/sendBySession"): "webhook",
+        ("POST", "/v1.0/robot/oToMessages/batchSend"): "batchSend",
+        ("POST", "/v1.0/robot/groupMessages/send"): "groupSend",
+    }
+    return known.get((method, path), "unknown")
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _json(status: int, body: Any, request_id: str = "") -> web.Response:
+    response = web.json_response(body, status=status, dumps=lambda value: json.dumps(value, ensure_ascii=False))
+    response.headers["x-acs-request-id"] = request_id or uuid.uuid4().hex.upper()
+    return response
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    request_id = uuid.uuid4().hex.upper()
+    return _json(status, {"code": code, "message": message, "requestid": request_id}, request_id)

@@ -1,0 +1,82 @@
+"""Run the real `python -m bot` process and collect what it prints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class BotProcess:
+    """The bot as a child process with its own environment; stdout lines are kept for assertions."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.lines: list[str] = []
+        self.stderr = ""
+        self._process: asyncio.subprocess.Process | None = None
+        self._readers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> BotProcess:
+        clean = {key: value for key, value in os.environ.items() if not key.startswith(("DINGTALK_", "BOT_"))}
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=ROOT,
+            env={**clean, **self.env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._readers = [asyncio.create_task(self._read_stdout()), asyncio.create_task(self._read_stderr())]
+        return self
+
+    async def _read_stdout(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        async for line in self._process.stdout:
+            self.lines.append(line.decode())
+
+    async def _read_stderr(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        self.stderr = (await self._process.stderr.read()).decode()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines) + self.stderr
+
+    def logs(self, event: str) -> list[dict[str, Any]]:
+        entries = [json.loads(line) for line in self.lines if line.startswith("{")]
+        return [entry for entry in entries if entry.get("event") == event]
+
+    async def wait_log(self, event: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """The first log entry for `event` with these field values, polling until the deadline."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for entry in self.logs(event):
+                if all(entry.get(key) == value for key, value in fields.items()):
+                    return entry
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no {event!r} log with {fields}; output:\n{self.output[-3000:]}")
+            await asyncio.sleep(0.02)
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        assert self._process is not None
+        self._process.send_signal(signum)
+
+    async def wait(self, timeout: float = 30.0) -> int:
+        assert self._process is not None
+        code = await asyncio.wait_for(self._process.wait(), timeout)
+        await asyncio.gather(*self._readers)
+        return code
+
+    async def stop(self) -> int:
+        assert self._process is not None
+        if self._process.returncode is None:
+            self.signal(signal.SIGTERM)
+        return await self.wait()

@@ -1,0 +1,52 @@
+"""Shared fixtures: one loopback DingTalk sandbox and one real bot process for the end-to-end tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest_asyncio
+
+from bot.sandbox import Sandbox
+from tests.botprocess import BotProcess
+
+_numbers = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class User:
+    staff_id: str
+    union_id: str
+
+
+def new_user(sandbox: Sandbox) -> User:
+    """A fresh employee of the sandbox organization, so tests never share state."""
+    number = next(_numbers)
+    user = User(f"staff{number:04d}", f"union{number:04d}XyZ")
+    sandbox.add_user(user.staff_id, user.union_id)
+    return user
+
+
+def new_calendar(sandbox: Sandbox, user: User, summary: str = "Company Holidays") -> str:
+    """A subscribed calendar the user follows."""
+    calendar_id = f"cal-{next(_numbers):04d}"
+    sandbox.add_calendar(calendar_id, summary)
+    sandbox.subscribe(user.union_id, calendar_id)
+    return calendar_id
+
+
+@pytest_asyncio.fixture(scope="session")
+async def sandbox() -> AsyncIterator[Sandbox]:
+    platform = Sandbox()
+    await platform.start()
+    yield platform
+    await platform.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def bot(sandbox: Sandbox) -> AsyncIterator[BotProcess]:
+    process = await BotProcess({**sandbox.bot_env(), "LOG_LEVEL": "DEBUG"}).start()
+    await sandbox.wait_connected()
+    yield process
+    assert await process.stop() == 0

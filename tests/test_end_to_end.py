@@ -1,0 +1,366 @@
+"""The real bot process against the loopback sandbox: what DingTalk receives for each kind of message."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bot.sandbox import Recorded, Sandbox
+from tests.botprocess import BotProcess
+from tests.conftest import new_calendar, new_user
+
+pytestmark = pytest.mark.usefixtures("bot")
+
+
+async def converse(sandbox: Sandbox, data: dict[str, Any]) -> tuple[dict[str, Any], Recorded]:
+    """Push a chatbot message; return its ACK and the one reply the bot sent."""
+    message_id = await sandbox.push(data)
+    ack = await sandbox.wait_ack(message_id)
+    reply = await sandbox.wait_reply(data)
+    return ack, reply
+
+
+def card(reply: Recorded) -> dict[str, Any]:
+    """The markdown or actionCard part of a sessionWebhook reply."""
+    body = reply.json()
+    return body.get("markdown") or body["actionCard"]
+
+
+def calendar_calls(sandbox: Sandbox, union_id: str) -> list[Recorded]:
+    return [r for r in sandbox.requests if r.path.startswith(f"/v1.0/calendar/users/{union_id}/")]
+
+
+async def test_unsubscribe_in_a_one_to_one_chat(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id)
+
+    ack, reply = await converse(sandbox, data)
+
+    assert ack["code"] == 200 and json.loads(ack["data"]) == {"response": None}
+    lookup = next(r for r in sandbox.calls("user/get") if r.json() == {"userid": user.staff_id})
+    assert lookup.method == "POST" and lookup.query["access_token"].startswith("sandbox-token-")
+    [call] = calendar_calls(sandbox, user.union_id)
+    assert call.method == "POST"
+    assert call.raw_path == f"/v1.0/calendar/users/{user.union_id}/calendars/{calendar_id}/unsubscribe"
+    assert call.headers["x-acs-dingtalk-access-token"] == lookup.query["access_token"]
+    assert call.body == b""
+    assert calendar_id not in sandbox.subscriptions[user.union_id]
+    assert reply.api == "webhook" and reply.raw_path == data["sessionWebhook"].removeprefix(sandbox.base_url)
+    body = reply.json()
+    assert body["msgtype"] == "markdown" and "at" not in body
+    assert body["markdown"]["title"] == "✅ Unsubscribed"
+    assert f"**{calendar_id}**" in body["markdown"]["text"]
+    assert "Request id: " in body["markdown"]["text"]
+
+
+async def test_unsubscribe_by_mention_in_a_group_answers_in_chinese_and_mentions_the_sender(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    data = sandbox.chat(f"取消订阅 {calendar_id}", user.staff_id, group=True)
+    assert data["text"]["content"].startswith(" ")  # as DingTalk delivers group text, mention removed
+
+    _, reply = await converse(sandbox, data)
+
+    body = reply.json()
+    assert body["at"] == {"atUserIds": [user.staff_id], "isAtAll": False}
+    assert body["markdown"]["title"] == "✅ 已取消订阅"
+    assert body["markdown"]["text"].endswith(f"@{user.staff_id}")
+    assert calendar_id not in sandbox.subscriptions[user.union_id]
+
+
+async def test_the_union_id_is_looked_up_once_per_sender(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    first, second = new_calendar(sandbox, user), new_calendar(sandbox, user)
+    await converse(sandbox, sandbox.chat(f"unsubscribe {first}", user.staff_id))
+    await converse(sandbox, sandbox.chat(f"unsubscribe {second}", user.staff_id))
+
+    assert [r.json() for r in sandbox.calls("user/get")].count({"userid": user.staff_id}) == 1
+    assert len(calendar_calls(sandbox, user.union_id)) == 2
+
+
+async def test_a_sender_union_id_in_the_message_is_used_without_a_lookup(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id, senderUnionId=user.union_id)
+
+    await converse(sandbox, data)
+
+    assert {"userid": user.staff_id} not in [r.json() for r in sandbox.calls("user/get")]
+    assert len(calendar_calls(sandbox, user.union_id)) == 1
+
+
+SEED_ERRORS = [
+    # (what the calendar API answers, the card's title, the code it shows)
+    (
+        (400, "permissionDenied", "The user is not within the subscription scope"),
+        "🚫 Not in this calendar's subscription scope",
+        "permissionDenied",
+    ),
+    ((400, "invalidParameter", "calendar type invalid"), "🚫 Not a subscribed calendar", "invalidParameter"),
+    ((400, "invalidParameter", "forwardErrorMessage"), "❓ Calendar not found", "invalidParameter"),
+    ((400, "invalidParameter", "calendarId cannot be blank"), "✏️ Which calendar?", "invalidParameter"),
+    ((400, "invalidParameter", "something new"), "❓ Calendar not found", "invalidParameter"),
+    (
+        (403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "没有调用该接口的权限"),
+        "🔒 The bot lacks a permission",
+        "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+    ),
+    (
+        (403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "qps"),
+        "⏳ DingTalk is busy",
+        "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
+    ),
+    ((429, "system.busy", "busy"), "⏳ DingTalk is busy", "system.busy"),
+    ((500, "internalError", "oops"), "⏳ DingTalk is busy", "internalError"),
+    ((503, "", ""), "⏳ DingTalk is busy", "HTTP503"),
+]
+
+
+@pytest.mark.parametrize(("answer", "title", "code"), SEED_ERRORS, ids=[e[0][1] or "503" for e in SEED_ERRORS])
+async def test_each_calendar_error_gets_its_own_card_with_code_and_request_id(
+    sandbox: Sandbox, answer: tuple[int, str, str], title: str, code: str
+) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    status, error_code, message = answer
+    body = {"code": error_code, "message": message, "requestid": "REQ-42"} if error_code else "<html>bad gateway</html>"
+    sandbox.fail_next("unsubscribe", status, body)
+
+    _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id))
+
+    shown = card(reply)
+    assert shown["title"] == title
+    assert f"Error code: {code.replace('_', chr(92) + '_')}" in shown["text"]
+    assert "Request id: REQ-42" in shown["text"] if error_code else "Request id: " in shown["text"]
+    assert calendar_id in sandbox.subscriptions[user.union_id]  # nothing changed
+
+
+async def test_the_sandbox_itself_answers_the_documented_errors(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    sandbox.add_calendar("cal-board-only", "Board", scope={"someone-else"})
+    cases = {
+        "cal-board-only": "🚫 Not in this calendar's subscription scope",
+        f"primary-{user.union_id}": "🚫 Not a subscribed calendar",
+        "cal-does-not-exist": "❓ Calendar not found",
+    }
+    for calendar_id, title in cases.items():
+        _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id))
+        assert card(reply)["title"] == title
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent_as"),
+    [
+        ("../x", "..%2Fx"),
+        ("a/b", "a%2Fb"),
+        ("x?y#z", "x%3Fy%23z"),
+        ("100%", "100%25"),
+        ("%2e%2e", "%252e%252e"),
+        ("...", "..."),
+        ("日历", "%E6%97%A5%E5%8E%86"),
+    ],
+)
+async def test_a_hostile_calendar_id_stays_one_path_segment(sandbox: Sandbox, typed: str, sent_as: str) -> None:
+    user = new_user(sandbox)
+    await converse(sandbox, sandbox.chat(f"unsubscribe {typed}", user.staff_id))
+
+    [call] = calendar_calls(sandbox, user.union_id)
+    assert call.raw_path == f"/v1.0/calendar/users/{user.union_id}/calendars/{sent_as}/unsubscribe"
+
+
+@pytest.mark.parametrize("typed", ["..", ".", "x" * 300, "a\u0000b", "a\u202eb", "two words"])
+async def test_what_cannot_be_a_calendar_id_is_refused_without_calling_dingtalk(sandbox: Sandbox, typed: str) -> None:
+    user = new_user(sandbox)
+    _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {typed}", user.staff_id))
+
+    assert card(reply)["title"] == "✏️ That is not a calendar id"
+    assert calendar_calls(sandbox, user.union_id) == []
+
+
+async def test_a_missing_calendar_id_gets_usage_without_calling_dingtalk(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    _, reply = await converse(sandbox, sandbox.chat("unsubscribe   ", user.staff_id))
+
+    assert card(reply)["title"] == "✏️ Which calendar?"
+    assert "unsubscribe cal-holidays" in card(reply)["text"]
+    assert calendar_calls(sandbox, user.union_id) == []
+
+
+async def test_markdown_in_a_calendar_id_is_echoed_as_plain_text(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    typed = "[click](https://evil.example/x)**![img](http://e/i.png)<b>@all</b>"
+    _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {typed}", user.staff_id))
+
+    text = card(reply)["text"]
+    assert "](" not in text and "<b>" not in text and "**!" not in text
+    assert r"\[click\]\(https://" + "\u200b" + r"evil.example/x\)" in text
+    assert "&lt;b&gt;@\u200ball&lt;/b&gt;" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("help", "📅 Calendar bot"),
+        ("HELP", "📅 Calendar bot"),
+        ("帮助", "📅 日历机器人"),
+        ("what can you do?", "📅 日历机器人"),
+        (None, "📅 日历机器人"),
+        ("", "📅 日历机器人"),
+    ],
+)
+async def test_help_and_anything_not_understood_get_the_help_card(
+    sandbox: Sandbox, text: str | None, title: str
+) -> None:
+    user = new_user(sandbox)
+    _, reply = await converse(sandbox, sandbox.chat(text, user.staff_id))
+
+    assert card(reply)["title"] == title
+    assert "unsubscribe cal-holidays" in card(reply)["text"]
+    assert calendar_calls(sandbox, user.union_id) == []
+
+
+async def test_a_rich_text_message_is_read_for_its_text(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    content = {"richText": [{"text": f"unsubscribe {calendar_id}"}, {"downloadCode": "dc", "type": "picture"}]}
+    data = sandbox.chat(None, user.staff_id, msgtype="richText", content=content)
+
+    _, reply = await converse(sandbox, data)
+
+    assert card(reply)["title"] == "✅ Unsubscribed"
+
+
+async def test_a_token_rejected_by_dingtalk_is_refreshed_and_the_call_retried_once(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    tokens_before = len(sandbox.calls("accessToken"))
+    sandbox.expire_tokens()
+
+    _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id))
+
+    assert card(reply)["title"] == "✅ Unsubscribed"
+    assert len(sandbox.calls("accessToken")) == tokens_before + 1
+    lookups = [r for r in sandbox.calls("user/get") if r.json() == {"userid": user.staff_id}]
+    assert len(lookups) == 2  # topapi answered errcode 88 / 40014 once, then the new token worked
+    assert lookups[0].query["access_token"] != lookups[1].query["access_token"]
+    [call] = calendar_calls(sandbox, user.union_id)
+    assert call.headers["x-acs-dingtalk-access-token"] == lookups[1].query["access_token"]
+
+
+async def test_an_openapi_token_rejection_is_retried_with_a_fresh_token(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    await converse(sandbox, sandbox.chat("unsubscribe warm-up-the-cache", user.staff_id))
+    sandbox.expire_tokens()
+
+    _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id))
+
+    assert card(reply)["title"] == "✅ Unsubscribed"
+    first, second = calendar_calls(sandbox, user.union_id)[-2:]
+    assert first.raw_path == second.raw_path
+    assert first.headers["x-acs-dingtalk-access-token"] != second.headers["x-acs-dingtalk-access-token"]
+
+
+async def test_an_expired_webhook_falls_back_to_the_robot_openapi_in_a_one_to_one_chat(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id, webhook_expires_in=-1)
+
+    _, reply = await converse(sandbox, data)
+
+    assert reply.api == "batchSend"
+    assert reply.raw_path == "/v1.0/robot/oToMessages/batchSend"
+    assert reply.headers["x-acs-dingtalk-access-token"].startswith("sandbox-token-")
+    body = reply.json()
+    assert body["robotCode"] == sandbox.client_id and body["userIds"] == [user.staff_id]
+    assert body["msgKey"] == "sampleMarkdown"
+    param = json.loads(body["msgParam"])
+    assert param["title"] == "✅ Unsubscribed" and calendar_id in param["text"]
+    assert sandbox.replies_to(data) == [reply]
+
+
+async def test_an_expired_webhook_falls_back_to_the_group_send_in_a_group(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    data = sandbox.chat("help", user.staff_id, group=True, webhook_expires_in=-1)
+
+    _, reply = await converse(sandbox, data)
+
+    assert reply.raw_path == "/v1.0/robot/groupMessages/send"
+    body = reply.json()
+    assert body["openConversationId"] == data["conversationId"] and body["robotCode"] == sandbox.client_id
+    assert json.loads(body["msgParam"])["title"] == "📅 Calendar bot"
+
+
+@pytest.mark.parametrize(
+    "webhook",
+    [
+        "http://evil.example:1/robot/sendBySession?session=x",
+        "https://oapi.dingtalk.com.evil.example/robot/send",
+        "https://evil.example/?u=https://oapi.dingtalk.com/",
+    ],
+)
+async def test_a_webhook_outside_dingtalk_is_never_called(sandbox: Sandbox, webhook: str) -> None:
+    user = new_user(sandbox)
+    data = sandbox.chat("help", user.staff_id, sessionWebhook=webhook)
+
+    _, reply = await converse(sandbox, data)
+
+    assert reply.api == "batchSend" and reply.json()["userIds"] == [user.staff_id]
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [{"senderStaffId": ""}, {"senderCorpId": "ding-another-org"}],
+    ids=["no staff id", "another organization"],
+)
+async def test_a_foreign_or_unidentified_sender_gets_a_members_only_card(
+    sandbox: Sandbox, identity: dict[str, str]
+) -> None:
+    user = new_user(sandbox)
+    data = sandbox.chat("unsubscribe cal-holidays", user.staff_id, group=True, **identity)
+    lookups_before = len(sandbox.calls("user/get"))
+
+    _, reply = await converse(sandbox, data)
+
+    assert card(reply)["title"] == "🏢 Members only"
+    assert len(sandbox.calls("user/get")) == lookups_before
+    assert calendar_calls(sandbox, user.union_id) == []
+
+
+async def test_a_sender_dingtalk_does_not_know_gets_a_clear_card(sandbox: Sandbox) -> None:
+    data = sandbox.chat("unsubscribe cal-holidays", "staff-unknown-to-dingtalk")
+
+    _, reply = await converse(sandbox, data)
+
+    assert card(reply)["title"] == "🏢 Account not found"
+    assert "Error code: 60121" in card(reply)["text"]
+
+
+async def test_a_repeated_msg_id_is_acknowledged_but_acted_on_once(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id)
+
+    first = await sandbox.push(data)
+    second = await sandbox.push(data)
+    assert (await sandbox.wait_ack(first))["code"] == 200
+    assert (await sandbox.wait_ack(second))["code"] == 200
+    await sandbox.wait_reply(data)
+    await converse(sandbox, sandbox.chat("help", user.staff_id))  # later than any second reply would be
+
+    assert len(calendar_calls(sandbox, user.union_id)) == 1
+    assert len(sandbox.replies_to(data)) == 1
+
+
+async def test_every_reply_route_logs_one_structured_line_per_message(sandbox: Sandbox, bot: BotProcess) -> None:
+    user = new_user(sandbox)
+    data = sandbox.chat("help", user.staff_id)
+    await converse(sandbox, data)
+
+    entry = await bot.wait_log("message handled", msg_id=data["msgId"])
+    assert entry["command"] == "help" and entry["outcome"] == "help" and entry["route"] == "webhook"
+    assert entry["conversation"] == "1:1" and isinstance(entry["latency_ms"], float)
+    assert len([e for e in bot.logs("message handled") if e["msg_id"] == data["msgId"]]) == 1

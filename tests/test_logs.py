@@ -1,0 +1,46 @@
+"""The JSON log formatter: one object per line, secrets redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from bot.dedupe import RecentIds
+from bot.logs import JsonFormatter
+
+
+def record(message: str, **fields: object) -> logging.LogRecord:
+    entry = logging.LogRecord("bot.test", logging.INFO, __file__, 1, message, None, None)
+    entry.fields = fields
+    return entry
+
+
+def test_a_line_is_one_json_object_with_the_fields() -> None:
+    line = JsonFormatter().format(record("message handled", msg_id="m1", text="a\nb"))
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["event"] == "message handled" and entry["msg_id"] == "m1" and entry["level"] == "info"
+
+
+def test_known_secrets_and_secret_parameters_are_redacted() -> None:
+    line = JsonFormatter(["topsecret"]).format(
+        record(
+            "x",
+            url="https://h/p?access_token=tok123&x=1",
+            ws="wss://h/connect?ticket=t-1",
+            s="topsecret",
+            hook="https://oapi.dingtalk.com/robot/sendBySession?session=abc",
+        )
+    )
+    for secret in ("tok123", "t-1", "topsecret", "abc"):
+        assert secret not in line
+    assert "x=1" in line
+
+
+def test_recent_ids_claims_each_id_once_until_it_expires() -> None:
+    ids = RecentIds(ttl=60, capacity=2)
+    assert ids.claim("a") and not ids.claim("a") and ids.claim("b")
+    assert ids.claim("c")  # over capacity: the oldest ("a") is forgotten
+    assert ids.claim("a")
+    expired = RecentIds(ttl=0)
+    assert expired.claim("a") and expired.claim("a")
