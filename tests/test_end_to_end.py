@@ -364,3 +364,58 @@ async def test_every_reply_route_logs_one_structured_line_per_message(sandbox: S
     assert entry["command"] == "help" and entry["outcome"] == "help" and entry["route"] == "webhook"
     assert entry["conversation"] == "1:1" and isinstance(entry["latency_ms"], float)
     assert len([e for e in bot.logs("message handled") if e["msg_id"] == data["msgId"]]) == 1
+
+
+async def test_the_bot_opened_its_stream_connection_through_the_gateway(sandbox: Sandbox) -> None:
+    [gateway, *_] = sandbox.calls("gateway")
+
+    assert gateway.method == "POST" and gateway.raw_path == "/v1.0/gateway/connections/open"
+    body = gateway.json()
+    assert body["clientId"] == sandbox.client_id and body["clientSecret"] == sandbox.client_secret
+    assert body["subscriptions"] == [{"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"}]
+    assert body["ua"].startswith("dingtalk-sdk-python/v0.24.3")
+
+
+async def test_many_messages_with_a_rejected_token_share_one_refresh(sandbox: Sandbox) -> None:
+    users = [new_user(sandbox) for _ in range(12)]
+    calendars = [new_calendar(sandbox, user) for user in users]
+    sandbox.expire_tokens()
+    tokens_before = len(sandbox.calls("accessToken"))
+    messages = [sandbox.chat(f"unsubscribe {c}", u.staff_id) for u, c in zip(users, calendars, strict=True)]
+
+    for data in messages:
+        await sandbox.push(data)
+    replies = [await sandbox.wait_reply(data) for data in messages]
+
+    assert [card(reply)["title"] for reply in replies] == ["✅ Unsubscribed"] * len(messages)
+    assert len(sandbox.calls("accessToken")) == tokens_before + 1
+
+
+async def test_system_pings_are_answered_with_their_opaque_and_odd_frames_do_not_stop_the_bot(sandbox: Sandbox) -> None:
+    ping = await sandbox.push_system("ping", {"opaque": "opaque-123"})
+    ack = await sandbox.wait_ack(ping)
+    assert ack["code"] == 200 and json.loads(ack["data"]) == {"opaque": "opaque-123"}
+
+    await sandbox.push_raw("this is not json")
+    await sandbox.push_raw(
+        json.dumps(
+            {
+                "type": "CALLBACK",
+                "headers": {"messageId": "bad-data", "topic": "/v1.0/im/bot/messages/get"},
+                "data": "{not json",
+            }
+        )
+    )
+    await sandbox.push_raw(
+        json.dumps({"type": "CALLBACK", "headers": {"messageId": "other-topic", "topic": "/v1.0/x"}, "data": "{}"})
+    )
+    await sandbox.push_raw(
+        json.dumps({"type": "EVENT", "headers": {"messageId": "an-event", "topic": "*"}, "data": "{}"})
+    )
+    assert (await sandbox.wait_ack("bad-data"))["code"] == 200
+    assert (await sandbox.wait_ack("other-topic"))["code"] == 404
+    assert json.loads((await sandbox.wait_ack("an-event"))["data"])["status"] == "SUCCESS"
+
+    user = new_user(sandbox)
+    _, reply = await converse(sandbox, sandbox.chat("help", user.staff_id))
+    assert card(reply)["title"] == "📅 Calendar bot"
