@@ -13,7 +13,7 @@ from bot.dedupe import RecentIds
 from bot.dingtalk import DingTalkClient, DingTalkError, new_http_client
 from bot.handlers import HANDLERS, Context
 from bot.models import Message, Reply
-from bot.replies import deliver
+from bot.replies import deliver, deliver_privately
 from bot.transport import StreamClient
 from bot.users import UserDirectory
 
@@ -50,6 +50,13 @@ class App:
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
+    async def _answer(self, message: Message, reply: Reply, locale: str) -> str:
+        card = cards.render(reply, locale)
+        if message.is_group and card.interactive:
+            notice = cards.render(Reply("sent_privately", {"title": card.title}), locale)
+            return await deliver_privately(self.dingtalk, message, card, notice, self.config.oapi_base)
+        return await deliver(self.dingtalk, message, card, self.config.oapi_base)
+
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
         command = parse(message.text, self.config.locale)
@@ -67,9 +74,7 @@ class App:
             "request_id": reply.data.get("request_id", ""),
         }
         try:
-            fields["route"] = await deliver(
-                self.dingtalk, message, cards.render(reply, command.locale), self.config.oapi_base
-            )
+            fields["route"] = await self._answer(message, reply, command.locale)
         except DingTalkError as error:
             fields.update(route="failed", reply_code=error.code)
         except Exception:

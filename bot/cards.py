@@ -6,14 +6,23 @@ import re
 import unicodedata
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
-from bot.models import Card, Reply
+from bot.commands import command_text
+from bot.models import Action, Button, Card, Reply
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 MAX_ECHO_LENGTH = 80
 TITLE_LIMIT = 64  # DingTalk rejects longer card titles (errcode 34016)
+BUTTON_TITLE_LIMIT = 20
+MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five; more become links
+SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="  # the host must be lower case or clients ignore it
+BUTTON_LABELS = {
+    "en": {"unsubscribe": "Unsubscribe {}", "resubscribe": "↩ Undo: {}"},
+    "zh_CN": {"unsubscribe": "取消订阅 {}", "resubscribe": "↩ 撤销：{}"},
+}
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()#!|~])")
 # A zero-width space after these keeps clients from turning echoed text into a link or an @mention.
@@ -55,11 +64,35 @@ _ENVIRONMENT = _environment()
 
 
 def render(reply: Reply, locale: str) -> Card:
-    """Render the reply's outcome template in the locale: first line the title, the whole text the body."""
+    """Render the reply's outcome template in the locale: first line the title, the whole text the body;
+    actions become buttons, or links in the body when there are more than a card can hold."""
     template = _ENVIRONMENT.get_template(f"{locale}/{reply.outcome}.md.j2")
     markdown = template.render(reply.data).strip()
     title = markdown.splitlines()[0].lstrip("#").strip()[:TITLE_LIMIT]
-    return Card(title=title, markdown=markdown, buttons=reply.buttons)
+    if len(reply.actions) > MAX_BUTTONS:
+        links = "\n".join(
+            f"- [{escape_markdown(_label(a, locale))}]({_send_as_user(a, locale)})" for a in reply.actions
+        )
+        return Card(title, f"{markdown}\n\n{links}", (), interactive=True)
+    buttons = tuple(button(action, locale) for action in reply.actions)
+    return Card(title, markdown, buttons, interactive=bool(buttons))
+
+
+def button(action: Action, locale: str) -> Button:
+    """A button that sends the action's command as the user, exactly as they would type it."""
+    title = _label(action, locale)
+    if len(title) > BUTTON_TITLE_LIMIT:
+        title = title[: BUTTON_TITLE_LIMIT - 1] + "…"
+    return Button(title, _send_as_user(action, locale))
+
+
+def _label(action: Action, locale: str) -> str:
+    calendar = "".join(_visible(char) for char in (action.name or action.calendar_id))
+    return BUTTON_LABELS[locale][action.command].format(calendar)
+
+
+def _send_as_user(action: Action, locale: str) -> str:
+    return SEND_AS_USER + quote(command_text(action.command, action.calendar_id, locale), safe="")
 
 
 def outcomes(locale: str) -> list[str]:

@@ -14,11 +14,23 @@ _KEYWORDS = (
     ("unsubscribe", "unsubscribe", "en"),
     ("取消订阅", "unsubscribe", "zh_CN"),
     ("退订", "unsubscribe", "zh_CN"),
+    ("resubscribe", "resubscribe", "en"),
+    ("重新订阅", "resubscribe", "zh_CN"),
+    ("calendars", "list", "en"),
+    ("list", "list", "en"),
+    ("日历", "list", "zh_CN"),
+    ("列表", "list", "zh_CN"),
     ("help", "help", "en"),
     ("帮助", "help", "zh_CN"),
     ("?", "help", "en"),
     ("？", "help", "zh_CN"),
 )
+# The words a command is written with in each locale, for the commands a button sends.
+COMMAND_WORDS = {
+    "en": {"unsubscribe": "unsubscribe", "resubscribe": "resubscribe"},
+    "zh_CN": {"unsubscribe": "取消订阅", "resubscribe": "重新订阅"},
+}
+_SEPARATORS = re.compile(r"[,，、]")
 # Group messages arrive with the bot's @mention removed, but some clients leave it in the text.
 _LEADING_MENTIONS = re.compile(r"^(?:@\S+\s+)+")
 
@@ -38,14 +50,28 @@ def parse(text: str | None, default_locale: str) -> Command:
     return Command("help", default_locale, understood=not cleaned)
 
 
+def split_targets(argument: str) -> list[str]:
+    """The calendars named in an argument: separated by commas (`,` `，`) or `、`, trimmed, repeats dropped."""
+    targets = (part.strip() for part in _SEPARATORS.split(argument))
+    return list(dict.fromkeys(target for target in targets if target))
+
+
 def calendar_id_problem(value: str) -> str | None:
-    """Why this text cannot be a calendar id ("missing", "dot_segment", "too_long", "bad_characters"), or None."""
+    """Why this text cannot be a calendar id ("missing", "dot_segment", "too_long", "whitespace",
+    "bad_characters"), or None."""
     if not value:
         return "missing"
     if value in (".", ".."):
         return "dot_segment"
     if len(value) > MAX_CALENDAR_ID_LENGTH:
         return "too_long"
-    if any(char.isspace() or unicodedata.category(char).startswith("C") for char in value):
+    if any(unicodedata.category(char).startswith("C") for char in value):
         return "bad_characters"
+    if any(char.isspace() for char in value):
+        return "whitespace"
     return None
+
+
+def command_text(command: str, calendar_id: str, locale: str) -> str:
+    """The text a user would type for this command on this calendar, in the locale's words."""
+    return f"{COMMAND_WORDS[locale][command]} {calendar_id}"

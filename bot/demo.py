@@ -1,18 +1,21 @@
-"""`python -m bot demo`: the real bot against the loopback sandbox, playing a scripted conversation."""
+"""`python -m bot demo [--interactive]`: the real bot against the loopback sandbox, scripted or typed by you."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
+import re
 import sys
 import textwrap
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+from urllib.parse import unquote
 
 from bot import logs
 from bot.app import App
+from bot.cards import SEND_AS_USER
 from bot.config import Config
-from bot.sandbox import Sandbox
+from bot.sandbox import Recorded, Sandbox
 
 DEMO_STAFF_ID = "demo-staff"
 DEMO_UNION_ID = "demoUnionId0001"
@@ -22,54 +25,138 @@ FORBIDDEN = {
     "requestid": "DEMO-403",
     "accessdenieddetail": {"requiredScopes": ["Calendar.Calendar.Write"]},
 }
+THROTTLED = {"code": "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "message": "qps", "requestid": "DEMO-QPS"}
+_MARKDOWN_LINK = re.compile(r"\[((?:\\.|[^\]])*)\]\((dtmd://[^)]+)\)")
 
 
 def seed(sandbox: Sandbox) -> None:
     sandbox.add_user(DEMO_STAFF_ID, DEMO_UNION_ID)
-    sandbox.add_calendar("cal-holidays", "Company Holidays")
-    sandbox.add_calendar("cal-lunch", "Canteen Menu")
-    sandbox.add_calendar("cal-board", "Board Meetings", scope={"someoneElse"})
-    sandbox.subscribe(DEMO_UNION_ID, "cal-holidays")
-    sandbox.subscribe(DEMO_UNION_ID, "cal-lunch")
+    for calendar_id, name in [
+        ("cal-holidays", "Company Holidays"),
+        ("cal-lunch", "食堂菜单"),
+        ("cal-offsite-east", "Team Offsite"),
+        ("cal-offsite-west", "Team Offsite"),
+        ("cal-sports", "Sports Club"),
+    ]:
+        sandbox.add_calendar(calendar_id, name)
+        sandbox.subscribe(DEMO_UNION_ID, calendar_id)
+    sandbox.add_calendar("cal-board", "Board Meetings", scope={"someone-else"})
 
 
-def script(sandbox: Sandbox) -> list[tuple[str, dict[str, Any]]]:
-    """(what happens, the callback the sandbox pushes) in the order the demo plays them."""
-    me = DEMO_STAFF_ID
-    return [
-        ("ask for help", sandbox.chat("help", me)),
-        ("unsubscribe, in English, 1:1", sandbox.chat("unsubscribe cal-holidays", me)),
-        (
-            "unsubscribe, in Chinese, @-mentioning the bot in a group",
-            sandbox.chat("取消订阅 cal-lunch", me, group=True),
-        ),
-        ("a calendar whose scope excludes the user (permissionDenied)", sandbox.chat("unsubscribe cal-board", me)),
-        (
-            "the user's own primary calendar (calendar type invalid)",
-            sandbox.chat(f"unsubscribe primary-{DEMO_UNION_ID}", me),
-        ),
-        ("an unknown id (forwardErrorMessage)", sandbox.chat("unsubscribe cal-nope", me)),
-        ("no id at all", sandbox.chat("unsubscribe", me)),
-        ("an id that tries to change the URL", sandbox.chat("unsubscribe ../../admin", me)),
-        ("the app lacks Calendar.Calendar.Write (403)", sandbox.chat("unsubscribe cal-holidays", me)),
-        ("DingTalk is throttling (403 QpsLimit)", sandbox.chat("unsubscribe cal-holidays", me)),
-        ("someone from another organization", sandbox.chat("unsubscribe cal-holidays", "", senderCorpId="dingother")),
-        ("a picture instead of text", sandbox.chat(None, me)),
-    ]
+def view(reply: Recorded) -> tuple[str, list[tuple[str, str]]]:
+    """A card as a person reads it: its markdown and its buttons (title, link), from either reply route."""
+    body = reply.json()
+    if "msgParam" in body:  # robot OpenAPI
+        param = json.loads(body["msgParam"])
+        buttons = [(param["singleTitle"], param["singleURL"])] if "singleTitle" in param else []
+        for number in range(1, 6):
+            if f"actionTitle{number}" in param:
+                buttons.append((param[f"actionTitle{number}"], param[f"actionURL{number}"]))
+        text = param["text"]
+    else:
+        card = body.get("actionCard") or body.get("markdown") or {}
+        text = card.get("text", "")
+        buttons = [(button["title"], button["actionURL"]) for button in card.get("btns", [])]
+    buttons += [(title.replace("\\", ""), url) for title, url in _MARKDOWN_LINK.findall(text)]
+    return _MARKDOWN_LINK.sub(lambda match: match.group(1).replace("\\", ""), text), buttons
 
 
-def card_text(body: dict[str, Any]) -> str:
-    """A card as a person would read it in a terminal."""
-    if "msgKey" in body:  # robot OpenAPI
-        return str(json.loads(body["msgParam"])["text"])
-    card = body.get("actionCard") or body.get("markdown") or {}
-    lines = [card.get("text", "")]
-    for number, button in enumerate(card.get("btns", []), start=1):
-        lines.append(f"[{number}] {button['title']}")
-    return "\n".join(lines)
+class Conversation:
+    """Talks to the bot as the demo user, prints every card it answers with and remembers its buttons."""
+
+    def __init__(self, sandbox: Sandbox, out: TextIO) -> None:
+        self.sandbox = sandbox
+        self.out = out
+        self.buttons: list[tuple[str, str]] = []
+
+    async def say(self, text: str | None, *, group: bool = False, staff_id: str = DEMO_STAFF_ID, **extra: Any) -> None:
+        data = self.sandbox.chat(text, staff_id, group=group, **extra)
+        since = len(self.sandbox.requests)
+        where = "in the group" if group else "1:1"
+        print(f"  you ({where})> {text if text is not None else '<a picture>'}", file=self.out)
+        await self.sandbox.push(data)
+        reply = await self.sandbox.wait_reply(data)
+        # A card with buttons asked for in a group goes to the sender privately, before the group's notice.
+        private = [r for r in self.sandbox.requests[since:] if r.api == "batchSend" and r is not reply and group]
+        self.buttons = []
+        for answer in [*private, reply]:
+            text_shown, buttons = view(answer)
+            route = "privately" if answer in private else answer.api
+            print(textwrap.indent(text_shown, f"  bot ({route})│ "), file=self.out)
+            for title, url in buttons:
+                self.buttons.append((title, url))
+                print(f"  bot ({route})│ [{len(self.buttons)}] {title}", file=self.out)
+        print(file=self.out)
+
+    async def press(self, number: int) -> None:
+        if not 1 <= number <= len(self.buttons):
+            print(f"  (no button {number} on the last card)\n", file=self.out)
+            return
+        title, url = self.buttons[number - 1]
+        print(f"  (you press [{number}] {title})", file=self.out)
+        await self.say(unquote(url.removeprefix(SEND_AS_USER)))
 
 
-async def play(out: Any) -> int:
+async def play_script(talk: Conversation) -> None:
+    sandbox, step = talk.sandbox, _announcer(talk.out)
+    await step("Help", talk.say("help"))
+    await step("Your subscribed calendars, one button each", talk.say("list"))
+    await step("Unsubscribe by name; the card has an undo button", talk.say("unsubscribe company holidays"))
+    await step("Press undo", talk.press(1))
+    await step("A name two calendars share: no guessing", talk.say("unsubscribe Team Offsite"))
+    await step("Pick the second", talk.press(2))
+    await step(
+        "In Chinese, by a Chinese name, @-mentioning the bot in a group", talk.say("取消订阅 食堂菜单", group=True)
+    )
+    await step("Several at once", talk.say("unsubscribe cal-sports, cal-board, cal-nope"))
+    await step("Your own primary calendar", talk.say(f"unsubscribe primary-{DEMO_UNION_ID}"))
+    await step("A name that matches nothing", talk.say("unsubscribe Yoga Class"))
+    await step("No calendar named at all", talk.say("unsubscribe"))
+    await step("An id that tries to change the URL", talk.say("unsubscribe ../../admin"))
+    sandbox.fail_next("unsubscribe", 403, FORBIDDEN)
+    await step("The app lacks Calendar.Calendar.Write", talk.say("unsubscribe cal-offsite-east"))
+    sandbox.fail_next("unsubscribe", 403, THROTTLED)
+    await step("DingTalk is throttling", talk.say("unsubscribe cal-offsite-east"))
+    await step("Someone from another organization", talk.say("unsubscribe cal-holidays", senderCorpId="ding-other"))
+    await step("A picture instead of text", talk.say(None))
+    await step("Nothing left to list", _unsubscribe_everything_then_list(talk))
+
+
+async def _unsubscribe_everything_then_list(talk: Conversation) -> None:
+    await talk.say("unsubscribe cal-holidays, cal-offsite-east")
+    await talk.say("日历")
+
+
+def _announcer(out: TextIO) -> Callable[[str, Awaitable[None]], Awaitable[None]]:
+    async def step(what: str, action: Awaitable[None]) -> None:
+        print(f"── {what}", file=out)
+        await action
+
+    return step
+
+
+async def play_interactive(talk: Conversation) -> None:
+    print(
+        "Type a message as the demo user. A number presses that button of the last card; start a line with",
+        "'/group ' to write in a group; 'quit' or Ctrl-D ends.\n",
+        file=talk.out,
+    )
+    while True:
+        try:
+            line = (await asyncio.to_thread(input, "you> ")).strip()
+        except EOFError:
+            return
+        if line in ("quit", "exit"):
+            return
+        if line.isdigit():
+            await talk.press(int(line))
+        elif line.startswith("/group "):
+            await talk.say(line.removeprefix("/group "), group=True)
+        else:
+            await talk.say(line)
+
+
+async def run(interactive: bool, out: TextIO) -> int:
     sandbox = Sandbox()
     await sandbox.start()
     seed(sandbox)
@@ -77,25 +164,9 @@ async def play(out: Any) -> int:
     runner = asyncio.create_task(app.run())
     try:
         await sandbox.wait_connected()
-        print(f"Sandbox DingTalk on {sandbox.base_url}; the bot is connected over Stream mode.\n", file=out)
-        for what, data in script(sandbox):
-            if "lacks" in what:
-                sandbox.fail_next("unsubscribe", 403, FORBIDDEN)
-            if "throttling" in what:
-                sandbox.fail_next(
-                    "unsubscribe",
-                    403,
-                    {
-                        "code": "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
-                        "message": "qps limit",
-                        "requestid": "DEMO-QPS",
-                    },
-                )
-            text = data.get("text", {}).get("content", f"<{data['msgtype']}>").strip()
-            await sandbox.push(data)
-            reply = await sandbox.wait_reply(data)
-            print(f"── {what}\n  you> {text}", file=out)
-            print(textwrap.indent(card_text(reply.json()), "  bot│ "), "\n", file=out)
+        print(f"Sandbox DingTalk on {sandbox.base_url}; the bot is connected to it in Stream mode.\n", file=out)
+        talk = Conversation(sandbox, out)
+        await (play_interactive(talk) if interactive else play_script(talk))
     finally:
         await app.shutdown(5)
         await runner
@@ -104,9 +175,8 @@ async def play(out: Any) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv:
-        print("usage: python -m bot demo", file=sys.stderr)
+    if argv not in ([], ["--interactive"]):
+        print("usage: python -m bot demo [--interactive]", file=sys.stderr)
         return 2
     logs.configure("WARNING")
-    logging.getLogger("bot").setLevel(logging.WARNING)
-    return asyncio.run(play(sys.stdout))
+    return asyncio.run(run(argv == ["--interactive"], sys.stdout))

@@ -12,6 +12,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from bot.config import Config
+from bot.models import Calendar
 
 TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token expires, as the SDK does
 _THROTTLE_CODES = ("Forbidden.AccessDenied.Qps", "Forbidden.AccessDenied.Qpm", "system.busy", "systemBusy")
@@ -130,6 +131,22 @@ class DingTalkClient:
         if data.get("result") is not True:
             raise DingTalkError(200, "resultFalse", "DingTalk did not confirm the change", _request_id(data))
         return _request_id(data)
+
+    async def subscribe_calendar(self, union_id: str, calendar_id: str) -> str:
+        """Subscribe the user to a subscribed (public) calendar again; DingTalk answers 200 with no body."""
+        path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/subscribe"
+        return _request_id(await self._openapi("POST", path))
+
+    async def list_calendars(self, union_id: str) -> list[Calendar]:
+        """All of the user's calendars (primary, subscribed, shared), as DingTalk lists them."""
+        data = await self._openapi("GET", f"/v1.0/calendar/users/{_segment(union_id)}/calendars")
+        response = data.get("response")
+        entries = response.get("calendars") if isinstance(response, dict) else None
+        return [
+            Calendar(str(entry.get("id", "")), str(entry.get("summary") or ""), str(entry.get("type") or "unknown"))
+            for entry in entries or []
+            if isinstance(entry, dict) and entry.get("id")
+        ]
 
     async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:
         """Reply through a message's sessionWebhook; the URL itself is the credential."""

@@ -1,4 +1,4 @@
-"""The shared vocabulary: Message, Command, Reply, Button and Card (stdlib only)."""
+"""The shared vocabulary: Message, Command, Calendar, Action, Reply, Button and Card (stdlib only)."""
 
 from __future__ import annotations
 
@@ -35,19 +35,37 @@ class Message:
 class Command:
     """What the user asked for, parsed from text: a name, its argument and the language it was asked in."""
 
-    name: str  # "help" or "unsubscribe"
+    name: str  # "help", "list", "unsubscribe" or "resubscribe"
     locale: str
     argument: str = ""
     understood: bool = True
 
 
 @dataclass(frozen=True, slots=True)
+class Calendar:
+    """One of a user's calendars as DingTalk lists it."""
+
+    id: str
+    name: str
+    type: str  # "primary", "subscribed", "shared" or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A one-tap follow-up offered on a card: a command on one calendar, sent as the user when pressed."""
+
+    command: str  # "unsubscribe" or "resubscribe"
+    calendar_id: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
-    """What a handler decided: an outcome (one template per outcome) and the data the template shows."""
+    """What a handler decided: an outcome (one template per outcome), the data it shows, follow-up actions."""
 
     outcome: str
     data: dict[str, Any] = field(default_factory=dict)
-    buttons: tuple[Button, ...] = ()
+    actions: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +83,4 @@ class Card:
     title: str
     markdown: str
     buttons: tuple[Button, ...] = ()
+    interactive: bool = False  # it offers actions, as buttons or as links in the markdown

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from bot.dingtalk import DingTalkClient, DingTalkError
 from bot.models import Card, Message
 
-MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five
 WEBHOOK_MARGIN_MS = 10_000  # do not start a post to a webhook that expires while it is under way
 DINGTALK_WEBHOOK_HOSTS = frozenset({"oapi.dingtalk.com", "api.dingtalk.com", "oapi.dingtalk.io", "api.dingtalk.io"})
 _MENTIONABLE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -33,7 +32,7 @@ def webhook_body(card: Card, mention_staff_id: str = "") -> dict[str, Any]:
         body = {"at": {"atUserIds": [mention_staff_id], "isAtAll": False}}
     else:
         body = {}
-    buttons = card.buttons[:MAX_BUTTONS]
+    buttons = card.buttons
     if not buttons:
         return {"msgtype": "markdown", "markdown": {"title": card.title, "text": text}, **body}
     action_card = {
@@ -47,7 +46,7 @@ def webhook_body(card: Card, mention_staff_id: str = "") -> dict[str, Any]:
 
 def robot_message(card: Card) -> tuple[str, dict[str, str]]:
     """The robot OpenAPI msgKey and msgParam for a card (the OpenAPI cannot @-mention)."""
-    buttons = card.buttons[:MAX_BUTTONS]
+    buttons = card.buttons
     param = {"title": card.title, "text": card.markdown}
     if not buttons:
         return "sampleMarkdown", param
@@ -75,3 +74,17 @@ async def deliver(dingtalk: DingTalkClient, message: Message, card: Card, oapi_b
     else:
         await dingtalk.send_to_user(message.sender_staff_id, msg_key, msg_param)
     return "openapi"
+
+
+async def deliver_privately(
+    dingtalk: DingTalkClient, message: Message, card: Card, notice: Card, oapi_base: str
+) -> str:
+    """A card with buttons, asked for in a group: to the sender 1:1, since a button pressed in a group posts its
+    command without @-mentioning the bot; the group gets a short notice. If the private send fails, the group gets
+    the card itself."""
+    msg_key, msg_param = robot_message(card)
+    try:
+        await dingtalk.send_to_user(message.sender_staff_id, msg_key, msg_param)
+    except DingTalkError:
+        return "group-fallback:" + await deliver(dingtalk, message, card, oapi_base)
+    return "private+" + await deliver(dingtalk, message, notice, oapi_base)

@@ -71,6 +71,7 @@ class Sandbox:
         self._sockets: list[web.WebSocketResponse] = []
         self._changed = asyncio.Condition()
         self._counter = itertools.count(1)
+        self._pushed_at: dict[str, int] = {}  # msgId -> how many requests had arrived when it was pushed
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -161,6 +162,7 @@ class Sandbox:
     async def push(self, data: dict[str, Any], message_id: str = "") -> str:
         """Send a chatbot CALLBACK frame to the bot; returns the frame's messageId."""
         message_id = message_id or f"stream-{uuid.uuid4().hex}"
+        self._pushed_at.setdefault(str(data.get("msgId")), len(self.requests))
         frame = {
             "specVersion": "1.0",
             "type": "CALLBACK",
@@ -211,19 +213,21 @@ class Sandbox:
         return result
 
     def replies_to(self, data: dict[str, Any]) -> list[Recorded]:
+        """What the bot sent into this payload's conversation since it was pushed: to its sessionWebhook, or
+        through the robot OpenAPI to its group or, for a 1:1 chat, to its sender."""
         webhook = data["sessionWebhook"]
         own_path = webhook.removeprefix(self.base_url) if webhook.startswith(self.base_url + "/") else None
-        found = []
-        for request in self.requests:
-            if request.api == "webhook" and request.raw_path == own_path:
-                found.append(request)
-            elif request.api in ("batchSend", "groupSend"):
-                body = request.json()
-                if body.get("openConversationId") == data["conversationId"] or (
-                    data["conversationType"] == "1" and body.get("userIds") == [data["senderStaffId"]]
-                ):
-                    found.append(request)
-        return found
+        since = self._pushed_at.get(str(data.get("msgId")), 0)
+        return [request for request in self.requests[since:] if self._answers(request, data, own_path)]
+
+    @staticmethod
+    def _answers(request: Recorded, data: dict[str, Any], own_path: str | None) -> bool:
+        if request.api == "webhook":
+            return request.raw_path == own_path
+        if request.api == "groupSend":
+            return bool(request.json().get("openConversationId") == data["conversationId"])
+        one_to_one = data["conversationType"] == "1"
+        return request.api == "batchSend" and one_to_one and request.json().get("userIds") == [data["senderStaffId"]]
 
     def calls(self, api: str) -> list[Recorded]:
         return [request for request in self.requests if request.api == api]
@@ -323,9 +327,19 @@ class Sandbox:
             return _error(400, "permissionDenied", NOT_IN_SCOPE)
         if subscribe:
             self.subscriptions[union_id].add(calendar_id)
-            return web.Response(status=200)
+            return web.Response(status=200, headers={"x-acs-request-id": uuid.uuid4().hex.upper()})
         self.subscriptions[union_id].discard(calendar_id)
         return _json(200, {"result": True})
+
+    async def _api_calendars(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        denied = self._check_token(request)
+        if denied is not None:
+            return denied
+        union_id = unquote(segments[4])
+        entries = [_calendar_entry(self.primary[union_id], "我的日历", "primary")] if union_id in self.primary else []
+        for calendar_id in sorted(self.subscriptions[union_id]):
+            entries.append(_calendar_entry(calendar_id, self.calendars[calendar_id].summary, "subscribed"))
+        return _json(200, {"response": {"calendars": entries}})
 
     async def _api_webhook(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
         return _json(200, {"errcode": 0, "errmsg": "ok"})
@@ -348,6 +362,8 @@ class Sandbox:
 def _api_name(method: str, segments: list[str]) -> str:
     """Name the API a raw path calls; a calendar id stays one segment only if the bot encoded it."""
     path = "/".join(segments)
+    if method == "GET" and len(segments) == 6 and segments[1:4] == ["v1.0", "calendar", "users"]:
+        return "calendars" if segments[5] == "calendars" else "unknown"
     calendar_call = len(segments) == 8 and segments[1:4] == ["v1.0", "calendar", "users"] and segments[5] == "calendars"
     if method == "POST" and calendar_call and segments[7] in ("unsubscribe", "subscribe"):
         return segments[7]
@@ -361,6 +377,18 @@ def _api_name(method: str, segments: list[str]) -> str:
         ("POST", "/v1.0/robot/groupMessages/send"): "groupSend",
     }
     return known.get((method, path), "unknown")
+
+
+def _calendar_entry(calendar_id: str, summary: str, kind: str) -> dict[str, str]:
+    return {
+        "id": calendar_id,
+        "summary": summary,
+        "description": "",
+        "timeZone": "Asia/Shanghai",
+        "eTag": "0",
+        "type": kind,
+        "privilege": "VIEW_DETAIL",
+    }
 
 
 def _loads(body: bytes) -> Any:

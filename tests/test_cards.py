@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from bot import cards
 from bot.config import LOCALES
-from bot.models import Button, Reply
+from bot.models import Action, Button, Reply
 
 SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "help": {"understood": False},
-    "unsubscribed": {"calendar_id": "cal-1", "request_id": "R1"},
+    "unsubscribed": {"calendar_id": "cal-1", "name": "Holidays", "request_id": "R1"},
     "calendar_id_missing": {"code": "invalidParameter", "request_id": "R1"},
     "invalid_calendar_id": {"calendar_id": "..", "problem": "dot_segment"},
     "not_in_scope": {"calendar_id": "cal-1", "code": "permissionDenied", "request_id": "R1"},
@@ -28,6 +28,24 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "sender_unknown": {"code": "60121", "request_id": "R1"},
     "dingtalk_error": {"calendar_id": "cal-1", "code": "X", "request_id": "R1", "message": "m"},
     "internal_error": {},
+    "resubscribed": {"calendar_id": "cal-1", "request_id": "R1"},
+    "subscribe_limit": {"calendar_id": "cal-1", "code": "exceedSubscribeLimit", "request_id": "R1"},
+    "calendars": {"calendars": [{"id": "cal-1", "name": "公司假期"}, {"id": "cal-2", "name": ""}]},
+    "no_calendars": {},
+    "ambiguous": {
+        "text": "Holidays",
+        "calendars": [{"id": "cal-1", "name": "Holidays"}, {"id": "cal-2", "name": "Holidays"}],
+    },
+    "no_match": {"text": "x y", "calendars": [{"id": "cal-1", "name": "Holidays"}]},
+    "sent_privately": {"title": "✅ Unsubscribed"},
+    "batch": {
+        "items": [
+            {"outcome": "unsubscribed", "calendar_id": "cal-1", "name": "Holidays", "request_id": "R1"},
+            {"outcome": "not_in_scope", "calendar_id": "cal-2", "code": "permissionDenied", "request_id": "R2"},
+            {"outcome": "no_match", "text": "x y", "calendars": []},
+            {"outcome": "temporary_problem", "calendar_id": "cal-3", "code": "HTTP503", "request_id": "R3"},
+        ]
+    },
 }
 
 
@@ -54,9 +72,35 @@ def test_a_missing_variable_fails_loudly(outcome: str) -> None:
         cards.render(Reply(outcome, {}), "en")
 
 
-def test_buttons_come_from_the_reply() -> None:
-    buttons = (Button("Undo", "dtmd://dingtalkclient/sendMessage?content=x"),)
-    assert cards.render(Reply("foreign_sender", {}, buttons), "en").buttons == buttons
+def test_actions_become_buttons_that_send_the_command_as_the_user() -> None:
+    reply = Reply("unsubscribed", SAMPLE_DATA["unsubscribed"], (Action("resubscribe", "cal-1", "Holidays"),))
+
+    assert cards.render(reply, "en").buttons == (
+        Button("↩ Undo: Holidays", "dtmd://dingtalkclient/sendMessage?content=resubscribe%20cal-1"),
+    )
+    assert cards.render(reply, "zh_CN").buttons == (
+        Button(
+            "↩ 撤销：Holidays", "dtmd://dingtalkclient/sendMessage?content=%E9%87%8D%E6%96%B0%E8%AE%A2%E9%98%85%20cal-1"
+        ),
+    )
+
+
+def test_more_actions_than_a_card_holds_become_links_in_the_body() -> None:
+    actions = tuple(Action("unsubscribe", f"cal/{n}", f"[Name {n}](x)") for n in range(6))
+    card = cards.render(Reply("calendars", {"calendars": []}, actions), "en")
+
+    assert card.buttons == () and card.interactive
+    assert (
+        "- [Unsubscribe \\[Name 0\\]\\(x\\)](dtmd://dingtalkclient/sendMessage?content=unsubscribe%20cal%2F0)"
+        in card.markdown
+    )
+
+
+def test_a_long_button_title_is_shortened_and_loses_invisible_characters() -> None:
+    [button] = cards.render(
+        Reply("no_calendars", {}, (Action("unsubscribe", "c", "A\u202e" + "x" * 30),)), "en"
+    ).buttons
+    assert button.title == "Unsubscribe A\ufffdxxxxx…" and len(button.title) == cards.BUTTON_TITLE_LIMIT
 
 
 @pytest.mark.parametrize(

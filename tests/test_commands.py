@@ -46,7 +46,7 @@ def test_text_not_understood_gets_the_default_language() -> None:
         ("", "missing"),
         (".", "dot_segment"),
         ("..", "dot_segment"),
-        ("a b", "bad_characters"),
+        ("a b", "whitespace"),
         ("a\x00", "bad_characters"),
         ("a\u202e", "bad_characters"),
         ("a\u200b", "bad_characters"),

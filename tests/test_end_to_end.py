@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -29,7 +30,12 @@ def card(reply: Recorded) -> dict[str, Any]:
 
 
 def calendar_calls(sandbox: Sandbox, union_id: str) -> list[Recorded]:
+    """Every calendar API call made for this user: list, unsubscribe, subscribe."""
     return [r for r in sandbox.requests if r.path.startswith(f"/v1.0/calendar/users/{union_id}/")]
+
+
+def unsubscribe_calls(sandbox: Sandbox, union_id: str) -> list[Recorded]:
+    return [r for r in calendar_calls(sandbox, union_id) if r.api == "unsubscribe"]
 
 
 async def test_unsubscribe_in_a_one_to_one_chat(sandbox: Sandbox) -> None:
@@ -42,33 +48,50 @@ async def test_unsubscribe_in_a_one_to_one_chat(sandbox: Sandbox) -> None:
     assert ack["code"] == 200 and json.loads(ack["data"]) == {"response": None}
     lookup = next(r for r in sandbox.calls("user/get") if r.json() == {"userid": user.staff_id})
     assert lookup.method == "POST" and lookup.query["access_token"].startswith("sandbox-token-")
-    [call] = calendar_calls(sandbox, user.union_id)
+    listing, call = calendar_calls(sandbox, user.union_id)
+    assert listing.method == "GET" and listing.raw_path == f"/v1.0/calendar/users/{user.union_id}/calendars"
     assert call.method == "POST"
     assert call.raw_path == f"/v1.0/calendar/users/{user.union_id}/calendars/{calendar_id}/unsubscribe"
-    assert call.headers["x-acs-dingtalk-access-token"] == lookup.query["access_token"]
+    token = lookup.query["access_token"]
+    assert call.headers["x-acs-dingtalk-access-token"] == listing.headers["x-acs-dingtalk-access-token"] == token
     assert call.body == b""
     assert calendar_id not in sandbox.subscriptions[user.union_id]
     assert reply.api == "webhook" and reply.raw_path == data["sessionWebhook"].removeprefix(sandbox.base_url)
     body = reply.json()
-    assert body["msgtype"] == "markdown" and "at" not in body
-    assert body["markdown"]["title"] == "✅ Unsubscribed"
-    assert f"**{calendar_id}**" in body["markdown"]["text"]
-    assert "Request id: " in body["markdown"]["text"]
+    assert body["msgtype"] == "actionCard" and "at" not in body
+    assert body["actionCard"]["title"] == "✅ Unsubscribed"
+    assert f"**Company Holidays** ({calendar_id})" in body["actionCard"]["text"]
+    assert "Request id: " in body["actionCard"]["text"]
+    assert body["actionCard"]["btns"] == [
+        {
+            "title": "↩ Undo: Company Hol…",
+            "actionURL": f"dtmd://dingtalkclient/sendMessage?content=resubscribe%20{calendar_id}",
+        }
+    ]
 
 
-async def test_unsubscribe_by_mention_in_a_group_answers_in_chinese_and_mentions_the_sender(sandbox: Sandbox) -> None:
+async def test_unsubscribe_by_mention_in_a_group_answers_in_chinese_with_the_buttons_sent_privately(
+    sandbox: Sandbox,
+) -> None:
     user = new_user(sandbox)
     calendar_id = new_calendar(sandbox, user)
     data = sandbox.chat(f"取消订阅 {calendar_id}", user.staff_id, group=True)
     assert data["text"]["content"].startswith(" ")  # as DingTalk delivers group text, mention removed
 
-    _, reply = await converse(sandbox, data)
+    _, notice = await converse(sandbox, data)
 
-    body = reply.json()
-    assert body["at"] == {"atUserIds": [user.staff_id], "isAtAll": False}
-    assert body["markdown"]["title"] == "✅ 已取消订阅"
-    assert body["markdown"]["text"].endswith(f"@{user.staff_id}")
     assert calendar_id not in sandbox.subscriptions[user.union_id]
+    body = notice.json()
+    assert notice.api == "webhook" and body["msgtype"] == "markdown"
+    assert body["at"] == {"atUserIds": [user.staff_id], "isAtAll": False}
+    assert body["markdown"]["title"] == "📬 已私聊回复"
+    assert body["markdown"]["text"].endswith(f"@{user.staff_id}")
+    [private] = [r for r in sandbox.calls("batchSend") if r.json()["userIds"] == [user.staff_id]]
+    sent = private.json()
+    assert sent["msgKey"] == "sampleActionCard" and sent["robotCode"] == sandbox.client_id
+    param = json.loads(sent["msgParam"])
+    assert param["title"] == "✅ 已取消订阅"
+    assert param["singleURL"] == "dtmd://dingtalkclient/sendMessage?content=" + quote(f"重新订阅 {calendar_id}")
 
 
 async def test_the_union_id_is_looked_up_once_per_sender(sandbox: Sandbox) -> None:
@@ -78,7 +101,7 @@ async def test_the_union_id_is_looked_up_once_per_sender(sandbox: Sandbox) -> No
     await converse(sandbox, sandbox.chat(f"unsubscribe {second}", user.staff_id))
 
     assert [r.json() for r in sandbox.calls("user/get")].count({"userid": user.staff_id}) == 1
-    assert len(calendar_calls(sandbox, user.union_id)) == 2
+    assert len(unsubscribe_calls(sandbox, user.union_id)) == 2
 
 
 async def test_a_sender_union_id_in_the_message_is_used_without_a_lookup(sandbox: Sandbox) -> None:
@@ -89,7 +112,7 @@ async def test_a_sender_union_id_in_the_message_is_used_without_a_lookup(sandbox
     await converse(sandbox, data)
 
     assert {"userid": user.staff_id} not in [r.json() for r in sandbox.calls("user/get")]
-    assert len(calendar_calls(sandbox, user.union_id)) == 1
+    assert len(unsubscribe_calls(sandbox, user.union_id)) == 1
 
 
 SEED_ERRORS = [
@@ -167,11 +190,11 @@ async def test_a_hostile_calendar_id_stays_one_path_segment(sandbox: Sandbox, ty
     user = new_user(sandbox)
     await converse(sandbox, sandbox.chat(f"unsubscribe {typed}", user.staff_id))
 
-    [call] = calendar_calls(sandbox, user.union_id)
+    [call] = unsubscribe_calls(sandbox, user.union_id)
     assert call.raw_path == f"/v1.0/calendar/users/{user.union_id}/calendars/{sent_as}/unsubscribe"
 
 
-@pytest.mark.parametrize("typed", ["..", ".", "x" * 300, "a\u0000b", "a\u202eb", "two words"])
+@pytest.mark.parametrize("typed", ["..", ".", "x" * 300, "a\u0000b", "a\u202eb", "a\u200bb"])
 async def test_what_cannot_be_a_calendar_id_is_refused_without_calling_dingtalk(sandbox: Sandbox, typed: str) -> None:
     user = new_user(sandbox)
     _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {typed}", user.staff_id))
@@ -218,7 +241,7 @@ async def test_help_and_anything_not_understood_get_the_help_card(
     _, reply = await converse(sandbox, sandbox.chat(text, user.staff_id))
 
     assert card(reply)["title"] == title
-    assert "unsubscribe cal-holidays" in card(reply)["text"]
+    assert "cal-holidays" in card(reply)["text"]
     assert calendar_calls(sandbox, user.union_id) == []
 
 
@@ -246,7 +269,7 @@ async def test_a_token_rejected_by_dingtalk_is_refreshed_and_the_call_retried_on
     lookups = [r for r in sandbox.calls("user/get") if r.json() == {"userid": user.staff_id}]
     assert len(lookups) == 2  # topapi answered errcode 88 / 40014 once, then the new token worked
     assert lookups[0].query["access_token"] != lookups[1].query["access_token"]
-    [call] = calendar_calls(sandbox, user.union_id)
+    [call] = unsubscribe_calls(sandbox, user.union_id)
     assert call.headers["x-acs-dingtalk-access-token"] == lookups[1].query["access_token"]
 
 
@@ -259,7 +282,7 @@ async def test_an_openapi_token_rejection_is_retried_with_a_fresh_token(sandbox:
     _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id))
 
     assert card(reply)["title"] == "✅ Unsubscribed"
-    first, second = calendar_calls(sandbox, user.union_id)[-2:]
+    first, second = [r for r in calendar_calls(sandbox, user.union_id) if r.api == "calendars"][-2:]
     assert first.raw_path == second.raw_path
     assert first.headers["x-acs-dingtalk-access-token"] != second.headers["x-acs-dingtalk-access-token"]
 
@@ -276,9 +299,12 @@ async def test_an_expired_webhook_falls_back_to_the_robot_openapi_in_a_one_to_on
     assert reply.headers["x-acs-dingtalk-access-token"].startswith("sandbox-token-")
     body = reply.json()
     assert body["robotCode"] == sandbox.client_id and body["userIds"] == [user.staff_id]
-    assert body["msgKey"] == "sampleMarkdown"
+    assert body["msgKey"] == "sampleActionCard"
     param = json.loads(body["msgParam"])
     assert param["title"] == "✅ Unsubscribed" and calendar_id in param["text"]
+    assert param["singleTitle"] == "↩ Undo: Company Hol…" and param["singleURL"].endswith(
+        f"resubscribe%20{calendar_id}"
+    )
     assert sandbox.replies_to(data) == [reply]
 
 
@@ -351,7 +377,7 @@ async def test_a_repeated_msg_id_is_acknowledged_but_acted_on_once(sandbox: Sand
     await sandbox.wait_reply(data)
     await converse(sandbox, sandbox.chat("help", user.staff_id))  # later than any second reply would be
 
-    assert len(calendar_calls(sandbox, user.union_id)) == 1
+    assert len(unsubscribe_calls(sandbox, user.union_id)) == 1
     assert len(sandbox.replies_to(data)) == 1
 
 

@@ -92,7 +92,7 @@ async def test_sigterm_lets_the_message_in_flight_finish_then_exits_zero(own_san
 
     assert await process.wait(timeout=25) == 0
     reply = await sandbox.wait_reply(data, timeout=1)
-    assert reply.json()["markdown"]["title"] == "✅ Unsubscribed"
+    assert reply.json()["actionCard"]["title"] == "✅ Unsubscribed"
     assert calendar_id not in sandbox.subscriptions[user.union_id]
 
 
@@ -106,14 +106,44 @@ async def test_the_demo_plays_its_script_and_exits_zero() -> None:
     text = stdout.decode()
     for title in [
         "📅 Calendar bot",
+        "📅 Your subscribed calendars",
         "✅ Unsubscribed",
+        "↩ Subscribed again",
+        "🤔 Which one?",
         "✅ 已取消订阅",
-        "🚫 Not in this calendar's subscription scope",
+        "📬 已私聊回复",
+        "📋 3 calendars",
         "🚫 Not a subscribed calendar",
-        "❓ Calendar not found",
+        "❓ No calendar called that",
         "✏️ Which calendar?",
+        "❓ Calendar not found",
         "🔒 The bot lacks a permission",
         "⏳ DingTalk is busy",
         "🏢 Members only",
+        "📭 没有订阅的日历",
     ]:
         assert title in text
+    assert "(you press [1] ↩ Undo: Company Hol…)\n  you (1:1)> resubscribe cal-holidays" in text
+
+
+async def test_the_interactive_demo_takes_typed_messages_and_button_presses() -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "demo",
+        "--interactive",
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    typed = "list\n1\n2\n/group 帮助\nquit\n"
+    stdout, stderr = await asyncio.wait_for(demo.communicate(typed.encode()), 60)
+
+    assert demo.returncode == 0, stderr.decode()
+    text = stdout.decode()
+    assert "[1] Unsubscribe Company…" in text
+    assert "(you press [1] Unsubscribe Company…)\n  you (1:1)> unsubscribe cal-holidays" in text
+    assert "(you press [2] ↩ Undo" not in text and "(no button 2 on the last card)" in text
+    assert "you (in the group)> 帮助" in text and "### 📅 日历机器人" in text

@@ -1,0 +1,44 @@
+"""What every handler shares: the Context it gets, and how replies for several calendars combine."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from bot.dingtalk import DingTalkClient, DingTalkError
+from bot.handlers.explain import explain_lookup_error
+from bot.models import Command, Message, Reply
+from bot.users import ForeignSender, UserDirectory
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a handler may use: the message it answers and the platform clients."""
+
+    message: Message
+    dingtalk: DingTalkClient
+    users: UserDirectory
+
+    async def identify(self) -> str | Reply:
+        """The sender's unionId, or the card that explains why the bot cannot act for them."""
+        try:
+            return await self.users.union_id(self.message)
+        except ForeignSender:
+            return Reply("foreign_sender")
+        except DingTalkError as error:
+            return explain_lookup_error(error)
+
+
+def combine(replies: Sequence[Reply]) -> Reply:
+    """One reply for several calendars: each outcome side by side, every follow-up action kept."""
+    if len(replies) == 1:
+        return replies[0]
+    items = [{"outcome": reply.outcome, **reply.data} for reply in replies]
+    done = {reply.data["calendar_id"] for reply in replies if reply.outcome == "unsubscribed"}
+    offered = (action for reply in replies for action in reply.actions)
+    # a name that matched nothing offers the subscribed calendars; not those this same command just left
+    actions = tuple(dict.fromkeys(a for a in offered if not (a.command == "unsubscribe" and a.calendar_id in done)))
+    return Reply("batch", {"items": items}, actions)
+
+
+Handler = Callable[[Context, Command], Awaitable[Reply]]

@@ -1,0 +1,24 @@
+"""`list` / `日历`: the sender's subscribed calendars, each with a one-tap unsubscribe."""
+
+from __future__ import annotations
+
+from bot.dingtalk import DingTalkError
+from bot.handlers.base import Context
+from bot.handlers.explain import explain_calendar_error
+from bot.models import Action, Command, Reply
+from bot.resolve import subscribed
+
+
+async def list_calendars(context: Context, command: Command) -> Reply:
+    union_id = await context.identify()
+    if isinstance(union_id, Reply):
+        return union_id
+    try:
+        calendars = subscribed(await context.dingtalk.list_calendars(union_id))
+    except DingTalkError as error:
+        return explain_calendar_error(error, "")
+    if not calendars:
+        return Reply("no_calendars")
+    items = [{"id": calendar.id, "name": calendar.name} for calendar in calendars]
+    actions = tuple(Action("unsubscribe", calendar.id, calendar.name) for calendar in calendars)
+    return Reply("calendars", {"calendars": items}, actions)
