@@ -11,7 +11,7 @@ from bot import logs
 from bot.app import App
 from bot.config import Config, ConfigError
 
-SHUTDOWN_GRACE_SECONDS = 20.0  # a dyno gets 30 s between SIGTERM and SIGKILL
+SHUTDOWN_GRACE_SECONDS = 22.0  # a dyno gets 30 s between SIGTERM and SIGKILL; exit well within 25 s
 
 
 async def serve(config: Config) -> None:

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 
-from bot import cards
+from bot import budget, cards
 from bot.commands import parse
 from bot.config import Config
-from bot.dedupe import RecentIds
 from bot.dingtalk import DingTalkClient, DingTalkError, new_http_client
 from bot.handlers import HANDLERS, Context
-from bot.models import Message, Reply
+from bot.inbox import Inbox
+from bot.models import Command, Message, Reply
+from bot.ratelimit import ApiRateLimiter, UserRateLimiter
 from bot.replies import deliver, deliver_privately
 from bot.transport import StreamClient
 from bot.users import UserDirectory
 
 log = logging.getLogger("bot.app")
+FAILED_OUTCOMES = frozenset({"internal_error", "temporary_problem"})
 
 
 class App:
@@ -25,30 +28,73 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.dingtalk = DingTalkClient(config, new_http_client(config.http_timeout))
+        self.dingtalk = DingTalkClient(config, new_http_client(config.http_timeout), ApiRateLimiter(config.api_qps))
         self.users = UserDirectory(self.dingtalk)
-        self.stream = StreamClient(self.dingtalk, self.accept)
-        self._handled = RecentIds()
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self.user_limits = UserRateLimiter(config.user_rate)
+        self.inbox = Inbox(self.handle, config.max_in_flight)
+        self.stream = StreamClient(self.dingtalk, self.inbox.accept, config.ping_seconds)
+        self.counters: Counter[str] = Counter()
 
     async def run(self) -> None:
-        await self.stream.run()
+        self.inbox.start()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self.stream.run()
+        finally:
+            heartbeat.cancel()
 
     async def shutdown(self, grace_seconds: float) -> None:
-        """Stop taking messages, let those in flight finish (cards sent), then close the HTTP client."""
+        """Stop taking messages, finish those already accepted (their cards sent), then close the HTTP client."""
         await self.stream.stop()
-        if self._in_flight:
-            await asyncio.wait(self._in_flight, timeout=grace_seconds)
+        unfinished = await self.inbox.drain(grace_seconds)
+        if unfinished:
+            log.error("shutdown left messages unfinished", extra={"fields": {"unfinished": unfinished}})
+        log.info("stopped", extra={"fields": self._snapshot()})
         await self.dingtalk.aclose()
 
-    def accept(self, message: Message) -> None:
-        """Take a message off the connection (already ACKed); a repeat of a handled msgId is dropped."""
-        if not self._handled.claim(message.msg_id):
-            log.info("duplicate message dropped", extra={"fields": {"msg_id": message.msg_id}})
+    async def handle(self, message: Message) -> None:
+        started = time.perf_counter()
+        command = parse(message.text, self.config.locale)
+        verdict = self.user_limits.check(message.sender_key)
+        fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
+        if verdict == "drop":
+            self.counters["rate_limited"] += 1
+            log.info("message dropped: sender over the rate limit", extra={"fields": fields})
             return
-        task = asyncio.create_task(self.handle(message))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        work = budget.Budget(self.config.command_timeout)
+        token = budget.current.set(work)
+        try:
+            reply = Reply("slow_down") if verdict == "slow_down" else await self._run_command(message, command)
+        finally:
+            budget.current.reset(token)
+        # The reply gets its own budget: a command that used up its time still gets its card.
+        sending = budget.Budget(self.config.command_timeout)
+        token = budget.current.set(sending)
+        fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
+        fields["request_id"] = reply.data.get("request_id", "")
+        try:
+            fields["route"] = await self._answer(message, reply, command.locale)
+        except DingTalkError as error:
+            fields.update(route="failed", reply_code=error.code)
+        except Exception:
+            log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
+            fields["route"] = "failed"
+        finally:
+            budget.current.reset(token)
+        retries = work.retries + sending.retries
+        fields.update(attempts=work.attempts + sending.attempts, retries=retries)
+        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        self.counters["handled"] += 1
+        self.counters["retried"] += retries
+        self.counters["failed"] += reply.outcome in FAILED_OUTCOMES or fields["route"] == "failed"
+        log.info("message handled", extra={"fields": fields})
+
+    async def _run_command(self, message: Message, command: Command) -> Reply:
+        try:
+            return await HANDLERS[command.name](Context(message, self.dingtalk, self.users), command)
+        except Exception:
+            log.exception("command failed", extra={"fields": {"msg_id": message.msg_id, "command": command.name}})
+            return Reply("internal_error")
 
     async def _answer(self, message: Message, reply: Reply, locale: str) -> str:
         card = cards.render(reply, locale)
@@ -57,28 +103,18 @@ class App:
             return await deliver_privately(self.dingtalk, message, card, notice, self.config.oapi_base)
         return await deliver(self.dingtalk, message, card, self.config.oapi_base)
 
-    async def handle(self, message: Message) -> None:
-        started = time.perf_counter()
-        command = parse(message.text, self.config.locale)
-        try:
-            reply = await HANDLERS[command.name](Context(message, self.dingtalk, self.users), command)
-        except Exception:
-            log.exception("command failed", extra={"fields": {"msg_id": message.msg_id, "command": command.name}})
-            reply = Reply("internal_error")
-        fields = {
-            "msg_id": message.msg_id,
-            "conversation": "group" if message.is_group else "1:1",
-            "command": command.name,
-            "outcome": reply.outcome,
-            "code": reply.data.get("code", ""),
-            "request_id": reply.data.get("request_id", ""),
+    def _snapshot(self) -> dict[str, int]:
+        return {
+            "handled": self.counters["handled"],
+            "failed": self.counters["failed"],
+            "retried": self.counters["retried"],
+            "deduplicated": self.inbox.deduplicated,
+            "rate_limited": self.counters["rate_limited"],
+            "in_flight": self.inbox.in_flight,
+            "reconnects": self.stream.reconnects,
         }
-        try:
-            fields["route"] = await self._answer(message, reply, command.locale)
-        except DingTalkError as error:
-            fields.update(route="failed", reply_code=error.code)
-        except Exception:
-            log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
-            fields["route"] = "failed"
-        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        log.info("message handled", extra={"fields": fields})
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_seconds)
+            log.info("heartbeat", extra={"fields": self._snapshot()})

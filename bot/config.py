@@ -27,6 +27,12 @@ class Config:
     locale: str = "zh_CN"
     http_timeout: float = 10.0
     log_level: str = "INFO"
+    max_in_flight: int = 256
+    command_timeout: float = 20.0
+    api_qps: float = 20.0
+    user_rate: int = 10
+    heartbeat_seconds: float = 60.0
+    ping_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -50,6 +56,12 @@ class Config:
             locale=locale,
             http_timeout=_positive_float(env, "BOT_HTTP_TIMEOUT", 10.0),
             log_level=log_level,
+            max_in_flight=int(_positive_float(env, "BOT_MAX_IN_FLIGHT", 256, whole=True)),
+            command_timeout=_positive_float(env, "BOT_COMMAND_TIMEOUT", 20.0),
+            api_qps=_positive_float(env, "BOT_API_QPS", 20.0),
+            user_rate=int(_positive_float(env, "BOT_USER_RATE", 10, whole=True)),
+            heartbeat_seconds=_positive_float(env, "BOT_HEARTBEAT_SECONDS", 60.0),
+            ping_seconds=_positive_float(env, "BOT_STREAM_PING_SECONDS", 20.0),
         )
 
 
@@ -68,7 +80,7 @@ def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip("/")
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+def _positive_float(env: Mapping[str, str], name: str, default: float, *, whole: bool = False) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -76,6 +88,8 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
+    if value <= 0 or value != value or value == float("inf"):
         raise ConfigError(f"{name} must be greater than 0, not {raw!r}")
+    if whole and not value.is_integer():
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}")
     return value

@@ -25,6 +25,7 @@ FORBIDDEN = {
     "requestid": "DEMO-403",
     "accessdenieddetail": {"requiredScopes": ["Calendar.Calendar.Write"]},
 }
+DEMO_COMMAND_TIMEOUT = 2  # seconds; shorter than the default so that giving up does not keep you waiting
 THROTTLED = {"code": "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "message": "qps", "requestid": "DEMO-QPS"}
 _MARKDOWN_LINK = re.compile(r"\[((?:\\.|[^\]])*)\]\((dtmd://[^)]+)\)")
 
@@ -116,7 +117,14 @@ async def play_script(talk: Conversation) -> None:
     sandbox.fail_next("unsubscribe", 403, FORBIDDEN)
     await step("The app lacks Calendar.Calendar.Write", talk.say("unsubscribe cal-offsite-east"))
     sandbox.fail_next("unsubscribe", 403, THROTTLED)
-    await step("DingTalk is throttling", talk.say("unsubscribe cal-offsite-east"))
+    await step("DingTalk throttles once: the bot waits a second and retries", talk.say("unsubscribe cal-offsite-east"))
+    await step("Undo that", talk.press(1))
+    sandbox.fail_next("unsubscribe", 503, {"code": "ServiceUnavailable", "message": "down"}, times=50)
+    await step(
+        f"DingTalk keeps failing: the bot gives up after {DEMO_COMMAND_TIMEOUT} s",
+        talk.say("unsubscribe cal-offsite-east"),
+    )
+    sandbox.clear_faults()
     await step("Someone from another organization", talk.say("unsubscribe cal-holidays", senderCorpId="ding-other"))
     await step("A picture instead of text", talk.say(None))
     await step("Nothing left to list", _unsubscribe_everything_then_list(talk))
@@ -160,7 +168,9 @@ async def run(interactive: bool, out: TextIO) -> int:
     sandbox = Sandbox()
     await sandbox.start()
     seed(sandbox)
-    app = App(Config.from_env(sandbox.bot_env()))
+    # The demo user sends more than the default 10 commands a minute.
+    settings = {"BOT_COMMAND_TIMEOUT": str(DEMO_COMMAND_TIMEOUT), "BOT_USER_RATE": "1000"}
+    app = App(Config.from_env({**sandbox.bot_env(), **settings}))
     runner = asyncio.create_task(app.run())
     try:
         await sandbox.wait_connected()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from typing import Any
 from urllib.parse import quote
@@ -11,8 +12,10 @@ from urllib.parse import quote
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from bot import budget
 from bot.config import Config
 from bot.models import Calendar
+from bot.ratelimit import ApiRateLimiter
 
 TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token expires, as the SDK does
 _THROTTLE_CODES = ("Forbidden.AccessDenied.Qps", "Forbidden.AccessDenied.Qpm", "system.busy", "systemBusy")
@@ -50,6 +53,10 @@ class DingTalkError(Exception):
         return self.code in {str(errcode) for errcode in _TOPAPI_RETRYABLE_ERRCODES}
 
     @property
+    def is_throttle(self) -> bool:
+        return self.status == 429 or self.code.startswith(_THROTTLE_CODES) or self.code in ("90002", "90018")
+
+    @property
     def is_token_rejected(self) -> bool:
         if self.status in (400, 401) and self.code == "InvalidAuthentication":
             return True
@@ -74,9 +81,10 @@ def new_http_client(timeout: float) -> httpx.AsyncClient:
 class DingTalkClient:
     """Calls DingTalk's OpenAPI (api host) and old API (oapi host) with a cached app access token."""
 
-    def __init__(self, config: Config, http: httpx.AsyncClient) -> None:
+    def __init__(self, config: Config, http: httpx.AsyncClient, limiter: ApiRateLimiter) -> None:
         self._config = config
         self._http = http
+        self._limiter = limiter
         self._token = ""
         self._token_expires_at = 0.0
         self._token_lock = asyncio.Lock()
@@ -95,7 +103,7 @@ class DingTalkClient:
             "ua": user_agent,
             "localIp": "",
         }
-        data = await self._request("POST", f"{self._config.api_base}/v1.0/gateway/connections/open", body)
+        data = await self._call("gateway", "POST", f"{self._config.api_base}/v1.0/gateway/connections/open", body)
         return str(data["endpoint"]), str(data["ticket"])
 
     # --- access token ---------------------------------------------------------------------------------------
@@ -107,7 +115,7 @@ class DingTalkClient:
             if self._token and time.monotonic() < self._token_expires_at:
                 return self._token
             body = {"appKey": self._config.client_id, "appSecret": self._config.client_secret}
-            data = await self._request("POST", f"{self._config.api_base}/v1.0/oauth2/accessToken", body)
+            data = await self._call("accessToken", "POST", f"{self._config.api_base}/v1.0/oauth2/accessToken", body)
             lifetime = float(data.get("expireIn", 7200))
             self._token = str(data["accessToken"])
             self._token_expires_at = time.monotonic() + max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2)
@@ -121,13 +129,13 @@ class DingTalkClient:
 
     async def union_id(self, staff_id: str) -> str:
         """The user's unionId from their staff userid (topapi/v2/user/get)."""
-        data = await self._topapi("/topapi/v2/user/get", {"userid": staff_id})
+        data = await self._topapi("user/get", "/topapi/v2/user/get", {"userid": staff_id})
         return str(data["result"]["unionid"])
 
     async def unsubscribe_calendar(self, union_id: str, calendar_id: str) -> str:
         """Unsubscribe the user from a subscribed calendar; returns DingTalk's request id."""
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/unsubscribe"
-        data = await self._openapi("POST", path)
+        data = await self._openapi("unsubscribe", "POST", path)
         if data.get("result") is not True:
             raise DingTalkError(200, "resultFalse", "DingTalk did not confirm the change", _request_id(data))
         return _request_id(data)
@@ -135,11 +143,11 @@ class DingTalkClient:
     async def subscribe_calendar(self, union_id: str, calendar_id: str) -> str:
         """Subscribe the user to a subscribed (public) calendar again; DingTalk answers 200 with no body."""
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/subscribe"
-        return _request_id(await self._openapi("POST", path))
+        return _request_id(await self._openapi("subscribe", "POST", path))
 
     async def list_calendars(self, union_id: str) -> list[Calendar]:
         """All of the user's calendars (primary, subscribed, shared), as DingTalk lists them."""
-        data = await self._openapi("GET", f"/v1.0/calendar/users/{_segment(union_id)}/calendars")
+        data = await self._openapi("calendars", "GET", f"/v1.0/calendar/users/{_segment(union_id)}/calendars")
         response = data.get("response")
         entries = response.get("calendars") if isinstance(response, dict) else None
         return [
@@ -150,18 +158,18 @@ class DingTalkClient:
 
     async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:
         """Reply through a message's sessionWebhook; the URL itself is the credential."""
-        data = await self._request("POST", url, body)
+        data = await self._call("webhook", "POST", url, body, limited=False)  # not an OpenAPI call
         if data.get("errcode", 0) != 0:
             raise DingTalkError(200, str(data.get("errcode")), str(data.get("errmsg", "")))
 
     async def send_to_user(self, staff_id: str, msg_key: str, msg_param: dict[str, str]) -> None:
         """Send a robot message to one user through the OpenAPI (no expiry, unlike the sessionWebhook)."""
         body = {"userIds": [staff_id], **self._robot_message(msg_key, msg_param)}
-        await self._openapi("POST", "/v1.0/robot/oToMessages/batchSend", body)
+        await self._openapi("batchSend", "POST", "/v1.0/robot/oToMessages/batchSend", body)
 
     async def send_to_group(self, conversation_id: str, msg_key: str, msg_param: dict[str, str]) -> None:
         body = {"openConversationId": conversation_id, **self._robot_message(msg_key, msg_param)}
-        await self._openapi("POST", "/v1.0/robot/groupMessages/send", body)
+        await self._openapi("groupSend", "POST", "/v1.0/robot/groupMessages/send", body)
 
     def _robot_message(self, msg_key: str, msg_param: dict[str, str]) -> dict[str, str]:
         return {
@@ -172,47 +180,76 @@ class DingTalkClient:
 
     # --- transport ------------------------------------------------------------------------------------------
 
-    async def _openapi(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _openapi(self, api: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         token = await self.access_token()
         url = f"{self._config.api_base}{path}"
         try:
-            return await self._request(method, url, body, {"x-acs-dingtalk-access-token": token})
+            return await self._call(api, method, url, body, {"x-acs-dingtalk-access-token": token})
         except DingTalkError as error:
             if not error.is_token_rejected:
                 raise
         self._drop_token(token)
         token = await self.access_token()
-        return await self._request(method, url, body, {"x-acs-dingtalk-access-token": token})
+        return await self._call(api, method, url, body, {"x-acs-dingtalk-access-token": token})
 
-    async def _topapi(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _topapi(self, api: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         token = await self.access_token()
         try:
-            return await self._topapi_once(path, body, token)
+            return await self._topapi_once(api, path, body, token)
         except DingTalkError as error:
             if not error.is_token_rejected:
                 raise
         self._drop_token(token)
-        return await self._topapi_once(path, body, await self.access_token())
+        return await self._topapi_once(api, path, body, await self.access_token())
 
-    async def _topapi_once(self, path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
+    async def _topapi_once(self, api: str, path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
         url = f"{self._config.oapi_base}{path}?access_token={quote(token, safe='')}"
-        data = await self._request("POST", url, body)
-        errcode = data.get("errcode", 0)
-        if errcode != 0:
-            raise DingTalkError(
-                200,
-                str(errcode),
-                str(data.get("errmsg", "")),
-                str(data.get("request_id", "")),
-                sub_code=str(data.get("sub_code", "")),
-            )
-        return data
+        return await self._call(api, "POST", url, body, check_errcode=True)
+
+    async def _call(
+        self,
+        api: str,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
+        headers: dict[str, str] | None = None,
+        *,
+        limited: bool = True,
+        check_errcode: bool = False,
+    ) -> dict[str, Any]:
+        """One DingTalk call: paced by the per-API rate limiter and, inside a command, retried with backoff on
+        throttling, server errors and timeouts until the command's budget runs out. Other errors are final."""
+        spending = budget.current.get()
+        attempt = 0
+        while True:
+            if limited:
+                waited = await self._limiter.acquire(api)
+                if spending is not None:
+                    spending.extend(waited)
+            attempt += 1
+            timeout = self._config.http_timeout
+            if spending is not None:
+                spending.attempts += 1
+                timeout = min(timeout, spending.remaining)
+            try:
+                if timeout <= 0:
+                    raise DingTalkError(0, "CommandTimeout", "the command ran out of time")
+                data = await self._request(method, url, body, headers, timeout)
+                if check_errcode:
+                    _raise_for_errcode(data)
+                return data
+            except DingTalkError as error:
+                delay = retry_delay(attempt, error.is_throttle)
+                if spending is None or not error.is_temporary or delay >= spending.remaining:
+                    raise
+                spending.retries += 1
+                await asyncio.sleep(delay)
 
     async def _request(
-        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str] | None = None
+        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str] | None, seconds: float
     ) -> dict[str, Any]:
         try:
-            response = await self._http.request(method, url, json=body, headers=headers)
+            response = await self._http.request(method, url, json=body, headers=headers, timeout=seconds)
             content = await response.aread()
         except httpx.HTTPError as error:
             raise DingTalkError(0, type(error).__name__, "DingTalk could not be reached") from None
@@ -222,6 +259,25 @@ class DingTalkClient:
                 data["requestid"] = response.headers["x-acs-request-id"]
             return data
         raise _error_from(response, data)
+
+
+def retry_delay(attempt: int, throttled: bool) -> float:
+    """Exponential backoff with jitter; after a throttle answer at least a second, since QPS limits last a second."""
+    ceiling = min(4.0, 0.25 * 2 ** (attempt - 1))
+    jitter = random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+    return 1.0 + jitter if throttled else ceiling / 2 + jitter / 2
+
+
+def _raise_for_errcode(data: dict[str, Any]) -> None:
+    errcode = data.get("errcode", 0)
+    if errcode != 0:
+        raise DingTalkError(
+            200,
+            str(errcode),
+            str(data.get("errmsg", "")),
+            str(data.get("request_id", "")),
+            sub_code=str(data.get("sub_code", "")),
+        )
 
 
 def _segment(value: str) -> str:

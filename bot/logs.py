@@ -12,6 +12,9 @@ from collections.abc import Iterable
 _SECRET_PARAMETERS = re.compile(
     r"((?:access_token|accessToken|ticket|session|appSecret|clientSecret)[=:\"' ]+)[^&\s\"',}]+"
 )
+# JSON leaves these readable but invisible or reordering (bidi, zero-width, line separators): a log line that echoes
+# user text must show them as escapes.
+_INVISIBLE = re.compile("[\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
 _QUIET_LIBRARIES = ("aiohttp", "httpx", "httpcore", "websockets", "dingtalk_stream", "asyncio")
 
 
@@ -34,7 +37,8 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return self.redact(json.dumps(entry, ensure_ascii=False, default=str))
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        return self.redact(_INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", line))
 
     def redact(self, line: str) -> str:
         for secret in self._secrets:

@@ -20,6 +20,7 @@ class Message:
     conversation_id: str
     sender_staff_id: str
     sender_union_id: str
+    sender_id: str  # DingTalk's opaque sender id: present even for members of other organizations
     sender_corp_id: str
     chatbot_corp_id: str
     session_webhook: str
@@ -29,6 +30,11 @@ class Message:
     @property
     def is_group(self) -> bool:
         return self.conversation_type == GROUP
+
+    @property
+    def sender_key(self) -> str:
+        """Who to count a command against for the per-user rate limit."""
+        return self.sender_staff_id or self.sender_id or self.conversation_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ class Recorded:
     raw_path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = 0.0  # time.monotonic() on arrival
 
     @property
     def path(self) -> str:
@@ -56,6 +57,8 @@ class Sandbox:
     client_secret: str = "sandbox-client-secret"  # noqa: S105 - a loopback fake's credential
     corp_id: str = "dingsandboxcorp"
     latency: float = 0.0  # seconds added to every OpenAPI/topapi answer
+    qps_limit: int = 0  # when set, more calls of one API than this in any second are refused, as DingTalk does
+    silent_connections: int = 0  # the next this many WebSockets neither answer pings nor send anything
     requests: list[Recorded] = field(default_factory=list)
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)  # staffId -> unionId
@@ -67,8 +70,13 @@ class Sandbox:
         self._valid_tokens: set[str] = set()
         self.issued_secrets: list[str] = []  # every token and ticket handed out, for "never logged" checks
         self._tickets: dict[str, float] = {}
-        self._faults: dict[str, deque[tuple[int, Any]]] = defaultdict(deque)
+        self._faults: dict[str, deque[tuple[int, Any, dict[str, str]]]] = defaultdict(deque)
+        self._recent_calls: dict[str, deque[float]] = defaultdict(deque)
+        self.throttled = 0  # calls refused by qps_limit
+        self.concurrent = 0
+        self.max_concurrent = 0  # the most API calls the bot had open at once
         self._sockets: list[web.WebSocketResponse] = []
+        self._silent: set[web.WebSocketResponse] = set()
         self._changed = asyncio.Condition()
         self._counter = itertools.count(1)
         self._pushed_at: dict[str, int] = {}  # msgId -> how many requests had arrived when it was pushed
@@ -114,9 +122,17 @@ class Sandbox:
     def subscribe(self, union_id: str, calendar_id: str) -> None:
         self.subscriptions[union_id].add(calendar_id)
 
-    def fail_next(self, api: str, status: int, body: Any, times: int = 1) -> None:
+    def fail_next(
+        self, api: str, status: int, body: Any, times: int = 1, headers: dict[str, str] | None = None
+    ) -> None:
         """The next `times` calls of `api` get this answer instead of the normal one."""
-        self._faults[api].extend([(status, body)] * times)
+        self._faults[api].extend([(status, body, headers or {})] * times)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+        self.latency = 0.0
+        self.qps_limit = 0
+        self.silent_connections = 0
 
     def expire_tokens(self) -> None:
         """Every token issued so far becomes invalid, as after DingTalk rotates them."""
@@ -159,7 +175,7 @@ class Sandbox:
         data.update(overrides)
         return data
 
-    async def push(self, data: dict[str, Any], message_id: str = "") -> str:
+    async def push(self, data: dict[str, Any], message_id: str = "", socket: int = -1) -> str:
         """Send a chatbot CALLBACK frame to the bot; returns the frame's messageId."""
         message_id = message_id or f"stream-{uuid.uuid4().hex}"
         self._pushed_at.setdefault(str(data.get("msgId")), len(self.requests))
@@ -175,7 +191,7 @@ class Sandbox:
             },
             "data": json.dumps(data, ensure_ascii=False),
         }
-        await self.push_raw(json.dumps(frame, ensure_ascii=False))
+        await self.push_raw(json.dumps(frame, ensure_ascii=False), socket)
         return message_id
 
     async def push_system(self, topic: str, data: dict[str, Any]) -> str:
@@ -184,9 +200,10 @@ class Sandbox:
         await self.push_raw(json.dumps({"type": "SYSTEM", "headers": headers, "data": json.dumps(data)}))
         return message_id
 
-    async def push_raw(self, text: str) -> None:
+    async def push_raw(self, text: str, socket: int = -1) -> None:
+        """Send a text frame on the newest connection (or the one at index `socket`, oldest first)."""
         await self.wait_connected()
-        await self._sockets[-1].send_str(text)
+        await self._sockets[socket].send_str(text)
 
     async def drop_connections(self) -> None:
         """Close every Stream socket from the server side, as a DingTalk gateway restart does."""
@@ -238,6 +255,10 @@ class Sandbox:
         async with self._changed:
             self._changed.notify_all()
 
+    @property
+    def connections(self) -> int:
+        return len(self._sockets)
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.raw_path
         segments = raw_path.partition("?")[0].split("/")
@@ -245,18 +266,46 @@ class Sandbox:
         if api == "connect":
             return await self._websocket(request)
         body = await request.read()
-        self.requests.append(Recorded(api, request.method, raw_path, dict(request.headers), body))
+        now = time.monotonic()
+        self.requests.append(Recorded(api, request.method, raw_path, dict(request.headers), body, now))
         await self._notify()
+        self.concurrent += 1
+        self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            return await self._answer(request, api, segments, body, now)
+        finally:
+            self.concurrent -= 1
+
+    async def _answer(
+        self, request: web.Request, api: str, segments: list[str], body: bytes, now: float
+    ) -> web.StreamResponse:
         if api not in ("gateway", "webhook") and self.latency:
             await asyncio.sleep(self.latency)
+        if api not in ("gateway", "webhook") and self._over_qps_limit(api, now):
+            self.throttled += 1
+            if api == "user/get":
+                return _json(200, {"errcode": 90018, "errmsg": "app qps limit"})
+            return _error(403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "app qps limit")
         if self._faults[api]:
-            status, answer = self._faults[api].popleft()
-            return _json(status, answer)
+            status, answer, headers = self._faults[api].popleft()
+            fault = _json(status, answer)
+            fault.headers.update(headers)
+            return fault
         handler = getattr(self, f"_api_{api.replace('/', '_')}", None)
         if handler is None:
-            return _json(404, {"code": "NotFound", "message": f"no such API: {request.method} {raw_path}"})
+            return _json(404, {"code": "NotFound", "message": f"no such API: {request.method} {request.raw_path}"})
         response: web.StreamResponse = await handler(request, segments, _loads(body))
         return response
+
+    def _over_qps_limit(self, api: str, now: float) -> bool:
+        """A sliding one-second window per API on arrival times, as strict as DingTalk's per-app limit."""
+        if not self.qps_limit:
+            return False
+        calls = self._recent_calls[api]
+        while calls and calls[0] <= now - 1.0:
+            calls.popleft()
+        calls.append(now)
+        return len(calls) > self.qps_limit
 
     async def _api_gateway(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
         if body.get("clientId") != self.client_id or body.get("clientSecret") != self.client_secret:
@@ -271,18 +320,23 @@ class Sandbox:
         ticket = request.query.get("ticket", "")
         if self._tickets.pop(ticket, 0) < time.monotonic():  # one connection per ticket, within 90 s
             return web.Response(status=403, text="invalid ticket")
-        socket = web.WebSocketResponse()
+        silent = self.silent_connections > 0
+        self.silent_connections -= silent
+        socket = web.WebSocketResponse(autoping=not silent)
         await socket.prepare(request)
+        if silent:
+            self._silent.add(socket)
         self._sockets.append(socket)
         await self._notify()
         try:
             async for frame in socket:
-                if frame.type == WSMsgType.TEXT:
+                if frame.type == WSMsgType.TEXT and socket not in self._silent:
                     ack = json.loads(frame.data)
                     self.acks[ack["headers"]["messageId"]] = ack
                     await self._notify()
         finally:
             self._sockets.remove(socket)
+            self._silent.discard(socket)
             await self._notify()
         return socket
 

@@ -27,7 +27,6 @@ SUBSCRIPTIONS = [{"type": "CALLBACK", "topic": CHATBOT_TOPIC}]
 USER_AGENT = f"dingtalk-sdk-python/v{VERSION_STRING}-union dingtalk-calendar-bot"
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
-PING_SECONDS = 20.0  # WebSocket pings; no pong within PING_SECONDS more means a half-open socket
 
 
 def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
@@ -41,6 +40,7 @@ def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
         conversation_id=str(data.get("conversationId") or ""),
         sender_staff_id=str(data.get("senderStaffId") or ""),
         sender_union_id=str(data.get("senderUnionId") or ""),
+        sender_id=str(data.get("senderId") or ""),
         sender_corp_id=str(data.get("senderCorpId") or ""),
         chatbot_corp_id=str(data.get("chatbotCorpId") or ""),
         session_webhook=str(data.get("sessionWebhook") or ""),
@@ -81,57 +81,92 @@ def ack_frame(message_id: str, data: Any, code: int = AckMessage.STATUS_OK, text
 
 
 class StreamClient:
-    """Keeps one Stream connection open, ACKs every frame and hands chatbot messages to on_message."""
+    """Keeps a Stream connection open, ACKs every frame and hands chatbot messages to on_message.
 
-    def __init__(self, dingtalk: DingTalkClient, on_message: Callable[[Message], None]) -> None:
+    When DingTalk announces a `disconnect`, the next connection is opened at once while the old one drains: frames
+    still arriving on it are handled until DingTalk closes it (or DRAIN_SECONDS pass)."""
+
+    DRAIN_SECONDS = 15.0
+
+    def __init__(self, dingtalk: DingTalkClient, on_message: Callable[[Message], None], ping_seconds: float) -> None:
         self._dingtalk = dingtalk
         self._on_message = on_message
+        self._ping_seconds = ping_seconds
         self._stopping = False
-        self._socket: ClientConnection | None = None
         self._wake = asyncio.Event()
+        self._sockets: set[ClientConnection] = set()
+        self._readers: set[asyncio.Task[bool]] = set()
         self.reconnects = 0
 
     async def run(self) -> None:
-        """Connect, read until the connection ends, reconnect with backoff; return once stop() was called."""
+        """Connect, read, reconnect with backoff after a drop or at DingTalk's request; return once stop() ran."""
         failures = 0
         while not self._stopping:
             try:
-                await self._connect_and_read()
-                failures = 0
+                socket = await self._connect()
             except (DingTalkError, OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
                 failures += 1
                 log.warning("stream connection failed", extra={"fields": {"error": type(error).__name__}})
+                await self._sleep(_backoff(failures))
+                continue
+            failures = 0
+            reader = asyncio.create_task(self._read(socket))
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+            rotated = await reader
             if self._stopping:
                 break
             self.reconnects += 1
-            await self._sleep(_backoff(failures))
+            if not rotated:
+                await self._sleep(_backoff(0))  # dropped: retry within about a second
 
     async def stop(self) -> None:
-        """Stop taking new frames: close the socket and end run()."""
+        """Stop taking new frames: close every socket and end run()."""
         self._stopping = True
         self._wake.set()
-        if self._socket is not None:
-            await self._socket.close()
+        for socket in list(self._sockets):
+            await socket.close()
+        await asyncio.gather(*self._readers, return_exceptions=True)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
-    async def _connect_and_read(self) -> None:
+    async def _connect(self) -> ClientConnection:
         endpoint, ticket = await self._dingtalk.open_stream_connection(SUBSCRIPTIONS, USER_AGENT)
-        url = f"{endpoint}?ticket={quote_plus(ticket)}"
-        async with connect(
-            url, ping_interval=PING_SECONDS, ping_timeout=PING_SECONDS, proxy=None, max_size=4 * 2**20
-        ) as socket:
-            self._socket = socket
-            log.info("stream connected", extra={"fields": {"gateway": urlsplit(endpoint).hostname}})
-            try:
-                async for raw in socket:
-                    if await self._on_frame(socket, raw) == SystemMessage.TOPIC_DISCONNECT:
-                        break
-            finally:
-                self._socket = None
+        socket = await connect(
+            f"{endpoint}?ticket={quote_plus(ticket)}",
+            ping_interval=self._ping_seconds,  # a socket with no pong for ping_timeout more is half-open: closed
+            ping_timeout=self._ping_seconds,
+            proxy=None,
+            max_size=4 * 2**20,
+        )
+        self._sockets.add(socket)
+        log.info("stream connected", extra={"fields": {"gateway": urlsplit(endpoint).hostname}})
+        return socket
+
+    async def _read(self, socket: ClientConnection) -> bool:
+        """Read frames until the socket closes; True as soon as DingTalk asks for a new connection, after which a
+        background task keeps draining this one."""
+        try:
+            async for raw in socket:
+                if await self._on_frame(socket, raw) == SystemMessage.TOPIC_DISCONNECT:
+                    drain = asyncio.create_task(self._drain(socket))
+                    self._readers.add(drain)
+                    drain.add_done_callback(self._readers.discard)
+                    return True
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        self._sockets.discard(socket)
         log.info("stream closed")
+        return False
+
+    async def _drain(self, socket: ClientConnection) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._read(socket), self.DRAIN_SECONDS)
+        await socket.close()
+        self._sockets.discard(socket)
+        return False
 
     async def _on_frame(self, socket: ClientConnection, raw: str | bytes) -> str:
         try:

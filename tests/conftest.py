@@ -6,6 +6,7 @@ import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import pytest
 import pytest_asyncio
 
 from bot.sandbox import Sandbox
@@ -44,9 +45,20 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     await platform.close()
 
 
+@pytest_asyncio.fixture(autouse=True)
+async def _no_faults_left_behind(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    yield
+    if "sandbox" in request.fixturenames:
+        request.getfixturevalue("sandbox").clear_faults()
+
+
+# A short command budget keeps the tests of persistent DingTalk failures quick.
+BOT_ENV = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "2"}
+
+
 @pytest_asyncio.fixture(scope="session")
 async def bot(sandbox: Sandbox) -> AsyncIterator[BotProcess]:
-    process = await BotProcess({**sandbox.bot_env(), "LOG_LEVEL": "DEBUG"}).start()
+    process = await BotProcess({**sandbox.bot_env(), **BOT_ENV}).start()
     await sandbox.wait_connected()
     yield process
     assert await process.stop() == 0

@@ -32,6 +32,7 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "subscribe_limit": {"calendar_id": "cal-1", "code": "exceedSubscribeLimit", "request_id": "R1"},
     "calendars": {"calendars": [{"id": "cal-1", "name": "公司假期"}, {"id": "cal-2", "name": ""}]},
     "no_calendars": {},
+    "slow_down": {},
     "ambiguous": {
         "text": "Holidays",
         "calendars": [{"id": "cal-1", "name": "Holidays"}, {"id": "cal-2", "name": "Holidays"}],

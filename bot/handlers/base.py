@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -9,6 +10,8 @@ from bot.dingtalk import DingTalkClient, DingTalkError
 from bot.handlers.explain import explain_lookup_error
 from bot.models import Command, Message, Reply
 from bot.users import ForeignSender, UserDirectory
+
+audit_log = logging.getLogger("bot.audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,20 @@ class Context:
             return Reply("foreign_sender")
         except DingTalkError as error:
             return explain_lookup_error(error)
+
+    def audit(self, action: str, union_id: str, reply: Reply) -> None:
+        """One line per calendar change asked of DingTalk, so an admin can answer "who unsubscribed from X"."""
+        fields = {
+            "action": action,
+            "staff_id": self.message.sender_staff_id,
+            "union_id": union_id,
+            "calendar_id": reply.data.get("calendar_id", ""),
+            "result": reply.outcome,
+            "code": reply.data.get("code", ""),
+            "request_id": reply.data.get("request_id", ""),
+            "msg_id": self.message.msg_id,
+        }
+        audit_log.info("calendar change", extra={"fields": fields})
 
 
 def combine(replies: Sequence[Reply]) -> Reply:

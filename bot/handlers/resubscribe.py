@@ -30,6 +30,12 @@ async def _resubscribe_one(context: Context, union_id: str, calendar_id: str) ->
     try:
         request_id = await context.dingtalk.subscribe_calendar(union_id, calendar_id)
     except DingTalkError as error:
-        return explain_calendar_error(error, calendar_id)
-    data = {"calendar_id": calendar_id, "request_id": request_id}
-    return Reply("resubscribed", data, (Action("unsubscribe", calendar_id),))
+        reply = explain_calendar_error(error, calendar_id)
+    else:
+        reply = Reply(
+            "resubscribed",
+            {"calendar_id": calendar_id, "request_id": request_id},
+            (Action("unsubscribe", calendar_id),),
+        )
+    context.audit("resubscribe", union_id, reply)
+    return reply

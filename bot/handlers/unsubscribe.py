@@ -50,9 +50,12 @@ async def _unsubscribe_one(context: Context, union_id: str, text: str, calendars
     try:
         request_id = await context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
     except DingTalkError as error:
-        return explain_calendar_error(error, calendar.id)
-    data = {"calendar_id": calendar.id, "name": calendar.name, "request_id": request_id}
-    return Reply("unsubscribed", data, (Action("resubscribe", calendar.id, calendar.name),))
+        reply = explain_calendar_error(error, calendar.id)
+    else:
+        data = {"calendar_id": calendar.id, "name": calendar.name, "request_id": request_id}
+        reply = Reply("unsubscribed", data, (Action("resubscribe", calendar.id, calendar.name),))
+    context.audit("unsubscribe", union_id, reply)
+    return reply
 
 
 def _choices(outcome: str, text: str, calendars: tuple[Calendar, ...] | list[Calendar]) -> Reply:

@@ -1,0 +1,31 @@
+"""How long one command may keep trying DingTalk, and how many attempts it made: a per-command context value."""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Budget:
+    """A deadline counted from when handling starts; waiting in the bot's own rate limiter does not use it up."""
+
+    seconds: float
+    deadline: float = field(init=False)
+    attempts: int = 0
+    retries: int = 0
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+
+    @property
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def extend(self, seconds: float) -> None:
+        """Time spent queueing in the bot's own limiter is not failure: give it back."""
+        self.deadline += seconds
+
+
+current: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("budget", default=None)
