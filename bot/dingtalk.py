@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -17,6 +18,7 @@ from bot.config import Config
 from bot.models import Calendar
 from bot.ratelimit import ApiRateLimiter
 
+_NO_WAIT = contextlib.nullcontext(0.0)
 TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token expires, as the SDK does
 _THROTTLE_CODES = ("Forbidden.AccessDenied.Qps", "Forbidden.AccessDenied.Qpm", "system.busy", "systemBusy")
 _TOPAPI_TOKEN_ERRCODES = (40014, 42001, 40001)
@@ -222,19 +224,17 @@ class DingTalkClient:
         spending = budget.current.get()
         attempt = 0
         while True:
-            if limited:
-                waited = await self._limiter.acquire(api)
-                if spending is not None:
-                    spending.extend(waited)
             attempt += 1
-            timeout = self._config.http_timeout
-            if spending is not None:
-                spending.attempts += 1
-                timeout = min(timeout, spending.remaining)
             try:
-                if timeout <= 0:
-                    raise DingTalkError(0, "CommandTimeout", "the command ran out of time")
-                data = await self._request(method, url, body, headers, timeout)
+                async with self._limiter.slot(api) if limited else _NO_WAIT as waited:
+                    timeout = self._config.http_timeout
+                    if spending is not None:
+                        spending.extend(waited)
+                        spending.attempts += 1
+                        timeout = min(timeout, spending.remaining)
+                    if timeout <= 0:
+                        raise DingTalkError(0, "CommandTimeout", "the command ran out of time")
+                    data = await self._request(method, url, body, headers, timeout)
                 if check_errcode:
                     _raise_for_errcode(data)
                 return data

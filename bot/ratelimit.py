@@ -3,36 +3,63 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict, defaultdict, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-# DingTalk counts calls per second on its side; a little slack keeps network jitter from pushing a window over.
-WINDOW_SLACK = 0.05
 MAX_TRACKED_USERS = 100_000
 
 
+class _Window:
+    """The calls of one API that still count: in flight (end None) or finished less than a window ago."""
+
+    def __init__(self) -> None:
+        self.calls: deque[list[float | None]] = deque()
+        self.lock = asyncio.Lock()
+        self.finished = asyncio.Event()
+
+
 class ApiRateLimiter:
-    """At most `rate` calls of one API in any sliding window of a second; callers wait their turn, first come first
-    served, and learn how long they waited."""
+    """At most `rate` calls of one API in any second as DingTalk sees them, callers served first come first served.
+
+    A call counts from when it is sent until a second after its answer arrived: DingTalk received it somewhere in
+    between, so however the network delays requests, no second on DingTalk's clock sees more than `rate`."""
 
     def __init__(self, rate: float, window: float = 1.0) -> None:
         self._rate = max(1, int(rate))
-        self._window = window + WINDOW_SLACK
-        self._calls: dict[str, deque[float]] = defaultdict(deque)
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._window = window
+        self._apis: dict[str, _Window] = defaultdict(_Window)
 
-    async def acquire(self, api: str) -> float:
+    @asynccontextmanager
+    async def slot(self, api: str) -> AsyncIterator[float]:
+        """Wait for a free slot for one call of `api`; yields how long that took."""
+        window = self._apis[api]
         started = time.monotonic()
-        calls = self._calls[api]
-        async with self._locks[api]:
-            while True:
-                now = time.monotonic()
-                while calls and calls[0] <= now - self._window:
-                    calls.popleft()
-                if len(calls) < self._rate:
-                    calls.append(now)
-                    return now - started
-                await asyncio.sleep(calls[0] + self._window - now)
+        async with window.lock:
+            call = await self._reserve(window)
+        try:
+            yield time.monotonic() - started
+        finally:
+            call[0] = time.monotonic()
+            window.finished.set()
+
+    async def _reserve(self, window: _Window) -> list[float | None]:
+        calls = window.calls
+        while True:
+            now = time.monotonic()
+            while calls and (end := calls[0][0]) is not None and end <= now - self._window:
+                calls.popleft()
+            if len(calls) < self._rate:
+                call: list[float | None] = [None]
+                calls.append(call)
+                return call
+            oldest_end = calls[0][0]
+            window.finished.clear()
+            timeout = None if oldest_end is None else oldest_end + self._window - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(window.finished.wait(), timeout)
 
 
 class UserRateLimiter:
