@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.dingtalk import DingTalkError
+from bot.dingtalk import DingTalkError, retry_delay
 from bot.models import Button, Card
 from bot.replies import robot_message, webhook_body, webhook_is_trusted
+from bot.transport import _backoff
 
 CARD = Card("Title", "### Title\nbody")
 BUTTONS = tuple(Button(f"B{n}", f"dtmd://dingtalkclient/sendMessage?content=b{n}") for n in range(1, 8))
@@ -81,3 +82,19 @@ def test_robot_message_picks_the_template_by_button_count(count: int) -> None:
 )
 def test_dingtalk_error_classes(error: DingTalkError, temporary: bool, token_rejected: bool) -> None:
     assert (error.is_temporary, error.is_token_rejected) == (temporary, token_rejected)
+
+
+@pytest.mark.parametrize("attempt", range(1, 10))
+def test_retry_delays_back_off_and_wait_a_second_after_throttling(attempt: int) -> None:
+    ceiling = min(4.0, 0.25 * 2 ** (attempt - 1))
+    for _ in range(50):
+        assert ceiling / 2 <= retry_delay(attempt, throttled=False) <= ceiling
+        assert 1.0 <= retry_delay(attempt, throttled=True) <= 1.0 + ceiling
+
+
+@pytest.mark.parametrize(("failures", "low", "high"), [(0, 0.5, 1.0), (1, 0.5, 1.0), (3, 2.0, 4.0), (20, 30.0, 60.0)])
+def test_reconnect_backoff_starts_within_a_second_and_is_capped_at_a_minute(
+    failures: int, low: float, high: float
+) -> None:
+    for _ in range(50):
+        assert low <= _backoff(failures) <= high
