@@ -14,8 +14,9 @@ from bot.dingtalk import DingTalkClient, DingTalkError, new_http_client
 from bot.handlers import HANDLERS, Context
 from bot.inbox import Inbox
 from bot.models import Command, Message, Reply
-from bot.ratelimit import ApiRateLimiter, UserRateLimiter
+from bot.redis_state import RedisState, connect
 from bot.replies import deliver, deliver_privately
+from bot.state import LocalState
 from bot.transport import StreamClient
 from bot.users import UserDirectory
 
@@ -23,15 +24,23 @@ log = logging.getLogger("bot.app")
 FAILED_OUTCOMES = frozenset({"internal_error", "temporary_problem"})
 
 
+def build_state(config: Config) -> LocalState:
+    """Shared through Redis when REDIS_URL is set; otherwise kept in this process (one dyno)."""
+    if not config.redis_url:
+        return LocalState(config.api_qps, config.user_rate)
+    client = connect(config.redis_url, config.redis_tls_verify)
+    return RedisState(client, config.client_id, config.api_qps, config.user_rate)
+
+
 class App:
     """The bot: takes Messages from the Stream connection and answers each one with a card."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.dingtalk = DingTalkClient(config, new_http_client(config.http_timeout), ApiRateLimiter(config.api_qps))
-        self.users = UserDirectory(self.dingtalk)
-        self.user_limits = UserRateLimiter(config.user_rate)
-        self.inbox = Inbox(self.handle, config.max_in_flight)
+        self.state = build_state(config)
+        self.dingtalk = DingTalkClient(config, new_http_client(config.http_timeout), self.state)
+        self.users = UserDirectory(self.dingtalk, self.state)
+        self.inbox = Inbox(self.handle, self.state.claim, config.max_in_flight)
         self.stream = StreamClient(self.dingtalk, self.inbox.accept, config.ping_seconds)
         self.counters: Counter[str] = Counter()
 
@@ -51,11 +60,12 @@ class App:
             log.error("shutdown left messages unfinished", extra={"fields": {"unfinished": unfinished}})
         log.info("stopped", extra={"fields": self._snapshot()})
         await self.dingtalk.aclose()
+        await self.state.close()
 
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
         command = parse(message.text, self.config.locale)
-        verdict = self.user_limits.check(message.sender_key)
+        verdict = await self.state.user_verdict(message.sender_key)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
         if verdict == "drop":
             self.counters["rate_limited"] += 1

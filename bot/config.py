@@ -33,6 +33,8 @@ class Config:
     user_rate: int = 10
     heartbeat_seconds: float = 60.0
     ping_seconds: float = 20.0
+    redis_url: str = ""
+    redis_tls_verify: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -62,6 +64,8 @@ class Config:
             user_rate=int(_positive_float(env, "BOT_USER_RATE", 10, whole=True)),
             heartbeat_seconds=_positive_float(env, "BOT_HEARTBEAT_SECONDS", 60.0),
             ping_seconds=_positive_float(env, "BOT_STREAM_PING_SECONDS", 20.0),
+            redis_url=_redis_url(env),
+            redis_tls_verify=_flag(env, "REDIS_TLS_VERIFY"),
         )
 
 
@@ -93,3 +97,17 @@ def _positive_float(env: Mapping[str, str], name: str, default: float, *, whole:
     if whole and not value.is_integer():
         raise ConfigError(f"{name} must be a whole number, not {raw!r}")
     return value
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    value = env.get("REDIS_URL", "").strip()
+    if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")  # the URL may hold a password
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise ConfigError(f"{name} must be true or false, not {raw!r}")
+    return raw in ("1", "true", "yes")

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import random
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -16,7 +15,7 @@ from httpx_aiohttp import AiohttpTransport
 from bot import budget
 from bot.config import Config
 from bot.models import Calendar
-from bot.ratelimit import ApiRateLimiter
+from bot.state import LocalState
 
 _NO_WAIT = contextlib.nullcontext(0.0)
 TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token expires, as the SDK does
@@ -83,13 +82,10 @@ def new_http_client(timeout: float) -> httpx.AsyncClient:
 class DingTalkClient:
     """Calls DingTalk's OpenAPI (api host) and old API (oapi host) with a cached app access token."""
 
-    def __init__(self, config: Config, http: httpx.AsyncClient, limiter: ApiRateLimiter) -> None:
+    def __init__(self, config: Config, http: httpx.AsyncClient, state: LocalState) -> None:
         self._config = config
         self._http = http
-        self._limiter = limiter
-        self._token = ""
-        self._token_expires_at = 0.0
-        self._token_lock = asyncio.Lock()
+        self._state = state
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -111,21 +107,20 @@ class DingTalkClient:
     # --- access token ---------------------------------------------------------------------------------------
 
     async def access_token(self) -> str:
-        if self._token and time.monotonic() < self._token_expires_at:
-            return self._token
-        async with self._token_lock:  # one refresh at a time; the others wait and reuse it
-            if self._token and time.monotonic() < self._token_expires_at:
-                return self._token
+        """The app's token: cached (and shared between dynos), fetched by one caller at a time when missing."""
+        token = await self._state.token()
+        if token:
+            return token
+        async with self._state.refresh_lock():  # the others wait here, then reuse what it stored
+            token = await self._state.token()
+            if token:
+                return token
             body = {"appKey": self._config.client_id, "appSecret": self._config.client_secret}
             data = await self._call("accessToken", "POST", f"{self._config.api_base}/v1.0/oauth2/accessToken", body)
             lifetime = float(data.get("expireIn", 7200))
-            self._token = str(data["accessToken"])
-            self._token_expires_at = time.monotonic() + max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2)
-            return self._token
-
-    def _drop_token(self, rejected: str) -> None:
-        if self._token == rejected:  # another call may already have fetched a fresh one
-            self._token = ""
+            token = str(data["accessToken"])
+            await self._state.store_token(token, max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2))
+            return token
 
     # --- API calls ------------------------------------------------------------------------------------------
 
@@ -190,7 +185,7 @@ class DingTalkClient:
         except DingTalkError as error:
             if not error.is_token_rejected:
                 raise
-        self._drop_token(token)
+        await self._state.drop_token(token)
         token = await self.access_token()
         return await self._call(api, method, url, body, {"x-acs-dingtalk-access-token": token})
 
@@ -201,7 +196,7 @@ class DingTalkClient:
         except DingTalkError as error:
             if not error.is_token_rejected:
                 raise
-        self._drop_token(token)
+        await self._state.drop_token(token)
         return await self._topapi_once(api, path, body, await self.access_token())
 
     async def _topapi_once(self, api: str, path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
@@ -226,7 +221,7 @@ class DingTalkClient:
         while True:
             attempt += 1
             try:
-                async with self._limiter.slot(api) if limited else _NO_WAIT as waited:
+                async with self._state.api_slot(api) if limited else _NO_WAIT as waited:
                     timeout = self._config.http_timeout
                     if spending is not None:
                         spending.extend(waited)

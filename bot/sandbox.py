@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import time
 import uuid
 from collections import defaultdict, deque
@@ -53,7 +54,7 @@ class PublicCalendar:
 class Sandbox:
     """The fake platform. Tests and the demo seed it, push messages into it and read what the bot sent."""
 
-    client_id: str = "sandbox-client-id"
+    client_id: str = field(default_factory=lambda: f"sandbox-{uuid.uuid4().hex[:8]}")
     client_secret: str = "sandbox-client-secret"  # noqa: S105 - a loopback fake's credential
     corp_id: str = "dingsandboxcorp"
     latency: float = 0.0  # seconds added to every OpenAPI/topapi answer
@@ -175,7 +176,7 @@ class Sandbox:
         data.update(overrides)
         return data
 
-    async def push(self, data: dict[str, Any], message_id: str = "", socket: int = -1) -> str:
+    async def push(self, data: dict[str, Any], message_id: str = "", socket: int | None = None) -> str:
         """Send a chatbot CALLBACK frame to the bot; returns the frame's messageId."""
         message_id = message_id or f"stream-{uuid.uuid4().hex}"
         self._pushed_at.setdefault(str(data.get("msgId")), len(self.requests))
@@ -200,10 +201,12 @@ class Sandbox:
         await self.push_raw(json.dumps({"type": "SYSTEM", "headers": headers, "data": json.dumps(data)}))
         return message_id
 
-    async def push_raw(self, text: str, socket: int = -1) -> None:
-        """Send a text frame on the newest connection (or the one at index `socket`, oldest first)."""
+    async def push_raw(self, text: str, socket: int | None = None) -> None:
+        """Send a text frame on the connection at index `socket` (oldest first) or, as DingTalk does, on one chosen
+        at random."""
         await self.wait_connected()
-        await self._sockets[socket].send_str(text)
+        chosen = self._sockets[socket] if socket is not None else random.choice(self._sockets)  # noqa: S311
+        await chosen.send_str(text)
 
     async def drop_connections(self) -> None:
         """Close every Stream socket from the server side, as a DingTalk gateway restart does."""

@@ -1,0 +1,231 @@
+"""State shared by every dyno through Redis; while Redis fails, each dyno falls back to its own LocalState."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from bot.dedupe import REMEMBER_SECONDS
+from bot.state import LocalState
+
+log = logging.getLogger("bot.redis")
+T = TypeVar("T")
+
+RETRY_SECONDS = 5.0  # after a failure, use local state this long before trying Redis again
+UNION_ID_DAYS = 30
+TOKEN_LOCK_MS = 10_000
+POLL_SECONDS = 0.02
+MAX_CALL_MS = 30_000  # a call whose answer never comes stops counting against the rate limit after this long
+
+# Both scripts read the clock of Redis itself, so dynos with drifting clocks still agree on every window.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local window, limit = tonumber(ARGV[2]), tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window + tonumber(ARGV[4]))
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"""
+_RELEASE = """
+local t = redis.call('TIME')
+return redis.call('ZADD', KEYS[1], 'XX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
+"""
+_USER = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 'allow'
+end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', window) then return 'slow_down' end
+return 'drop'
+"""
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def connect(url: str, verify_tls: bool) -> redis.Redis:
+    """A client for REDIS_URL; rediss:// without verification for providers with self-signed certificates."""
+    options: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "decode_responses": True}
+    if url.startswith("rediss://") and not verify_tls:
+        options["ssl_cert_reqs"] = ssl.CERT_NONE
+        options["ssl_check_hostname"] = False
+    return redis.Redis.from_url(url, **options)
+
+
+class RedisState(LocalState):
+    """Duplicate claims, rate limits, the token and unionIds shared across dynos; LocalState while Redis fails."""
+
+    def __init__(self, client: redis.Redis, namespace: str, api_qps: float, user_rate: int) -> None:
+        super().__init__(api_qps, user_rate)
+        self._redis = client
+        self._prefix = f"calbot:{namespace}:"
+        self._api_qps = max(1, int(api_qps))
+        self._user_rate = user_rate
+        self._retry_at = 0.0
+        self._api_locks: dict[str, asyncio.Lock] = {}
+        self._reserve = client.register_script(_RESERVE)
+        self._release = client.register_script(_RELEASE)
+        self._user = client.register_script(_USER)
+        self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _shared(self, operation: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]) -> T:
+        """Run an operation on Redis; on failure log once, use the local fallback and retry Redis later."""
+        if time.monotonic() < self._retry_at:
+            return await fallback()
+        try:
+            result = await operation()
+        except (RedisError, OSError, TimeoutError) as error:
+            if not self._retry_at:
+                log.warning(
+                    "redis unavailable: using in-process state", extra={"fields": {"error": type(error).__name__}}
+                )
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            return await fallback()
+        if self._retry_at:
+            log.warning("redis reachable again: state is shared across dynos")
+            self._retry_at = 0.0
+        return result
+
+    async def claim(self, msg_id: str) -> bool:
+        async def claim_in_redis() -> bool:
+            return bool(await self._redis.set(f"{self._prefix}msg:{msg_id}", "1", nx=True, ex=int(REMEMBER_SECONDS)))
+
+        return await self._shared(claim_in_redis, lambda: super(RedisState, self).claim(msg_id))
+
+    def api_slot(self, api: str) -> AbstractAsyncContextManager[float]:
+        return self._api_slot(api)
+
+    @asynccontextmanager
+    async def _api_slot(self, api: str) -> AsyncIterator[float]:
+        started = time.monotonic()
+        key, member = f"{self._prefix}api:{api}", uuid.uuid4().hex
+        # one waiter per API in each dyno polls Redis; the others queue behind it here
+        async with self._api_locks.setdefault(api, asyncio.Lock()):
+            reserved = await self._shared(lambda: self._reserve_in_redis(key, member), _false)
+        if not reserved:
+            async with super().api_slot(api) as waited:
+                yield waited
+            return
+        try:
+            yield time.monotonic() - started
+        finally:
+            await self._shared(lambda: self._release(keys=[key], args=[member]), _false)
+
+    async def _reserve_in_redis(self, key: str, member: str) -> bool:
+        while True:
+            wait_ms = int(await self._reserve(keys=[key], args=[self._api_qps, 1000, member, MAX_CALL_MS]))
+            if wait_ms == 0:
+                return True
+            await asyncio.sleep(min(wait_ms / 1000, POLL_SECONDS * 5))
+
+    async def user_verdict(self, sender: str) -> str:
+        async def check_in_redis() -> str:
+            keys = [f"{self._prefix}user:{sender}", f"{self._prefix}told:{sender}"]
+            return str(await self._user(keys=keys, args=[self._user_rate, 60_000, uuid.uuid4().hex]))
+
+        return await self._shared(check_in_redis, lambda: super(RedisState, self).user_verdict(sender))
+
+    async def union_id(self, staff_id: str) -> str | None:
+        cached = await super().union_id(staff_id)
+        if cached is not None:
+            return cached
+
+        async def get_from_redis() -> str | None:
+            value = await self._redis.get(f"{self._prefix}union:{staff_id}")
+            if value is None:
+                return None
+            await super(RedisState, self).remember_union_id(staff_id, str(value))
+            return str(value)
+
+        return await self._shared(get_from_redis, _none)
+
+    async def remember_union_id(self, staff_id: str, union_id: str) -> None:
+        await super().remember_union_id(staff_id, union_id)
+        key = f"{self._prefix}union:{staff_id}"
+        await self._shared(lambda: self._redis.set(key, union_id, ex=UNION_ID_DAYS * 86_400), _none)
+
+    async def token(self) -> str:
+        cached = await super().token()
+        if cached:
+            return cached
+
+        async def get_from_redis() -> str:
+            key = f"{self._prefix}token"
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                token, ttl_ms = await pipe.execute()
+            if token and ttl_ms > 0:
+                await super(RedisState, self).store_token(token, ttl_ms / 1000)
+                return str(token)
+            return ""
+
+        return await self._shared(get_from_redis, _empty)
+
+    async def store_token(self, token: str, lifetime: float) -> None:
+        await super().store_token(token, lifetime)
+        key = f"{self._prefix}token"
+        await self._shared(lambda: self._redis.set(key, token, px=int(lifetime * 1000)), _none)
+
+    async def drop_token(self, rejected: str) -> None:
+        await super().drop_token(rejected)
+        key = f"{self._prefix}token"
+        await self._shared(lambda: self._delete_if_equal(keys=[key], args=[rejected]), _none)
+
+    def refresh_lock(self) -> AbstractAsyncContextManager[None]:
+        return self._refresh_lock()
+
+    @asynccontextmanager
+    async def _refresh_lock(self) -> AsyncIterator[None]:
+        """Across dynos: take the Redis lock, or wait until its holder stored a token (or the lock expired)."""
+        key, owner = f"{self._prefix}token-lock", uuid.uuid4().hex
+        async with super().refresh_lock():
+            deadline = time.monotonic() + TOKEN_LOCK_MS / 1000
+            while time.monotonic() < deadline:
+                taken = await self._shared(lambda: self._redis.set(key, owner, nx=True, px=TOKEN_LOCK_MS), _true)
+                if taken or await self.token():
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+            try:
+                yield
+            finally:
+                await self._shared(lambda: self._delete_if_equal(keys=[key], args=[owner]), _none)
+
+
+async def _false() -> bool:
+    return False
+
+
+async def _true() -> bool:
+    return True
+
+
+async def _none() -> None:
+    return None
+
+
+async def _empty() -> str:
+    return ""
