@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 
+import uvloop
+
 from bot import logs
 from bot.app import App
 from bot.config import Config, ConfigError
@@ -40,7 +42,7 @@ def main(argv: list[str]) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, secrets=[config.client_secret])
-    asyncio.run(serve(config))
+    uvloop.run(serve(config))  # libuv's loop: less CPU per socket event than asyncio's own
     return 0
 
 

@@ -10,8 +10,9 @@ from collections import Counter
 from bot import budget, cards
 from bot.commands import parse
 from bot.config import Config
-from bot.dingtalk import DingTalkClient, DingTalkError, new_http_client
+from bot.dingtalk import DingTalkClient, DingTalkError
 from bot.handlers import HANDLERS, Context
+from bot.http import AiohttpTransport
 from bot.inbox import Inbox
 from bot.models import Command, Message, Reply
 from bot.redis_state import RedisState, connect
@@ -38,7 +39,7 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state = build_state(config)
-        self.dingtalk = DingTalkClient(config, new_http_client(config.http_timeout), self.state)
+        self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.state)
         self.users = UserDirectory(self.dingtalk, self.state)
         self.inbox = Inbox(self.handle, self.state.claim, config.max_in_flight)
         self.stream = StreamClient(self.dingtalk, self.inbox.accept, config.ping_seconds)

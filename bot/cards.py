@@ -32,7 +32,9 @@ _ZERO_WIDTH_SPACE = "\u200b"
 
 def escape_markdown(value: Any) -> str:
     """Make any value render as plain text in DingTalk markdown: no formatting, link, image, tag or mention."""
-    text = "".join(_visible(char) for char in str(value))
+    text = str(value)
+    if not text.isprintable():  # the common case skips the per-character pass
+        text = "".join(_visible(char) for char in text)
     if len(text) > MAX_ECHO_LENGTH:
         text = text[: MAX_ECHO_LENGTH - 1] + "…"
     text = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
@@ -55,6 +57,7 @@ def _environment() -> jinja2.Environment:
         finalize=escape_markdown,
         autoescape=False,  # noqa: S701 - HTML escaping is wrong for markdown; finalize escapes instead
         keep_trailing_newline=False,
+        auto_reload=False,  # templates do not change while the bot runs: no stat() per card
         trim_blocks=True,
         lstrip_blocks=True,
     )

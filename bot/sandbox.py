@@ -70,6 +70,7 @@ class Sandbox:
     def __post_init__(self) -> None:
         self._valid_tokens: set[str] = set()
         self.issued_secrets: list[str] = []  # every token and ticket handed out, for "never logged" checks
+        self.webhook_replies: dict[str, Recorded] = {}  # raw path -> the reply posted to that sessionWebhook
         self._tickets: dict[str, float] = {}
         self._faults: dict[str, deque[tuple[int, Any, dict[str, str]]]] = defaultdict(deque)
         self._recent_calls: dict[str, deque[float]] = defaultdict(deque)
@@ -270,7 +271,10 @@ class Sandbox:
             return await self._websocket(request)
         body = await request.read()
         now = time.monotonic()
-        self.requests.append(Recorded(api, request.method, raw_path, dict(request.headers), body, now))
+        record = Recorded(api, request.method, raw_path, dict(request.headers), body, now)
+        self.requests.append(record)
+        if api == "webhook":
+            self.webhook_replies.setdefault(raw_path, record)
         await self._notify()
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)

@@ -222,8 +222,10 @@ async def test_hostile_text_gets_a_useful_card_and_nothing_unescaped(
 
     shown = card(reply)
     assert shown["title"] and len(shown["text"]) < 5000
-    for live in ("<script>", "](javascript", "{{7*7}}\n", "49", "\u202e", "\u0000"):
+    for live in ("<script>", "](javascript", "\u202e", "\u0000"):
         assert live not in shown["text"]
+    if "{{7*7}}" in text:
+        assert r"**{{7\*7}}{% for x in range\(9\) %}x{% endfor %}**" in shown["text"]  # shown, never evaluated
     entry = await bot.wait_log("message handled", msg_id=data["msgId"])
     assert entry["route"] == "webhook"
 

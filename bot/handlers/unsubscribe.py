@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.commands import calendar_id_problem, split_targets
-from bot.dingtalk import DingTalkError
+from bot.dingtalk import DingTalkClient, DingTalkError
 from bot.handlers.base import Context, combine
 from bot.handlers.explain import explain_calendar_error
 from bot.models import Action, Calendar, Command, Reply
@@ -13,6 +13,8 @@ from bot.resolve import resolve, subscribed
 
 # Texts that can be neither an id nor a name are refused before any call; whitespace may still be part of a name.
 REFUSED_LOCALLY = ("dot_segment", "too_long", "bad_characters")
+# Answers to an id that end the matter; after any other refusal the text may still be one of the user's names.
+FINAL_OUTCOMES = ("unsubscribed", "temporary_problem", "app_lacks_permission")
 
 
 async def unsubscribe(context: Context, command: Command) -> Reply:
@@ -24,29 +26,64 @@ async def unsubscribe(context: Context, command: Command) -> Reply:
     union_id = await context.identify()
     if isinstance(union_id, Reply):
         return union_id
-    try:
-        calendars = await context.dingtalk.list_calendars(union_id)
-    except DingTalkError as error:
-        if error.is_temporary:
-            return explain_calendar_error(error, "")
-        calendars = []  # without the list, ids still work; names then match nothing
-    replies = await asyncio.gather(*(_unsubscribe_one(context, union_id, target, calendars) for target in targets))
-    return combine(replies)
+    calendars = SenderCalendars(context.dingtalk, union_id)
+    if len(targets) == 1:
+        return await _unsubscribe_one(context, union_id, targets[0], calendars)
+    return combine(await asyncio.gather(*(_unsubscribe_one(context, union_id, t, calendars) for t in targets)))
 
 
 def refuse(text: str) -> Reply:
     return Reply("invalid_calendar_id", {"calendar_id": text, "problem": calendar_id_problem(text)})
 
 
-async def _unsubscribe_one(context: Context, union_id: str, text: str, calendars: list[Calendar]) -> Reply:
-    if calendar_id_problem(text) in REFUSED_LOCALLY:
+class SenderCalendars:
+    """The sender's calendars, listed at most once per command and only when a target needs them."""
+
+    def __init__(self, dingtalk: DingTalkClient, union_id: str) -> None:
+        self._dingtalk = dingtalk
+        self._union_id = union_id
+        self._listing: asyncio.Future[list[Calendar]] | None = None
+
+    async def get(self) -> list[Calendar]:
+        """Raises DingTalkError only for a temporary failure; any other refusal lists nothing (names then match
+        nothing, ids still work)."""
+        if self._listing is None:
+            self._listing = asyncio.ensure_future(self._list())
+        return await asyncio.shield(self._listing)
+
+    async def _list(self) -> list[Calendar]:
+        try:
+            return await self._dingtalk.list_calendars(self._union_id)
+        except DingTalkError as error:
+            if error.is_temporary:
+                raise
+            return []
+
+
+async def _unsubscribe_one(context: Context, union_id: str, text: str, calendars: SenderCalendars) -> Reply:
+    """The order of issue #3: an id of the user's calendars, else one subscribed calendar's name, else the text as an
+    id. Trying the text as an id first gives the same result with one call less: an id the user can unsubscribe
+    from is one of their calendars, and a refused one still gets its name matched before its error is shown."""
+    problem = calendar_id_problem(text)
+    if problem in REFUSED_LOCALLY:
         return refuse(text)
-    resolution = resolve(text, calendars)
+    as_id = None if problem else await _unsubscribe_calendar(context, union_id, Calendar(text, "", "unknown"))
+    if as_id is not None and as_id.outcome in FINAL_OUTCOMES:
+        return as_id
+    try:
+        listed = await calendars.get()
+    except DingTalkError as error:
+        return as_id or explain_calendar_error(error, "")
+    resolution = resolve(text, listed)
     if resolution.matches:
         return _choices("ambiguous", text, resolution.matches)
     calendar = resolution.calendar
-    if calendar is None:
-        return _choices("no_match", text, subscribed(calendars))
+    if calendar is not None and calendar.id != text:
+        return await _unsubscribe_calendar(context, union_id, calendar)
+    return as_id or _choices("no_match", text, subscribed(listed))
+
+
+async def _unsubscribe_calendar(context: Context, union_id: str, calendar: Calendar) -> Reply:
     try:
         request_id = await context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
     except DingTalkError as error:

@@ -1,0 +1,270 @@
+"""Benchmark: a burst of `unsubscribe` commands through the real `python -m bot` and through the two SDK baselines,
+against the loopback sandbox with a per-call latency; prints one table. Usage: python bench/run.py [--help]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.sandbox import Sandbox  # noqa: E402
+from tests.redisserver import RedisServer  # noqa: E402
+
+WARM_UP = 20  # commands before measuring: process start, connection and the first token are not the burst
+DELAYED_CALLS = 2  # user/get and unsubscribe: the calls that carry the platform latency (an id needs no list)
+
+
+@dataclass
+class Result:
+    name: str
+    commands: int
+    answered: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+    cpu_seconds: float
+    peak_rss_mb: float
+    platform_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.answered / self.seconds if self.seconds else 0.0
+
+    def percentile(self, fraction: float, minus: float = 0.0) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return (ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] - minus) * 1000
+
+
+class Contender:
+    """One or more processes answering through the sandbox: the bot (`python -m bot`) or a baseline."""
+
+    def __init__(self, command: list[str], env: dict[str, str], count: int = 1) -> None:
+        self.command, self.env, self.count = command, env, count
+        self.processes: list[asyncio.subprocess.Process] = []
+
+    async def start(self, sandbox: Sandbox) -> None:
+        for number in range(self.count):
+            process = await asyncio.create_subprocess_exec(
+                *self.command,
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            self.processes.append(process)
+            await sandbox.wait_connected(number + 1, timeout=30)
+
+    def cpu_seconds(self) -> float:
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for process in self.processes:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return total
+
+    def peak_rss_mb(self) -> float:
+        peaks = []
+        for process in self.processes:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        return max(peaks)
+
+    async def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            await process.wait()
+
+
+def seed(sandbox: Sandbox, count: int, prefix: str) -> list[dict[str, Any]]:
+    messages = []
+    for number in range(count):
+        staff, union, calendar = f"{prefix}s{number}", f"{prefix}u{number}", f"{prefix}c{number}"
+        sandbox.add_user(staff, union)
+        sandbox.add_calendar(calendar, f"Calendar {number}")
+        sandbox.subscribe(union, calendar)
+        messages.append(sandbox.chat(f"unsubscribe {calendar}", staff))
+    return messages
+
+
+async def drive(sandbox: Sandbox, messages: list[dict[str, Any]], rate: float, patience: float) -> list[float]:
+    """Push the messages (all at once, or `rate` per second); returns each one's delivery→reply seconds."""
+    pushed: dict[str, float] = {}
+    started = time.monotonic()
+    for number, data in enumerate(messages):
+        if rate:
+            await asyncio.sleep(max(0.0, started + number / rate - time.monotonic()))
+        pushed[data["sessionWebhook"].removeprefix(sandbox.base_url)] = time.monotonic()
+        await sandbox.push(data)
+    expected = len(sandbox.webhook_replies) + len(messages)
+    with contextlib.suppress(TimeoutError):  # what did not arrive counts as an error
+        await sandbox.wait_for(lambda: len(sandbox.webhook_replies) >= expected, patience)
+    return [sandbox.webhook_replies[p].received_at - t for p, t in pushed.items() if p in sandbox.webhook_replies]
+
+
+async def measure(
+    name: str,
+    contender: Contender,
+    count: int,
+    latency: float,
+    *,
+    qps_limit: int = 0,
+    rate: float = 0.0,
+    patience: float = 600.0,
+) -> Result:
+    sandbox = Sandbox(latency=latency)
+    await sandbox.start()
+    contender.env.update(sandbox.bot_env())
+    contender.env["DINGTALK_OPENAPI_ENDPOINT"] = sandbox.base_url  # read by the SDK baselines
+    await contender.start(sandbox)
+    try:
+        await drive(sandbox, seed(sandbox, WARM_UP, "warm"), 0, 60)
+        sandbox.qps_limit = qps_limit
+        messages = seed(sandbox, count, "m")
+        cpu_before, started = contender.cpu_seconds(), time.monotonic()
+        latencies = await drive(sandbox, messages, rate, patience)
+        seconds = time.monotonic() - started
+        cpu = contender.cpu_seconds() - cpu_before
+        answered = [sandbox.webhook_replies.get(m["sessionWebhook"].removeprefix(sandbox.base_url)) for m in messages]
+        ok = sum(1 for reply in answered if reply is not None and "Unsubscribed" in reply.body.decode())
+        return Result(
+            name,
+            count,
+            len(latencies),
+            count - ok,
+            seconds,
+            latencies,
+            cpu,
+            contender.peak_rss_mb(),
+            DELAYED_CALLS * latency,
+        )
+    finally:
+        await contender.stop()
+        await sandbox.close()
+
+
+def bot(extra: dict[str, str] | None = None, count: int = 1) -> Contender:
+    env = {"BOT_API_QPS": "100000", "BOT_USER_RATE": "100000", "LOG_LEVEL": "INFO", **(extra or {})}
+    return Contender([sys.executable, "-m", "bot"], env, count)
+
+
+def baseline(kind: str) -> Contender:
+    return Contender([sys.executable, str(ROOT / "bench" / "baselines.py"), kind], {})
+
+
+def table(results: list[Result], reference: Result | None) -> str:
+    header = (
+        "scenario",
+        "cmds",
+        "ok",
+        "err",
+        "cmd/s",
+        "×bot",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "bot-added p50/p99 ms",
+        "CPU ms/cmd",
+        "peak RSS MB",
+    )
+    rows = [header]
+    for r in results:
+        ratio = f"{reference.rate / r.rate:.1f}" if reference and r.rate and r is not reference else "—"
+        rows.append(
+            (
+                r.name,
+                str(r.commands),
+                str(r.answered - r.errors),
+                str(r.errors),
+                f"{r.rate:.1f}",
+                ratio,
+                f"{r.percentile(0.5):.1f}",
+                f"{r.percentile(0.95):.1f}",
+                f"{r.percentile(0.99):.1f}",
+                f"{r.percentile(0.5, r.platform_seconds):.1f} / {r.percentile(0.99, r.platform_seconds):.1f}",
+                f"{r.cpu_seconds / max(r.answered, 1) * 1000:.2f}",
+                f"{r.peak_rss_mb:.0f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    return (
+        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+async def main(options: argparse.Namespace) -> None:
+    n, latency = options.commands, options.latency / 1000
+    print(f"machine: {machine()}")
+    print(f"burst of {n} unsubscribe commands (distinct senders), platform latency {options.latency:.0f} ms per call")
+    results: list[Result] = []
+    ours = await measure("bot (burst)", bot(), n, latency)
+    results.append(ours)
+    if "baselines" in options.scenarios:
+        results.append(
+            await measure("SDK AsyncChatbotHandler", baseline("threadpool"), options.baseline_commands or n, latency)
+        )
+        results.append(
+            await measure("SDK README ChatbotHandler", baseline("readme"), options.baseline_commands or n, latency)
+        )
+    if "steady" in options.scenarios:
+        results.append(await measure("bot steady 100/s, 0 ms", bot(), n, 0.0, rate=100.0))
+    if "redis" in options.scenarios:
+        server = await RedisServer().start()
+        try:
+            results.append(
+                await measure("2 dynos + Redis (burst)", bot({"REDIS_URL": server.url}, count=2), n, latency)
+            )
+        finally:
+            server.stop()
+    if "qps" in options.scenarios:
+        limited = {"BOT_API_QPS": "20"}
+        results.append(await measure("bot, DingTalk limit 20/s", bot(limited), n, latency, qps_limit=20))
+        floor = n / 20
+        print(f"(with the limit: floor {floor:.0f} s, took {results[-1].seconds:.1f} s)")
+    print(table(results, ours))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--commands", type=int, default=1000, help="commands per burst (default 1000)")
+    parser.add_argument("--latency", type=float, default=50.0, help="platform latency per call in ms (default 50)")
+    parser.add_argument("--baseline-commands", type=int, default=0, help="commands for the baselines (default: same)")
+    parser.add_argument(
+        "--scenarios",
+        default="baselines,steady,redis,qps",
+        help="comma-separated extra scenarios: baselines, steady, redis, qps (default: all)",
+    )
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main(parser.parse_args()))
