@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -37,12 +39,31 @@ def new_calendar(sandbox: Sandbox, user: User, summary: str = "Company Holidays"
     return calendar_id
 
 
+@asynccontextmanager
+async def started_sandbox(**settings: Any) -> AsyncIterator[Sandbox]:
+    platform = Sandbox(**settings)
+    await platform.start()
+    try:
+        yield platform
+    finally:
+        await platform.close()
+
+
+@asynccontextmanager
+async def running_bot(sandbox: Sandbox, env: dict[str, str], connections: int = 1) -> AsyncIterator[BotProcess]:
+    """A real `python -m bot` connected to the sandbox (the `connections`-th connection); stopped on exit."""
+    process = await BotProcess({**sandbox.bot_env(), **env}).start()
+    try:
+        await sandbox.wait_connected(connections)
+        yield process
+    finally:
+        await process.stop()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def sandbox() -> AsyncIterator[Sandbox]:
-    platform = Sandbox()
-    await platform.start()
-    yield platform
-    await platform.close()
+    async with started_sandbox() as platform:
+        yield platform
 
 
 @pytest_asyncio.fixture(autouse=True)
@@ -58,7 +79,6 @@ BOT_ENV = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "2"}
 
 @pytest_asyncio.fixture(scope="session")
 async def bot(sandbox: Sandbox) -> AsyncIterator[BotProcess]:
-    process = await BotProcess({**sandbox.bot_env(), **BOT_ENV}).start()
-    await sandbox.wait_connected()
-    yield process
-    assert await process.stop() == 0
+    async with running_bot(sandbox, BOT_ENV) as process:
+        yield process
+        assert await process.stop() == 0

@@ -12,16 +12,14 @@ import pytest_asyncio
 
 from bot.sandbox import Sandbox
 from tests.botprocess import ROOT, BotProcess
-from tests.conftest import new_calendar, new_user
+from tests.conftest import new_calendar, new_user, started_sandbox
 
 
 @pytest_asyncio.fixture
 async def own_sandbox() -> AsyncIterator[Sandbox]:
     """A sandbox of its own, for tests that start and stop their own bot process."""
-    platform = Sandbox(client_secret="s3cr3t-Value-That-Must-Not-Leak")
-    await platform.start()
-    yield platform
-    await platform.close()
+    async with started_sandbox(client_secret="s3cr3t-Value-That-Must-Not-Leak") as platform:
+        yield platform
 
 
 @pytest.mark.parametrize(

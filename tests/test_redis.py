@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from bot.sandbox import Recorded, Sandbox
 from tests.botprocess import BotProcess
-from tests.conftest import new_calendar, new_user
+from tests.conftest import new_calendar, new_user, running_bot, started_sandbox
 from tests.redisserver import RedisServer
 from tests.test_end_to_end import card, converse, unsubscribe_calls
 
@@ -25,22 +25,17 @@ async def redis_server() -> AsyncIterator[RedisServer]:
 
 @pytest_asyncio.fixture(scope="module")
 async def sandbox() -> AsyncIterator[Sandbox]:
-    platform = Sandbox()
-    await platform.start()
-    yield platform
-    await platform.close()
+    async with started_sandbox() as platform:
+        yield platform
 
 
 @pytest_asyncio.fixture(scope="module")
 async def dynos(sandbox: Sandbox, redis_server: RedisServer) -> AsyncIterator[list[BotProcess]]:
-    env = {**sandbox.bot_env(), "REDIS_URL": redis_server.url, "LOG_LEVEL": "DEBUG"}
-    first = await BotProcess(env).start()
-    await sandbox.wait_connected(1)
-    second = await BotProcess(env).start()
-    await sandbox.wait_connected(2)
-    yield [first, second]
-    assert await first.stop() == 0
-    assert await second.stop() == 0
+    env = {"REDIS_URL": redis_server.url, "LOG_LEVEL": "DEBUG"}
+    async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+        yield [first, second]
+        assert await first.stop() == 0
+        assert await second.stop() == 0
 
 
 async def test_a_message_pushed_to_both_dynos_is_acted_on_once(sandbox: Sandbox, dynos: list[BotProcess]) -> None:
@@ -102,52 +97,42 @@ async def test_the_per_user_limit_counts_commands_on_both_dynos(sandbox: Sandbox
 
 async def test_without_redis_the_bot_keeps_answering_and_uses_redis_again_when_it_is_back() -> None:
     server = await RedisServer().start()
-    sandbox = Sandbox()
-    await sandbox.start()
-    process = await BotProcess({**sandbox.bot_env(), "REDIS_URL": server.url}).start()
     try:
-        await sandbox.wait_connected()
-        await _help(sandbox)
-        server.stop()
-
-        for _ in range(3):
+        async with started_sandbox() as sandbox, running_bot(sandbox, {"REDIS_URL": server.url}) as process:
             await _help(sandbox)
-        await process.wait_log("redis unavailable: using in-process state")
+            server.stop()
 
-        await server.start()
-        for _ in range(100):  # the bot tries Redis again a few seconds after it failed
-            data = await _help(sandbox)
-            if process.logs("redis reachable again: state is shared across dynos"):
-                break
-            await asyncio.sleep(0.1)
-        client = server.client()
-        assert await client.exists(f"calbot:{sandbox.client_id}:msg:{data['msgId']}") == 1
-        await client.aclose()
+            for _ in range(3):
+                await _help(sandbox)
+            await process.wait_log("redis unavailable: using in-process state")
+
+            await server.start()
+            for _ in range(100):  # the bot tries Redis again a few seconds after it failed
+                data = await _help(sandbox)
+                if process.logs("redis reachable again: state is shared across dynos"):
+                    break
+                await asyncio.sleep(0.1)
+            client = server.client()
+            assert await client.exists(f"calbot:{sandbox.client_id}:msg:{data['msgId']}") == 1
+            await client.aclose()
+            assert await process.stop() == 0
     finally:
-        assert await process.stop() == 0
-        await sandbox.close()
         server.stop()
 
 
 async def test_rediss_with_a_self_signed_certificate_works() -> None:
     server = await RedisServer(tls=True).start()
-    sandbox = Sandbox()
-    await sandbox.start()
-    process = await BotProcess({**sandbox.bot_env(), "REDIS_URL": server.url}).start()
     try:
-        await sandbox.wait_connected()
-        user = new_user(sandbox)
-        data = sandbox.chat("help", user.staff_id)
-        _, reply = await converse(sandbox, data)
+        async with started_sandbox() as sandbox, running_bot(sandbox, {"REDIS_URL": server.url}) as process:
+            data = sandbox.chat("help", new_user(sandbox).staff_id)
+            _, reply = await converse(sandbox, data)
 
-        assert card(reply)["title"] == "📅 Calendar bot"
-        client = server.client()
-        assert await client.exists(f"calbot:{sandbox.client_id}:msg:{data['msgId']}") == 1
-        await client.aclose()
-        assert process.logs("redis unavailable: using in-process state") == []
+            assert card(reply)["title"] == "📅 Calendar bot"
+            client = server.client()
+            assert await client.exists(f"calbot:{sandbox.client_id}:msg:{data['msgId']}") == 1
+            await client.aclose()
+            assert process.logs("redis unavailable: using in-process state") == []
     finally:
-        await process.stop()
-        await sandbox.close()
         server.stop()
 
 

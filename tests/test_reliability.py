@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
-from tests.conftest import new_calendar, new_user
+from tests.conftest import new_calendar, new_user, running_bot, started_sandbox
 from tests.test_end_to_end import card, converse, unsubscribe_calls
 
 pytestmark = pytest.mark.usefixtures("bot")
@@ -28,18 +28,15 @@ THROTTLE = {"code": "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "message":
 
 @pytest_asyncio.fixture(scope="module")
 async def sandbox() -> AsyncIterator[Sandbox]:
-    platform = Sandbox()
-    await platform.start()
-    yield platform
-    await platform.close()
+    async with started_sandbox() as platform:
+        yield platform
 
 
 @pytest_asyncio.fixture(scope="module")
 async def bot(sandbox: Sandbox) -> AsyncIterator[BotProcess]:
-    process = await BotProcess({**sandbox.bot_env(), **ENV}).start()
-    await sandbox.wait_connected()
-    yield process
-    assert await process.stop() == 0
+    async with running_bot(sandbox, ENV) as process:
+        yield process
+        assert await process.stop() == 0
 
 
 async def test_a_duplicate_during_and_after_handling_is_acked_but_acted_on_once(
@@ -296,11 +293,7 @@ async def test_each_calendar_change_is_audited_and_a_heartbeat_counts(sandbox: S
 
 
 async def test_messages_beyond_max_in_flight_queue_in_order_without_delaying_acks() -> None:
-    sandbox = Sandbox()
-    await sandbox.start()
-    process = await BotProcess({**sandbox.bot_env(), "BOT_MAX_IN_FLIGHT": "3"}).start()
-    try:
-        await sandbox.wait_connected()
+    async with started_sandbox() as sandbox, running_bot(sandbox, {"BOT_MAX_IN_FLIGHT": "3"}):
         sandbox.latency = 0.2
         users = [new_user(sandbox) for _ in range(12)]
         messages = [sandbox.chat("list", user.staff_id) for user in users]
@@ -314,18 +307,11 @@ async def test_messages_beyond_max_in_flight_queue_in_order_without_delaying_ack
         lookups = [json.loads(r.body)["userid"] for r in sandbox.calls("user/get")]
         assert lookups == [user.staff_id for user in users]  # handled in arrival order
         assert all(card(reply)["title"] == "📭 No subscribed calendars" for reply in replies)
-    finally:
-        await process.stop()
-        await sandbox.close()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_a_stop_signal_finishes_queued_messages_then_exits_zero(signum: int) -> None:
-    sandbox = Sandbox()
-    await sandbox.start()
-    process = await BotProcess({**sandbox.bot_env(), "BOT_MAX_IN_FLIGHT": "2"}).start()
-    try:
-        await sandbox.wait_connected()
+    async with started_sandbox() as sandbox, running_bot(sandbox, {"BOT_MAX_IN_FLIGHT": "2"}) as process:
         sandbox.latency = 0.5
         users = [new_user(sandbox) for _ in range(4)]
         messages = [sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id) for user in users]
@@ -338,5 +324,3 @@ async def test_a_stop_signal_finishes_queued_messages_then_exits_zero(signum: in
         for data in messages:
             assert card(await sandbox.wait_reply(data, timeout=0.1))["title"] == "✅ Unsubscribed"
         assert sandbox.connections == 0
-    finally:
-        await sandbox.close()
