@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import httpx
+import yarl
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -33,7 +34,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             async with session.request(
                 request.method,
-                str(request.url),
+                yarl.URL(str(request.url), encoded=True),  # already encoded by httpx: not re-quoted
                 data=request.content or None,
                 headers=request.headers.multi_items(),
                 allow_redirects=False,  # a redirect could carry a token or a reply somewhere unexpected
