@@ -10,7 +10,8 @@ from collections import Counter
 from bot import budget, cards
 from bot.commands import parse
 from bot.config import Config
-from bot.dingtalk import DingTalkClient, DingTalkError
+from bot.dingtalk import DingTalkClient
+from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox

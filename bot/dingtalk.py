@@ -1,10 +1,9 @@
-"""The one HTTP client for DingTalk (httpx): access token, user lookup, calendar calls, replies; DingTalkError."""
+"""The one DingTalk client (httpx): access token, user lookup, calendar calls and replies, paced and retried."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from typing import Any
 from urllib.parse import quote
 
@@ -13,59 +12,13 @@ import orjson
 
 from bot import budget
 from bot.config import Config
+from bot.errors import DingTalkError, error_from, raise_for_errcode, request_id_of, retry_delay
 from bot.models import Calendar
 from bot.state import LocalState
 
 _NO_WAIT = contextlib.nullcontext(0.0)
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token expires, as the SDK does
-_THROTTLE_CODES = ("Forbidden.AccessDenied.Qps", "Forbidden.AccessDenied.Qpm", "system.busy", "systemBusy")
-_TOPAPI_TOKEN_ERRCODES = (40014, 42001, 40001)
-_TOPAPI_RETRYABLE_ERRCODES = (-1, 90002, 90018)
-
-
-class DingTalkError(Exception):
-    """DingTalk answered with an error, or could not be reached (status 0)."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str = "",
-        request_id: str = "",
-        required_scopes: tuple[str, ...] = (),
-        sub_code: str = "",
-    ) -> None:
-        super().__init__(f"DingTalk error {status} {code}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.required_scopes = required_scopes
-        self.sub_code = sub_code
-
-    @property
-    def is_temporary(self) -> bool:
-        """Throttling, a server error or no answer: the same call may work a moment later."""
-        if self.status == 0 or self.status >= 500 or self.status == 429:
-            return True
-        if self.code.startswith(_THROTTLE_CODES):
-            return True
-        return self.code in {str(errcode) for errcode in _TOPAPI_RETRYABLE_ERRCODES}
-
-    @property
-    def is_throttle(self) -> bool:
-        return self.status == 429 or self.code.startswith(_THROTTLE_CODES) or self.code in ("90002", "90018")
-
-    @property
-    def is_token_rejected(self) -> bool:
-        if self.status in (400, 401) and self.code == "InvalidAuthentication":
-            return True
-        if self.status == 401:
-            return True
-        return (self.code == "88" and self.sub_code == "40014") or self.code in {
-            str(errcode) for errcode in _TOPAPI_TOKEN_ERRCODES
-        }
 
 
 class DingTalkClient:
@@ -123,13 +76,13 @@ class DingTalkClient:
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/unsubscribe"
         data = await self._openapi("unsubscribe", "POST", path)
         if data.get("result") is not True:
-            raise DingTalkError(200, "resultFalse", "DingTalk did not confirm the change", _request_id(data))
-        return _request_id(data)
+            raise DingTalkError(200, "resultFalse", "DingTalk did not confirm the change", request_id_of(data))
+        return request_id_of(data)
 
     async def subscribe_calendar(self, union_id: str, calendar_id: str) -> str:
         """Subscribe the user to a subscribed (public) calendar again; DingTalk answers 200 with no body."""
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/subscribe"
-        return _request_id(await self._openapi("subscribe", "POST", path))
+        return request_id_of(await self._openapi("subscribe", "POST", path))
 
     async def list_calendars(self, union_id: str) -> list[Calendar]:
         """All of the user's calendars (primary, subscribed, shared), as DingTalk lists them."""
@@ -220,7 +173,7 @@ class DingTalkClient:
                         raise DingTalkError(0, "CommandTimeout", "the command ran out of time")
                     data = await self._request(method, url, body, headers, timeout)
                 if check_errcode:
-                    _raise_for_errcode(data)
+                    raise_for_errcode(data)
                 return data
             except DingTalkError as error:
                 delay = retry_delay(attempt, error.is_throttle)
@@ -251,26 +204,7 @@ class DingTalkClient:
             if "requestid" not in data and "x-acs-request-id" in response.headers:
                 data["requestid"] = response.headers["x-acs-request-id"]
             return data
-        raise _error_from(response, data)
-
-
-def retry_delay(attempt: int, throttled: bool) -> float:
-    """Exponential backoff with jitter; after a throttle answer at least a second, since QPS limits last a second."""
-    ceiling = min(4.0, 0.25 * 2 ** (attempt - 1))
-    jitter = random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
-    return 1.0 + jitter if throttled else ceiling / 2 + jitter / 2
-
-
-def _raise_for_errcode(data: dict[str, Any]) -> None:
-    errcode = data.get("errcode", 0)
-    if errcode != 0:
-        raise DingTalkError(
-            200,
-            str(errcode),
-            str(data.get("errmsg", "")),
-            str(data.get("request_id", "")),
-            sub_code=str(data.get("sub_code", "")),
-        )
+        raise error_from(response, data)
 
 
 def _segment(value: str) -> str:
@@ -284,22 +218,3 @@ def _json_object(content: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _request_id(data: dict[str, Any]) -> str:
-    return str(data.get("requestid") or data.get("requestId") or data.get("request_id") or "")
-
-
-def _error_from(response: httpx.Response, data: dict[str, Any]) -> DingTalkError:
-    lowered = {key.lower(): value for key, value in data.items()}
-    detail = lowered.get("accessdenieddetail")
-    scopes: list[Any] = []
-    if isinstance(detail, dict):
-        scopes = detail.get("requiredScopes") or detail.get("requiredscopes") or []
-    return DingTalkError(
-        status=response.status_code,
-        code=str(lowered.get("code") or f"HTTP{response.status_code}"),
-        message=str(lowered.get("message", "")),
-        request_id=_request_id(lowered) or response.headers.get("x-acs-request-id", ""),
-        required_scopes=tuple(str(scope) for scope in scopes),
-    )

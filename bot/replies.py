@@ -7,7 +7,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.dingtalk import DingTalkClient, DingTalkError
+from bot.dingtalk import DingTalkClient
+from bot.errors import DingTalkError
 from bot.models import Card, Message
 
 WEBHOOK_MARGIN_MS = 10_000  # do not start a post to a webhook that expires while it is under way

@@ -17,7 +17,8 @@ from dingtalk_stream.frames import AckMessage, SystemMessage
 from dingtalk_stream.version import VERSION_STRING
 from websockets.asyncio.client import ClientConnection, connect
 
-from bot.dingtalk import DingTalkClient, DingTalkError
+from bot.dingtalk import DingTalkClient
+from bot.errors import DingTalkError
 from bot.models import Message
 
 log = logging.getLogger("bot.transport")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.dingtalk import DingTalkError, retry_delay
+from bot.errors import DingTalkError, retry_delay
 from bot.models import Button, Card
 from bot.replies import robot_message, webhook_body, webhook_is_trusted
 from bot.transport import _backoff

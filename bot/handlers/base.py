@@ -6,7 +6,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bot.dingtalk import DingTalkClient, DingTalkError
+from bot.dingtalk import DingTalkClient
+from bot.errors import DingTalkError
 from bot.handlers.explain import explain_lookup_error
 from bot.models import Command, Message, Reply
 from bot.users import ForeignSender, UserDirectory

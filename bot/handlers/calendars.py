@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.dingtalk import DingTalkError
+from bot.errors import DingTalkError
 from bot.handlers.base import Context
 from bot.handlers.explain import explain_calendar_error
 from bot.models import Action, Command, Reply

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.dingtalk import DingTalkError
+from bot.errors import DingTalkError
 from bot.models import Reply
 
 PERMISSION_DENIED = "Forbidden.AccessDenied.AccessTokenPermissionDenied"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.commands import calendar_id_problem, split_targets
-from bot.dingtalk import DingTalkError
+from bot.errors import DingTalkError
 from bot.handlers.base import Context, combine
 from bot.handlers.explain import explain_calendar_error
 from bot.handlers.unsubscribe import refuse

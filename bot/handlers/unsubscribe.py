@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from bot.commands import calendar_id_problem, split_targets
-from bot.dingtalk import DingTalkClient, DingTalkError
+from bot.dingtalk import DingTalkClient
+from bot.errors import DingTalkError
 from bot.handlers.base import Context, combine
 from bot.handlers.explain import explain_calendar_error
 from bot.models import Action, Calendar, Command, Reply
