@@ -73,26 +73,19 @@ class App:
             self.counters["rate_limited"] += 1
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
             return
-        work = budget.Budget(self.config.command_timeout)
-        token = budget.current.set(work)
-        try:
+        with budget.spending(self.config.command_timeout) as work:
             reply = Reply("slow_down") if verdict == "slow_down" else await self._run_command(message, command)
-        finally:
-            budget.current.reset(token)
-        # The reply gets its own budget: a command that used up its time still gets its card.
-        sending = budget.Budget(self.config.command_timeout)
-        token = budget.current.set(sending)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
-        try:
-            fields["route"] = await self._answer(message, reply, command.locale)
-        except DingTalkError as error:
-            fields.update(route="failed", reply_code=error.code)
-        except Exception:
-            log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
-            fields["route"] = "failed"
-        finally:
-            budget.current.reset(token)
+        # The reply gets its own budget: a command that used up its time still gets its card.
+        with budget.spending(self.config.command_timeout) as sending:
+            try:
+                fields["route"] = await self._answer(message, reply, command.locale)
+            except DingTalkError as error:
+                fields.update(route="failed", reply_code=error.code)
+            except Exception:
+                log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
+                fields["route"] = "failed"
         retries = work.retries + sending.retries
         fields.update(attempts=work.attempts + sending.attempts, retries=retries)
         fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)

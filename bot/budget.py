@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -29,3 +31,14 @@ class Budget:
 
 
 current: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("budget", default=None)
+
+
+@contextmanager
+def spending(seconds: float) -> Iterator[Budget]:
+    """Every DingTalk call inside this block shares one fresh budget."""
+    budget = Budget(seconds)
+    token = current.set(budget)
+    try:
+        yield budget
+    finally:
+        current.reset(token)
