@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -120,30 +121,27 @@ class DingTalkClient:
     # --- transport ------------------------------------------------------------------------------------------
 
     async def _openapi(self, api: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        token = await self.access_token()
         url = f"{self._config.api_base}{path}"
-        try:
-            return await self._call(api, method, url, body, {"x-acs-dingtalk-access-token": token})
-        except DingTalkError as error:
-            if not error.is_token_rejected:
-                raise
-        await self._state.drop_token(token)
-        token = await self.access_token()
-        return await self._call(api, method, url, body, {"x-acs-dingtalk-access-token": token})
+        return await self._authorized(
+            lambda token: self._call(api, method, url, body, {"x-acs-dingtalk-access-token": token})
+        )
 
     async def _topapi(self, api: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self._config.oapi_base}{path}?access_token="
+        return await self._authorized(
+            lambda token: self._call(api, "POST", url + quote(token, safe=""), body, check_errcode=True)
+        )
+
+    async def _authorized(self, call: Callable[[str], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """Make a call with the app's token; if DingTalk rejects the token, drop it and try once with a new one."""
         token = await self.access_token()
         try:
-            return await self._topapi_once(api, path, body, token)
+            return await call(token)
         except DingTalkError as error:
             if not error.is_token_rejected:
                 raise
         await self._state.drop_token(token)
-        return await self._topapi_once(api, path, body, await self.access_token())
-
-    async def _topapi_once(self, api: str, path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
-        url = f"{self._config.oapi_base}{path}?access_token={quote(token, safe='')}"
-        return await self._call(api, "POST", url, body, check_errcode=True)
+        return await call(await self.access_token())
 
     async def _call(
         self,

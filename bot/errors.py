@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 
 _THROTTLE_CODES = ("Forbidden.AccessDenied.Qps", "Forbidden.AccessDenied.Qpm", "system.busy", "systemBusy")
-_TOPAPI_TOKEN_ERRCODES = (40014, 42001, 40001)
-_TOPAPI_RETRYABLE_ERRCODES = (-1, 90002, 90018)
+_TOPAPI_THROTTLE_ERRCODES = ("90002", "90018")
+_TOPAPI_BUSY_ERRCODE = "-1"
+_TOPAPI_TOKEN_ERRCODES = ("40014", "42001", "40001")
 
 
 class DingTalkError(Exception):
@@ -33,27 +34,19 @@ class DingTalkError(Exception):
         self.sub_code = sub_code
 
     @property
-    def is_temporary(self) -> bool:
-        """Throttling, a server error or no answer: the same call may work a moment later."""
-        if self.status == 0 or self.status >= 500 or self.status == 429:
-            return True
-        if self.code.startswith(_THROTTLE_CODES):
-            return True
-        return self.code in {str(errcode) for errcode in _TOPAPI_RETRYABLE_ERRCODES}
+    def is_throttle(self) -> bool:
+        return self.status == 429 or self.code.startswith(_THROTTLE_CODES) or self.code in _TOPAPI_THROTTLE_ERRCODES
 
     @property
-    def is_throttle(self) -> bool:
-        return self.status == 429 or self.code.startswith(_THROTTLE_CODES) or self.code in ("90002", "90018")
+    def is_temporary(self) -> bool:
+        """Throttling, a server error or no answer: the same call may work a moment later."""
+        return self.status == 0 or self.status >= 500 or self.is_throttle or self.code == _TOPAPI_BUSY_ERRCODE
 
     @property
     def is_token_rejected(self) -> bool:
-        if self.status in (400, 401) and self.code == "InvalidAuthentication":
+        if self.status == 401 or (self.status == 400 and self.code == "InvalidAuthentication"):
             return True
-        if self.status == 401:
-            return True
-        return (self.code == "88" and self.sub_code == "40014") or self.code in {
-            str(errcode) for errcode in _TOPAPI_TOKEN_ERRCODES
-        }
+        return (self.code == "88" and self.sub_code == "40014") or self.code in _TOPAPI_TOKEN_ERRCODES
 
 
 def retry_delay(attempt: int, throttled: bool) -> float:

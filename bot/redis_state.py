@@ -124,7 +124,7 @@ class RedisState(LocalState):
         key, member = f"{self._prefix}api:{api}", uuid.uuid4().hex
         # one waiter per API in each dyno polls Redis; the others queue behind it here
         async with self._api_locks.setdefault(api, asyncio.Lock()):
-            reserved = await self._shared(lambda: self._reserve_in_redis(key, member), _false)
+            reserved = await self._shared(lambda: self._reserve_in_redis(key, member), _local(False))
         if not reserved:
             async with super().api_slot(api) as waited:
                 yield waited
@@ -132,7 +132,7 @@ class RedisState(LocalState):
         try:
             yield time.monotonic() - started
         finally:
-            await self._shared(lambda: self._release(keys=[key], args=[member]), _false)
+            await self._shared(lambda: self._release(keys=[key], args=[member]), _local(False))
 
     async def _reserve_in_redis(self, key: str, member: str) -> bool:
         while True:
@@ -160,12 +160,12 @@ class RedisState(LocalState):
             await super(RedisState, self).remember_union_id(staff_id, str(value))
             return str(value)
 
-        return await self._shared(get_from_redis, _none)
+        return await self._shared(get_from_redis, _local(None))
 
     async def remember_union_id(self, staff_id: str, union_id: str) -> None:
         await super().remember_union_id(staff_id, union_id)
         key = f"{self._prefix}union:{staff_id}"
-        await self._shared(lambda: self._redis.set(key, union_id, ex=UNION_ID_DAYS * 86_400), _none)
+        await self._shared(lambda: self._redis.set(key, union_id, ex=UNION_ID_DAYS * 86_400), _local(None))
 
     async def token(self) -> str:
         cached = await super().token()
@@ -183,17 +183,17 @@ class RedisState(LocalState):
                 return str(token)
             return ""
 
-        return await self._shared(get_from_redis, _empty)
+        return await self._shared(get_from_redis, _local(""))
 
     async def store_token(self, token: str, lifetime: float) -> None:
         await super().store_token(token, lifetime)
         key = f"{self._prefix}token"
-        await self._shared(lambda: self._redis.set(key, token, px=int(lifetime * 1000)), _none)
+        await self._shared(lambda: self._redis.set(key, token, px=int(lifetime * 1000)), _local(None))
 
     async def drop_token(self, rejected: str) -> None:
         await super().drop_token(rejected)
         key = f"{self._prefix}token"
-        await self._shared(lambda: self._delete_if_equal(keys=[key], args=[rejected]), _none)
+        await self._shared(lambda: self._delete_if_equal(keys=[key], args=[rejected]), _local(None))
 
     def refresh_lock(self) -> AbstractAsyncContextManager[None]:
         return self._refresh_lock()
@@ -205,27 +205,20 @@ class RedisState(LocalState):
         async with super().refresh_lock():
             deadline = time.monotonic() + TOKEN_LOCK_MS / 1000
             while time.monotonic() < deadline:
-                taken = await self._shared(lambda: self._redis.set(key, owner, nx=True, px=TOKEN_LOCK_MS), _true)
+                taken = await self._shared(lambda: self._redis.set(key, owner, nx=True, px=TOKEN_LOCK_MS), _local(True))
                 if taken or await self.token():
                     break
                 await asyncio.sleep(POLL_SECONDS)
             try:
                 yield
             finally:
-                await self._shared(lambda: self._delete_if_equal(keys=[key], args=[owner]), _none)
+                await self._shared(lambda: self._delete_if_equal(keys=[key], args=[owner]), _local(None))
 
 
-async def _false() -> bool:
-    return False
+def _local(value: T) -> Callable[[], Awaitable[T]]:
+    """A fallback that needs no local state: this value."""
 
+    async def constant() -> T:
+        return value
 
-async def _true() -> bool:
-    return True
-
-
-async def _none() -> None:
-    return None
-
-
-async def _empty() -> str:
-    return ""
+    return constant

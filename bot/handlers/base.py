@@ -1,14 +1,16 @@
-"""What every handler shares: the Context it gets, and how replies for several calendars combine."""
+"""What the handlers share: their Context, the calendars a command names, one audited change, combined replies."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from bot.commands import calendar_id_problem, split_targets
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
-from bot.handlers.explain import explain_lookup_error
+from bot.handlers.explain import explain_calendar_error, explain_lookup_error
 from bot.models import Command, Message, Reply
 from bot.users import ForeignSender, UserDirectory
 
@@ -45,6 +47,47 @@ class Context:
             "msg_id": self.message.msg_id,
         }
         audit_log.info("calendar change", extra={"fields": fields})
+
+
+async def sender_and_targets(
+    context: Context, command: Command, refused: Callable[[str], bool]
+) -> tuple[str, list[str]] | Reply:
+    """The sender's unionId and the calendars the command names (`,` `，` `、` separated), or the card that ends
+    the command before any calendar call: nothing named, only texts `refused` locally, or a sender it cannot act for."""
+    targets = split_targets(command.argument)
+    if not targets:
+        return Reply("calendar_id_missing", {"code": "", "request_id": ""})
+    if all(refused(target) for target in targets):
+        return combine([refuse(target) for target in targets])
+    union_id = await context.identify()
+    if isinstance(union_id, Reply):
+        return union_id
+    return union_id, targets
+
+
+def refuse(text: str) -> Reply:
+    return Reply("invalid_calendar_id", {"calendar_id": text, "problem": calendar_id_problem(text)})
+
+
+async def each(targets: list[str], act: Callable[[str], Awaitable[Reply]]) -> Reply:
+    """Act on every target at once; one reply for all of them."""
+    if len(targets) == 1:
+        return await act(targets[0])
+    return combine(await asyncio.gather(*(act(target) for target in targets)))
+
+
+async def change_calendar(
+    context: Context, action: str, union_id: str, calendar_id: str, call: Awaitable[str], done: Callable[[str], Reply]
+) -> Reply:
+    """Ask DingTalk for one calendar change (`call` answers its request id), explain a refusal, audit either way."""
+    try:
+        request_id = await call
+    except DingTalkError as error:
+        reply = explain_calendar_error(error, calendar_id)
+    else:
+        reply = done(request_id)
+    context.audit(action, union_id, reply)
+    return reply
 
 
 def combine(replies: Sequence[Reply]) -> Reply:

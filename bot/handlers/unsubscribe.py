@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.commands import calendar_id_problem, split_targets
+from bot.commands import calendar_id_problem
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
-from bot.handlers.base import Context, combine
+from bot.handlers.base import Context, change_calendar, each, refuse, sender_and_targets
 from bot.handlers.explain import explain_calendar_error
 from bot.models import Action, Calendar, Command, Reply
 from bot.resolve import resolve, subscribed
@@ -19,22 +19,16 @@ FINAL_OUTCOMES = ("unsubscribed", "temporary_problem", "app_lacks_permission")
 
 
 async def unsubscribe(context: Context, command: Command) -> Reply:
-    targets = split_targets(command.argument)
-    if not targets:
-        return Reply("calendar_id_missing", {"code": "", "request_id": ""})
-    if all(calendar_id_problem(target) in REFUSED_LOCALLY for target in targets):
-        return combine([refuse(target) for target in targets])
-    union_id = await context.identify()
-    if isinstance(union_id, Reply):
-        return union_id
+    prepared = await sender_and_targets(context, command, _refused_locally)
+    if isinstance(prepared, Reply):
+        return prepared
+    union_id, targets = prepared
     calendars = SenderCalendars(context.dingtalk, union_id)
-    if len(targets) == 1:
-        return await _unsubscribe_one(context, union_id, targets[0], calendars)
-    return combine(await asyncio.gather(*(_unsubscribe_one(context, union_id, t, calendars) for t in targets)))
+    return await each(targets, lambda text: _unsubscribe_one(context, union_id, text, calendars))
 
 
-def refuse(text: str) -> Reply:
-    return Reply("invalid_calendar_id", {"calendar_id": text, "problem": calendar_id_problem(text)})
+def _refused_locally(text: str) -> bool:
+    return calendar_id_problem(text) in REFUSED_LOCALLY
 
 
 class SenderCalendars:
@@ -65,10 +59,13 @@ async def _unsubscribe_one(context: Context, union_id: str, text: str, calendars
     """The order of issue #3: an id of the user's calendars, else one subscribed calendar's name, else the text as an
     id. Trying the text as an id first gives the same result with one call less: an id the user can unsubscribe
     from is one of their calendars, and a refused one still gets its name matched before its error is shown."""
-    problem = calendar_id_problem(text)
-    if problem in REFUSED_LOCALLY:
+    if _refused_locally(text):
         return refuse(text)
-    as_id = None if problem else await _unsubscribe_calendar(context, union_id, Calendar(text, "", "unknown"))
+    as_id = (
+        None
+        if calendar_id_problem(text)
+        else await _unsubscribe_calendar(context, union_id, Calendar(text, "", "unknown"))
+    )
     if as_id is not None and as_id.outcome in FINAL_OUTCOMES:
         return as_id
     try:
@@ -85,15 +82,12 @@ async def _unsubscribe_one(context: Context, union_id: str, text: str, calendars
 
 
 async def _unsubscribe_calendar(context: Context, union_id: str, calendar: Calendar) -> Reply:
-    try:
-        request_id = await context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
-    except DingTalkError as error:
-        reply = explain_calendar_error(error, calendar.id)
-    else:
+    def done(request_id: str) -> Reply:
         data = {"calendar_id": calendar.id, "name": calendar.name, "request_id": request_id}
-        reply = Reply("unsubscribed", data, (Action("resubscribe", calendar.id, calendar.name),))
-    context.audit("unsubscribe", union_id, reply)
-    return reply
+        return Reply("unsubscribed", data, (Action("resubscribe", calendar.id, calendar.name),))
+
+    call = context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
+    return await change_calendar(context, "unsubscribe", union_id, calendar.id, call, done)
 
 
 def _choices(outcome: str, text: str, calendars: tuple[Calendar, ...] | list[Calendar]) -> Reply:
