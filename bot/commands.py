@@ -25,11 +25,10 @@ _KEYWORDS = (
     ("?", "help", "en"),
     ("？", "help", "zh_CN"),
 )
-# The words a command is written with in each locale, for the commands a button sends.
-COMMAND_WORDS = {
-    "en": {"unsubscribe": "unsubscribe", "resubscribe": "resubscribe"},
-    "zh_CN": {"unsubscribe": "取消订阅", "resubscribe": "重新订阅"},
-}
+# The words a command is written with in each locale (its first keyword), for the commands a button sends.
+COMMAND_WORDS: dict[str, dict[str, str]] = {}
+for _keyword, _name, _locale in _KEYWORDS:
+    COMMAND_WORDS.setdefault(_locale, {}).setdefault(_name, _keyword)
 _SEPARATORS = re.compile(r"[,，、]")
 # Group messages arrive with the bot's @mention removed, but some clients leave it in the text.
 _LEADING_MENTIONS = re.compile(r"^(?:@\S+\s+)+")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -58,10 +59,10 @@ class Config:
             locale=locale,
             http_timeout=_positive_float(env, "BOT_HTTP_TIMEOUT", 10.0),
             log_level=log_level,
-            max_in_flight=int(_positive_float(env, "BOT_MAX_IN_FLIGHT", 256, whole=True)),
+            max_in_flight=_positive_int(env, "BOT_MAX_IN_FLIGHT", 256),
             command_timeout=_positive_float(env, "BOT_COMMAND_TIMEOUT", 20.0),
             api_qps=_positive_float(env, "BOT_API_QPS", 20.0),
-            user_rate=int(_positive_float(env, "BOT_USER_RATE", 10, whole=True)),
+            user_rate=_positive_int(env, "BOT_USER_RATE", 10),
             heartbeat_seconds=_positive_float(env, "BOT_HEARTBEAT_SECONDS", 60.0),
             ping_seconds=_positive_float(env, "BOT_STREAM_PING_SECONDS", 20.0),
             redis_url=_redis_url(env),
@@ -84,7 +85,14 @@ def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip("/")
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float, *, whole: bool = False) -> float:
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _positive_float(env, name, default)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, not {env[name].strip()!r}")
+    return int(value)
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -92,10 +100,8 @@ def _positive_float(env: Mapping[str, str], name: str, default: float, *, whole:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0 or value != value or value == float("inf"):
+    if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{name} must be greater than 0, not {raw!r}")
-    if whole and not value.is_integer():
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}")
     return value
 
 

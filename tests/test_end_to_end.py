@@ -16,9 +16,11 @@ pytestmark = pytest.mark.usefixtures("bot")
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="
 
 
-async def converse(sandbox: Sandbox, data: dict[str, Any]) -> tuple[dict[str, Any], Recorded]:
-    """Push a chatbot message; return its ACK and the one reply the bot sent."""
-    message_id = await sandbox.push(data)
+async def converse(
+    sandbox: Sandbox, data: dict[str, Any], socket: int | None = None
+) -> tuple[dict[str, Any], Recorded]:
+    """Push a chatbot message (on one chosen connection, or as DingTalk does, any); return its ACK and the reply."""
+    message_id = await sandbox.push(data, socket=socket)
     ack = await sandbox.wait_ack(message_id)
     reply = await sandbox.wait_reply(data)
     return ack, reply

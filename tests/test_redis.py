@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from bot.sandbox import Recorded, Sandbox
+from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
 from tests.conftest import new_calendar, new_user, running_bot, started_sandbox
 from tests.redisserver import RedisServer
@@ -61,8 +61,8 @@ async def test_both_dynos_share_one_token_and_the_union_id_cache(sandbox: Sandbo
     user = new_user(sandbox)
     first, second = new_calendar(sandbox, user), new_calendar(sandbox, user)
 
-    await converse_on(sandbox, sandbox.chat(f"unsubscribe {first}", user.staff_id), socket=0)
-    _, reply = await converse_on(sandbox, sandbox.chat(f"unsubscribe {second}", user.staff_id), socket=1)
+    await converse(sandbox, sandbox.chat(f"unsubscribe {first}", user.staff_id), socket=0)
+    _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {second}", user.staff_id), socket=1)
 
     assert card(reply)["title"] == "✅ Unsubscribed"
     assert len(sandbox.calls("accessToken")) == 1
@@ -89,7 +89,7 @@ async def test_the_per_user_limit_counts_commands_on_both_dynos(sandbox: Sandbox
     user = new_user(sandbox)
     replies = []
     for number in range(11):
-        _, reply = await converse_on(sandbox, sandbox.chat("help", user.staff_id), socket=number % 2)
+        _, reply = await converse(sandbox, sandbox.chat("help", user.staff_id), socket=number % 2)
         replies.append(card(reply)["title"])
 
     assert replies == ["📅 Calendar bot"] * 10 + ["🐢 Slow down, please"]
@@ -134,13 +134,6 @@ async def test_rediss_with_a_self_signed_certificate_works() -> None:
             assert process.logs("redis unavailable: using in-process state") == []
     finally:
         server.stop()
-
-
-async def converse_on(sandbox: Sandbox, data: dict[str, Any], socket: int) -> tuple[dict[str, Any], Recorded]:
-    """Push a message to one chosen dyno's connection; return its ACK and the reply."""
-    message_id = await sandbox.push(data, socket=socket)
-    ack = await sandbox.wait_ack(message_id)
-    return ack, await sandbox.wait_reply(data)
 
 
 async def _help(sandbox: Sandbox) -> dict[str, Any]:
