@@ -7,7 +7,6 @@ import json
 import re
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 from urllib.parse import unquote
 
@@ -89,6 +88,9 @@ class Conversation:
                 print(f"  bot ({route})│ [{len(self.buttons)}] {title}", file=self.out)
         print(file=self.out)
 
+    def heading(self, what: str) -> None:
+        print(f"── {what}", file=self.out)
+
     async def press(self, number: int) -> None:
         if not 1 <= number <= len(self.buttons):
             print(f"  (no button {number} on the last card)\n", file=self.out)
@@ -99,48 +101,50 @@ class Conversation:
 
 
 async def play_script(talk: Conversation) -> None:
-    sandbox, step = talk.sandbox, _announcer(talk.out)
-    await step("Help", talk.say("help"))
-    await step("Your subscribed calendars, one button each", talk.say("list"))
-    await step("Unsubscribe by name; the card has an undo button", talk.say("unsubscribe company holidays"))
-    await step("Press undo", talk.press(1))
-    await step("A name two calendars share: no guessing", talk.say("unsubscribe Team Offsite"))
-    await step("Pick the second", talk.press(2))
-    await step(
-        "In Chinese, by a Chinese name, @-mentioning the bot in a group", talk.say("取消订阅 食堂菜单", group=True)
-    )
-    await step("Several at once", talk.say("unsubscribe cal-sports, cal-board, cal-nope"))
-    await step("Your own primary calendar", talk.say(f"unsubscribe primary-{DEMO_UNION_ID}"))
-    await step("A name that matches nothing", talk.say("unsubscribe Yoga Class"))
-    await step("No calendar named at all", talk.say("unsubscribe"))
-    await step("An id that tries to change the URL", talk.say("unsubscribe ../../admin"))
+    sandbox, step = talk.sandbox, talk.heading
+    step("Help")
+    await talk.say("help")
+    step("Your subscribed calendars, one button each")
+    await talk.say("list")
+    step("Unsubscribe by name; the card has an undo button")
+    await talk.say("unsubscribe company holidays")
+    step("Press undo")
+    await talk.press(1)
+    step("A name two calendars share: no guessing")
+    await talk.say("unsubscribe Team Offsite")
+    step("Pick the second")
+    await talk.press(2)
+    step("In Chinese, by a Chinese name, @-mentioning the bot in a group")
+    await talk.say("取消订阅 食堂菜单", group=True)
+    step("Several at once")
+    await talk.say("unsubscribe cal-sports, cal-board, cal-nope")
+    step("Your own primary calendar")
+    await talk.say(f"unsubscribe primary-{DEMO_UNION_ID}")
+    step("A name that matches nothing")
+    await talk.say("unsubscribe Yoga Class")
+    step("No calendar named at all")
+    await talk.say("unsubscribe")
+    step("An id that tries to change the URL")
+    await talk.say("unsubscribe ../../admin")
     sandbox.fail_next("unsubscribe", 403, FORBIDDEN)
-    await step("The app lacks Calendar.Calendar.Write", talk.say("unsubscribe cal-offsite-east"))
+    step("The app lacks Calendar.Calendar.Write")
+    await talk.say("unsubscribe cal-offsite-east")
     sandbox.fail_next("unsubscribe", 403, THROTTLED)
-    await step("DingTalk throttles once: the bot waits a second and retries", talk.say("unsubscribe cal-offsite-east"))
-    await step("Undo that", talk.press(1))
+    step("DingTalk throttles once: the bot waits a second and retries")
+    await talk.say("unsubscribe cal-offsite-east")
+    step("Undo that")
+    await talk.press(1)
     sandbox.fail_next("unsubscribe", 503, {"code": "ServiceUnavailable", "message": "down"}, times=50)
-    await step(
-        f"DingTalk keeps failing: the bot gives up after {DEMO_COMMAND_TIMEOUT} s",
-        talk.say("unsubscribe cal-offsite-east"),
-    )
+    step(f"DingTalk keeps failing: the bot gives up after {DEMO_COMMAND_TIMEOUT} s")
+    await talk.say("unsubscribe cal-offsite-east")
     sandbox.clear_faults()
-    await step("Someone from another organization", talk.say("unsubscribe cal-holidays", senderCorpId="ding-other"))
-    await step("A picture instead of text", talk.say(None))
-    await step("Nothing left to list", _unsubscribe_everything_then_list(talk))
-
-
-async def _unsubscribe_everything_then_list(talk: Conversation) -> None:
+    step("Someone from another organization")
+    await talk.say("unsubscribe cal-holidays", senderCorpId="ding-other")
+    step("A picture instead of text")
+    await talk.say(None)
+    step("Nothing left to list")
     await talk.say("unsubscribe cal-holidays, cal-offsite-east")
     await talk.say("日历")
-
-
-def _announcer(out: TextIO) -> Callable[[str, Awaitable[None]], Awaitable[None]]:
-    async def step(what: str, action: Awaitable[None]) -> None:
-        print(f"── {what}", file=out)
-        await action
-
-    return step
 
 
 async def play_interactive(talk: Conversation) -> None:
