@@ -42,7 +42,7 @@ class App:
         self.state = build_state(config)
         self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.state)
         self.users = UserDirectory(self.dingtalk, self.state)
-        self.inbox = Inbox(self.handle, self.state.claim, config.max_in_flight)
+        self.inbox = Inbox(self.handle, config.max_in_flight)
         self.stream = StreamClient(self.dingtalk, self.inbox.accept, config.ping_seconds)
         self.counters: Counter[str] = Counter()
 
@@ -67,8 +67,12 @@ class App:
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
         command = parse(message.text, self.config.locale)
-        verdict = await self.state.user_verdict(message.sender_key)
+        verdict = await self.state.admit(message.msg_id, message.sender_key)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
+        if verdict == "taken":
+            self.counters["taken_elsewhere"] += 1
+            log.info("message taken by another dyno", extra={"fields": fields})
+            return
         if verdict == "drop":
             self.counters["rate_limited"] += 1
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
@@ -113,7 +117,7 @@ class App:
             "handled": self.counters["handled"],
             "failed": self.counters["failed"],
             "retried": self.counters["retried"],
-            "deduplicated": self.inbox.deduplicated,
+            "deduplicated": self.inbox.deduplicated + self.counters["taken_elsewhere"],
             "rate_limited": self.counters["rate_limited"],
             "in_flight": self.inbox.in_flight,
             "reconnects": self.stream.reconnects,

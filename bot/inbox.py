@@ -15,13 +15,10 @@ log = logging.getLogger("bot.inbox")
 
 class Inbox:
     """Never blocks the WebSocket reader: accept() only queues; at most `workers` messages are handled at once.
-    Repeats are dropped here by this process, and by `claim` across dynos before a message is handled."""
+    Repeats are dropped here by this process; across dynos, handle() drops those another dyno took."""
 
-    def __init__(
-        self, handle: Callable[[Message], Awaitable[None]], claim: Callable[[str], Awaitable[bool]], workers: int
-    ) -> None:
+    def __init__(self, handle: Callable[[Message], Awaitable[None]], workers: int) -> None:
         self._handle = handle
-        self._claim = claim
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._handled = RecentIds()
         self._worker_count = workers
@@ -59,11 +56,7 @@ class Inbox:
             message = await self._queue.get()
             self.active += 1
             try:
-                if await self._claim(message.msg_id):
-                    await self._handle(message)
-                else:
-                    self.deduplicated += 1
-                    log.info("message taken by another dyno", extra={"fields": {"msg_id": message.msg_id}})
+                await self._handle(message)
             except Exception:  # handle() answers every failure itself; this only keeps the worker alive
                 log.exception("message handling crashed", extra={"fields": {"msg_id": message.msg_id}})
             finally:

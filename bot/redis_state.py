@@ -15,6 +15,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from bot.dedupe import REMEMBER_SECONDS
+from bot.redis_batch import CommandBatcher
 from bot.state import LocalState
 
 log = logging.getLogger("bot.redis")
@@ -44,17 +45,19 @@ _RELEASE = """
 local t = redis.call('TIME')
 return redis.call('ZADD', KEYS[1], 'XX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
 """
-_USER = """
+# A message is claimed before its sender's command is counted: a copy that another dyno handles counts once.
+_ADMIT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 'taken' end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
+local window = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[2], now, ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], window)
   return 'allow'
 end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', window) then return 'slow_down' end
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', window) then return 'slow_down' end
 return 'drop'
 """
 _DELETE_IF_EQUAL = """
@@ -77,19 +80,23 @@ class RedisState(LocalState):
 
     def __init__(self, client: redis.Redis, namespace: str, api_qps: float, user_rate: int) -> None:
         super().__init__(api_qps, user_rate)
-        self._redis = client
+        self._redis = CommandBatcher(client)
         self._prefix = f"calbot:{namespace}:"
         self._api_qps = max(1, int(api_qps))
         self._user_rate = user_rate
         self._retry_at = 0.0
         self._api_locks: dict[str, asyncio.Lock] = {}
-        self._reserve = client.register_script(_RESERVE)
-        self._release = client.register_script(_RELEASE)
-        self._user = client.register_script(_USER)
-        self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    def _send(self, *command: Any) -> Awaitable[Any]:
+        return self._redis.send(*command)
+
+    def _script(self, script: str, keys: list[str], *args: Any) -> Awaitable[Any]:
+        # EVAL rather than EVALSHA: Redis caches the script by its hash either way, and a restarted Redis that
+        # forgot it needs no reload
+        return self._send("EVAL", script, len(keys), *keys, *args)
 
     async def _shared(self, operation: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]) -> T:
         """Run an operation on Redis; on failure log once, use the local fallback and retry Redis later."""
@@ -109,11 +116,13 @@ class RedisState(LocalState):
             self._retry_at = 0.0
         return result
 
-    async def claim(self, msg_id: str) -> bool:
-        async def claim_in_redis() -> bool:
-            return bool(await self._redis.set(f"{self._prefix}msg:{msg_id}", "1", nx=True, ex=int(REMEMBER_SECONDS)))
+    async def admit(self, msg_id: str, sender: str) -> str:
+        async def admit_in_redis() -> str:
+            keys = [f"{self._prefix}msg:{msg_id}", f"{self._prefix}user:{sender}", f"{self._prefix}told:{sender}"]
+            member = uuid.uuid4().hex
+            return str(await self._script(_ADMIT, keys, int(REMEMBER_SECONDS), self._user_rate, 60_000, member))
 
-        return await self._shared(claim_in_redis, lambda: super(RedisState, self).claim(msg_id))
+        return await self._shared(admit_in_redis, lambda: super(RedisState, self).admit(msg_id, sender))
 
     def api_slot(self, api: str) -> AbstractAsyncContextManager[float]:
         return self._api_slot(api)
@@ -132,21 +141,14 @@ class RedisState(LocalState):
         try:
             yield time.monotonic() - started
         finally:
-            await self._shared(lambda: self._release(keys=[key], args=[member]), _local(False))
+            await self._shared(lambda: self._script(_RELEASE, [key], member), _local(False))
 
     async def _reserve_in_redis(self, key: str, member: str) -> bool:
         while True:
-            wait_ms = int(await self._reserve(keys=[key], args=[self._api_qps, 1000, member, MAX_CALL_MS]))
+            wait_ms = int(await self._script(_RESERVE, [key], self._api_qps, 1000, member, MAX_CALL_MS))
             if wait_ms == 0:
                 return True
             await asyncio.sleep(min(wait_ms / 1000, POLL_SECONDS * 5))
-
-    async def user_verdict(self, sender: str) -> str:
-        async def check_in_redis() -> str:
-            keys = [f"{self._prefix}user:{sender}", f"{self._prefix}told:{sender}"]
-            return str(await self._user(keys=keys, args=[self._user_rate, 60_000, uuid.uuid4().hex]))
-
-        return await self._shared(check_in_redis, lambda: super(RedisState, self).user_verdict(sender))
 
     async def union_id(self, staff_id: str) -> str | None:
         cached = await super().union_id(staff_id)
@@ -154,7 +156,7 @@ class RedisState(LocalState):
             return cached
 
         async def get_from_redis() -> str | None:
-            value = await self._redis.get(f"{self._prefix}union:{staff_id}")
+            value = await self._send("GET", f"{self._prefix}union:{staff_id}")
             if value is None:
                 return None
             await super(RedisState, self).remember_union_id(staff_id, str(value))
@@ -165,7 +167,7 @@ class RedisState(LocalState):
     async def remember_union_id(self, staff_id: str, union_id: str) -> None:
         await super().remember_union_id(staff_id, union_id)
         key = f"{self._prefix}union:{staff_id}"
-        await self._shared(lambda: self._redis.set(key, union_id, ex=UNION_ID_DAYS * 86_400), _local(None))
+        await self._shared(lambda: self._send("SET", key, union_id, "EX", UNION_ID_DAYS * 86_400), _local(None))
 
     async def token(self) -> str:
         cached = await super().token()
@@ -174,10 +176,7 @@ class RedisState(LocalState):
 
         async def get_from_redis() -> str:
             key = f"{self._prefix}token"
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.get(key)
-                pipe.pttl(key)
-                token, ttl_ms = await pipe.execute()
+            token, ttl_ms = await asyncio.gather(self._send("GET", key), self._send("PTTL", key))
             if token and ttl_ms > 0:
                 await super(RedisState, self).store_token(token, ttl_ms / 1000)
                 return str(token)
@@ -188,12 +187,12 @@ class RedisState(LocalState):
     async def store_token(self, token: str, lifetime: float) -> None:
         await super().store_token(token, lifetime)
         key = f"{self._prefix}token"
-        await self._shared(lambda: self._redis.set(key, token, px=int(lifetime * 1000)), _local(None))
+        await self._shared(lambda: self._send("SET", key, token, "PX", int(lifetime * 1000)), _local(None))
 
     async def drop_token(self, rejected: str) -> None:
         await super().drop_token(rejected)
         key = f"{self._prefix}token"
-        await self._shared(lambda: self._delete_if_equal(keys=[key], args=[rejected]), _local(None))
+        await self._shared(lambda: self._script(_DELETE_IF_EQUAL, [key], rejected), _local(None))
 
     def refresh_lock(self) -> AbstractAsyncContextManager[None]:
         return self._refresh_lock()
@@ -205,14 +204,16 @@ class RedisState(LocalState):
         async with super().refresh_lock():
             deadline = time.monotonic() + TOKEN_LOCK_MS / 1000
             while time.monotonic() < deadline:
-                taken = await self._shared(lambda: self._redis.set(key, owner, nx=True, px=TOKEN_LOCK_MS), _local(True))
+                taken = await self._shared(
+                    lambda: self._send("SET", key, owner, "NX", "PX", TOKEN_LOCK_MS), _local(True)
+                )
                 if taken or await self.token():
                     break
                 await asyncio.sleep(POLL_SECONDS)
             try:
                 yield
             finally:
-                await self._shared(lambda: self._delete_if_equal(keys=[key], args=[owner]), _local(None))
+                await self._shared(lambda: self._script(_DELETE_IF_EQUAL, [key], owner), _local(None))
 
 
 def _local(value: T) -> Callable[[], Awaitable[T]]:

@@ -57,7 +57,7 @@ class Sandbox:
     client_id: str = field(default_factory=lambda: f"sandbox-{uuid.uuid4().hex[:8]}")
     client_secret: str = "sandbox-client-secret"  # noqa: S105 - a loopback fake's credential
     corp_id: str = "dingsandboxcorp"
-    latency: float = 0.0  # seconds added to every OpenAPI/topapi answer
+    latency: float = 0.0  # seconds added to every answer, replies included; not to opening a connection
     qps_limit: int = 0  # when set, more calls of one API than this in any second are refused, as DingTalk does
     silent_connections: int = 0  # the next this many WebSockets neither answer pings nor send anything
     requests: list[Recorded] = field(default_factory=list)
@@ -286,7 +286,7 @@ class Sandbox:
     async def _answer(
         self, request: web.Request, api: str, segments: list[str], body: bytes, now: float
     ) -> web.StreamResponse:
-        if api not in ("gateway", "webhook") and self.latency:
+        if api != "gateway" and self.latency:
             await asyncio.sleep(self.latency)
         if api not in ("gateway", "webhook") and self._over_qps_limit(api, now):
             self.throttled += 1

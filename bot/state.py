@@ -27,16 +27,13 @@ class LocalState:
     async def close(self) -> None:
         return None
 
-    async def claim(self, msg_id: str) -> bool:
-        """True if no other dyno took this message; alone, the inbox has already dropped this process's repeats."""
-        return True
-
     def api_slot(self, api: str) -> AbstractAsyncContextManager[float]:
         """Wait for a slot for one call of `api` under the per-API limit; yields the seconds waited."""
         return self._api.slot(api)
 
-    async def user_verdict(self, sender: str) -> str:
-        """ "allow", "slow_down" or "drop" for one more command from this sender."""
+    async def admit(self, msg_id: str, sender: str) -> str:
+        """ "taken" if another dyno has this message, else the sender's rate limit: "allow", "slow_down" or "drop".
+        Alone, the inbox has already dropped this process's repeats."""
         return self._users.check(sender)
 
     async def union_id(self, staff_id: str) -> str | None:
