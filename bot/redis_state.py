@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
 import ssl
 import time
@@ -28,18 +30,21 @@ POLL_SECONDS = 0.02
 MAX_CALL_MS = 30_000  # a call whose answer never comes stops counting against the rate limit after this long
 
 # Both scripts read the clock of Redis itself, so dynos with drifting clocks still agree on every window.
+# Grants as many of the waiting calls (ARGV[4]...) as the window has room for, oldest waiter first; returns how many,
+# and when none or not all fit, the milliseconds until the next slot could free up.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local window, limit = tonumber(ARGV[2]), tonumber(ARGV[1])
+local limit, window, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window + tonumber(ARGV[4]))
-  return 0
+local granted = math.max(0, math.min(limit - redis.call('ZCARD', KEYS[1]), #ARGV - 3))
+for i = 1, granted do
+  redis.call('ZADD', KEYS[1], now + longest, ARGV[3 + i])
 end
+if granted > 0 then redis.call('PEXPIRE', KEYS[1], window + longest) end
+if granted == #ARGV - 3 then return {granted, 0} end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
+return {granted, math.max(1, tonumber(oldest[2]) + window - now)}
 """
 _RELEASE = """
 local t = redis.call('TIME')
@@ -85,18 +90,26 @@ class RedisState(LocalState):
         self._api_qps = max(1, int(api_qps))
         self._user_rate = user_rate
         self._retry_at = 0.0
-        self._api_locks: dict[str, asyncio.Lock] = {}
+        self._limits = (self._api_qps, 1000, MAX_CALL_MS)
+        self._waiting: dict[str, collections.deque[asyncio.Future[str | None]]] = {}
+        self._reserving: dict[str, asyncio.Task[None]] = {}
 
     async def close(self) -> None:
         await self._redis.aclose()
 
-    def _send(self, *command: Any) -> Awaitable[Any]:
+    def _send(self, *command: Any) -> asyncio.Future[Any]:
         return self._redis.send(*command)
 
-    def _script(self, script: str, keys: list[str], *args: Any) -> Awaitable[Any]:
+    def _script(self, script: str, keys: list[str], *args: Any) -> asyncio.Future[Any]:
         # EVAL rather than EVALSHA: Redis caches the script by its hash either way, and a restarted Redis that
         # forgot it needs no reload
         return self._send("EVAL", script, len(keys), *keys, *args)
+
+    def _write_behind(self, *command: Any) -> None:
+        """A write no command waits for: giving a slot back, remembering a unionId. Should it fail, the state is
+        only less shared for a while (a slot expires after MAX_CALL_MS), not worth a round trip before the card."""
+        if time.monotonic() >= self._retry_at:
+            self._send(*command).add_done_callback(_ignore_failure)
 
     async def _shared(self, operation: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]) -> T:
         """Run an operation on Redis; on failure log once, use the local fallback and retry Redis later."""
@@ -130,25 +143,52 @@ class RedisState(LocalState):
     @asynccontextmanager
     async def _api_slot(self, api: str) -> AsyncIterator[float]:
         started = time.monotonic()
-        key, member = f"{self._prefix}api:{api}", uuid.uuid4().hex
-        # one waiter per API in each dyno polls Redis; the others queue behind it here
-        async with self._api_locks.setdefault(api, asyncio.Lock()):
-            reserved = await self._shared(lambda: self._reserve_in_redis(key, member), _local(False))
-        if not reserved:
+        key = f"{self._prefix}api:{api}"
+        member = await self._reservation(key)
+        if member is None:  # Redis failed: this dyno counts on its own until it is back
             async with super().api_slot(api) as waited:
                 yield waited
             return
         try:
             yield time.monotonic() - started
         finally:
-            await self._shared(lambda: self._script(_RELEASE, [key], member), _local(False))
+            self._release(key, member)
 
-    async def _reserve_in_redis(self, key: str, member: str) -> bool:
-        while True:
-            wait_ms = int(await self._script(_RESERVE, [key], self._api_qps, 1000, member, MAX_CALL_MS))
-            if wait_ms == 0:
-                return True
-            await asyncio.sleep(min(wait_ms / 1000, POLL_SECONDS * 5))
+    def _reservation(self, key: str) -> asyncio.Future[str | None]:
+        """Queue for a slot of this API: its member in Redis once granted, or None while Redis fails."""
+        waiting = self._waiting.setdefault(key, collections.deque())
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        waiting.append(future)
+        if key not in self._reserving:
+            self._reserving[key] = asyncio.create_task(self._reserve_for_waiting(key, waiting))
+        return future
+
+    async def _reserve_for_waiting(self, key: str, waiting: collections.deque[asyncio.Future[str | None]]) -> None:
+        # One task per API in each dyno asks for all of its waiting calls at once, first come first served: one
+        # script call for many calls, not one each, and no crowd polling Redis while the window is full.
+        try:
+            while waiting:
+                members = [uuid.uuid4().hex for _ in waiting]
+                reserve = functools.partial(self._script, _RESERVE, [key], *self._limits, *members)
+                answer = await self._shared(reserve, _local(None))
+                granted, wait_ms = (int(answer[0]), int(answer[1])) if answer else (len(members), 0)
+                for member in members[:granted]:
+                    future = waiting.popleft()  # only this task takes from the left; callers only append
+                    if not future.done():
+                        future.set_result(member if answer else None)
+                    elif answer:  # its caller stopped waiting (shutdown): give the slot back
+                        self._release(key, member)
+                if wait_ms:
+                    await asyncio.sleep(min(wait_ms / 1000, POLL_SECONDS * 5))
+        finally:
+            del self._reserving[key]
+            while waiting:  # only if this task failed: nobody may wait forever, they count locally instead
+                future = waiting.popleft()
+                if not future.done():
+                    future.set_result(None)
+
+    def _release(self, key: str, member: str) -> None:
+        self._write_behind("EVAL", _RELEASE, 1, key, member)
 
     async def union_id(self, staff_id: str) -> str | None:
         cached = await super().union_id(staff_id)
@@ -166,8 +206,7 @@ class RedisState(LocalState):
 
     async def remember_union_id(self, staff_id: str, union_id: str) -> None:
         await super().remember_union_id(staff_id, union_id)
-        key = f"{self._prefix}union:{staff_id}"
-        await self._shared(lambda: self._send("SET", key, union_id, "EX", UNION_ID_DAYS * 86_400), _local(None))
+        self._write_behind("SET", f"{self._prefix}union:{staff_id}", union_id, "EX", UNION_ID_DAYS * 86_400)
 
     async def token(self) -> str:
         cached = await super().token()
@@ -223,3 +262,8 @@ def _local(value: T) -> Callable[[], Awaitable[T]]:
         return value
 
     return constant
+
+
+def _ignore_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: asyncio does not log it as never retrieved
