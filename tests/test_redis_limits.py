@@ -1,0 +1,59 @@
+"""The per-API limit kept in a real Redis: shared by two dynos' states, reserved for many waiting calls at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from bot.redis_state import RedisState, connect
+from tests.redisserver import RedisServer
+from tests.test_redis_batch import reads_by_server
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[RedisServer]:
+    started = await RedisServer().start()
+    yield started
+    started.stop()
+
+
+def dyno_state(server: RedisServer, api_qps: float) -> RedisState:
+    return RedisState(connect(server.url, verify_tls=False), "limits", api_qps, user_rate=10)
+
+
+async def test_calls_waiting_together_are_reserved_together(server: RedisServer) -> None:
+    state, observer = dyno_state(server, api_qps=1000), server.client()
+    async with state.api_slot("calendar/unsubscribe"):  # connections open before counting
+        await observer.ping()
+    before = await reads_by_server(observer)
+
+    async def one_call() -> None:
+        async with state.api_slot("calendar/unsubscribe"):
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(one_call() for _ in range(200)))
+    reads = await reads_by_server(observer) - before
+    await state.close()
+    await observer.aclose()
+    assert reads <= 10  # one reservation, the slots given back in a batch or a few; one at a time: 400
+
+
+async def test_two_dynos_together_stay_under_the_limit(server: RedisServer) -> None:
+    dynos = [dyno_state(server, api_qps=5), dyno_state(server, api_qps=5)]
+    entered: list[float] = []
+
+    async def one_call(state: RedisState) -> None:
+        async with state.api_slot("user/get"):
+            entered.append(time.monotonic())
+
+    await asyncio.gather(*(one_call(dynos[n % 2]) for n in range(12)))
+    for state in dynos:
+        await state.close()
+    entered.sort()
+    # a call holds its slot until a second after it ended: the 6th and 11th calls wait for the 1st and 6th
+    assert entered[5] - entered[0] >= 0.95
+    assert entered[10] - entered[5] >= 0.95
+    assert entered[4] - entered[0] < 0.5  # the first five did not wait
