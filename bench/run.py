@@ -191,17 +191,20 @@ async def measure(
 
 
 async def median_burst(name: str, contender: Callable[[], Contender], options: argparse.Namespace, **kw: Any) -> Result:
-    """A CPU-bound burst, run `--repeat` times: on a shared machine one run varies by ±15 %. Returns the run with
-    the median rate, its name noting the range of all runs."""
+    """A CPU-bound burst, run `--repeat` times: on this shared machine one run varies by ±15 % and more. Returns the
+    run with the median CPU per command; its note gives the range of every run and their errors and repeats."""
     runs = [
         await measure(name, contender(), options.commands, options.latency / 1000, **kw) for _ in range(options.repeat)
     ]
-    runs.sort(key=lambda run: run.rate)
+    runs.sort(key=lambda run: run.cpu_per_command)
     median = runs[len(runs) // 2]
     if len(runs) > 1:
-        rates = f"{runs[0].rate:.0f}–{runs[-1].rate:.0f}/s"
-        cpu = sorted(run.cpu_per_command for run in runs)
-        median.note = f"{name}: median of {len(runs)} runs; cmd/s {rates}, CPU {cpu[0]:.2f}–{cpu[-1]:.2f} ms/cmd"
+        rates = sorted(run.rate for run in runs)
+        median.note = (
+            f"{name}: the median of {len(runs)} runs by CPU; all runs: {rates[0]:.0f}–{rates[-1]:.0f} cmd/s, "
+            f"{runs[0].cpu_per_command:.2f}–{runs[-1].cpu_per_command:.2f} ms CPU/cmd, "
+            f"{sum(run.errors for run in runs)} errors, {sum(run.duplicates for run in runs)} dup"
+        )
     return median
 
 

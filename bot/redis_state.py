@@ -26,12 +26,13 @@ T = TypeVar("T")
 RETRY_SECONDS = 5.0  # after a failure, use local state this long before trying Redis again
 UNION_ID_DAYS = 30
 TOKEN_LOCK_MS = 10_000
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.02  # waiting for another dyno's token
+FULL_WINDOW_POLL_SECONDS = 0.1  # at most this long between asking again while an API's window is full
 MAX_CALL_MS = 30_000  # a call whose answer never comes stops counting against the rate limit after this long
 
-# Both scripts read the clock of Redis itself, so dynos with drifting clocks still agree on every window.
-# Grants as many of the waiting calls (ARGV[4]...) as the window has room for, oldest waiter first; returns how many,
-# and when none or not all fit, the milliseconds until the next slot could free up.
+# The scripts read the clock of Redis itself, so dynos with drifting clocks still agree on every window.
+# _RESERVE grants as many of the waiting calls (ARGV[4]...) as the window has room for, oldest waiter first; it
+# returns how many and, when not all fit, the milliseconds until the next slot could free up.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -87,14 +88,15 @@ class RedisState(LocalState):
         super().__init__(api_qps, user_rate)
         self._redis = CommandBatcher(client)
         self._prefix = f"calbot:{namespace}:"
-        self._api_qps = max(1, int(api_qps))
         self._user_rate = user_rate
         self._retry_at = 0.0
-        self._limits = (self._api_qps, 1000, MAX_CALL_MS)
+        self._limits = (max(1, int(api_qps)), 1000, MAX_CALL_MS)
         self._waiting: dict[str, collections.deque[asyncio.Future[str | None]]] = {}
         self._reserving: dict[str, asyncio.Task[None]] = {}
 
     async def close(self) -> None:
+        for reserving in self._reserving.values():  # only at shutdown, for calls that will never be made
+            reserving.cancel()
         await self._redis.aclose()
 
     def _send(self, *command: Any) -> asyncio.Future[Any]:
@@ -179,7 +181,7 @@ class RedisState(LocalState):
                     elif answer:  # its caller stopped waiting (shutdown): give the slot back
                         self._release(key, member)
                 if wait_ms:
-                    await asyncio.sleep(min(wait_ms / 1000, POLL_SECONDS * 5))
+                    await asyncio.sleep(min(wait_ms / 1000, FULL_WINDOW_POLL_SECONDS))
         finally:
             del self._reserving[key]
             while waiting:  # only if this task failed: nobody may wait forever, they count locally instead
