@@ -283,13 +283,11 @@ async def main(options: argparse.Namespace) -> None:
     if "redis" in scenarios:
         server = await RedisServer().start()
         try:
-            shared = {"REDIS_URL": server.url}
-            twice = DUPLICATE_EVERY
+            shared, twice = {"REDIS_URL": server.url}, DUPLICATE_EVERY
             two_dynos = functools.partial(bot, shared, 2)
             results.append(await median_burst("2 dynos (burst)", two_dynos, options, duplicate_every=twice))
-            results.append(
-                await measure("2 dynos steady 100/s, 0 ms", bot(shared, 2), n, 0.0, rate=100.0, duplicate_every=twice)
-            )
+            steady = await measure("2 dynos steady 100/s, 0 ms", two_dynos(), n, 0.0, rate=100.0, duplicate_every=twice)
+            results.append(steady)
             if "qps" in scenarios:
                 results.append(
                     await measure("2 dynos, limit 20/s", bot({**shared, **limited}, 2), n, latency, qps_limit=20)
