@@ -1,4 +1,4 @@
-"""Shared fixtures: one loopback DingTalk sandbox and one real bot process for the end-to-end tests."""
+"""Shared fixtures: the loopback DingTalk sandbox, a real bot process, and a redis-server of a test's own."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
+from tests.redisserver import RedisServer
 
 _numbers = itertools.count(1)
 
@@ -82,3 +83,11 @@ async def bot(sandbox: Sandbox) -> AsyncIterator[BotProcess]:
     async with running_bot(sandbox, BOT_ENV) as process:
         yield process
         assert await process.stop() == 0
+
+
+@pytest_asyncio.fixture
+async def redis_server() -> AsyncIterator[RedisServer]:
+    """A redis-server of this test's own, on a free loopback port."""
+    server = await RedisServer().start()
+    yield server
+    server.stop()

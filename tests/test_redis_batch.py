@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -15,28 +13,21 @@ from bot.redis_batch import CommandBatcher
 from tests.redisserver import RedisServer
 
 
-@pytest_asyncio.fixture
-async def server() -> AsyncIterator[RedisServer]:
-    started = await RedisServer().start()
-    yield started
-    started.stop()
-
-
 async def reads_by_server(client: redis.Redis) -> int:
     """How many times Redis read from its clients' sockets: one per round trip, however many commands it held."""
     return int((await client.info("stats"))["total_reads_processed"])
 
 
-async def test_each_caller_gets_its_own_answer(server: RedisServer) -> None:
-    batcher = CommandBatcher(server.client())
+async def test_each_caller_gets_its_own_answer(redis_server: RedisServer) -> None:
+    batcher = CommandBatcher(redis_server.client())
     await asyncio.gather(*(batcher.send("SET", f"key{n}", f"value{n}") for n in range(200)))
     values = await asyncio.gather(*(batcher.send("GET", f"key{n}") for n in range(200)))
     await batcher.aclose()
     assert values == [f"value{n}" for n in range(200)]
 
 
-async def test_commands_issued_together_share_one_round_trip(server: RedisServer) -> None:
-    batcher, observer = CommandBatcher(server.client()), server.client()
+async def test_commands_issued_together_share_one_round_trip(redis_server: RedisServer) -> None:
+    batcher, observer = CommandBatcher(redis_server.client()), redis_server.client()
     await asyncio.gather(batcher.send("PING"), observer.ping())  # both connections open before counting
     before = await reads_by_server(observer)
     answers = await asyncio.gather(*(batcher.send("INCR", "counter") for _ in range(500)))
@@ -47,8 +38,8 @@ async def test_commands_issued_together_share_one_round_trip(server: RedisServer
     assert reads <= 3  # the batch (Redis reads at most 16 KB at a time) and the second INFO; unbatched: 501
 
 
-async def test_one_failing_command_fails_only_its_caller(server: RedisServer) -> None:
-    batcher = CommandBatcher(server.client())
+async def test_one_failing_command_fails_only_its_caller(redis_server: RedisServer) -> None:
+    batcher = CommandBatcher(redis_server.client())
     await batcher.send("SET", "text", "not a number")
     good, bad = batcher.send("INCR", "number"), batcher.send("INCR", "text")
     assert await good == 1
@@ -57,10 +48,10 @@ async def test_one_failing_command_fails_only_its_caller(server: RedisServer) ->
     await batcher.aclose()
 
 
-async def test_a_lost_server_fails_every_waiting_command(server: RedisServer) -> None:
-    batcher = CommandBatcher(server.client())
+async def test_a_lost_server_fails_every_waiting_command(redis_server: RedisServer) -> None:
+    batcher = CommandBatcher(redis_server.client())
     await batcher.send("PING")
-    server.stop()
+    redis_server.stop()
     results = await asyncio.gather(*(batcher.send("GET", "key") for _ in range(3)), return_exceptions=True)
     await batcher.aclose()
     assert all(isinstance(result, (RedisConnectionError, OSError)) for result in results), results

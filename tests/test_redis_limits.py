@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
 
 from bot.redis_state import RedisState, connect
 from tests.redisserver import RedisServer
 from tests.test_redis_batch import reads_by_server
 
 
-@pytest_asyncio.fixture
-async def server() -> AsyncIterator[RedisServer]:
-    started = await RedisServer().start()
-    yield started
-    started.stop()
+def dyno_state(redis_server: RedisServer, api_qps: float) -> RedisState:
+    return RedisState(connect(redis_server.url, verify_tls=False), "limits", api_qps, user_rate=10)
 
 
-def dyno_state(server: RedisServer, api_qps: float) -> RedisState:
-    return RedisState(connect(server.url, verify_tls=False), "limits", api_qps, user_rate=10)
-
-
-async def test_calls_waiting_together_are_reserved_together(server: RedisServer) -> None:
-    state, observer = dyno_state(server, api_qps=1000), server.client()
+async def test_calls_waiting_together_are_reserved_together(redis_server: RedisServer) -> None:
+    state, observer = dyno_state(redis_server, api_qps=1000), redis_server.client()
     async with state.api_slot("calendar/unsubscribe"):  # connections open before counting
         await observer.ping()
     before = await reads_by_server(observer)
@@ -41,8 +31,8 @@ async def test_calls_waiting_together_are_reserved_together(server: RedisServer)
     assert reads <= 10  # one reservation, the slots given back in a batch or a few; one at a time: 400
 
 
-async def test_two_dynos_together_stay_under_the_limit(server: RedisServer) -> None:
-    dynos = [dyno_state(server, api_qps=5), dyno_state(server, api_qps=5)]
+async def test_two_dynos_together_stay_under_the_limit(redis_server: RedisServer) -> None:
+    dynos = [dyno_state(redis_server, api_qps=5), dyno_state(redis_server, api_qps=5)]
     entered: list[float] = []
 
     async def one_call(state: RedisState) -> None:

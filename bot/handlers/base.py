@@ -11,7 +11,7 @@ from bot.commands import calendar_id_problem, split_targets
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers.explain import explain_calendar_error, explain_lookup_error
-from bot.models import Command, Message, Reply
+from bot.models import Action, Calendar, Command, Message, Reply
 from bot.users import ForeignSender, UserDirectory
 
 audit_log = logging.getLogger("bot.audit")
@@ -63,6 +63,13 @@ async def sender_and_targets(
     if isinstance(union_id, Reply):
         return union_id
     return union_id, targets
+
+
+def offer_calendars(outcome: str, calendars: Sequence[Calendar], **data: object) -> Reply:
+    """A card listing calendars, each with a one-tap unsubscribe."""
+    items = [{"id": calendar.id, "name": calendar.name} for calendar in calendars]
+    actions = tuple(Action("unsubscribe", calendar.id, calendar.name) for calendar in calendars)
+    return Reply(outcome, {**data, "calendars": items}, actions)
 
 
 def refuse(text: str) -> Reply:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.errors import DingTalkError
-from bot.handlers.base import Context
+from bot.handlers.base import Context, offer_calendars
 from bot.handlers.explain import explain_calendar_error
-from bot.models import Action, Command, Reply
+from bot.models import Command, Reply
 from bot.resolve import subscribed
 
 
@@ -19,6 +19,4 @@ async def list_calendars(context: Context, command: Command) -> Reply:
         return explain_calendar_error(error, "")
     if not calendars:
         return Reply("no_calendars")
-    items = [{"id": calendar.id, "name": calendar.name} for calendar in calendars]
-    actions = tuple(Action("unsubscribe", calendar.id, calendar.name) for calendar in calendars)
-    return Reply("calendars", {"calendars": items}, actions)
+    return offer_calendars("calendars", calendars)

@@ -7,7 +7,7 @@ import asyncio
 from bot.commands import calendar_id_problem
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
-from bot.handlers.base import Context, change_calendar, each, refuse, sender_and_targets
+from bot.handlers.base import Context, change_calendar, each, offer_calendars, refuse, sender_and_targets
 from bot.handlers.explain import explain_calendar_error
 from bot.models import Action, Calendar, Command, Reply
 from bot.resolve import resolve, subscribed
@@ -74,11 +74,11 @@ async def _unsubscribe_one(context: Context, union_id: str, text: str, calendars
         return as_id or explain_calendar_error(error, "")
     resolution = resolve(text, listed)
     if resolution.matches:
-        return _choices("ambiguous", text, resolution.matches)
+        return offer_calendars("ambiguous", resolution.matches, text=text)
     calendar = resolution.calendar
     if calendar is not None and calendar.id != text:
         return await _unsubscribe_calendar(context, union_id, calendar)
-    return as_id or _choices("no_match", text, subscribed(listed))
+    return as_id or offer_calendars("no_match", subscribed(listed), text=text)
 
 
 async def _unsubscribe_calendar(context: Context, union_id: str, calendar: Calendar) -> Reply:
@@ -88,10 +88,3 @@ async def _unsubscribe_calendar(context: Context, union_id: str, calendar: Calen
 
     call = context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
     return await change_calendar(context, "unsubscribe", union_id, calendar.id, call, done)
-
-
-def _choices(outcome: str, text: str, calendars: tuple[Calendar, ...] | list[Calendar]) -> Reply:
-    """No action: the calendars the user may have meant, each with a one-tap unsubscribe."""
-    items = [{"id": calendar.id, "name": calendar.name} for calendar in calendars]
-    actions = tuple(Action("unsubscribe", calendar.id, calendar.name) for calendar in calendars)
-    return Reply(outcome, {"text": text, "calendars": items}, actions)
