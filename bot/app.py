@@ -66,7 +66,6 @@ class App:
 
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
-        command = parse(message.text, self.config.locale)
         verdict = await self.state.admit(message.msg_id, message.sender_key)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
         if verdict == "taken":
@@ -77,6 +76,7 @@ class App:
             self.counters["rate_limited"] += 1
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
             return
+        command = parse(message.text, self.config.locale)
         with budget.spending(self.config.command_timeout) as work:
             reply = Reply("slow_down") if verdict == "slow_down" else await self._run_command(message, command)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
