@@ -9,8 +9,7 @@ from urllib.parse import unquote
 import pytest
 
 from bot.sandbox import Recorded, Sandbox
-from tests.conftest import User, new_calendar, new_user
-from tests.test_end_to_end import SEND_AS_USER, card, converse, unsubscribe_calls
+from tests.helpers import SEND_AS_USER, User, card, converse, new_calendar, new_user, unsubscribe_calls
 
 pytestmark = pytest.mark.usefixtures("bot")
 

@@ -65,10 +65,8 @@ def test_every_outcome_renders_in_every_locale(outcome: str, locale: str) -> Non
         assert "R1" in card.markdown
 
 
-@pytest.mark.parametrize("outcome", sorted(SAMPLE_DATA))
+@pytest.mark.parametrize("outcome", sorted(outcome for outcome, data in SAMPLE_DATA.items() if data))
 def test_a_missing_variable_fails_loudly(outcome: str) -> None:
-    if not SAMPLE_DATA[outcome]:
-        return
     with pytest.raises(jinja2.UndefinedError):
         cards.render(Reply(outcome, {}), "en")
 

@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from bot.sandbox import Recorded, Sandbox
+from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
-from tests.conftest import new_calendar, new_user
+from tests.helpers import SEND_AS_USER, calendar_calls, card, converse, new_calendar, new_user, unsubscribe_calls
 
 pytestmark = pytest.mark.usefixtures("bot")
-SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="
-
-
-async def converse(
-    sandbox: Sandbox, data: dict[str, Any], socket: int | None = None
-) -> tuple[dict[str, Any], Recorded]:
-    """Push a chatbot message (on one chosen connection, or as DingTalk does, any); return its ACK and the reply."""
-    message_id = await sandbox.push(data, socket=socket)
-    ack = await sandbox.wait_ack(message_id)
-    reply = await sandbox.wait_reply(data)
-    return ack, reply
-
-
-def card(reply: Recorded) -> dict[str, Any]:
-    """The markdown or actionCard part of a sessionWebhook reply."""
-    body = reply.json()
-    return body.get("markdown") or body["actionCard"]
-
-
-def calendar_calls(sandbox: Sandbox, union_id: str) -> list[Recorded]:
-    """Every calendar API call made for this user: list, unsubscribe, subscribe."""
-    return [r for r in sandbox.requests if r.path.startswith(f"/v1.0/calendar/users/{union_id}/")]
-
-
-def unsubscribe_calls(sandbox: Sandbox, union_id: str) -> list[Recorded]:
-    return [r for r in calendar_calls(sandbox, union_id) if r.api == "unsubscribe"]
 
 
 async def test_unsubscribe_in_a_one_to_one_chat(sandbox: Sandbox) -> None:

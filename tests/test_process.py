@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from bot.sandbox import Sandbox
 from tests.botprocess import ROOT, BotProcess
-from tests.conftest import new_calendar, new_user, started_sandbox
+from tests.helpers import new_calendar, new_user, started_sandbox
 
 
 @pytest_asyncio.fixture

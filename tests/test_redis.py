@@ -11,9 +11,8 @@ import pytest_asyncio
 
 from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
-from tests.conftest import new_calendar, new_user, running_bot, started_sandbox
+from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox, unsubscribe_calls
 from tests.redisserver import RedisServer
-from tests.test_end_to_end import card, converse, unsubscribe_calls
 
 
 @pytest_asyncio.fixture(scope="module")

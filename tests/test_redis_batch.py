@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from bot.redis_batch import CommandBatcher
+from tests.helpers import reads_by_server
 from tests.redisserver import RedisServer
-
-
-async def reads_by_server(client: redis.Redis) -> int:
-    """How many times Redis read from its clients' sockets: one per round trip, however many commands it held."""
-    return int((await client.info("stats"))["total_reads_processed"])
 
 
 async def test_each_caller_gets_its_own_answer(redis_server: RedisServer) -> None:

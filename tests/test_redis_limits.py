@@ -6,8 +6,8 @@ import asyncio
 import time
 
 from bot.redis_state import RedisState, connect
+from tests.helpers import reads_by_server
 from tests.redisserver import RedisServer
-from tests.test_redis_batch import reads_by_server
 
 
 def dyno_state(redis_server: RedisServer, api_qps: float) -> RedisState:

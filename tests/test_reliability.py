@@ -12,8 +12,7 @@ import pytest_asyncio
 
 from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
-from tests.conftest import new_calendar, new_user, running_bot, started_sandbox
-from tests.test_end_to_end import card, converse, unsubscribe_calls
+from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox, unsubscribe_calls
 
 pytestmark = pytest.mark.usefixtures("bot")
 COMMAND_TIMEOUT = 5.0

@@ -1,0 +1,92 @@
+"""What tests share: fresh users and calendars, a started sandbox, a running bot, a conversation and its card."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as redis
+
+from bot.sandbox import Recorded, Sandbox
+from tests.botprocess import BotProcess
+
+SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="
+# A short command budget keeps the tests of persistent DingTalk failures quick.
+BOT_ENV = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "2"}
+_numbers = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class User:
+    staff_id: str
+    union_id: str
+
+
+def new_user(sandbox: Sandbox) -> User:
+    """A fresh employee of the sandbox organization, so tests never share state."""
+    number = next(_numbers)
+    user = User(f"staff{number:04d}", f"union{number:04d}XyZ")
+    sandbox.add_user(user.staff_id, user.union_id)
+    return user
+
+
+def new_calendar(sandbox: Sandbox, user: User, summary: str = "Company Holidays") -> str:
+    """A subscribed calendar the user follows."""
+    calendar_id = f"cal-{next(_numbers):04d}"
+    sandbox.add_calendar(calendar_id, summary)
+    sandbox.subscribe(user.union_id, calendar_id)
+    return calendar_id
+
+
+@asynccontextmanager
+async def started_sandbox(**settings: Any) -> AsyncIterator[Sandbox]:
+    platform = Sandbox(**settings)
+    await platform.start()
+    try:
+        yield platform
+    finally:
+        await platform.close()
+
+
+@asynccontextmanager
+async def running_bot(sandbox: Sandbox, env: dict[str, str], connections: int = 1) -> AsyncIterator[BotProcess]:
+    """A real `python -m bot` connected to the sandbox (the `connections`-th connection); stopped on exit."""
+    process = await BotProcess({**sandbox.bot_env(), **env}).start()
+    try:
+        await sandbox.wait_connected(connections)
+        yield process
+    finally:
+        await process.stop()
+
+
+async def converse(
+    sandbox: Sandbox, data: dict[str, Any], socket: int | None = None
+) -> tuple[dict[str, Any], Recorded]:
+    """Push a chatbot message (on one chosen connection, or as DingTalk does, any); return its ACK and the reply."""
+    message_id = await sandbox.push(data, socket=socket)
+    ack = await sandbox.wait_ack(message_id)
+    reply = await sandbox.wait_reply(data)
+    return ack, reply
+
+
+def card(reply: Recorded) -> dict[str, Any]:
+    """The markdown or actionCard part of a sessionWebhook reply."""
+    body = reply.json()
+    return body.get("markdown") or body["actionCard"]
+
+
+def calendar_calls(sandbox: Sandbox, union_id: str) -> list[Recorded]:
+    """Every calendar API call made for this user: list, unsubscribe, subscribe."""
+    return [r for r in sandbox.requests if r.path.startswith(f"/v1.0/calendar/users/{union_id}/")]
+
+
+def unsubscribe_calls(sandbox: Sandbox, union_id: str) -> list[Recorded]:
+    return [r for r in calendar_calls(sandbox, union_id) if r.api == "unsubscribe"]
+
+
+async def reads_by_server(client: redis.Redis) -> int:
+    """How many times Redis read from its clients' sockets: one per round trip, however many commands it held."""
+    return int((await client.info("stats"))["total_reads_processed"])
