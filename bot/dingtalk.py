@@ -26,6 +26,8 @@ TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token e
 # however short a lifetime DingTalk announces (`expireIn: 0`), a token is reused this long: not one fetch per call
 # (if DingTalk rejects it sooner, it is dropped and fetched again, as always)
 TOKEN_MIN_REUSE_SECONDS = 60.0
+# a retry is not started with less time than this left: it would end in a timeout that hides the real error
+MIN_ATTEMPT_SECONDS = 0.25
 WEBHOOK_ATTEMPTS = 2  # a webhook that answers 500 is tried once more; then the robot OpenAPI
 
 
@@ -199,7 +201,9 @@ class DingTalkClient:
                     log.warning("unexpected answer from DingTalk", extra={"fields": fields})
                 again = retry_if(error) if retry_if is not None else error.is_temporary
                 delay = retry_delay(attempt, error.is_throttle) * self._config.retry_pause_scale
-                if spending is None or not again or attempt == attempts or delay >= spending.remaining:
+                if spending is None or not again or attempt == attempts:
+                    raise
+                if delay + MIN_ATTEMPT_SECONDS >= spending.remaining:
                     raise
                 spending.retries += 1
                 await asyncio.sleep(delay)

@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 CHATBOT_TOPIC = "/v1.0/im/bot/messages/get"
 TICKET_SECONDS = 90
 NOT_IN_SCOPE = "The user is not within the subscription scope"
+_REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
 UNDELIVERED_LISTS = ("invalidStaffIdList", "flowControlledStaffIdList", "filteredStaffIdList")
 Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -46,6 +47,9 @@ class Recorded:
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
+
+
+_RECORDED = web.RequestKey("recorded", Recorded)
 
 
 @dataclass
@@ -80,7 +84,7 @@ class Sandbox:
         self._tickets: dict[str, float] = {}
         self._faults: dict[str, deque[Responder]] = defaultdict(deque)
         self._receivers_refused: dict[str, deque[str]] = defaultdict(deque)  # staffId -> batchSend lists to answer
-        self.undelivered: list[Recorded] = []  # batchSends that answered 200 but listed their receiver
+        self.undelivered: list[Recorded] = []  # replies refused, or answered 200 with their receiver listed
         self._answering: set[asyncio.Task[Any]] = set()
         self._recent_calls: dict[str, deque[float]] = defaultdict(deque)
         self.throttled = 0  # calls refused by qps_limit
@@ -301,7 +305,7 @@ class Sandbox:
         now = time.monotonic()
         record = Recorded(api, request.method, raw_path, dict(request.headers), body, now)
         self.requests.append(record)
-        request["recorded"] = record
+        request[_RECORDED] = record
         if api == "webhook":
             self.webhook_replies.setdefault(raw_path, record)
         await self._notify()
@@ -311,7 +315,10 @@ class Sandbox:
         assert answering is not None
         self._answering.add(answering)
         try:
-            return await self._answer(request, api, segments, body, now)
+            response = await self._answer(request, api, segments, body, now)
+            if api in _REPLY_APIS and not 200 <= response.status < 300:
+                self.undelivered.append(record)
+            return response
         finally:
             self._answering.discard(answering)
             self.concurrent -= 1
@@ -446,7 +453,7 @@ class Sandbox:
             if refused:
                 answer.setdefault(refused.popleft(), []).append(staff_id)
         if any(answer.get(name) for name in UNDELIVERED_LISTS):
-            self.undelivered.append(request["recorded"])
+            self.undelivered.append(request[_RECORDED])
         return _json(200, answer)
 
     async def _api_groupSend(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
