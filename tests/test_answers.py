@@ -228,12 +228,20 @@ async def test_the_organizations_monthly_quota_used_up_is_never_retried(sandbox:
 # --- 6. answers capped in size and time -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("answer", [huge_answer, gzip_bomb], ids=["300 MB", "gzip bomb of 300 MB"])
+def announced(size: int) -> Responder:
+    return raw_answer(200, " " * size, "application/json")  # with its Content-Length
+
+
+@pytest.mark.parametrize(
+    ("answer", "size"),
+    [(huge_answer, 300 * 2**20), (gzip_bomb, 300 * 2**20), (announced, 3 * 2**20)],
+    ids=["300 MB", "gzip bomb of 300 MB", "3 MB announced"],
+)
 async def test_a_huge_answer_is_refused_without_taking_the_memory(
-    sandbox: Sandbox, bot: BotProcess, answer: Callable[[int], Responder]
+    sandbox: Sandbox, bot: BotProcess, answer: Callable[[int], Responder], size: int
 ) -> None:
     user = new_user(sandbox)
-    sandbox.answer_next("calendars", answer(300 * 2**20), times=100)
+    sandbox.answer_next("calendars", answer(size), times=100)
     data = sandbox.chat("list", user.staff_id)
 
     entry = await handled(sandbox, bot, data, timeout=30)
@@ -309,6 +317,20 @@ async def test_a_webhook_that_never_answers_leaves_the_robot_openapi_half_the_re
         webhook, fallback = sandbox.replies_to(data)
         assert 0.9 < fallback.received_at - webhook.received_at < 1.5
         assert fallback.api == "batchSend" and entry["route"] == "webhook-failed:openapi"
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["1:1", "group"])
+async def test_a_robot_openapi_send_without_an_answer_is_not_sent_again(
+    sandbox: Sandbox, bot: BotProcess, group: bool
+) -> None:
+    user = new_user(sandbox)
+    sandbox.answer_next("groupSend" if group else "batchSend", late_answer(60, {"processQueryKey": "k"}), times=10)
+    data = sandbox.chat("help", user.staff_id, group=group, webhook_expires_in=-1)
+
+    entry = await handled(sandbox, bot, data)
+
+    assert len(sandbox.replies_to(data)) == 1  # it may have been delivered: never a second copy
+    assert (entry["route"], entry["reply_code"]) == ("failed", "ReadTimeout")
 
 
 async def test_a_command_that_used_up_its_time_still_gets_its_card_after_a_failing_webhook(
