@@ -59,7 +59,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,  # a redirect could carry a token or a reply somewhere unexpected
                 timeout=timeout,  # aiohttp's total covers connecting, sending and reading the whole body
             ) as answer:
-                content = await _read_capped(answer, request)
+                content, rewritten = await _read_capped(answer, request)
         except TimeoutError as error:
             raise httpx.ReadTimeout(str(error), request=request) from error
         except aiohttp.ClientConnectorError as error:  # no connection was made: nothing was sent
@@ -67,8 +67,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except aiohttp.ClientError as error:  # sent, maybe carried out, but the answer was lost
             raise httpx.RemoteProtocolError(str(error), request=request) from error
         headers = answer.raw_headers
-        if answer.headers.get("Content-Encoding") or answer.headers.get("Transfer-Encoding"):
-            # the content is plain bytes now: httpx must not decode it again
+        if rewritten:  # the content is plain bytes now: httpx must not decode it again
             headers = tuple((key, value) for key, value in headers if key.lower() not in _HEADERS_OF_THE_WIRE)
         return httpx.Response(answer.status, headers=headers, content=content, request=request)
 
@@ -77,11 +76,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             await self._session.close()
 
 
-async def _read_capped(answer: aiohttp.ClientResponse, request: httpx.Request) -> bytes:
-    """The whole body, decompressed, or AnswerTooLarge as soon as it passes MAX_ANSWER_BYTES."""
-    if answer.content_length is not None and answer.content_length > MAX_ANSWER_BYTES:
-        raise AnswerTooLarge(f"the answer announces {answer.content_length} bytes", request=request)
-    encoding = answer.headers.get("Content-Encoding", "identity").strip().lower()
+async def _read_capped(answer: aiohttp.ClientResponse, request: httpx.Request) -> tuple[bytes, bool]:
+    """The whole body, decompressed, or AnswerTooLarge as soon as it passes MAX_ANSWER_BYTES; and whether it was
+    decompressed or unchunked here (so its wire headers no longer apply)."""
+    length = answer.content_length
+    if length is not None and length > MAX_ANSWER_BYTES:
+        raise AnswerTooLarge(f"the answer announces {length} bytes", request=request)
+    encoding = answer.headers.get("Content-Encoding")
+    if encoding is None and length is not None:  # the usual answer: aiohttp reads exactly `length` bytes
+        return await answer.read(), False
+    encoding = (encoding or "identity").strip().lower()
     if encoding not in ("identity", "", *_DECOMPRESSED):
         raise httpx.DecodingError(f"unsupported content encoding {encoding[:20]!r}", request=request)
     inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in _DECOMPRESSED else None  # gzip or zlib header
@@ -102,4 +106,4 @@ async def _read_capped(answer: aiohttp.ClientResponse, request: httpx.Request) -
             parts.append(rest)
     except zlib.error as error:
         raise httpx.DecodingError(f"the answer does not decompress: {error}", request=request) from None
-    return b"".join(parts)
+    return b"".join(parts), True

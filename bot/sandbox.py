@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import itertools
 import json
 import random
@@ -550,6 +551,17 @@ def huge_answer(size: int) -> Responder:
             for _ in range(size // len(chunk)):
                 await response.write(chunk)
         return response
+
+    return respond
+
+
+def gzip_answer(body: Any) -> Responder:
+    """200 with this JSON body compressed, `Content-Encoding: gzip`, as a CDN in front of an API may answer."""
+    compressed = gzip.compress(json.dumps(body).encode())
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return web.Response(status=200, body=compressed, headers=headers)
 
     return respond
 

@@ -14,6 +14,7 @@ from bot.sandbox import (
     Recorded,
     Responder,
     Sandbox,
+    gzip_answer,
     gzip_bomb,
     huge_answer,
     json_answer,
@@ -249,6 +250,18 @@ async def test_a_huge_answer_is_refused_without_taking_the_memory(
     assert title(sandbox.delivered(data)[0]) == BUSY
     assert entry["code"] == "AnswerTooLarge"
     assert bot.peak_memory_mib() < 150
+
+
+async def test_a_compressed_answer_is_read(sandbox: Sandbox, bot: BotProcess) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user, "Holidays")
+    listed = {"response": {"calendars": [{"id": calendar_id, "summary": "Holidays", "type": "subscribed"}]}}
+    sandbox.answer_next("calendars", gzip_answer(listed))
+    data = sandbox.chat("list", user.staff_id)
+
+    entry = await handled(sandbox, bot, data)
+
+    assert entry["outcome"] == "calendars" and calendar_id in card(sandbox.delivered(data)[0])["text"]
 
 
 @pytest.mark.parametrize("api", ["calendars", "webhook"])
