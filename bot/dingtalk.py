@@ -233,7 +233,8 @@ class DingTalkClient:
             raise error_from(response, data or {})
         if data is None:
             kind = response.headers.get("content-type", "no content type")[:60]
-            raise malformed(f"the answer is not a JSON object ({kind}, {len(content)} bytes)")
+            problem = f"the answer is not a JSON object ({kind}, {len(content)} bytes)"
+            raise malformed(problem, status=response.status_code)
         if isinstance(data.get("code"), str) and data["code"]:  # an error in a 2xx answer is still an error
             raise error_from(response, data)
         if "requestid" not in data and "x-acs-request-id" in response.headers:

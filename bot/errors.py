@@ -99,9 +99,9 @@ def raise_for_errcode(data: dict[str, Any]) -> None:
         )
 
 
-def malformed(problem: str, request_id: str = "") -> DingTalkError:
+def malformed(problem: str, request_id: str = "", status: int = 200) -> DingTalkError:
     """A 2xx answer that is not what the API documents: an error (temporary), never a success."""
-    return DingTalkError(200, MALFORMED, problem, request_id)
+    return DingTalkError(status, MALFORMED, problem, request_id)
 
 
 def request_id_of(data: dict[str, Any]) -> str:
