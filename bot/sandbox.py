@@ -447,8 +447,11 @@ class Sandbox:
         denied = self._check_token(request) or self._check_robot_code(body)
         if denied is not None:
             return denied
-        answer: dict[str, Any] = {"processQueryKey": uuid.uuid4().hex, "invalidStaffIdList": []}
-        answer["flowControlledStaffIdList"] = []
+        answer: dict[str, Any] = {
+            "processQueryKey": uuid.uuid4().hex,
+            "invalidStaffIdList": [],
+            "flowControlledStaffIdList": [],  # filteredStaffIdList only in the SDK's model: sent when not empty
+        }
         for staff_id in body.get("userIds") or []:
             refused = self._receivers_refused.get(str(staff_id))
             if refused:
