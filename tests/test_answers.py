@@ -282,6 +282,14 @@ async def test_a_trickling_answer_is_cut_off_at_the_http_timeout(sandbox: Sandbo
         assert entry["route"] == "webhook-failed:openapi"
 
 
+async def test_a_trickling_gateway_answer_does_not_hold_the_connection() -> None:
+    async with started_sandbox() as sandbox:
+        sandbox.answer_next("gateway", trickle_answer({"endpoint": "x" * 100, "ticket": "t"}, interval=0.3))
+        async with running_bot(sandbox, ENV):  # waits (10 s at most) for the connection; the trickle takes 36 s
+            gateway = sandbox.calls("gateway")
+            assert len(gateway) == 2 and gateway[1].received_at - gateway[0].received_at < HTTP_TIMEOUT + 1.5
+
+
 # --- 7. replies: once, and in time ----------------------------------------------------------------------------------
 
 
