@@ -21,6 +21,7 @@ from bot.state import LocalState
 log = logging.getLogger("bot.dingtalk")
 T = TypeVar("T")
 _NO_WAIT = contextlib.nullcontext(0.0)
+_UNEXPECTED_ANSWERS = frozenset({MALFORMED, "AnswerTooLarge", "DecodingError"})  # logged with what was wrong
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token expires, as the SDK does
 # however short a lifetime DingTalk announces (`expireIn: 0`), a token is reused this long: not one fetch per call
@@ -196,7 +197,7 @@ class DingTalkClient:
                     data = await self._request(method, url, body, headers, timeout)
                 return read(data)
             except DingTalkError as error:
-                if error.code == MALFORMED:
+                if error.code in _UNEXPECTED_ANSWERS:
                     fields = {"api": api, "status": error.status, "problem": error.message}
                     log.warning("unexpected answer from DingTalk", extra={"fields": fields})
                 again = retry_if(error) if retry_if is not None else error.is_temporary
@@ -226,6 +227,8 @@ class DingTalkClient:
         try:
             response = await self._transport.handle_async_request(request)
             content = await response.aread()
+        except httpx.DecodingError as error:  # an answer too large or undecodable: our own words, no secrets
+            raise DingTalkError(0, type(error).__name__, str(error)) from None
         except httpx.HTTPError as error:
             raise DingTalkError(0, type(error).__name__, "DingTalk could not be reached") from None
         data = _json_object(content)
