@@ -42,3 +42,19 @@ def spending(seconds: float) -> Iterator[Budget]:
         yield budget
     finally:
         current.reset(token)
+
+
+@contextmanager
+def keeping(share: float) -> Iterator[None]:
+    """Within this block the current budget ends early, keeping `share` of what is left for what comes after it
+    (the fallback after a failing webhook or private send)."""
+    spent = current.get()
+    if spent is None:
+        yield
+        return
+    kept = max(spent.remaining, 0.0) * share
+    spent.deadline -= kept
+    try:
+        yield
+    finally:
+        spent.deadline += kept

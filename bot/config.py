@@ -36,6 +36,7 @@ class Config:
     ping_seconds: float = 20.0
     redis_url: str = ""
     redis_tls_verify: bool = False
+    retry_pause_scale: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -67,6 +68,7 @@ class Config:
             ping_seconds=_positive_float(env, "BOT_STREAM_PING_SECONDS", 20.0),
             redis_url=_redis_url(env),
             redis_tls_verify=_flag(env, "REDIS_TLS_VERIFY"),
+            retry_pause_scale=_positive_float(env, "BOT_RETRY_PAUSE_SCALE", 1.0),
         )
 
 

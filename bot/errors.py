@@ -8,6 +8,15 @@ from typing import Any
 import httpx
 
 _THROTTLE_CODES = ("Forbidden.AccessDenied.Qps", "Forbidden.AccessDenied.Qpm", "system.busy", "systemBusy")
+# the robot API's own limits (§10.2): per robot, per receiver, per group and per minute; all pass
+_ROBOT_THROTTLE_CODES = frozenset(
+    {"send.too.fast", "send.byToken.tooFast", "too.many.group", "too.many.people", "toomuch.msg"}
+)
+_SERVER_ERROR_CODES = frozenset({"internalError", "operationTimeout", "service.timeout"})
+QUOTA_EXHAUSTED = "Forbidden.AccessDenied.ApiCountLimitForOrg"  # the organization's monthly calls: not temporary
+MALFORMED = "malformedAnswer"  # a 2xx answer that is not the documented shape (HTML, `{}`, a field missing)
+FLOW_CONTROLLED = "flowControlledStaffIdList"  # batchSend answered 200 but throttled this receiver
+_NEVER_WORKS = frozenset({QUOTA_EXHAUSTED, "InvalidURL"})
 _TOPAPI_THROTTLE_ERRCODES = ("90002", "90018")
 _TOPAPI_BUSY_ERRCODE = "-1"
 _TOPAPI_TOKEN_ERRCODES = ("40014", "42001", "40001")
@@ -35,12 +44,30 @@ class DingTalkError(Exception):
 
     @property
     def is_throttle(self) -> bool:
-        return self.status == 429 or self.code.startswith(_THROTTLE_CODES) or self.code in _TOPAPI_THROTTLE_ERRCODES
+        if self.code in _NEVER_WORKS:
+            return False
+        return (
+            self.status == 429
+            or self.code.startswith(_THROTTLE_CODES)
+            or self.code in _ROBOT_THROTTLE_CODES
+            or self.code in _TOPAPI_THROTTLE_ERRCODES
+            or self.code == FLOW_CONTROLLED
+        )
 
     @property
     def is_temporary(self) -> bool:
-        """Throttling, a server error or no answer: the same call may work a moment later."""
-        return self.status == 0 or self.status >= 500 or self.is_throttle or self.code == _TOPAPI_BUSY_ERRCODE
+        """Throttling, a server error, an odd answer or no answer: the same call may work a moment later."""
+        if self.code in _NEVER_WORKS:
+            return False
+        if self.status == 0 or self.status >= 500 or self.is_throttle:
+            return True
+        return self.code in _SERVER_ERROR_CODES or self.code in (MALFORMED, _TOPAPI_BUSY_ERRCODE)
+
+    @property
+    def is_safe_to_resend(self) -> bool:
+        """The request was surely not carried out: DingTalk answered a server error or a throttle, or no connection
+        was made. No answer (a timeout) or an odd one may hide a message that was delivered."""
+        return self.status >= 500 or (self.status > 0 and self.is_throttle) or self.code == "ConnectError"
 
     @property
     def is_token_rejected(self) -> bool:
@@ -57,9 +84,12 @@ def retry_delay(attempt: int, throttled: bool) -> float:
 
 
 def raise_for_errcode(data: dict[str, Any]) -> None:
-    """topapi answers errors with HTTP 200 and an errcode."""
-    errcode = data.get("errcode", 0)
-    if errcode != 0:
+    """topapi and the sessionWebhook answer errors with HTTP 200 and an errcode; 0 means success, as a number or
+    as the string "0" (a documented example)."""
+    errcode = data.get("errcode")
+    if errcode is None:
+        raise malformed("no errcode in the answer")
+    if errcode != 0 and errcode != "0":
         raise DingTalkError(
             200,
             str(errcode),
@@ -67,6 +97,11 @@ def raise_for_errcode(data: dict[str, Any]) -> None:
             str(data.get("request_id", "")),
             sub_code=str(data.get("sub_code", "")),
         )
+
+
+def malformed(problem: str, request_id: str = "", status: int = 200) -> DingTalkError:
+    """A 2xx answer that is not what the API documents: an error (temporary), never a success."""
+    return DingTalkError(status, MALFORMED, problem, request_id)
 
 
 def request_id_of(data: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ class Message:
     session_webhook: str
     session_webhook_expires_ms: int
     is_in_at_list: bool = False
+    robot_code: str = ""  # the robot the message was sent to: the one that answers through the robot OpenAPI
 
     @property
     def is_group(self) -> bool:

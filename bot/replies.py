@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot import budget
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.models import Card, Message
 
 WEBHOOK_MARGIN_MS = 10_000  # do not start a post to a webhook that expires while it is under way
 DINGTALK_WEBHOOK_HOSTS = frozenset({"oapi.dingtalk.com", "api.dingtalk.com", "oapi.dingtalk.io", "api.dingtalk.io"})
+FALLBACK_SHARE = 0.5  # of the reply's budget, kept for the robot OpenAPI while the webhook (or private send) is tried
 _MENTIONABLE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+log = logging.getLogger("bot.replies")
 
 
 def webhook_is_trusted(url: str, oapi_base: str) -> bool:
-    """True when the URL points at DingTalk itself (or the configured OAPI host), never elsewhere."""
-    parts, configured = urlsplit(url), urlsplit(oapi_base)
-    if parts.scheme == configured.scheme and parts.netloc == configured.netloc:
-        return True
-    return parts.scheme == "https" and parts.port is None and (parts.hostname or "") in DINGTALK_WEBHOOK_HOSTS
+    """True when the URL points at DingTalk itself (or the configured OAPI host), never elsewhere; a URL that does not
+    parse (a bad port, a control character) is not trusted."""
+    if _CONTROL.search(url):
+        return False
+    try:
+        parts, configured = urlsplit(url), urlsplit(oapi_base)
+        if parts.scheme == configured.scheme and parts.netloc == configured.netloc:
+            return True
+        return parts.scheme == "https" and parts.port is None and (parts.hostname or "") in DINGTALK_WEBHOOK_HOSTS
+    except ValueError:
+        return False
 
 
 def webhook_body(card: Card, mention_staff_id: str = "") -> dict[str, Any]:
@@ -60,32 +71,40 @@ def robot_message(card: Card) -> tuple[str, dict[str, str]]:
 
 
 async def deliver(dingtalk: DingTalkClient, message: Message, card: Card, oapi_base: str) -> str:
-    """Send the card where the message came from; returns the route taken ("webhook" or "openapi")."""
+    """Send the card where the message came from; returns the route taken: "webhook", "openapi" (no usable
+    webhook) or "webhook-failed:openapi". The webhook may use only part of the budget: the rest is the fallback's."""
+    route = "openapi"
     webhook_valid = message.session_webhook_expires_ms > time.time() * 1000 + WEBHOOK_MARGIN_MS
     if webhook_valid and webhook_is_trusted(message.session_webhook, oapi_base):
         mention = message.sender_staff_id if message.is_group else ""
         try:
-            await dingtalk.post_session_webhook(message.session_webhook, webhook_body(card, mention))
+            with budget.keeping(FALLBACK_SHARE):
+                await dingtalk.post_session_webhook(message.session_webhook, webhook_body(card, mention))
             return "webhook"
-        except DingTalkError:
-            pass  # the webhook refused or failed; the OpenAPI below still reaches the conversation
+        except DingTalkError as error:  # refused, failed or unanswered; the OpenAPI still reaches the conversation
+            fields = {"msg_id": message.msg_id, "code": error.code, "status": error.status}
+            log.warning("webhook reply failed, sending through the robot OpenAPI", extra={"fields": fields})
+            route = "webhook-failed:openapi"
     msg_key, msg_param = robot_message(card)
     if message.is_group:
-        await dingtalk.send_to_group(message.conversation_id, msg_key, msg_param)
+        await dingtalk.send_to_group(message.conversation_id, message.robot_code, msg_key, msg_param)
     else:
-        await dingtalk.send_to_user(message.sender_staff_id, msg_key, msg_param)
-    return "openapi"
+        await dingtalk.send_to_user(message.sender_staff_id, message.robot_code, msg_key, msg_param)
+    return route
 
 
 async def deliver_privately(
     dingtalk: DingTalkClient, message: Message, card: Card, notice: Card, oapi_base: str
 ) -> str:
     """A card with buttons, asked for in a group: to the sender 1:1, since a button pressed in a group posts its
-    command without @-mentioning the bot; the group gets a short notice. If the private send fails, the group gets
-    the card itself."""
+    command without @-mentioning the bot; the group gets a short notice. If the private send fails (or DingTalk
+    answers that it did not deliver it), the group gets the card itself."""
     msg_key, msg_param = robot_message(card)
     try:
-        await dingtalk.send_to_user(message.sender_staff_id, msg_key, msg_param)
-    except DingTalkError:
+        with budget.keeping(FALLBACK_SHARE):
+            await dingtalk.send_to_user(message.sender_staff_id, message.robot_code, msg_key, msg_param)
+    except DingTalkError as error:
+        fields = {"msg_id": message.msg_id, "code": error.code, "status": error.status}
+        log.warning("private reply failed, answering in the group", extra={"fields": fields})
         return "group-fallback:" + await deliver(dingtalk, message, card, oapi_base)
     return "private+" + await deliver(dingtalk, message, notice, oapi_base)

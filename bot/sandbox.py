@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import itertools
 import json
 import random
 import time
 import uuid
+import zlib
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -19,6 +22,9 @@ from aiohttp import WSMsgType, web
 CHATBOT_TOPIC = "/v1.0/im/bot/messages/get"
 TICKET_SECONDS = 90
 NOT_IN_SCOPE = "The user is not within the subscription scope"
+_REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
+UNDELIVERED_LISTS = ("invalidStaffIdList", "flowControlledStaffIdList", "filteredStaffIdList")
+Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class Recorded:
         return json.loads(self.body) if self.body else None
 
 
+_RECORDED = web.RequestKey("recorded", Recorded)
+
+
 @dataclass
 class PublicCalendar:
     summary: str
@@ -66,13 +75,18 @@ class Sandbox:
     primary: dict[str, str] = field(default_factory=dict)  # unionId -> primary calendar id
     calendars: dict[str, PublicCalendar] = field(default_factory=dict)
     subscriptions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    robot_codes: set[str] = field(default_factory=set)  # robotCodes the robot API accepts; empty: the client id
+    token_lifetime: int = 7200  # the expireIn the token endpoint announces
 
     def __post_init__(self) -> None:
         self._valid_tokens: set[str] = set()
         self.issued_secrets: list[str] = []  # every token and ticket handed out, for "never logged" checks
         self.webhook_replies: dict[str, Recorded] = {}  # raw path -> the reply posted to that sessionWebhook
         self._tickets: dict[str, float] = {}
-        self._faults: dict[str, deque[tuple[int, Any, dict[str, str]]]] = defaultdict(deque)
+        self._faults: dict[str, deque[Responder]] = defaultdict(deque)
+        self._receivers_refused: dict[str, deque[str]] = defaultdict(deque)  # staffId -> batchSend lists to answer
+        self.undelivered: list[Recorded] = []  # replies refused, or answered 200 with their receiver listed
+        self._answering: set[asyncio.Task[Any]] = set()
         self._recent_calls: dict[str, deque[float]] = defaultdict(deque)
         self.throttled = 0  # calls refused by qps_limit
         self.concurrent = 0
@@ -100,6 +114,8 @@ class Sandbox:
 
     async def close(self) -> None:
         await self.drop_connections()
+        for answering in list(self._answering):  # a slow or silent answer does not hold the shutdown
+            answering.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -128,13 +144,30 @@ class Sandbox:
         self, api: str, status: int, body: Any, times: int = 1, headers: dict[str, str] | None = None
     ) -> None:
         """The next `times` calls of `api` get this answer instead of the normal one."""
-        self._faults[api].extend([(status, body, headers or {})] * times)
+        self.answer_next(api, json_answer(status, body, headers), times)
+
+    def answer_next(self, api: str, responder: Responder, times: int = 1) -> None:
+        """The next `times` calls of `api` are answered by `responder` (see the answers below the class)."""
+        self._faults[api].extend([responder] * times)
+
+    def refuse_receiver(self, staff_id: str, listed_in: str, times: int = 1) -> None:
+        """The next `times` batchSends to this user answer 200 with them in `listed_in` (one of UNDELIVERED_LISTS),
+        and do not deliver, as DingTalk does."""
+        assert listed_in in UNDELIVERED_LISTS
+        self._receivers_refused[staff_id].extend([listed_in] * times)
+
+    def delivered(self, data: dict[str, Any]) -> list[Recorded]:
+        """The replies to this payload's conversation that DingTalk delivered (batchSend may answer 200 without)."""
+        return [reply for reply in self.replies_to(data) if reply not in self.undelivered]
 
     def clear_faults(self) -> None:
         self._faults.clear()
+        self._receivers_refused.clear()
         self.latency = 0.0
         self.qps_limit = 0
         self.silent_connections = 0
+        self.robot_codes = set()
+        self.token_lifetime = 7200
 
     def expire_tokens(self) -> None:
         """Every token issued so far becomes invalid, as after DingTalk rotates them."""
@@ -273,14 +306,22 @@ class Sandbox:
         now = time.monotonic()
         record = Recorded(api, request.method, raw_path, dict(request.headers), body, now)
         self.requests.append(record)
+        request[_RECORDED] = record
         if api == "webhook":
             self.webhook_replies.setdefault(raw_path, record)
         await self._notify()
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        answering = asyncio.current_task()
+        assert answering is not None
+        self._answering.add(answering)
         try:
-            return await self._answer(request, api, segments, body, now)
+            response = await self._answer(request, api, segments, body, now)
+            if api in _REPLY_APIS and not 200 <= response.status < 300:
+                self.undelivered.append(record)
+            return response
         finally:
+            self._answering.discard(answering)
             self.concurrent -= 1
 
     async def _answer(
@@ -294,10 +335,7 @@ class Sandbox:
                 return _json(200, {"errcode": 90018, "errmsg": "app qps limit"})
             return _error(403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "app qps limit")
         if self._faults[api]:
-            status, answer, headers = self._faults[api].popleft()
-            fault = _json(status, answer)
-            fault.headers.update(headers)
-            return fault
+            return await self._faults[api].popleft()(request)
         handler = getattr(self, f"_api_{api.replace('/', '_')}", None)
         if handler is None:
             return _json(404, {"code": "NotFound", "message": f"no such API: {request.method} {request.raw_path}"})
@@ -353,7 +391,7 @@ class Sandbox:
         token = f"sandbox-token-{uuid.uuid4().hex}"
         self._valid_tokens.add(token)
         self.issued_secrets.append(token)
-        return _json(200, {"accessToken": token, "expireIn": 7200})
+        return _json(200, {"accessToken": token, "expireIn": self.token_lifetime})
 
     async def _api_user_get(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
         if request.query.get("access_token") not in self._valid_tokens:
@@ -406,10 +444,31 @@ class Sandbox:
         return _json(200, {"errcode": 0, "errmsg": "ok"})
 
     async def _api_batchSend(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
-        return self._check_token(request) or _json(200, {"processQueryKey": uuid.uuid4().hex})
+        denied = self._check_token(request) or self._check_robot_code(body)
+        if denied is not None:
+            return denied
+        answer: dict[str, Any] = {
+            "processQueryKey": uuid.uuid4().hex,
+            "invalidStaffIdList": [],
+            "flowControlledStaffIdList": [],  # filteredStaffIdList only in the SDK's model: sent when not empty
+        }
+        for staff_id in body.get("userIds") or []:
+            refused = self._receivers_refused.get(str(staff_id))
+            if refused:
+                answer.setdefault(refused.popleft(), []).append(staff_id)
+        if any(answer.get(name) for name in UNDELIVERED_LISTS):
+            self.undelivered.append(request[_RECORDED])
+        return _json(200, answer)
 
     async def _api_groupSend(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
-        return self._check_token(request) or _json(200, {"processQueryKey": uuid.uuid4().hex})
+        denied = self._check_token(request) or self._check_robot_code(body)
+        return denied or _json(200, {"processQueryKey": uuid.uuid4().hex})
+
+    def _check_robot_code(self, body: Any) -> web.Response | None:
+        """DingTalk sends only as a robot the token's app owns; for an ISV app that is the robot's own code."""
+        if body.get("robotCode") not in (self.robot_codes or {self.client_id}):
+            return _error(400, "invalidParameter.robotCode.auth", "robotCode 不合法")
+        return None
 
     def _check_token(self, request: web.Request) -> web.Response | None:
         token = request.headers.get("x-acs-dingtalk-access-token")
@@ -458,6 +517,101 @@ def _loads(body: bytes) -> Any:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# --- answers for Sandbox.answer_next: how a misbehaving server or proxy answers ---------------------------------
+
+
+def json_answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Responder:
+    """Any status with any JSON body (a string body is sent as a JSON string)."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        response = _json(status, body)
+        response.headers.update(headers or {})
+        return response
+
+    return respond
+
+
+def raw_answer(status: int, text: str, content_type: str = "text/html") -> Responder:
+    """A body that is not JSON at all, as a proxy or an IP ban page answers."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text=text, content_type=content_type)
+
+    return respond
+
+
+def huge_answer(size: int) -> Responder:
+    """200 with `size` bytes of JSON-looking text, streamed without a Content-Length, never held in memory whole."""
+    chunk = b" " * 2**16
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):  # the bot stops reading: the connection goes
+            for _ in range(size // len(chunk)):
+                await response.write(chunk)
+        return response
+
+    return respond
+
+
+def gzip_answer(body: Any) -> Responder:
+    """200 with this JSON body compressed, `Content-Encoding: gzip`, as a CDN in front of an API may answer."""
+    compressed = gzip.compress(json.dumps(body).encode())
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return web.Response(status=200, body=compressed, headers=headers)
+
+    return respond
+
+
+def gzip_bomb(size: int) -> Responder:
+    """200 with `Content-Encoding: gzip`: a small body that inflates to `size` bytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b" " * 2**20
+    body = b"".join(compressor.compress(block) for _ in range(size // len(block))) + compressor.flush()
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        response = web.StreamResponse(status=200, headers=headers)
+        response.content_length = len(body)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            await response.write(body)
+        return response
+
+    return respond
+
+
+def trickle_answer(body: Any, interval: float) -> Responder:
+    """200 with a JSON body sent one byte every `interval` seconds: each read is quick, the whole answer is not."""
+    content = json.dumps(body).encode()
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(content)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for byte in range(len(content)):
+                await response.write(content[byte : byte + 1])
+                await asyncio.sleep(interval)
+        return response
+
+    return respond
+
+
+def late_answer(seconds: float, body: Any) -> Responder:
+    """200 with this JSON body, after `seconds`: a slow server (what it was asked has been done already)."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return _json(200, body)
+
+    return respond
 
 
 def _json(status: int, body: Any, request_id: str = "") -> web.Response:

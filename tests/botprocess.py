@@ -46,6 +46,13 @@ class BotProcess:
         assert self._process is not None and self._process.stderr is not None
         self.stderr = (await self._process.stderr.read()).decode()
 
+    def peak_memory_mib(self) -> float:
+        """The most resident memory the process has used so far (VmHWM), in MiB."""
+        assert self._process is not None
+        status = Path(f"/proc/{self._process.pid}/status").read_text()
+        kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+        return int(kib) / 1024
+
     @property
     def output(self) -> str:
         return "".join(self.lines) + self.stderr

@@ -9,7 +9,16 @@ import pytest
 
 from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
-from tests.helpers import SEND_AS_USER, calendar_calls, card, converse, new_calendar, new_user, unsubscribe_calls
+from tests.helpers import (
+    SEND_AS_USER,
+    calendar_calls,
+    card,
+    converse,
+    new_calendar,
+    new_user,
+    started_sandbox,
+    unsubscribe_calls,
+)
 
 pytestmark = pytest.mark.usefixtures("bot")
 
@@ -294,18 +303,28 @@ async def test_an_expired_webhook_falls_back_to_the_group_send_in_a_group(sandbo
 @pytest.mark.parametrize(
     "webhook",
     [
-        "http://evil.example:1/robot/sendBySession?session=x",
-        "https://oapi.dingtalk.com.evil.example/robot/send",
-        "https://evil.example/?u=https://oapi.dingtalk.com/",
+        "{elsewhere}/robot/sendBySession?session={session}",  # the same host, another port
+        "http://localhost:{port}/robot/sendBySession?session={session}",  # the same port, another host name
+        "http://127.0.0.1:{port}@127.0.0.1:{elsewhere_port}/robot/sendBySession?session={session}",  # userinfo
+        "https://oapi.dingtalk.com.evil.example/robot/send?session={session}",
+        "https://evil.example/?u=https://oapi.dingtalk.com/&session={session}",
     ],
+    ids=["another port", "another host name", "userinfo", "lookalike host", "DingTalk in the query"],
 )
 async def test_a_webhook_outside_dingtalk_is_never_called(sandbox: Sandbox, webhook: str) -> None:
+    """A second loopback server stands for "elsewhere": reachable, so a post to it would show."""
     user = new_user(sandbox)
-    data = sandbox.chat("help", user.staff_id, sessionWebhook=webhook)
+    session = f"s-{user.staff_id}"
+    async with started_sandbox() as elsewhere:
+        port, elsewhere_port = sandbox.base_url.rpartition(":")[2], elsewhere.base_url.rpartition(":")[2]
+        url = webhook.format(elsewhere=elsewhere.base_url, elsewhere_port=elsewhere_port, port=port, session=session)
+        data = sandbox.chat("help", user.staff_id, sessionWebhook=url)
 
-    _, reply = await converse(sandbox, data)
+        _, reply = await converse(sandbox, data)
 
-    assert reply.api == "batchSend" and reply.json()["userIds"] == [user.staff_id]
+        assert reply.api == "batchSend" and reply.json()["userIds"] == [user.staff_id]
+        assert elsewhere.requests == []
+        assert not [r for r in sandbox.requests if session in r.raw_path]
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,12 @@ BUTTONS = tuple(Button(f"B{n}", f"dtmd://dingtalkclient/sendMessage?content=b{n}
         ("https://user@evil.example/", False),
         ("http://127.0.0.1:5000/robot/sendBySession", True),
         ("http://127.0.0.1:5001/robot/sendBySession", False),
+        ("http://localhost:5000/robot/sendBySession", False),
+        ("http://127.0.0.1:5000@evil.example/robot/sendBySession", False),
+        ("http://127.0.0.1:5000/robot/sendBySession?session=a\u0000b", False),
+        ("https://oapi.dingtalk.com:99999/robot/sendBySession", False),
+        ("https://oapi.dingtalk.com:x/robot/sendBySession", False),
+        ("http://[::1/robot", False),
         ("", False),
     ],
 )
@@ -78,10 +84,40 @@ def test_robot_message_picks_the_template_by_button_count(count: int) -> None:
         (DingTalkError(200, "40014"), False, True),
         (DingTalkError(400, "permissionDenied"), False, False),
         (DingTalkError(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied"), False, False),
+        (DingTalkError(400, "send.too.fast"), True, False),
+        (DingTalkError(400, "send.byToken.tooFast"), True, False),
+        (DingTalkError(400, "too.many.group"), True, False),
+        (DingTalkError(400, "too.many.people"), True, False),
+        (DingTalkError(400, "toomuch.msg"), True, False),
+        (DingTalkError(200, "flowControlledStaffIdList"), True, False),
+        (DingTalkError(200, "invalidStaffIdList"), False, False),
+        (DingTalkError(200, "malformedAnswer"), True, False),
+        (DingTalkError(200, "internalError"), True, False),
+        (DingTalkError(403, "Forbidden.AccessDenied.ApiCountLimitForOrg"), False, False),
+        (DingTalkError(429, "Forbidden.AccessDenied.ApiCountLimitForOrg"), False, False),
+        (DingTalkError(0, "InvalidURL"), False, False),
     ],
 )
 def test_dingtalk_error_classes(error: DingTalkError, temporary: bool, token_rejected: bool) -> None:
     assert (error.is_temporary, error.is_token_rejected) == (temporary, token_rejected)
+
+
+@pytest.mark.parametrize(
+    ("error", "safe"),
+    [
+        (DingTalkError(500, "HTTP500"), True),
+        (DingTalkError(400, "send.too.fast"), True),
+        (DingTalkError(200, "flowControlledStaffIdList"), True),
+        (DingTalkError(0, "ConnectError"), True),
+        (DingTalkError(0, "ReadTimeout"), False),
+        (DingTalkError(0, "RemoteProtocolError"), False),
+        (DingTalkError(0, "AnswerTooLarge"), False),
+        (DingTalkError(200, "malformedAnswer"), False),
+        (DingTalkError(0, "CommandTimeout"), False),
+    ],
+)
+def test_only_a_send_that_surely_did_not_arrive_is_sent_again(error: DingTalkError, safe: bool) -> None:
+    assert error.is_safe_to_resend is safe
 
 
 @pytest.mark.parametrize("attempt", range(1, 10))
