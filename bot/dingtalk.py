@@ -45,7 +45,10 @@ class DingTalkClient:
             "localIp": "",
         }
         data = await self._call("gateway", "POST", f"{self._config.api_base}/v1.0/gateway/connections/open", body)
-        return str(data["endpoint"]), str(data["ticket"])
+        endpoint, ticket = data.get("endpoint"), data.get("ticket")
+        if not (isinstance(endpoint, str) and isinstance(ticket, str) and endpoint and ticket):
+            raise DingTalkError(200, "invalidGatewayAnswer", "the gateway answered without an endpoint and a ticket")
+        return endpoint, ticket
 
     # --- access token ---------------------------------------------------------------------------------------
 

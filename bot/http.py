@@ -6,6 +6,8 @@ import aiohttp
 import httpx
 import yarl
 
+from bot.proxies import proxy_for
+
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """httpx's request and response types on aiohttp's pool.
@@ -31,6 +33,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = self._timeouts.get(key) or self._timeouts.setdefault(
             key, aiohttp.ClientTimeout(sock_connect=key[0], sock_read=key[1])
         )
+        proxy, proxy_auth = proxy_for(request.url.scheme, request.url.host)
         try:
             async with session.request(
                 request.method,
@@ -38,6 +41,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=request.content or None,
                 headers=request.headers.multi_items(),
                 allow_redirects=False,  # a redirect could carry a token or a reply somewhere unexpected
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 timeout=timeout,
             ) as answer:
                 content = await answer.read()
