@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
@@ -87,6 +88,7 @@ class Sandbox:
         self._pushed_at: dict[str, int] = {}  # msgId -> how many requests had arrived when it was pushed
         self._runner: web.AppRunner | None = None
         self._closers: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()
         self.connect_attempts = 0  # WebSocket handshakes begun, including refused and abandoned ones
         self.connected_at: list[float] = []  # time.monotonic() of every WebSocket the sandbox accepted
         self.base_url = ""
@@ -105,6 +107,7 @@ class Sandbox:
         return self.base_url
 
     async def close(self) -> None:
+        self._closing.set()
         for closer in list(self._closers):
             closer.cancel()
         await self.drop_connections()
@@ -374,7 +377,10 @@ class Sandbox:
         self.connect_attempts += 1
         await self._notify()
         if self.handshake_delay:
-            await asyncio.sleep(self.handshake_delay)
+            with contextlib.suppress(TimeoutError):  # close() releases held handshakes at once
+                await asyncio.wait_for(self._closing.wait(), self.handshake_delay)
+        if request.transport is None or request.transport.is_closing():  # the client gave up waiting
+            return web.Response(status=408)
         ticket = request.query.get("ticket", "")
         if self._tickets.pop(ticket, 0) < time.monotonic():  # one connection per ticket, within 90 s
             return web.Response(status=403, text="invalid ticket")

@@ -238,7 +238,15 @@ async def test_hostile_text_gets_a_useful_card_and_nothing_unescaped(
         {"msgtype": "text", "text": "not an object"},
         {"msgtype": None, "text": None},
     ],
-    ids=["audio-unrecognised", "audio-recognition-not-text", "file", "video", "richText-picture-only", "text-not-object", "no-type"],
+    ids=[
+        "audio-unrecognised",
+        "audio-recognition-not-text",
+        "file",
+        "video",
+        "richText-picture-only",
+        "text-not-object",
+        "no-type",
+    ],
 )
 async def test_messages_without_usable_text_get_the_help_card(sandbox: Sandbox, content: dict[str, object]) -> None:
     user = new_user(sandbox)
