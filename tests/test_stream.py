@@ -9,10 +9,12 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
 
+from bot.gateway import EndpointRefused, check_endpoint
 from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
 from tests.forwardproxy import ForwardProxy
@@ -96,7 +98,7 @@ async def test_a_callback_over_the_push_quota_is_logged_and_not_answered(sandbox
 async def test_start_up_says_once_which_app_and_hosts_the_bot_uses(sandbox: Sandbox, bot: BotProcess) -> None:
     [starting] = bot.logs("bot starting")
 
-    assert starting["client_id"] == sandbox.client_id
+    assert starting["level"] == "info" and starting["client_id"] == sandbox.client_id
     assert starting["api_host"] == starting["oapi_host"] == "127.0.0.1"
     assert sandbox.client_secret not in json.dumps(starting)
 
@@ -280,7 +282,7 @@ async def test_the_watchdog_exits_non_zero_when_a_vital_task_ends(own_sandbox: S
     assert entry["level"] == "error" and entry["task"] == task
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 async def test_a_stop_signal_during_a_reconnect_handshake_abandons_it_and_exits_zero(
     own_sandbox: Sandbox, signum: int
 ) -> None:
@@ -366,3 +368,56 @@ async def test_a_proxy_the_developer_has_set_never_sees_sandbox_traffic(
         await proxy.close()
 
     assert proxy.passed == []
+
+
+# --- the endpoint check, as a pure function -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "api_base"),
+    [
+        ("wss://wss-open-connection.dingtalk.com:443/connect", "https://api.dingtalk.com"),
+        ("wss://wss-open-connection.dingtalk.io/connect", "https://api.dingtalk.io"),
+        ("wss://DingTalk.com/connect", "https://api.dingtalk.com"),
+        ("ws://127.0.0.1:8080/connect", "http://127.0.0.1:8080"),
+        ("wss://gateway.internal:8443/connect", "https://gateway.internal:8443"),
+    ],
+)
+def test_endpoints_on_dingtalk_or_the_configured_host_are_accepted(endpoint: str, api_base: str) -> None:
+    assert check_endpoint(endpoint, api_base) == urlsplit(endpoint).hostname
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "api_base", "host"),
+    [
+        (
+            "ws://wss-open-connection.dingtalk.com/connect",
+            "https://api.dingtalk.com",
+            "wss-open-connection.dingtalk.com",
+        ),
+        ("wss://dingtalk.com.evil.example/connect", "https://api.dingtalk.com", "dingtalk.com.evil.example"),
+        ("wss://evildingtalk.com/connect", "https://api.dingtalk.com", "evildingtalk.com"),
+        (
+            "https://wss-open-connection.dingtalk.com/connect",
+            "https://api.dingtalk.com",
+            "wss-open-connection.dingtalk.com",
+        ),
+        ("wss://127.0.0.1:8080/connect", "http://127.0.0.1:8080", "127.0.0.1"),
+        ("ws://127.0.0.1:8081/connect", "http://127.0.0.1:8080", "127.0.0.1"),
+        ("ws://gateway.internal:8443/connect", "https://gateway.internal:8443", "gateway.internal"),
+        (
+            "wss://user:pw@wss-open-connection.dingtalk.com/connect",
+            "https://api.dingtalk.com",
+            "wss-open-connection.dingtalk.com",
+        ),
+        ("wss://[::1/connect", "https://api.dingtalk.com", ""),
+        ("wss://h.dingtalk.com:99999/x", "https://api.dingtalk.com", ""),
+        ("wss://" + "a" * 64 + ".dingtalk.com/connect", "https://api.dingtalk.com", ""),
+        ("wss:///connect", "https://api.dingtalk.com", ""),
+    ],
+)
+def test_any_other_endpoint_is_refused_naming_its_host_only(endpoint: str, api_base: str, host: str) -> None:
+    with pytest.raises(EndpointRefused) as refused:
+        check_endpoint(endpoint, api_base)
+
+    assert refused.value.host == host
