@@ -318,7 +318,7 @@ async def test_messages_beyond_max_in_flight_queue_in_order_without_delaying_ack
         assert all(card(reply)["title"] == "📭 No subscribed calendars" for reply in replies)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 async def test_a_stop_signal_finishes_queued_messages_then_exits_zero(signum: int) -> None:
     async with started_sandbox() as sandbox, running_bot(sandbox, {"BOT_MAX_IN_FLIGHT": "2"}) as process:
         sandbox.latency = 0.5
