@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidStatus, InvalidURI
 
 from bot.errors import DingTalkError
 
@@ -70,6 +70,8 @@ def failure_fields(error: BaseException, host: str) -> dict[str, Any]:
         return {"error": "unreachable", "host": host, "reason": _short(error)}
     if isinstance(error, InvalidStatus):
         return {"error": "InvalidStatus", "code": error.response.status_code, "host": host}
+    if isinstance(error, InvalidURI):  # its text is the URL, ticket included
+        return {"error": "InvalidURI", "host": host}
     return {"error": type(error).__name__, "reason": _short(error), "host": host}
 
 

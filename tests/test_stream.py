@@ -164,18 +164,22 @@ BAD_GATEWAY_ANSWERS: list[tuple[Any, str]] = [
 
 async def test_odd_gateway_answers_are_failed_connections_and_the_bot_comes_back(own_sandbox: Sandbox) -> None:
     sandbox = own_sandbox
-    async with running_bot(sandbox, {**ENV, "BOT_STREAM_RETRY_SECONDS": "0.01"}) as bot:  # seven backoffs in a row
+    async with running_bot(sandbox, {**ENV, "BOT_STREAM_RETRY_SECONDS": "0.01"}) as bot:  # eight backoffs in a row
         opened = len(sandbox.calls("gateway"))
-        for answer, _ in BAD_GATEWAY_ANSWERS:
+        bogus_ticket = {"endpoint": f"{sandbox.base_url.replace('http', 'ws')}/connect", "ticket": "not-issued-t1"}
+        answers = [*BAD_GATEWAY_ANSWERS, (bogus_ticket, "InvalidStatus")]
+        for answer, _ in answers:
             sandbox.fail_next("gateway", 200, answer)
         await sandbox.drop_connections()
 
-        await sandbox.wait_for(lambda: len(sandbox.calls("gateway")) == opened + len(BAD_GATEWAY_ANSWERS) + 1)
+        await sandbox.wait_for(lambda: len(sandbox.calls("gateway")) == opened + len(answers) + 1)
         await sandbox.wait_connected()
         assert await help_card(sandbox) == "📅 Calendar bot"
 
         failures = bot.logs("stream connection failed")
-        assert [entry["error"] for entry in failures] == [error for _, error in BAD_GATEWAY_ANSWERS]
+        assert [entry["error"] for entry in failures] == [error for _, error in answers]
+        assert failures[-1]["code"] == 403 and failures[-1]["host"] == "127.0.0.1"
+        assert "not-issued-t1" not in bot.output
         assert all("wss://" not in json.dumps(entry) for entry in failures)  # the host at most, never the URL
         assert "Traceback" not in bot.output
 
