@@ -411,8 +411,9 @@ class Sandbox:
             await self._disconnect(socket)
         elif self.connect_fault == "drop":
             await socket.close()
-        elif self.connect_fault == "oversized":  # over the bot's 4 MiB frame limit
-            await socket.send_str(json.dumps({"type": "SYSTEM", "headers": {}, "data": "x" * (5 * 2**20)}))
+        elif self.connect_fault == "oversized":  # over the bot's 4 MiB frame limit: it closes the socket
+            with contextlib.suppress(ConnectionError):
+                await socket.send_str(json.dumps({"type": "SYSTEM", "headers": {}, "data": "x" * (5 * 2**20)}))
 
     async def _api_accessToken(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
         if body.get("appKey") != self.client_id or body.get("appSecret") != self.client_secret:
