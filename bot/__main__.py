@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
+from urllib.parse import urlsplit
 
 import uvloop
 
 from bot import logs
-from bot.app import App
+from bot.app import App, VitalTaskEnded
 from bot.config import Config, ConfigError
 
-SHUTDOWN_GRACE_SECONDS = 22.0  # a dyno gets 30 s between SIGTERM and SIGKILL; exit well within 25 s
+log = logging.getLogger("bot.main")
+SHUTDOWN_GRACE_SECONDS = 20.0  # a dyno gets 30 s between SIGTERM and SIGKILL; with the sockets closed, exit within 25 s
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config) -> int:
+    """Run the bot until SIGTERM, SIGINT or SIGHUP (exit code 0), or until the watchdog finds it deaf (1)."""
+    hosts = {"api_host": urlsplit(config.api_base).hostname, "oapi_host": urlsplit(config.oapi_base).hostname}
+    log.info("bot starting", extra={"fields": {"client_id": config.client_id, **hosts}})
     app = App(config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, stopping.set)
     runner = asyncio.create_task(app.run())
-    await stopping.wait()
+    stop_signal = asyncio.create_task(stopping.wait())
+    await asyncio.wait({runner, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
+    stop_signal.cancel()
     await app.shutdown(SHUTDOWN_GRACE_SECONDS)
-    await runner
+    try:
+        await runner
+    except VitalTaskEnded:
+        return 1
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -42,8 +54,7 @@ def main(argv: list[str]) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, secrets=[config.client_secret])
-    uvloop.run(serve(config))  # libuv's loop: less CPU per socket event than asyncio's own
-    return 0
+    return uvloop.run(serve(config))  # libuv's loop: less CPU per socket event than asyncio's own
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ def build_state(config: Config) -> LocalState:
     return RedisState(client, config.client_id, config.api_qps, config.user_rate)
 
 
+class VitalTaskEnded(Exception):
+    """The Stream loop or the heartbeat ended while the process was meant to run."""
+
+
 class App:
     """The bot: takes Messages from the Stream connection and answers each one with a card."""
 
@@ -43,19 +47,30 @@ class App:
         self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.state)
         self.users = UserDirectory(self.dingtalk, self.state)
         self.inbox = Inbox(self.handle, config.max_in_flight)
-        self.stream = StreamClient(self.dingtalk, self.inbox.accept, config.ping_seconds)
+        self.stream = StreamClient(self.dingtalk, self.inbox.accept, config)
         self.counters: Counter[str] = Counter()
+        self._shutting_down = False
 
     async def run(self) -> None:
+        """Serve until shutdown(). If the Stream loop or the heartbeat ends before that, log it and raise
+        VitalTaskEnded: a process that stays up deaf is never restarted by its dyno manager."""
         self.inbox.start()
+        stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
-        try:
-            await self.stream.run()
-        finally:
-            heartbeat.cancel()
+        vital = {stream: "stream loop", heartbeat: "heartbeat"}
+        done, _ = await asyncio.wait(vital, return_when=asyncio.FIRST_COMPLETED)
+        if not self._shutting_down:
+            ended = done.pop()
+            error = None if ended.cancelled() else ended.exception()
+            fields = {"task": vital[ended], "error": type(error).__name__ if error else "returned"}
+            log.error("watchdog: a vital task ended, exiting", extra={"fields": fields}, exc_info=error)
+            raise VitalTaskEnded(vital[ended])
+        heartbeat.cancel()
+        await stream
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop taking messages, finish those already accepted (their cards sent), then close the HTTP client."""
+        self._shutting_down = True
         await self.stream.stop()
         unfinished = await self.inbox.drain(grace_seconds)
         if unfinished:
@@ -127,3 +142,7 @@ class App:
         while True:
             await asyncio.sleep(self.config.heartbeat_seconds)
             log.info("heartbeat", extra={"fields": self._snapshot()})
+            if self.config.fault == "heartbeat-ends":
+                return
+            if self.config.fault == "stream-loop-ends":
+                await self.stream.stop()

@@ -13,6 +13,7 @@ REGIONS = {
     "intl": ("https://api.dingtalk.io", "https://oapi.dingtalk.io"),
 }
 LOCALES = ("zh_CN", "en")
+FAULTS = ("", "stream-loop-ends", "heartbeat-ends")  # BOT_FAULT: make a vital task end, to test the watchdog
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,8 @@ class Config:
     user_rate: int = 10
     heartbeat_seconds: float = 60.0
     ping_seconds: float = 20.0
+    stream_retry_seconds: float = 1.0
+    fault: str = ""
     redis_url: str = ""
     redis_tls_verify: bool = False
     retry_pause_scale: float = 1.0
@@ -66,6 +69,8 @@ class Config:
             user_rate=_positive_int(env, "BOT_USER_RATE", 10),
             heartbeat_seconds=_positive_float(env, "BOT_HEARTBEAT_SECONDS", 60.0),
             ping_seconds=_positive_float(env, "BOT_STREAM_PING_SECONDS", 20.0),
+            stream_retry_seconds=_positive_float(env, "BOT_STREAM_RETRY_SECONDS", 1.0),
+            fault=_fault(env),
             redis_url=_redis_url(env),
             redis_tls_verify=_flag(env, "REDIS_TLS_VERIFY"),
             retry_pause_scale=_positive_float(env, "BOT_RETRY_PAUSE_SCALE", 1.0),
@@ -111,6 +116,13 @@ def _redis_url(env: Mapping[str, str]) -> str:
     value = env.get("REDIS_URL", "").strip()
     if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")  # the URL may hold a password
+    return value
+
+
+def _fault(env: Mapping[str, str]) -> str:
+    value = env.get("BOT_FAULT", "").strip()
+    if value not in FAULTS:
+        raise ConfigError(f"BOT_FAULT is for tests of the watchdog: one of {', '.join(FAULTS[1:])}, not {value!r}")
     return value
 
 

@@ -8,6 +8,8 @@ import aiohttp
 import httpx
 import yarl
 
+from bot.proxies import proxy_for
+
 # DingTalk's answers are a few KB of JSON. Anything bigger (after decompression) is refused, so a misbehaving server
 # or a gzip bomb cannot take the process's memory.
 MAX_ANSWER_BYTES = 2 * 2**20
@@ -50,6 +52,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         limits = [value for value in request.extensions.get("timeout", {}).values() if value is not None]
         total = min(limits) if limits else None
         timeout = self._timeouts.get(total) or self._timeouts.setdefault(total, aiohttp.ClientTimeout(total=total))
+        proxy, proxy_auth = proxy_for(request.url.scheme, request.url.host)
         try:
             async with session.request(
                 request.method,
@@ -57,6 +60,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=request.content or None,
                 headers=request.headers.multi_items(),
                 allow_redirects=False,  # a redirect could carry a token or a reply somewhere unexpected
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 timeout=timeout,  # aiohttp's total covers connecting, sending and reading the whole body
             ) as answer:
                 content, rewritten = await _read_capped(answer, request)

@@ -69,6 +69,9 @@ class Sandbox:
     latency: float = 0.0  # seconds added to every answer, replies included; not to opening a connection
     qps_limit: int = 0  # when set, more calls of one API than this in any second are refused, as DingTalk does
     silent_connections: int = 0  # the next this many WebSockets neither answer pings nor send anything
+    disconnect_close_seconds: float = 10.0  # after a `disconnect` frame, the socket is closed this much later
+    handshake_delay: float = 0.0  # seconds the WebSocket handshake is held before it is answered
+    connect_fault: str = ""  # on every new WebSocket: "disconnect" at once, "drop" it, or send an "oversized" frame
     requests: list[Recorded] = field(default_factory=list)
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)  # staffId -> unionId
@@ -97,6 +100,10 @@ class Sandbox:
         self._counter = itertools.count(1)
         self._pushed_at: dict[str, int] = {}  # msgId -> how many requests had arrived when it was pushed
         self._runner: web.AppRunner | None = None
+        self._closers: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()
+        self.connect_attempts = 0  # WebSocket handshakes begun, including refused and abandoned ones
+        self.connected_at: list[float] = []  # time.monotonic() of every WebSocket the sandbox accepted
         self.base_url = ""
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -113,6 +120,9 @@ class Sandbox:
         return self.base_url
 
     async def close(self) -> None:
+        self._closing.set()
+        for closer in list(self._closers):
+            closer.cancel()
         await self.drop_connections()
         for answering in list(self._answering):  # a slow or silent answer does not hold the shutdown
             answering.cancel()
@@ -168,6 +178,9 @@ class Sandbox:
         self.silent_connections = 0
         self.robot_codes = set()
         self.token_lifetime = 7200
+        self.disconnect_close_seconds = 10.0
+        self.handshake_delay = 0.0
+        self.connect_fault = ""
 
     def expire_tokens(self) -> None:
         """Every token issued so far becomes invalid, as after DingTalk rotates them."""
@@ -181,10 +194,12 @@ class Sandbox:
         staff_id: str = "",
         *,
         group: bool = False,
+        voice: bool = False,
         webhook_expires_in: float = 5400.0,
         **overrides: Any,
     ) -> dict[str, Any]:
-        """A chatbot callback payload as DingTalk sends it; `text=None` makes a picture message."""
+        """A chatbot callback payload as DingTalk sends it; `text=None` makes a picture message, `voice=True` an audio
+        message whose speech-to-text (`content.recognition`) is `text`."""
         number = next(self._counter)
         now_ms = int(time.time() * 1000)
         data: dict[str, Any] = {
@@ -203,11 +218,21 @@ class Sandbox:
             "isInAtList": True,
             "robotCode": self.client_id,
         }
-        if text is None:
+        if voice:
+            data.update(msgtype="audio", content={"downloadCode": "dc-1", "duration": 2300, "recognition": text})
+        elif text is None:
             data.update(msgtype="picture", content={"downloadCode": "dc-1", "pictureDownloadCode": "dc-1"})
         else:
             data.update(msgtype="text", text={"content": f" {text}" if group else text})
         data.update(overrides)
+        return data
+
+    def chat_over_quota(self, staff_id: str = "") -> dict[str, Any]:
+        """A callback as DingTalk sends it once the organization's monthly push quota is used up: an error code and
+        message instead of the message's text or content."""
+        data = self.chat(None, staff_id)
+        del data["content"], data["msgtype"]
+        data.update(errCode=20001, errMsg="机器人推送消息数量已超过本月限额")
         return data
 
     async def push(self, data: dict[str, Any], message_id: str = "", socket: int | None = None) -> str:
@@ -229,11 +254,31 @@ class Sandbox:
         await self.push_raw(json.dumps(frame, ensure_ascii=False), socket)
         return message_id
 
-    async def push_system(self, topic: str, data: dict[str, Any]) -> str:
+    async def push_system(self, topic: str, data: dict[str, Any], socket: int | None = None) -> str:
+        """A SYSTEM frame (ping) with a messageId to ACK; `disconnect` goes to disconnect()."""
         message_id = f"system-{uuid.uuid4().hex}"
         headers = {"contentType": "application/json", "messageId": message_id, "topic": topic}
-        await self.push_raw(json.dumps({"type": "SYSTEM", "headers": headers, "data": json.dumps(data)}))
+        await self.push_raw(json.dumps({"type": "SYSTEM", "headers": headers, "data": json.dumps(data)}), socket)
         return message_id
+
+    async def disconnect(self, socket: int = -1) -> None:
+        """Ask the bot to reconnect, as DingTalk does: a SYSTEM `disconnect` frame without a messageId (no ACK
+        expected), then the socket is closed `disconnect_close_seconds` later."""
+        await self.wait_connected()
+        await self._disconnect(self._sockets[socket])
+
+    async def _disconnect(self, socket: web.WebSocketResponse) -> None:
+        headers = {"contentType": "application/json", "time": str(int(time.time() * 1000)), "topic": "disconnect"}
+        data = json.dumps({"reason": "connection is expired"})
+        await socket.send_str(json.dumps({"specVersion": "1.0", "type": "SYSTEM", "headers": headers, "data": data}))
+        closer = asyncio.create_task(self._close_later(socket, self.disconnect_close_seconds))
+        self._closers.add(closer)
+        closer.add_done_callback(self._closers.discard)
+
+    @staticmethod
+    async def _close_later(socket: web.WebSocketResponse, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await socket.close()
 
     async def push_raw(self, text: str, socket: int | None = None) -> None:
         """Send a text frame on the connection at index `socket` (oldest first) or, as DingTalk does, on one chosen
@@ -362,6 +407,13 @@ class Sandbox:
         return _json(200, {"endpoint": f"ws://{host}/connect", "ticket": ticket})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        self.connect_attempts += 1
+        await self._notify()
+        if self.handshake_delay:
+            with contextlib.suppress(TimeoutError):  # close() releases held handshakes at once
+                await asyncio.wait_for(self._closing.wait(), self.handshake_delay)
+        if request.transport is None or request.transport.is_closing():  # the client gave up waiting
+            return web.Response(status=408)
         ticket = request.query.get("ticket", "")
         if self._tickets.pop(ticket, 0) < time.monotonic():  # one connection per ticket, within 90 s
             return web.Response(status=403, text="invalid ticket")
@@ -372,8 +424,10 @@ class Sandbox:
         if silent:
             self._silent.add(socket)
         self._sockets.append(socket)
+        self.connected_at.append(time.monotonic())
         await self._notify()
         try:
+            await self._greet(socket)
             async for frame in socket:
                 if frame.type == WSMsgType.TEXT and socket not in self._silent:
                     ack = json.loads(frame.data)
@@ -384,6 +438,15 @@ class Sandbox:
             self._silent.discard(socket)
             await self._notify()
         return socket
+
+    async def _greet(self, socket: web.WebSocketResponse) -> None:
+        if self.connect_fault == "disconnect":
+            await self._disconnect(socket)
+        elif self.connect_fault == "drop":
+            await socket.close()
+        elif self.connect_fault == "oversized":  # over the bot's 4 MiB frame limit: it closes the socket
+            with contextlib.suppress(ConnectionError):
+                await socket.send_str(json.dumps({"type": "SYSTEM", "headers": {}, "data": "x" * (5 * 2**20)}))
 
     async def _api_accessToken(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
         if body.get("appKey") != self.client_id or body.get("appSecret") != self.client_secret:

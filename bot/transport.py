@@ -17,8 +17,9 @@ from dingtalk_stream.frames import AckMessage, SystemMessage
 from dingtalk_stream.version import VERSION_STRING
 from websockets.asyncio.client import ClientConnection, connect
 
+from bot.config import Config
 from bot.dingtalk import DingTalkClient
-from bot.errors import DingTalkError
+from bot.gateway import check_endpoint, credentials_rejected, failure_fields
 from bot.models import Message
 
 log = logging.getLogger("bot.transport")
@@ -28,23 +29,28 @@ SUBSCRIPTIONS = [{"type": "CALLBACK", "topic": CHATBOT_TOPIC}]
 USER_AGENT = f"dingtalk-sdk-python/v{VERSION_STRING}-union dingtalk-calendar-bot"
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
+STABLE_SECONDS = 60.0  # a connection that lasted this long was healthy: the backoff starts over
+OPEN_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 2.0
+MAX_FRAME_BYTES = 4 * 2**20
+MAX_ID_CHARS = 256  # messageId, type, topic, ping opaque: DingTalk's are far shorter
 
 
 def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
     """Build a Message from a chatbot callback's decoded data, tolerating missing or odd fields."""
-    msgtype = str(data.get("msgtype") or "")
+    msgtype = _scalar(data.get("msgtype"))
     return Message(
-        msg_id=str(data.get("msgId") or fallback_id),
+        msg_id=_scalar(data.get("msgId")) or fallback_id,
         text=_text_of(msgtype, data),
         msgtype=msgtype,
-        conversation_type=str(data.get("conversationType") or ""),
-        conversation_id=str(data.get("conversationId") or ""),
-        sender_staff_id=str(data.get("senderStaffId") or ""),
-        sender_union_id=str(data.get("senderUnionId") or ""),
-        sender_id=str(data.get("senderId") or ""),
-        sender_corp_id=str(data.get("senderCorpId") or ""),
-        chatbot_corp_id=str(data.get("chatbotCorpId") or ""),
-        session_webhook=str(data.get("sessionWebhook") or ""),
+        conversation_type=_scalar(data.get("conversationType")),
+        conversation_id=_scalar(data.get("conversationId")),
+        sender_staff_id=_scalar(data.get("senderStaffId")),
+        sender_union_id=_scalar(data.get("senderUnionId")),
+        sender_id=_scalar(data.get("senderId")),
+        sender_corp_id=_scalar(data.get("senderCorpId")),
+        chatbot_corp_id=_scalar(data.get("chatbotCorpId")),
+        session_webhook=_scalar(data.get("sessionWebhook")),
         session_webhook_expires_ms=_int(data.get("sessionWebhookExpiredTime")),
         is_in_at_list=bool(data.get("isInAtList")),
         robot_code=str(data.get("robotCode") or ""),
@@ -62,13 +68,24 @@ def _text_of(msgtype: str, data: dict[str, Any]) -> str | None:
         if isinstance(items, list):
             texts = [item["text"] for item in items if isinstance(item, dict) and isinstance(item.get("text"), str)]
             return " ".join(texts) if texts else None
+    if msgtype == "audio":  # DingTalk's speech-to-text of a voice message
+        content = data.get("content")
+        recognition = content.get("recognition") if isinstance(content, dict) else None
+        return recognition if isinstance(recognition, str) else None
     return None
+
+
+def _scalar(value: Any) -> str:
+    """A field that should be a string: numbers are spelled out, anything nested (however deep) counts as absent."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else ""
 
 
 def _int(value: Any) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 
@@ -87,67 +104,109 @@ class StreamClient:
     """Keeps a Stream connection open, ACKs every frame and hands chatbot messages to on_message.
 
     When DingTalk announces a `disconnect`, the next connection is opened at once while the old one drains: frames
-    still arriving on it are handled until DingTalk closes it (or DRAIN_SECONDS pass)."""
+    still arriving on it are handled until DingTalk closes it (or DRAIN_SECONDS pass). Any error while connecting or
+    reading is a failed connection: logged, backed off, retried; run() ends only after stop()."""
 
     DRAIN_SECONDS = 15.0
 
-    def __init__(self, dingtalk: DingTalkClient, on_message: Callable[[Message], None], ping_seconds: float) -> None:
+    def __init__(self, dingtalk: DingTalkClient, on_message: Callable[[Message], None], config: Config) -> None:
         self._dingtalk = dingtalk
         self._on_message = on_message
-        self._ping_seconds = ping_seconds
+        self._config = config
         self._stopping = False
-        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._sockets: set[ClientConnection] = set()
         self._readers: set[asyncio.Task[bool]] = set()
+        self._trying = ""  # the host the current attempt talks to, named when it fails
+        self._credentials_reported = False
         self.reconnects = 0
 
     async def run(self) -> None:
         """Connect, read, reconnect with backoff after a drop or at DingTalk's request; return once stop() ran."""
+        loop = asyncio.get_running_loop()
         failures = 0
         while not self._stopping:
             try:
-                socket = await self._connect()
-            except (DingTalkError, OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
+                socket = await self._open()
+                if socket is None:
+                    break
+                self._credentials_reported = False
+                opened = loop.time()
+                reader = asyncio.create_task(self._read(socket))
+                self._readers.add(reader)
+                reader.add_done_callback(self._readers.discard)
+                rotated = await reader
+            except Exception as error:  # whatever went wrong, the loop goes on: a dead loop is a deaf bot
                 failures += 1
-                log.warning("stream connection failed", extra={"fields": {"error": type(error).__name__}})
-                await self._sleep(_backoff(failures))
+                self._report_failure(error)
+                await self._sleep(_backoff(failures, self._config.stream_retry_seconds))
                 continue
-            failures = 0
-            reader = asyncio.create_task(self._read(socket))
-            self._readers.add(reader)
-            reader.add_done_callback(self._readers.discard)
-            rotated = await reader
             if self._stopping:
                 break
             self.reconnects += 1
-            if not rotated:
-                await self._sleep(_backoff(0))  # dropped: retry within about a second
+            # Only a connection that lasted resets the backoff: a gateway that drops or rotates every connection at
+            # once must not be hammered.
+            failures = 1 if loop.time() - opened >= STABLE_SECONDS else failures + 1
+            if not (rotated and failures == 1):  # a rotation of a lasting connection reconnects at once
+                await self._sleep(_backoff(failures, self._config.stream_retry_seconds))
 
     async def stop(self) -> None:
-        """Stop taking new frames: close every socket and end run()."""
+        """Stop taking new frames: abandon a connection being opened, close every socket and end run()."""
         self._stopping = True
-        self._wake.set()
-        for socket in list(self._sockets):
-            await socket.close()
+        self._stopped.set()
+        await asyncio.gather(*(socket.close() for socket in list(self._sockets)))
         await asyncio.gather(*self._readers, return_exceptions=True)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            await asyncio.wait_for(self._stopped.wait(), timeout=seconds)
+
+    async def _open(self) -> ClientConnection | None:
+        """A new connection, or None when stop() came first (a half-open handshake is abandoned, never used)."""
+        attempt = asyncio.ensure_future(self._connect())
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not attempt.done():
+                attempt.cancel()
+        if attempt.cancelled():
+            with contextlib.suppress(asyncio.CancelledError):
+                await attempt
+            return None
+        socket = attempt.result()
+        if self._stopping:
+            await socket.close()
+            return None
+        self._sockets.add(socket)
+        return socket
 
     async def _connect(self) -> ClientConnection:
+        self._trying = urlsplit(self._config.api_base).hostname or ""
         endpoint, ticket = await self._dingtalk.open_stream_connection(SUBSCRIPTIONS, USER_AGENT)
+        self._trying = check_endpoint(endpoint, self._config.api_base)  # the ticket goes nowhere else
         socket = await connect(
             f"{endpoint}?ticket={quote_plus(ticket)}",
-            ping_interval=self._ping_seconds,  # a socket with no pong for ping_timeout more is half-open: closed
-            ping_timeout=self._ping_seconds,
-            proxy=None,
+            ping_interval=self._config.ping_seconds,  # a socket with no pong for ping_timeout more is half-open
+            ping_timeout=self._config.ping_seconds,
+            proxy=True,  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment, as for the HTTP calls
             compression=None,  # frames are small; deflating each one costs more CPU than it saves
-            max_size=4 * 2**20,
+            max_size=MAX_FRAME_BYTES,
+            open_timeout=OPEN_TIMEOUT_SECONDS,
+            close_timeout=CLOSE_TIMEOUT_SECONDS,  # shutdown must not wait long on a peer that never answers
         )
-        self._sockets.add(socket)
-        log.info("stream connected", extra={"fields": {"gateway": urlsplit(endpoint).hostname}})
+        log.info("stream connected", extra={"fields": {"gateway": self._trying}})
         return socket
+
+    def _report_failure(self, error: Exception) -> None:
+        log.warning("stream connection failed", extra={"fields": failure_fields(error, self._trying)})
+        if credentials_rejected(error) and not self._credentials_reported:
+            self._credentials_reported = True  # once per run of failures: the next success re-arms it
+            fields = {"client_id": self._config.client_id}
+            log.error(
+                "credentials rejected: check DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET", extra={"fields": fields}
+            )
 
     async def _read(self, socket: ClientConnection) -> bool:
         """Read frames until the socket closes; True as soon as DingTalk asks for a new connection, after which a
@@ -160,7 +219,7 @@ class StreamClient:
                     drain.add_done_callback(self._readers.discard)
                     return True
         except websockets.exceptions.ConnectionClosed:
-            pass
+            _report_oversized(socket)
         self._sockets.discard(socket)
         log.info("stream closed")
         return False
@@ -173,38 +232,56 @@ class StreamClient:
         return False
 
     async def _on_frame(self, socket: ClientConnection, raw: str | bytes) -> str:
-        try:
-            frame = orjson.loads(raw)
-            headers = frame["headers"]
-            message_id = str(headers["messageId"])
-        except (ValueError, TypeError, KeyError):
-            log.warning("frame without a messageId ignored", extra={"fields": {"size": len(raw)}})
+        """Handle one frame; its errors stay with it (logged, skipped), only a closed socket ends the reading."""
+        frame = _decoded(raw)
+        headers = frame.get("headers")
+        headers = headers if isinstance(headers, dict) else {}
+        kind, topic = _scalar(frame.get("type"))[:MAX_ID_CHARS], _scalar(headers.get("topic"))[:MAX_ID_CHARS]
+        if kind == "SYSTEM" and topic == SystemMessage.TOPIC_DISCONNECT:  # documented without a messageId
+            log.info("stream disconnect requested by DingTalk")
+            return topic
+        message_id = _scalar(headers.get("messageId"))
+        if not message_id or len(message_id) > MAX_ID_CHARS:  # nothing to ACK with
+            fields = {"size": len(raw), "type": kind, "topic": topic}
+            log.warning("frame without a messageId ignored", extra={"fields": fields})
             return ""
-        kind, topic = frame.get("type"), str(headers.get("topic", ""))
+        try:
+            await self._dispatch(socket, kind, topic, message_id, frame.get("data"))
+        except websockets.exceptions.ConnectionClosed:
+            raise
+        except Exception as error:
+            fields = {"error": type(error).__name__, "stream_message_id": message_id, "topic": topic}
+            log.warning("stream frame skipped", extra={"fields": fields})
+        return topic
+
+    async def _dispatch(self, socket: ClientConnection, kind: str, topic: str, message_id: str, data: Any) -> None:
         if kind == "CALLBACK" and topic == CHATBOT_TOPIC:
             await socket.send(ack_frame(message_id, {"response": None}))  # ACK first, handle after
-            self._accept_chatbot_message(frame.get("data"), message_id)
-        elif kind == "SYSTEM" and topic == SystemMessage.TOPIC_DISCONNECT:
-            log.info("stream disconnect requested by DingTalk")
+            self._accept_chatbot_message(data, message_id)
         elif kind == "SYSTEM":
-            await socket.send(ack_frame(message_id, _decoded(frame.get("data"))))  # ping: echo its opaque
+            await socket.send(ack_frame(message_id, _ping_answer(data)))
         elif kind == "EVENT":
             await socket.send(ack_frame(message_id, {"status": "SUCCESS", "message": "not subscribed"}))
         else:
             await socket.send(ack_frame(message_id, {}, AckMessage.STATUS_NOT_IMPLEMENT, "topic not supported"))
-            log.warning("unknown frame acknowledged", extra={"fields": {"type": str(kind), "topic": topic}})
-        return topic
+            log.warning("unknown frame acknowledged", extra={"fields": {"type": kind, "topic": topic}})
 
     def _accept_chatbot_message(self, data: Any, message_id: str) -> None:
         decoded = _decoded(data)
         if not decoded:
             log.warning("chatbot frame without data", extra={"fields": {"stream_message_id": message_id}})
             return
+        error = _callback_error(decoded)
+        if error is not None:  # e.g. 20001: the organization's monthly push quota is used up; nothing to answer
+            fields = {"code": error[0], "message": error[1], "stream_message_id": message_id}
+            log.warning("chatbot callback carries a DingTalk error, not answered", extra={"fields": fields})
+            return
         self._on_message(message_from_callback(decoded, message_id))
 
 
 def _decoded(data: Any) -> dict[str, Any]:
-    """A frame's data is a JSON string holding an object; anything else decodes to {}."""
+    """A frame, or its data (a JSON string holding an object); anything else decodes to {}. orjson refuses nesting
+    deeper than 1024 without recursing, and nothing here recurses into what it accepts."""
     try:
         value = orjson.loads(data) if isinstance(data, str | bytes) else data
     except ValueError:
@@ -212,7 +289,29 @@ def _decoded(data: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _backoff(failures: int) -> float:
-    """Exponential backoff with full jitter: the first retry within about a second, never more than a minute."""
-    ceiling = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** max(failures - 1, 0))
+def _ping_answer(data: Any) -> dict[str, str]:
+    """A ping's ACK echoes its opaque token, and only that, when it is a string of sane length."""
+    opaque = _decoded(data).get("opaque")
+    return {"opaque": opaque} if isinstance(opaque, str) and len(opaque) <= MAX_ID_CHARS else {}
+
+
+def _callback_error(data: dict[str, Any]) -> tuple[str, str] | None:
+    """DingTalk's error code and message when a callback carries an error instead of a message."""
+    code = _scalar(data.get("errCode", data.get("errcode")))
+    if code in ("", "0") or "text" in data or "content" in data:
+        return None
+    message = _scalar(data.get("errMsg", data.get("errmsg")))
+    return code[:MAX_ID_CHARS], message[:MAX_ID_CHARS]
+
+
+def _report_oversized(socket: ClientConnection) -> None:
+    too_big = socket.protocol.parser_exc
+    if isinstance(too_big, websockets.exceptions.PayloadTooBig):
+        fields = {"size": too_big.size, "limit": too_big.max_size}
+        log.warning("stream frame too big, connection closed", extra={"fields": fields})
+
+
+def _backoff(failures: int, first: float = FIRST_RETRY_SECONDS) -> float:
+    """Exponential backoff with full jitter: the first retry within about `first` seconds, never more than a minute."""
+    ceiling = min(MAX_RETRY_SECONDS, first * 2 ** max(failures - 1, 0))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography

@@ -24,7 +24,12 @@ class BotProcess:
         self._readers: list[asyncio.Task[None]] = []
 
     async def start(self) -> BotProcess:
-        clean = {key: value for key, value in os.environ.items() if not key.startswith(("DINGTALK_", "BOT_"))}
+        # A developer's own proxy must never capture sandbox traffic: *_PROXY variables only when a test sets them.
+        clean = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("DINGTALK_", "BOT_")) and not key.upper().endswith("_PROXY")
+        }
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
