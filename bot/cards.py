@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import orjson
 
 from bot.commands import command_text
 from bot.models import Action, Button, Card, Reply
@@ -16,6 +17,11 @@ from bot.models import Action, Button, Card, Reply
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 MAX_ECHO_LENGTH = 80
 TITLE_LIMIT = 64  # DingTalk rejects longer card titles (errcode 34016)
+MARKDOWN_LIMIT = 5_000  # DingTalk rejects longer markdown (errcode 34016)
+# Room for the @mention a group reply appends to the text ("\n\n@" and a staff id of up to 64 characters).
+MARKDOWN_BUDGET = MARKDOWN_LIMIT - 100
+MSG_PARAM_LIMIT = 15_000  # bytes of the robot OpenAPI's msgParam JSON (UTF-8: a CJK character is 3 bytes)
+_MSG_PARAM_FIELD_BYTES = 40  # per field: its key ("actionTitle5"), quotes, colon and comma, generously
 BUTTON_TITLE_LIMIT = 20
 MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five; more become links
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="  # the host must be lower case or clients ignore it
@@ -23,6 +29,9 @@ BUTTON_LABELS = {
     "en": {"unsubscribe": "Unsubscribe {}", "resubscribe": "↩ Undo: {}"},
     "zh_CN": {"unsubscribe": "取消订阅 {}", "resubscribe": "↩ 撤销：{}"},
 }
+
+# Outcomes whose body numbers the offered calendars in the order of their actions, so numbered buttons match it.
+LISTS_ITS_ACTIONS = frozenset({"calendars", "ambiguous", "no_match"})
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()#!|~])")
 # A zero-width space after these keeps clients from turning echoed text into a link or an @mention.
@@ -42,8 +51,12 @@ def escape_markdown(value: Any) -> str:
     return _LINK_AND_MENTION_STARTS.sub(lambda match: match.group(1) + _ZERO_WIDTH_SPACE, text)
 
 
+# Every character that can end a line or paragraph (str.splitlines' set: Zl, Zp, NEL, VT, FF, FS, GS, RS).
+_LINE_BREAKS = frozenset("\r\n\t\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def _visible(char: str) -> str:
-    if char in "\r\n\t":
+    if char in _LINE_BREAKS:
         return " "
     # Control and format characters (including bidi overrides and zero-width ones) could hide or reorder text.
     return "\ufffd" if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") else char
@@ -67,26 +80,89 @@ _ENVIRONMENT = _environment()
 
 
 def render(reply: Reply, locale: str) -> Card:
-    """Render the reply's outcome template in the locale: first line the title, the whole text the body;
-    actions become buttons, or links in the body when there are more than a card can hold."""
+    """Render the reply's outcome template in the locale: first line the title, the whole text the body; actions
+    become buttons, or links in the body when there are more than a card can hold. A card too big for DingTalk shows
+    the first calendars and actions that fit and says how many more there are."""
     template = _ENVIRONMENT.get_template(f"{locale}/{reply.outcome}.md.j2")
-    markdown = template.render(reply.data).strip()
+    listed = len(reply.data.get("calendars") or ())
+    everything = max(len(reply.actions), listed)
+    card = _render(template, reply, locale, everything)
+    if _fits(card):
+        return card
+    fitting, too_many = 0, everything  # the largest number shown that fits is in [fitting, too_many)
+    while too_many - fitting > 1:
+        middle = (fitting + too_many) // 2
+        if _fits(_render(template, reply, locale, middle)):
+            fitting = middle
+        else:
+            too_many = middle
+    return _cut(_render(template, reply, locale, fitting))
+
+
+def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) -> Card:
+    data, actions = reply.data, reply.actions[:shown]
+    calendars = data.get("calendars")
+    more = len(reply.actions) - len(actions)
+    if calendars and len(calendars) > shown:
+        data = {**data, "calendars": calendars[:shown]}
+        more = max(more, len(calendars) - shown)
+    markdown = template.render({**data, "more": more}).strip()
     title = markdown.splitlines()[0].lstrip("#").strip()[:TITLE_LIMIT]
-    if len(reply.actions) > MAX_BUTTONS:
+    if not actions:
+        return Card(title, markdown)
+    as_links = len(actions) > MAX_BUTTONS
+    labels = [_label(action, locale) for action in actions]
+    shown_labels = labels if as_links else [_shorten(label) for label in labels]
+    if len(set(shown_labels)) < len(shown_labels):
+        # Labels a user cannot tell apart get numbers first; the body says what each number is.
+        shown_labels = [f"{number}. {label}" for number, label in enumerate(labels, start=1)]
+        if not as_links:
+            shown_labels = [_shorten(label) for label in shown_labels]
+        if reply.outcome not in LISTS_ITS_ACTIONS:
+            markdown = f"{markdown}\n\n{_legend(actions, labels)}"
+    if as_links:
         links = "\n".join(
-            f"- [{escape_markdown(_label(a, locale))}]({_send_as_user(a, locale)})" for a in reply.actions
+            f"- [{escape_markdown(label)}]({_send_as_user(action, locale)})"
+            for label, action in zip(shown_labels, actions, strict=True)
         )
         return Card(title, f"{markdown}\n\n{links}", (), interactive=True)
-    buttons = tuple(button(action, locale) for action in reply.actions)
-    return Card(title, markdown, buttons, interactive=bool(buttons))
+    buttons = tuple(
+        Button(label, _send_as_user(action, locale)) for label, action in zip(shown_labels, actions, strict=True)
+    )
+    return Card(title, markdown, buttons, interactive=True)
 
 
-def button(action: Action, locale: str) -> Button:
-    """A button that sends the action's command as the user, exactly as they would type it."""
-    title = _label(action, locale)
-    if len(title) > BUTTON_TITLE_LIMIT:
-        title = title[: BUTTON_TITLE_LIMIT - 1] + "…"
-    return Button(title, _send_as_user(action, locale))
+def _legend(actions: tuple[Action, ...], labels: list[str]) -> str:
+    return "\n".join(
+        f"{number}. {escape_markdown(label)} · {escape_markdown(action.calendar_id)}"
+        for number, (label, action) in enumerate(zip(labels, actions, strict=True), start=1)
+    )
+
+
+def _fits(card: Card) -> bool:
+    """Within DingTalk's limits for the markdown and for the robot OpenAPI's msgParam (title, text, buttons)."""
+    if len(card.markdown) > MARKDOWN_BUDGET:
+        return False
+    fields = [card.title, card.markdown, *(b.title for b in card.buttons), *(b.url for b in card.buttons)]
+    overhead = _MSG_PARAM_FIELD_BYTES * len(fields)
+    if sum(map(len, fields)) * 6 + overhead <= MSG_PARAM_LIMIT:  # no character takes more than 6 bytes in JSON
+        return True
+    return len(orjson.dumps(fields)) + overhead <= MSG_PARAM_LIMIT
+
+
+def _cut(card: Card) -> Card:
+    """The last resort when even the card's fixed lines are too long: drop lines from the end, say so."""
+    lines = card.markdown.split("\n")
+    while not _fits(shorter := Card(card.title, "\n".join(lines) + "\n\n…", card.buttons, card.interactive)):
+        if len(lines) > 1:
+            lines.pop()
+        else:
+            lines[0] = lines[0][: len(lines[0]) // 2]
+    return shorter
+
+
+def _shorten(title: str) -> str:
+    return title if len(title) <= BUTTON_TITLE_LIMIT else title[: BUTTON_TITLE_LIMIT - 1] + "…"
 
 
 def _label(action: Action, locale: str) -> str:
