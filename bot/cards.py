@@ -162,7 +162,7 @@ def _cut(card: Card) -> Card:
 
 
 def _shorten(title: str) -> str:
-    return title if len(title) <= BUTTON_TITLE_LIMIT else title[: BUTTON_TITLE_LIMIT - 1] + "…"
+    return title if len(title) <= BUTTON_TITLE_LIMIT else title[: BUTTON_TITLE_LIMIT - 1].rstrip() + "…"
 
 
 def _label(action: Action, locale: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from bot import cards
 from bot.config import LOCALES
-from bot.models import Action, Button, Reply
+from bot.models import Action, Button, Card, Reply
 
 SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "help": {"understood": False},
@@ -28,7 +29,7 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "sender_unknown": {"code": "60121", "request_id": "R1"},
     "dingtalk_error": {"calendar_id": "cal-1", "code": "X", "request_id": "R1", "message": "m"},
     "internal_error": {},
-    "resubscribed": {"calendar_id": "cal-1", "request_id": "R1"},
+    "resubscribed": {"calendar_id": "cal-1", "name": "Holidays", "request_id": "R1"},
     "subscribe_limit": {"calendar_id": "cal-1", "code": "exceedSubscribeLimit", "request_id": "R1"},
     "calendars": {"calendars": [{"id": "cal-1", "name": "公司假期"}, {"id": "cal-2", "name": ""}]},
     "no_calendars": {},
@@ -37,7 +38,13 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
         "text": "Holidays",
         "calendars": [{"id": "cal-1", "name": "Holidays"}, {"id": "cal-2", "name": "Holidays"}],
     },
-    "no_match": {"text": "x y", "calendars": [{"id": "cal-1", "name": "Holidays"}]},
+    "no_match": {"text": "x y", "calendars": [{"id": "cal-1", "name": "Holidays"}], "code": "X", "request_id": "R1"},
+    "org_quota_exhausted": {
+        "calendar_id": "cal-1",
+        "code": "Forbidden.AccessDenied.ApiCountLimitForOrg",
+        "request_id": "R1",
+    },
+    "too_many_calendars": {"limit": 20},
     "sent_privately": {"title": "✅ Unsubscribed"},
     "batch": {
         "items": [
@@ -45,6 +52,7 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
             {"outcome": "not_in_scope", "calendar_id": "cal-2", "code": "permissionDenied", "request_id": "R2"},
             {"outcome": "no_match", "text": "x y", "calendars": []},
             {"outcome": "temporary_problem", "calendar_id": "cal-3", "code": "HTTP503", "request_id": "R3"},
+            {"outcome": "org_quota_exhausted", "calendar_id": "cal-4", "code": "Forbidden", "request_id": "R4"},
         ]
     },
 }
@@ -75,11 +83,12 @@ def test_actions_become_buttons_that_send_the_command_as_the_user() -> None:
     reply = Reply("unsubscribed", SAMPLE_DATA["unsubscribed"], (Action("resubscribe", "cal-1", "Holidays"),))
 
     assert cards.render(reply, "en").buttons == (
-        Button("↩ Undo: Holidays", "dtmd://dingtalkclient/sendMessage?content=resubscribe%20cal-1"),
+        Button("↩ Undo: Holidays", "dtmd://dingtalkclient/sendMessage?content=resubscribe%20%22cal-1%22"),
     )
     assert cards.render(reply, "zh_CN").buttons == (
         Button(
-            "↩ 撤销：Holidays", "dtmd://dingtalkclient/sendMessage?content=%E9%87%8D%E6%96%B0%E8%AE%A2%E9%98%85%20cal-1"
+            "↩ 撤销：Holidays",
+            "dtmd://dingtalkclient/sendMessage?content=%E9%87%8D%E6%96%B0%E8%AE%A2%E9%98%85%20%22cal-1%22",
         ),
     )
 
@@ -90,7 +99,7 @@ def test_more_actions_than_a_card_holds_become_links_in_the_body() -> None:
 
     assert card.buttons == () and card.interactive
     assert (
-        "- [Unsubscribe \\[Name 0\\]\\(x\\)](dtmd://dingtalkclient/sendMessage?content=unsubscribe%20cal%2F0)"
+        "- [Unsubscribe \\[Name 0\\]\\(x\\)](dtmd://dingtalkclient/sendMessage?content=unsubscribe%20%22cal%2F0%22)"
         in card.markdown
     )
 
@@ -115,6 +124,7 @@ def test_a_long_button_title_is_shortened_and_loses_invisible_characters() -> No
         ("www.evil.example", "www.\u200bevil.example"),
         ("@all", "@\u200ball"),
         ("a\u202eb\u0000", "a\ufffdb\ufffd"),
+        ("a\u2028b\u2029c\u0085d\u000be\u000cf\u001cg", "a b c d e f g"),
         ("{{7*7}}", r"{{7\*7}}"),
         ("x" * 100, "x" * 79 + "…"),
     ],
@@ -133,18 +143,124 @@ def test_user_text_is_never_evaluated_as_a_template() -> None:
 _UNESCAPED_SPECIAL = re.compile(r"(?<!\\)[*_\[\]()`#!|~<>]")
 
 
-@given(st.text())
+# Line and paragraph separators (Zl, Zp and the controls str.splitlines breaks on) mixed into any text.
+_LINE_BREAKERS = "\n\r\u2028\u2029\u0085\u000b\u000c\u001c\u001d\u001e"
+_ANY_TEXT = st.text(st.characters() | st.sampled_from(_LINE_BREAKERS))
+
+
+@given(_ANY_TEXT)
 def test_escaped_text_has_no_live_markdown(value: str) -> None:
     escaped = cards.escape_markdown(value)
     unbackslashed = escaped.replace("\\\\", "")
     assert _UNESCAPED_SPECIAL.search(unbackslashed) is None
-    assert "\n" not in escaped and "://" not in escaped and "<" not in escaped
+    assert "://" not in escaped and "<" not in escaped
+    assert not any(char in escaped for char in _LINE_BREAKERS) and len(escaped.splitlines()) <= 1
     assert re.search(r"@[^\u200b]", escaped) is None
 
 
-@given(st.text(), st.sampled_from(LOCALES))
+@given(_ANY_TEXT, st.sampled_from(LOCALES))
 def test_any_calendar_id_renders_in_every_card(value: str, locale: str) -> None:
     for outcome in ("unsubscribed", "not_in_scope", "invalid_calendar_id", "temporary_problem"):
         data = {**SAMPLE_DATA[outcome], "calendar_id": value}
         card = cards.render(Reply(outcome, data), locale)
         assert card.markdown.count("**") % 2 == 0
+
+
+def test_two_calendars_whose_labels_look_alike_get_numbered_buttons_that_the_body_explains() -> None:
+    same = "Team Offsite East Coast"
+    calendars = [{"id": "cal-east", "name": same}, {"id": "cal-west", "name": same}]
+    actions = (Action("unsubscribe", "cal-east", same), Action("unsubscribe", "cal-west", same))
+
+    card = cards.render(Reply("ambiguous", {"text": "Team Offsite", "calendars": calendars}, actions), "en")
+
+    assert [b.title for b in card.buttons] == ["1. Unsubscribe Team…", "2. Unsubscribe Team…"]
+    assert "1. **Team Offsite East Coast** · cal-east" in card.markdown
+    assert "2. **Team Offsite East Coast** · cal-west" in card.markdown
+    assert all(len(b.title) <= cards.BUTTON_TITLE_LIMIT for b in card.buttons)
+
+
+def test_look_alike_buttons_on_a_card_that_does_not_list_them_get_a_legend() -> None:
+    items = [
+        {"outcome": "unsubscribed", "calendar_id": f"cal-{n}", "name": "Company Holidays", "request_id": "R"}
+        for n in (1, 2)
+    ]
+    actions = (Action("resubscribe", "cal-1", "Company Holidays"), Action("resubscribe", "cal-2", "Company Holidays"))
+
+    card = cards.render(Reply("batch", {"items": items}, actions), "en")
+
+    assert [b.title for b in card.buttons] == ["1. ↩ Undo: Company…", "2. ↩ Undo: Company…"]
+    assert "1. ↩ Undo: Company Holidays · cal-1\n2. ↩ Undo: Company Holidays · cal-2" in card.markdown
+
+
+def test_distinct_labels_stay_unnumbered() -> None:
+    actions = (Action("unsubscribe", "cal-1", "Lunch"), Action("unsubscribe", "cal-2", "Yoga"))
+    card = cards.render(Reply("calendars", {"calendars": []}, actions), "en")
+
+    assert [b.title for b in card.buttons] == ["Unsubscribe Lunch", "Unsubscribe Yoga"]
+
+
+def msg_param_bytes(card: Card) -> int:
+    """The robot OpenAPI msgParam the card becomes, as bytes (the shape replies.robot_message builds)."""
+    param = {"title": card.title, "text": card.markdown}
+    for number, button in enumerate(card.buttons, start=1):
+        param[f"actionTitle{number}"] = button.title
+        param[f"actionURL{number}"] = button.url
+    return len(json.dumps(param, ensure_ascii=False).encode())
+
+
+def assert_within_dingtalks_limits(card: Card) -> None:
+    assert len(card.title) <= cards.TITLE_LIMIT
+    assert len(card.markdown) <= cards.MARKDOWN_LIMIT - 70  # room for a group reply's @mention
+    assert len(card.buttons) <= cards.MAX_BUTTONS
+    assert all(len(button.title) <= cards.BUTTON_TITLE_LIMIT for button in card.buttons)
+    assert msg_param_bytes(card) <= cards.MSG_PARAM_LIMIT
+
+
+_IDS = st.text(st.characters(codec="utf-8"), min_size=1, max_size=256)
+_NAMES = st.text(st.characters(codec="utf-8"), max_size=300)
+
+
+@given(
+    st.sampled_from(["calendars", "no_match", "ambiguous"]),
+    st.lists(st.tuples(_IDS, _NAMES), max_size=400),
+    st.sampled_from(LOCALES),
+)
+def test_a_card_listing_any_calendars_stays_within_dingtalks_limits(
+    outcome: str, calendars: list[tuple[str, str]], locale: str
+) -> None:
+    listed = [{"id": calendar_id, "name": name} for calendar_id, name in calendars]
+    actions = tuple(Action("unsubscribe", calendar_id, name) for calendar_id, name in calendars)
+    data = {"text": "x", "calendars": listed, "code": "", "request_id": ""}
+
+    card = cards.render(Reply(outcome, data, actions), locale)
+
+    assert_within_dingtalks_limits(card)
+
+
+@given(st.lists(st.tuples(_IDS, _NAMES), min_size=2, max_size=20), st.sampled_from(LOCALES))
+def test_a_batch_card_of_any_calendars_stays_within_dingtalks_limits(
+    calendars: list[tuple[str, str]], locale: str
+) -> None:
+    items = [
+        {"outcome": "unsubscribed", "calendar_id": calendar_id, "name": name, "request_id": calendar_id}
+        for calendar_id, name in calendars
+    ]
+    actions = tuple(Action("resubscribe", calendar_id, name) for calendar_id, name in calendars)
+
+    card = cards.render(Reply("batch", {"items": items}, actions), locale)
+
+    assert_within_dingtalks_limits(card)
+
+
+def test_a_list_too_long_for_one_card_shows_the_first_calendars_and_says_how_many_more() -> None:
+    calendars = [(f"日历标识{n:03d}" * 8, f"很长的日历名称第{n:03d}号" * 4) for n in range(300)]
+    listed = [{"id": calendar_id, "name": name} for calendar_id, name in calendars]
+    actions = tuple(Action("unsubscribe", calendar_id, name) for calendar_id, name in calendars)
+
+    card = cards.render(Reply("calendars", {"calendars": listed}, actions), "zh_CN")
+
+    assert_within_dingtalks_limits(card)
+    shown = card.markdown.count("**") // 2
+    assert 5 < shown < 300
+    assert f"另有 {300 - shown} 个未显示" in card.markdown and "`取消订阅` 加上它的名称" in card.markdown
+    assert card.markdown.count("dtmd://") == shown  # one link per calendar shown, none for those not shown
