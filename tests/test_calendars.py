@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-from urllib.parse import unquote
 
 import pytest
 
-from bot.sandbox import Recorded, Sandbox
+from bot.sandbox import Sandbox
 from tests.helpers import (
     SEND_AS_USER,
-    User,
+    buttons,
     calendar_calls,
     card,
     converse,
     new_calendar,
     new_user,
+    pressed,
     unsubscribe_calls,
 )
 
 pytestmark = pytest.mark.usefixtures("bot")
-
-
-def buttons(reply: Recorded) -> list[dict[str, str]]:
-    return card(reply).get("btns", [])
-
-
-def pressed(sandbox: Sandbox, url: str, user: User) -> dict[str, Any]:
-    """The message DingTalk's client sends as the user when they press a button with this link."""
-    assert url.startswith(SEND_AS_USER)
-    return sandbox.chat(unquote(url.removeprefix(SEND_AS_USER)), user.staff_id)
 
 
 async def test_list_shows_only_subscribed_calendars_each_with_a_button_that_unsubscribes_it(sandbox: Sandbox) -> None:
@@ -53,7 +42,7 @@ async def test_list_shows_only_subscribed_calendars_each_with_a_button_that_unsu
         {"title": "Unsubscribe 食堂菜单", "actionURL": f"{SEND_AS_USER}unsubscribe%20%22{lunch}%22"},
     ]
 
-    _, after_press = await converse(sandbox, pressed(sandbox, buttons(reply)[1]["actionURL"], user))
+    _, after_press = await converse(sandbox, pressed(sandbox, buttons(reply)[1]["actionURL"], user.staff_id))
 
     assert card(after_press)["title"] == "✅ Unsubscribed"
     assert sandbox.subscriptions[user.union_id] == {holidays}
@@ -103,7 +92,10 @@ async def test_a_calendar_with_a_cjk_name_is_found_by_it_and_answered_in_chinese
     assert card(reply)["title"] == "✅ 已取消订阅"
     assert f"**食堂 菜单**（{lunch}）" in card(reply)["text"]
     assert buttons(reply) == [
-        {"title": "↩ 撤销：食堂 菜单", "actionURL": SEND_AS_USER + "%E9%87%8D%E6%96%B0%E8%AE%A2%E9%98%85%20%22" + lunch + "%22"}
+        {
+            "title": "↩ 撤销：食堂 菜单",
+            "actionURL": SEND_AS_USER + "%E9%87%8D%E6%96%B0%E8%AE%A2%E9%98%85%20%22" + lunch + "%22",
+        }
     ]
 
 
@@ -117,7 +109,7 @@ async def test_two_calendars_with_the_same_name_are_never_guessed_between(sandbo
     assert unsubscribe_calls(sandbox, user.union_id) == []
     assert [b["actionURL"] for b in buttons(reply)] == [f"{SEND_AS_USER}unsubscribe%20%22{c}%22" for c in (east, west)]
 
-    _, after_press = await converse(sandbox, pressed(sandbox, buttons(reply)[1]["actionURL"], user))
+    _, after_press = await converse(sandbox, pressed(sandbox, buttons(reply)[1]["actionURL"], user.staff_id))
 
     assert card(after_press)["title"] == "✅ Unsubscribed"
     assert sandbox.subscriptions[user.union_id] == {east}
@@ -142,7 +134,9 @@ async def test_an_unknown_single_word_is_tried_as_an_id_and_then_offers_the_subs
     assert card(reply)["title"] == "❓ No calendar called that"
     assert "Error code: invalidParameter" in card(reply)["text"]  # DingTalk's answer to it as an id
     assert f"1. **Company Holidays** · {holidays}" in card(reply)["text"]
-    assert buttons(reply) == [{"title": "Unsubscribe Company…", "actionURL": f"{SEND_AS_USER}unsubscribe%20%22{holidays}%22"}]
+    assert buttons(reply) == [
+        {"title": "Unsubscribe Company…", "actionURL": f"{SEND_AS_USER}unsubscribe%20%22{holidays}%22"}
+    ]
     assert [call.api for call in calendar_calls(sandbox, user.union_id)] == ["calendars", "unsubscribe"]
     assert sandbox.subscriptions[user.union_id] == {holidays}
 
@@ -157,7 +151,9 @@ async def test_a_name_that_matches_nothing_changes_nothing_and_offers_the_subscr
 
     assert card(reply)["title"] == "❓ No calendar called that"
     assert "**Yoga Class**" in card(reply)["text"]
-    assert buttons(reply) == [{"title": "Unsubscribe Company…", "actionURL": f"{SEND_AS_USER}unsubscribe%20%22{holidays}%22"}]
+    assert buttons(reply) == [
+        {"title": "Unsubscribe Company…", "actionURL": f"{SEND_AS_USER}unsubscribe%20%22{holidays}%22"}
+    ]
     assert unsubscribe_calls(sandbox, user.union_id) == []
 
 
@@ -188,7 +184,7 @@ async def test_undo_resubscribes_and_offers_unsubscribe_again(sandbox: Sandbox) 
     holidays = new_calendar(sandbox, user)
     _, done = await converse(sandbox, sandbox.chat(f"unsubscribe {holidays}", user.staff_id))
 
-    _, undone = await converse(sandbox, pressed(sandbox, buttons(done)[0]["actionURL"], user))
+    _, undone = await converse(sandbox, pressed(sandbox, buttons(done)[0]["actionURL"], user.staff_id))
 
     [subscribe] = [r for r in sandbox.calls("subscribe") if user.union_id in r.raw_path]
     assert subscribe.method == "POST" and subscribe.body == b""
@@ -196,7 +192,7 @@ async def test_undo_resubscribes_and_offers_unsubscribe_again(sandbox: Sandbox) 
     assert card(undone)["title"] == "↩ Subscribed again"
     assert sandbox.subscriptions[user.union_id] == {holidays}
 
-    _, again = await converse(sandbox, pressed(sandbox, buttons(undone)[0]["actionURL"], user))
+    _, again = await converse(sandbox, pressed(sandbox, buttons(undone)[0]["actionURL"], user.staff_id))
 
     assert card(again)["title"] == "✅ Unsubscribed"
     assert sandbox.subscriptions[user.union_id] == set()

@@ -120,7 +120,7 @@ async def test_the_demo_plays_its_script_and_exits_zero() -> None:
         "📭 没有订阅的日历",
     ]:
         assert title in text
-    assert "(you press [1] ↩ Undo: Company Hol…)\n  you (1:1)> resubscribe \"cal-holidays\"" in text
+    assert '(you press [1] ↩ Undo: Company Hol…)\n  you (1:1)> resubscribe "cal-holidays"' in text
 
 
 async def test_the_interactive_demo_takes_typed_messages_and_button_presses() -> None:
