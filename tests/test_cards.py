@@ -216,15 +216,22 @@ def assert_within_dingtalks_limits(card: Card) -> None:
     assert msg_param_bytes(card) <= cards.MSG_PARAM_LIMIT
 
 
-_IDS = st.text(st.characters(codec="utf-8"), min_size=1, max_size=256)
-_NAMES = st.text(st.characters(codec="utf-8"), max_size=300)
+def _texts(max_size: int) -> st.SearchStrategy[str]:
+    """Any text up to `max_size` characters; a short piece repeated, so that long and wide (CJK, emoji) texts are
+    common rather than rare."""
+    pieces = st.text(st.characters(codec="utf-8") | st.sampled_from('日历😀*"<_,'), min_size=1, max_size=8)
+    return st.builds(lambda piece, times: (piece * times)[:max_size], pieces, st.integers(1, max_size))
 
 
-@given(
-    st.sampled_from(["calendars", "no_match", "ambiguous"]),
-    st.lists(st.tuples(_IDS, _NAMES), max_size=400),
-    st.sampled_from(LOCALES),
-)
+def _calendars(min_count: int, max_count: int) -> st.SearchStrategy[list[tuple[str, str]]]:
+    """Up to `max_count` (id, name) pairs, cycling through a few drawn ones."""
+    pairs = st.lists(st.tuples(_texts(256), _texts(300)), min_size=1, max_size=4)
+    return st.builds(
+        lambda drawn, count: [drawn[n % len(drawn)] for n in range(count)], pairs, st.integers(min_count, max_count)
+    )
+
+
+@given(st.sampled_from(["calendars", "no_match", "ambiguous"]), _calendars(0, 400), st.sampled_from(LOCALES))
 def test_a_card_listing_any_calendars_stays_within_dingtalks_limits(
     outcome: str, calendars: list[tuple[str, str]], locale: str
 ) -> None:
@@ -237,15 +244,17 @@ def test_a_card_listing_any_calendars_stays_within_dingtalks_limits(
     assert_within_dingtalks_limits(card)
 
 
-@given(st.lists(st.tuples(_IDS, _NAMES), min_size=2, max_size=20), st.sampled_from(LOCALES))
+@given(_calendars(2, 20), st.integers(0, 20), st.sampled_from(LOCALES))
 def test_a_batch_card_of_any_calendars_stays_within_dingtalks_limits(
-    calendars: list[tuple[str, str]], locale: str
+    calendars: list[tuple[str, str]], undone: int, locale: str
 ) -> None:
     items = [
-        {"outcome": "unsubscribed", "calendar_id": calendar_id, "name": name, "request_id": calendar_id}
-        for calendar_id, name in calendars
+        {"outcome": "unsubscribed", "calendar_id": calendar_id, "name": name, "request_id": name}
+        if number < undone
+        else {"outcome": "not_in_scope", "calendar_id": calendar_id, "code": name, "request_id": calendar_id}
+        for number, (calendar_id, name) in enumerate(calendars)
     ]
-    actions = tuple(Action("resubscribe", calendar_id, name) for calendar_id, name in calendars)
+    actions = tuple(Action("resubscribe", calendar_id, name) for calendar_id, name in calendars[:undone])
 
     card = cards.render(Reply("batch", {"items": items}, actions), locale)
 

@@ -133,6 +133,23 @@ async def test_three_hundred_calendars_with_long_cjk_names_and_ids_fit_every_car
     assert size <= MSG_PARAM_LIMIT and len(param["text"]) <= MARKDOWN_LIMIT and "个未显示" in param["text"]
 
 
+async def test_a_batch_card_of_long_cjk_ids_fits_the_robot_apis_msg_param(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    calendar_ids = ["长" * 250 + f"{n:02d}" for n in range(20)]
+    for calendar_id in calendar_ids[:5]:
+        calendar_with_id(sandbox, user, calendar_id, "部门日历" * 20)
+    for calendar_id in calendar_ids[5:]:
+        sandbox.add_calendar(calendar_id, "受限日历", scope={"someone-else"})
+    typed = "，".join(quote_target(calendar_id) for calendar_id in calendar_ids)
+
+    await converse(sandbox, sandbox.chat(f"取消订阅 {typed}", user.staff_id, group=True))
+
+    param, size = private_card(sandbox, user)
+    assert param["title"] == "📋 20 个日历" and size <= MSG_PARAM_LIMIT and len(param["text"]) <= MARKDOWN_LIMIT
+    assert "actionURL1" in param and "个按钮未显示" in param["text"]  # the undo buttons that fit, and how many not
+    assert sandbox.subscriptions[user.union_id] == set()
+
+
 # --- 4. the permission each API needs ------------------------------------------------------------------------------
 
 
