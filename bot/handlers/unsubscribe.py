@@ -70,7 +70,7 @@ async def _unsubscribe_exact(context: Context, union_id: str, text: str, calenda
         listed = await calendars.get()
     except DingTalkError:
         return as_id
-    resolution = resolve(Target(text), listed)
+    resolution = resolve(text, listed)
     if resolution.calendar is not None and resolution.calendar.id == text:
         return as_id  # listed, yet DingTalk does not know it: its own answer says most
     return await _act_on(context, union_id, text, resolution, listed, as_id)
@@ -85,7 +85,7 @@ async def _unsubscribe_id_or_name(context: Context, union_id: str, text: str, ca
     except DingTalkError as error:
         reply = explain_calendar_error(error, "", LIST_SCOPE)
         return Reply(reply.outcome, {**reply.data, "text": text})
-    resolution = resolve(Target(text), listed)
+    resolution = resolve(text, listed)
     as_id = None
     if resolution.calendar is None and not resolution.matches and calendar_id_problem(text) is None:
         as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, "", ""))
