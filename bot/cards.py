@@ -23,6 +23,7 @@ MARKDOWN_BUDGET = MARKDOWN_LIMIT - 100
 MSG_PARAM_LIMIT = 15_000  # bytes of the robot OpenAPI's msgParam JSON (UTF-8: a CJK character is 3 bytes)
 _MSG_PARAM_FIELD_BYTES = 40  # per field: its key ("actionTitle5"), quotes, colon and comma, generously
 BUTTON_TITLE_LIMIT = 20
+MAX_LISTED = 50  # calendars or actions one card shows at most; beyond, it says how many more
 MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five; more become links
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="  # the host must be lower case or clients ignore it
 BUTTON_LABELS = {
@@ -42,10 +43,10 @@ _ZERO_WIDTH_SPACE = "\u200b"
 def escape_markdown(value: Any) -> str:
     """Make any value render as plain text in DingTalk markdown: no formatting, link, image, tag or mention."""
     text = str(value)
-    if not text.isprintable():  # the common case skips the per-character pass
-        text = "".join(_visible(char) for char in text)
-    if len(text) > MAX_ECHO_LENGTH:
+    if len(text) > MAX_ECHO_LENGTH:  # first, so a long text costs no more than a short one
         text = text[: MAX_ECHO_LENGTH - 1] + "…"
+    if not text.isprintable():  # the common case skips the per-character pass (one character for one)
+        text = "".join(_visible(char) for char in text)
     text = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
     text = text.replace("<", "&lt;").replace(">", "&gt;")
     return _LINK_AND_MENTION_STARTS.sub(lambda match: match.group(1) + _ZERO_WIDTH_SPACE, text)
@@ -84,19 +85,13 @@ def render(reply: Reply, locale: str) -> Card:
     become buttons, or links in the body when there are more than a card can hold. A card too big for DingTalk shows
     the first calendars and actions that fit and says how many more there are."""
     template = _ENVIRONMENT.get_template(f"{locale}/{reply.outcome}.md.j2")
-    listed = len(reply.data.get("calendars") or ())
-    everything = max(len(reply.actions), listed)
-    card = _render(template, reply, locale, everything)
-    if _fits(card):
-        return card
-    fitting, too_many = 0, everything  # the largest number shown that fits is in [fitting, too_many)
-    while too_many - fitting > 1:
-        middle = (fitting + too_many) // 2
-        if _fits(_render(template, reply, locale, middle)):
-            fitting = middle
-        else:
-            too_many = middle
-    return _cut(_render(template, reply, locale, fitting))
+    shown = min(MAX_LISTED, max(len(reply.actions), len(reply.data.get("calendars") or ())))
+    card = _render(template, reply, locale, shown)
+    while (overflow := _overflow(card)) > 1 and shown > 0:
+        # Calendars cost about the same each: shrink in proportion, so that a few renders suffice.
+        shown = min(shown - 1, int(shown / overflow))
+        card = _render(template, reply, locale, shown)
+    return card if overflow <= 1 else _cut(card)
 
 
 def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) -> Card:
@@ -139,21 +134,21 @@ def _legend(actions: tuple[Action, ...], labels: list[str]) -> str:
     )
 
 
-def _fits(card: Card) -> bool:
-    """Within DingTalk's limits for the markdown and for the robot OpenAPI's msgParam (title, text, buttons)."""
-    if len(card.markdown) > MARKDOWN_BUDGET:
-        return False
+def _overflow(card: Card) -> float:
+    """How many times too big the card is for DingTalk (at most 1 when it fits): its markdown, and the robot
+    OpenAPI's msgParam (title, text and buttons as JSON, counted in UTF-8 bytes)."""
     fields = [card.title, card.markdown, *(b.title for b in card.buttons), *(b.url for b in card.buttons)]
     overhead = _MSG_PARAM_FIELD_BYTES * len(fields)
-    if sum(map(len, fields)) * 6 + overhead <= MSG_PARAM_LIMIT:  # no character takes more than 6 bytes in JSON
-        return True
-    return len(orjson.dumps(fields)) + overhead <= MSG_PARAM_LIMIT
+    size = sum(map(len, fields)) * 6 + overhead  # no character takes more than 6 bytes in JSON
+    if size > MSG_PARAM_LIMIT:
+        size = len(orjson.dumps(fields)) + overhead
+    return max(len(card.markdown) / MARKDOWN_BUDGET, size / MSG_PARAM_LIMIT)
 
 
 def _cut(card: Card) -> Card:
     """The last resort when even the card's fixed lines are too long: drop lines from the end, say so."""
     lines = card.markdown.split("\n")
-    while not _fits(shorter := Card(card.title, "\n".join(lines) + "\n\n…", card.buttons, card.interactive)):
+    while _overflow(shorter := Card(card.title, "\n".join(lines) + "\n\n…", card.buttons, card.interactive)) > 1:
         if len(lines) > 1:
             lines.pop()
         else:
@@ -166,7 +161,7 @@ def _shorten(title: str) -> str:
 
 
 def _label(action: Action, locale: str) -> str:
-    calendar = "".join(_visible(char) for char in (action.name or action.calendar_id))
+    calendar = "".join(_visible(char) for char in (action.name or action.calendar_id)[:MAX_ECHO_LENGTH])
     return BUTTON_LABELS[locale][action.command].format(calendar)
 
 
