@@ -23,6 +23,7 @@ MARKDOWN_BUDGET = MARKDOWN_LIMIT - 100
 MSG_PARAM_LIMIT = 15_000  # bytes of the robot OpenAPI's msgParam JSON (UTF-8: a CJK character is 3 bytes)
 _MSG_PARAM_FIELD_BYTES = 40  # per field: its key ("actionTitle5"), quotes, colon and comma, generously
 BUTTON_TITLE_LIMIT = 20
+BUTTON_URL_LIMIT = 500  # DingTalk rejects a longer button link (errcode 34016); a markdown link has no such limit
 MAX_LISTED = 50  # calendars or actions one card shows at most; beyond, it says how many more
 MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five; more become links
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="  # the host must be lower case or clients ignore it
@@ -82,8 +83,8 @@ _ENVIRONMENT = _environment()
 
 def render(reply: Reply, locale: str) -> Card:
     """Render the reply's outcome template in the locale: first line the title, the whole text the body; actions
-    become buttons, or links in the body when there are more than a card can hold. A card too big for DingTalk shows
-    the first calendars and actions that fit and says how many more there are."""
+    become buttons, or links in the body when there are more than a card can hold (or a link too long for one).
+    A card too big for DingTalk shows the first calendars and actions that fit and says how many more there are."""
     template = _ENVIRONMENT.get_template(f"{locale}/{reply.outcome}.md.j2")
     shown = min(MAX_LISTED, max(len(reply.actions), len(reply.data.get("calendars") or ())))
     card = _render(template, reply, locale, shown)
@@ -105,7 +106,8 @@ def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) ->
     title = markdown.splitlines()[0].lstrip("#").strip()[:TITLE_LIMIT]
     if not actions:
         return Card(title, markdown)
-    as_links = len(actions) > MAX_BUTTONS
+    urls = [_send_as_user(action, locale) for action in actions]
+    as_links = len(actions) > MAX_BUTTONS or any(len(url) > BUTTON_URL_LIMIT for url in urls)
     labels = [_label(action, locale) for action in actions]
     shown_labels = labels if as_links else [_shorten(label) for label in labels]
     if len(set(shown_labels)) < len(shown_labels):
@@ -116,14 +118,9 @@ def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) ->
         if reply.outcome not in LISTS_ITS_ACTIONS:
             markdown = f"{markdown}\n\n{_legend(actions, labels)}"
     if as_links:
-        links = "\n".join(
-            f"- [{escape_markdown(label)}]({_send_as_user(action, locale)})"
-            for label, action in zip(shown_labels, actions, strict=True)
-        )
+        links = "\n".join(f"- [{escape_markdown(label)}]({url})" for label, url in zip(shown_labels, urls, strict=True))
         return Card(title, f"{markdown}\n\n{links}", (), interactive=True)
-    buttons = tuple(
-        Button(label, _send_as_user(action, locale)) for label, action in zip(shown_labels, actions, strict=True)
-    )
+    buttons = tuple(Button(label, url) for label, url in zip(shown_labels, urls, strict=True))
     return Card(title, markdown, buttons, interactive=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 import pytest
@@ -15,6 +16,7 @@ from bot import cards
 from bot.config import LOCALES
 from bot.models import Action, Button, Card, Reply
 
+SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="
 SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "help": {"understood": False},
     "unsubscribed": {"calendar_id": "cal-1", "name": "Holidays", "request_id": "R1"},
@@ -213,6 +215,7 @@ def assert_within_dingtalks_limits(card: Card) -> None:
     assert len(card.markdown) <= cards.MARKDOWN_LIMIT - 70  # room for a group reply's @mention
     assert len(card.buttons) <= cards.MAX_BUTTONS
     assert all(len(button.title) <= cards.BUTTON_TITLE_LIMIT for button in card.buttons)
+    assert all(len(button.url) <= cards.BUTTON_URL_LIMIT for button in card.buttons)
     assert msg_param_bytes(card) <= cards.MSG_PARAM_LIMIT
 
 
@@ -275,3 +278,13 @@ def test_a_list_too_long_for_one_card_shows_the_first_calendars_and_says_how_man
     assert 5 < shown < 300
     assert f"另有 {300 - shown} 个未显示" in card.markdown and "`取消订阅` 加上它的名称" in card.markdown
     assert card.markdown.count("dtmd://") == shown  # one link per calendar shown, none for those not shown
+
+
+def test_an_action_whose_link_is_too_long_for_a_button_becomes_a_link_in_the_body() -> None:
+    long_id = "长" * 60  # 540 characters once percent-encoded
+    actions = (Action("resubscribe", long_id, "Holidays"), Action("resubscribe", "cal-2", "Lunch"))
+
+    card = cards.render(Reply("unsubscribed", SAMPLE_DATA["unsubscribed"], actions), "en")
+
+    assert card.buttons == () and card.interactive
+    assert f"- [↩ Undo: Holidays]({SEND_AS_USER}resubscribe%20%22{quote(long_id)}%22)" in card.markdown

@@ -111,6 +111,7 @@ def assert_markdown_within_limits(reply: Recorded) -> str:
     shown = card(reply)
     assert len(shown["title"]) <= 64 and len(shown["text"]) <= MARKDOWN_LIMIT
     assert len(shown.get("btns", [])) <= 5
+    assert all(len(b["title"]) <= 20 and len(b["actionURL"]) <= 500 for b in shown.get("btns", []))
     return str(shown["text"])
 
 
@@ -133,20 +134,35 @@ async def test_three_hundred_calendars_with_long_cjk_names_and_ids_fit_every_car
     assert size <= MSG_PARAM_LIMIT and len(param["text"]) <= MARKDOWN_LIMIT and "个未显示" in param["text"]
 
 
-async def test_a_batch_card_of_long_cjk_ids_fits_the_robot_apis_msg_param(sandbox: Sandbox) -> None:
-    user = new_user(sandbox)
-    calendar_ids = ["长" * 250 + f"{n:02d}" for n in range(20)]
+def seed_batch(sandbox: Sandbox, user: User, id_length: int) -> str:
+    """Five calendars the user follows and fifteen outside their scope, all with long CJK ids; the command naming
+    all twenty, each quoted."""
+    calendar_ids = ["长" * id_length + f"{n:02d}" for n in range(20)]
     for calendar_id in calendar_ids[:5]:
         calendar_with_id(sandbox, user, calendar_id, "部门日历" * 20)
     for calendar_id in calendar_ids[5:]:
         sandbox.add_calendar(calendar_id, "受限日历", scope={"someone-else"})
-    typed = "，".join(quote_target(calendar_id) for calendar_id in calendar_ids)
+    return "取消订阅 " + "，".join(quote_target(calendar_id) for calendar_id in calendar_ids)
 
-    await converse(sandbox, sandbox.chat(f"取消订阅 {typed}", user.staff_id, group=True))
 
-    param, size = private_card(sandbox, user)
+async def test_a_batch_card_with_five_undo_buttons_of_cjk_ids_fits_the_robot_apis_msg_param(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+
+    await converse(sandbox, sandbox.chat(seed_batch(sandbox, user, 40), user.staff_id, group=True))
+
+    param, size = private_card(sandbox, user)  # a card with buttons goes privately, through the robot OpenAPI
     assert param["title"] == "📋 20 个日历" and size <= MSG_PARAM_LIMIT and len(param["text"]) <= MARKDOWN_LIMIT
-    assert "actionURL1" in param and "个按钮未显示" in param["text"]  # the undo buttons that fit, and how many not
+    assert [len(param[f"actionURL{n}"]) <= 500 for n in range(1, 6)] == [True] * 5
+    assert sandbox.subscriptions[user.union_id] == set()
+
+
+async def test_undo_links_too_long_for_buttons_and_for_the_card_are_counted_not_shown(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+
+    _, reply = await converse(sandbox, sandbox.chat(seed_batch(sandbox, user, 250), user.staff_id, group=True))
+
+    text = assert_markdown_within_limits(reply)
+    assert card(reply)["title"] == "📋 20 个日历" and "另有 5 个按钮未显示" in text
     assert sandbox.subscriptions[user.union_id] == set()
 
 
