@@ -288,3 +288,16 @@ def test_an_action_whose_link_is_too_long_for_a_button_becomes_a_link_in_the_bod
 
     assert card.buttons == () and card.interactive
     assert f"- [↩ Undo: Holidays]({SEND_AS_USER}resubscribe%20%22{quote(long_id)}%22)" in card.markdown
+
+
+def test_a_card_of_wide_characters_is_held_to_the_msg_param_bytes_not_only_to_the_characters() -> None:
+    wide = "😀" * 80  # 80 characters, 320 bytes in UTF-8
+    items = [
+        {"outcome": "not_in_scope", "calendar_id": f"{wide}{n}", "code": wide, "request_id": wide} for n in range(16)
+    ]
+    actions = tuple(Action("resubscribe", f"cal-{n}", wide) for n in range(5))
+
+    card = cards.render(Reply("batch", {"items": items}, actions), "en")
+
+    assert len(card.markdown) <= cards.MARKDOWN_BUDGET  # the characters alone would fit
+    assert_within_dingtalks_limits(card)
