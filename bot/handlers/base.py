@@ -57,11 +57,11 @@ async def sender_and_targets(
     """The sender's unionId and the calendars the command names (`,` `，` `、` separated), or the card that ends
     the command before any call: nothing named, too many named, only texts `refused` locally, or a sender it cannot
     act for."""
-    targets = split_targets(command.argument)
+    targets = split_targets(command.argument, MAX_TARGETS)
+    if targets is None:
+        return Reply("too_many_calendars", {"limit": MAX_TARGETS})
     if not targets:
         return Reply("calendar_id_missing", {"code": "", "request_id": ""})
-    if len(targets) > MAX_TARGETS:
-        return Reply("too_many_calendars", {"limit": MAX_TARGETS})
     if all(refused(target.text) for target in targets):
         return combine([refuse(target.text) for target in targets])
     union_id = await context.identify()
