@@ -32,7 +32,7 @@ COMMAND_WORDS: dict[str, dict[str, str]] = {}
 for _keyword, _name, _locale in _KEYWORDS:
     COMMAND_WORDS.setdefault(_locale, {}).setdefault(_name, _keyword)
 # One target: a quoted one ("" inside stands for one "), only space around it before the next separator, or else
-# everything up to the next separator. Possessive (*+ ++): a quote never closed costs one pass, no backtracking.
+# everything up to the next separator. Possessive (*+ ++): an unclosed quote is read once, not re-tried backwards.
 _QUOTED_TARGET = re.compile(r'\s*+"((?:[^"]++|"")*+)"\s*+(?=[,，、]|\Z)')
 _SEPARATOR = re.compile(r"[,，、]")
 _GAP = re.compile(r"[\s,，、]*+")  # separators and space between targets, skipped in one step

@@ -145,6 +145,7 @@ def test_repeats_count_towards_the_limit_but_are_acted_on_once() -> None:
     ids=["never closed", "many unclosed", "only quotes", "only separators"],
 )
 def test_odd_quoting_is_read_in_one_pass(argument: str, count: int | None) -> None:
-    # Possessive patterns: with backtracking, these would take minutes (measured: a few ms each).
+    # Each is read once, in a few milliseconds (measured, not asserted): repeats stop at the 21st, unclosed quotes
+    # are not re-tried at every length.
     targets = split_targets(argument)
     assert (None if targets is None else len(targets)) == count
