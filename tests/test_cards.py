@@ -22,17 +22,17 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "unsubscribed": {"calendar_id": "cal-1", "name": "Holidays", "request_id": "R1"},
     "calendar_id_missing": {"code": "invalidParameter", "request_id": "R1"},
     "invalid_calendar_id": {"calendar_id": "..", "problem": "dot_segment"},
-    "not_in_scope": {"calendar_id": "cal-1", "code": "permissionDenied", "request_id": "R1"},
-    "not_subscribable": {"calendar_id": "cal-1", "code": "invalidParameter", "request_id": "R1"},
-    "unknown_calendar": {"calendar_id": "cal-1", "code": "invalidParameter", "request_id": "R1"},
+    "not_in_scope": {"calendar_id": "cal-1", "name": "Holidays", "code": "permissionDenied", "request_id": "R1"},
+    "not_subscribable": {"calendar_id": "cal-1", "name": "Holidays", "code": "invalidParameter", "request_id": "R1"},
+    "unknown_calendar": {"calendar_id": "cal-1", "name": "Holidays", "code": "invalidParameter", "request_id": "R1"},
     "app_lacks_permission": {"calendar_id": "cal-1", "code": "Forbidden", "request_id": "R1", "scopes": ["A.B"]},
-    "temporary_problem": {"calendar_id": "cal-1", "code": "HTTP503", "request_id": "R1"},
+    "temporary_problem": {"calendar_id": "cal-1", "name": "Holidays", "code": "HTTP503", "request_id": "R1"},
     "foreign_sender": {},
     "sender_unknown": {"code": "60121", "request_id": "R1"},
-    "dingtalk_error": {"calendar_id": "cal-1", "code": "X", "request_id": "R1", "message": "m"},
+    "dingtalk_error": {"calendar_id": "cal-1", "name": "Holidays", "code": "X", "request_id": "R1", "message": "m"},
     "internal_error": {},
     "resubscribed": {"calendar_id": "cal-1", "name": "Holidays", "request_id": "R1"},
-    "subscribe_limit": {"calendar_id": "cal-1", "code": "exceedSubscribeLimit", "request_id": "R1"},
+    "subscribe_limit": {"calendar_id": "cal-1", "name": "Holidays", "code": "exceedSubscribeLimit", "request_id": "R1"},
     "calendars": {"calendars": [{"id": "cal-1", "name": "公司假期"}, {"id": "cal-2", "name": ""}]},
     "no_calendars": {},
     "slow_down": {},
@@ -137,7 +137,11 @@ def test_escape_markdown(value: str, escaped: str) -> None:
 
 def test_user_text_is_never_evaluated_as_a_template() -> None:
     card = cards.render(
-        Reply("not_in_scope", {"calendar_id": "{{ 7*7 }}{% if 1 %}x{% endif %}", "code": "c", "request_id": "r"}), "en"
+        Reply(
+            "not_in_scope",
+            {"calendar_id": "{{ 7*7 }}{% if 1 %}x{% endif %}", "name": "", "code": "c", "request_id": "r"},
+        ),
+        "en",
     )
     assert "49" not in card.markdown and "{{ 7\\*7 }}{% if 1 %}x{% endif %}" in card.markdown
 

@@ -251,6 +251,21 @@ async def test_the_undo_card_names_the_calendar_without_asking_dingtalk_again(sa
     assert [call.api for call in calendar_calls(sandbox, user.union_id)] == ["calendars", "unsubscribe", "subscribe"]
 
 
+async def test_a_refusal_names_the_calendar_when_the_bot_has_seen_its_name(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    holidays = new_calendar(sandbox, user, "Company Holidays")
+    sandbox.fail_next("unsubscribe", 400, {"code": "permissionDenied", "message": "not in scope"})
+    _, refused = await converse(sandbox, sandbox.chat("unsubscribe company holidays", user.staff_id))
+    sandbox.fail_next("subscribe", 400, {"code": "exceedSubscribeLimit", "message": "exceed subscribe limit"})
+    _, over_limit = await converse(sandbox, sandbox.chat(f'重新订阅 "{holidays}"', user.staff_id))
+
+    assert card(refused)["title"] == "🚫 Not in this calendar's subscription scope"
+    assert f"scope of **Company Holidays** ({holidays})" in card(refused)["text"]
+    assert card(over_limit)["title"] == "🚫 订阅数量已达上限"
+    assert f"**Company Holidays**（{holidays}）" in card(over_limit)["text"]  # remembered from the listing
+    assert [call.api for call in calendar_calls(sandbox, user.union_id)] == ["calendars", "unsubscribe", "subscribe"]
+
+
 # --- 8. the sender's last language ---------------------------------------------------------------------------------
 
 

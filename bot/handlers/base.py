@@ -89,13 +89,13 @@ async def each(targets: list[Target], act: Callable[[Target], Awaitable[Reply]])
 
 
 async def change_calendar(
-    context: Context, action: str, union_id: str, calendar_id: str, call: Awaitable[str], done: Callable[[str], Reply]
+    context: Context, action: str, union_id: str, calendar: Calendar, call: Awaitable[str], done: Callable[[str], Reply]
 ) -> Reply:
     """Ask DingTalk for one calendar change (`call` answers its request id), explain a refusal, audit either way."""
     try:
         request_id = await call
     except DingTalkError as error:
-        reply = explain_calendar_error(error, calendar_id)
+        reply = explain_calendar_error(error, calendar.id, name=calendar.name)
     else:
         reply = done(request_id)
     context.audit(action, union_id, reply)

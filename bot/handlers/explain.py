@@ -15,9 +15,10 @@ _USER_NOT_FOUND = ("33012", "60121")
 _NO_CONTACT_PERMISSION = ("60011",)  # topapi: the app may not read contacts
 
 
-def explain_calendar_error(error: DingTalkError, calendar_id: str, scope: str = CHANGE_SCOPE) -> Reply:
-    """The card for an error the calendar API answered; `scope` is the permission the failed call needs."""
-    data = {"calendar_id": calendar_id, "code": error.code, "request_id": error.request_id}
+def explain_calendar_error(error: DingTalkError, calendar_id: str, scope: str = CHANGE_SCOPE, name: str = "") -> Reply:
+    """The card for an error the calendar API answered about a calendar (its name if the bot has seen it); `scope`
+    is the permission the failed call needs."""
+    data = {"calendar_id": calendar_id, "name": name, "code": error.code, "request_id": error.request_id}
     # Before the temporary check: a used-up monthly quota must never read as "try again in a minute".
     if error.code == ORG_QUOTA_EXHAUSTED:
         return Reply("org_quota_exhausted", data)
@@ -40,7 +41,7 @@ def explain_calendar_error(error: DingTalkError, calendar_id: str, scope: str = 
 
 def explain_lookup_error(error: DingTalkError) -> Reply:
     """The card for an error while looking up who the sender is."""
-    data = {"calendar_id": "", "code": error.code, "request_id": error.request_id}
+    data = {"calendar_id": "", "name": "", "code": error.code, "request_id": error.request_id}
     if error.code == ORG_QUOTA_EXHAUSTED:
         return Reply("org_quota_exhausted", data)
     if error.is_temporary:

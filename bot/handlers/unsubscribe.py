@@ -118,4 +118,4 @@ async def _unsubscribe_calendar(context: Context, union_id: str, calendar: Calen
         return Reply("unsubscribed", data, (Action("resubscribe", calendar.id, calendar.name),))
 
     call = context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
-    return await change_calendar(context, "unsubscribe", union_id, calendar.id, call, done)
+    return await change_calendar(context, "unsubscribe", union_id, calendar, call, done)
