@@ -44,7 +44,7 @@ def private_card(sandbox: Sandbox, user: User) -> tuple[dict[str, str], int]:
     return json.loads(param), len(param.encode())
 
 
-# --- corp ids are optional -------------------------------------------------------------------------------------
+# --- corp ids are optional --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("missing", [("senderCorpId",), ("chatbotCorpId",), ("senderCorpId", "chatbotCorpId")])
@@ -63,7 +63,7 @@ async def test_a_member_is_served_when_dingtalk_leaves_out_a_corp_id(
     assert sandbox.subscriptions[user.union_id] == set()
 
 
-# --- the organization's monthly quota ---------------------------------------------------------------------------
+# --- the organization's monthly quota ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ async def test_a_used_up_quota_is_explained_when_listing_and_inside_a_batch_card
     assert sandbox.subscriptions[user.union_id] == {first, second}
 
 
-# --- card sizes -----------------------------------------------------------------------------------------------
+# --- card sizes -------------------------------------------------------------------------------------------------------
 
 
 def assert_markdown_within_limits(reply: Recorded) -> str:
@@ -168,7 +168,7 @@ async def test_undo_links_too_long_for_buttons_and_for_the_card_are_counted_not_
     assert sandbox.subscriptions[user.union_id] == set()
 
 
-# --- the permission each API needs ------------------------------------------------------------------------------
+# --- the permission each API needs ------------------------------------------------------------------------------------
 
 
 async def test_a_missing_permission_names_the_one_the_failed_api_needs(sandbox: Sandbox) -> None:
@@ -195,7 +195,7 @@ async def test_a_missing_permission_names_the_one_the_failed_api_needs(sandbox: 
     assert sandbox.subscriptions[user.union_id] == {calendar_id}
 
 
-# --- a text that is neither an id nor a name ----------------------------------------------------------------------
+# --- a text that is neither an id nor a name --------------------------------------------------------------------------
 
 
 async def test_a_name_nobody_has_offers_the_subscribed_calendars_after_it_was_tried_as_an_id(sandbox: Sandbox) -> None:
@@ -214,7 +214,7 @@ async def test_a_name_nobody_has_offers_the_subscribed_calendars_after_it_was_tr
     assert sandbox.subscriptions[user.union_id] == {holidays}
 
 
-# --- buttons a user can tell apart ------------------------------------------------------------------------------
+# --- buttons a user can tell apart ------------------------------------------------------------------------------------
 
 
 async def test_two_calendars_with_the_same_long_name_get_buttons_that_differ_first(sandbox: Sandbox) -> None:
@@ -235,7 +235,7 @@ async def test_two_calendars_with_the_same_long_name_get_buttons_that_differ_fir
     assert sandbox.subscriptions[user.union_id] == {east}
 
 
-# --- names wherever the bot has seen them -------------------------------------------------------------------------
+# --- names wherever the bot has seen them -----------------------------------------------------------------------------
 
 
 async def test_the_undo_card_names_the_calendar_without_asking_dingtalk_again(sandbox: Sandbox) -> None:
@@ -268,7 +268,7 @@ async def test_a_refusal_names_the_calendar_when_the_bot_has_seen_its_name(sandb
     assert [call.api for call in calendar_calls(sandbox, user.union_id)] == ["calendars", "unsubscribe", "subscribe"]
 
 
-# --- the sender's last language ---------------------------------------------------------------------------------
+# --- the sender's last language ---------------------------------------------------------------------------------------
 
 
 async def test_a_picture_is_answered_in_the_language_the_sender_used_last(sandbox: Sandbox) -> None:
@@ -285,7 +285,7 @@ async def test_a_picture_is_answered_in_the_language_the_sender_used_last(sandbo
     assert card(switched)["title"] == "📅 日历机器人"
 
 
-# --- at most 20 calendars per command ---------------------------------------------------------------------------
+# --- at most 20 calendars per command ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("count", [21, 600])
@@ -314,7 +314,7 @@ async def test_twenty_calendars_in_one_command_are_all_handled(sandbox: Sandbox)
     assert sandbox.subscriptions[user.union_id] == set()
 
 
-# --- hostile data from DingTalk ----------------------------------------------------------------------------------
+# --- hostile data from DingTalk ---------------------------------------------------------------------------------------
 
 
 async def test_a_text_that_is_one_calendars_id_and_another_calendars_name_is_asked_about(sandbox: Sandbox) -> None:
