@@ -15,7 +15,9 @@ from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
+from bot.languages import LastLanguages
 from bot.models import Command, Message, Reply
+from bot.names import CalendarNames
 from bot.redis_state import RedisState, connect
 from bot.replies import deliver, deliver_privately
 from bot.state import LocalState
@@ -46,6 +48,8 @@ class App:
         self.state = build_state(config)
         self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.state)
         self.users = UserDirectory(self.dingtalk, self.state)
+        self.names = CalendarNames()
+        self.languages = LastLanguages()
         self.inbox = Inbox(self.handle, config.max_in_flight)
         self.stream = StreamClient(self.dingtalk, self.inbox.accept, config)
         self.counters: Counter[str] = Counter()
@@ -91,7 +95,9 @@ class App:
             self.counters["rate_limited"] += 1
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
             return
-        command = parse(message.text, self.config.locale)
+        command = parse(message.text, self.languages.of(message.sender_key, self.config.locale))
+        if command.understood:
+            self.languages.remember(message.sender_key, command.locale)
         with budget.spending(self.config.command_timeout) as work:
             reply = Reply("slow_down") if verdict == "slow_down" else await self._run_command(message, command)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
@@ -115,7 +121,7 @@ class App:
 
     async def _run_command(self, message: Message, command: Command) -> Reply:
         try:
-            return await HANDLERS[command.name](Context(message, self.dingtalk, self.users), command)
+            return await HANDLERS[command.name](Context(message, self.dingtalk, self.users, self.names), command)
         except Exception:
             log.exception("command failed", extra={"fields": {"msg_id": message.msg_id, "command": command.name}})
             return Reply("internal_error")

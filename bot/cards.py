@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import orjson
 
 from bot.commands import command_text
 from bot.models import Action, Button, Card, Reply
@@ -16,13 +17,23 @@ from bot.models import Action, Button, Card, Reply
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 MAX_ECHO_LENGTH = 80
 TITLE_LIMIT = 64  # DingTalk rejects longer card titles (errcode 34016)
+MARKDOWN_LIMIT = 5_000  # DingTalk rejects longer markdown (errcode 34016)
+# Room for the @mention a group reply appends to the text ("\n\n@" and a staff id of up to 64 characters).
+MARKDOWN_BUDGET = MARKDOWN_LIMIT - 100
+MSG_PARAM_LIMIT = 15_000  # bytes of the robot OpenAPI's msgParam JSON (UTF-8: a CJK character is 3 bytes)
+_MSG_PARAM_FIELD_BYTES = 40  # per field: its key ("actionTitle5"), quotes, colon and comma, generously
 BUTTON_TITLE_LIMIT = 20
+BUTTON_URL_LIMIT = 500  # DingTalk rejects a longer button link (errcode 34016); a markdown link has no such limit
+MAX_LISTED = 50  # calendars or actions one card shows at most; beyond, it says how many more
 MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five; more become links
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="  # the host must be lower case or clients ignore it
 BUTTON_LABELS = {
     "en": {"unsubscribe": "Unsubscribe {}", "resubscribe": "↩ Undo: {}"},
     "zh_CN": {"unsubscribe": "取消订阅 {}", "resubscribe": "↩ 撤销：{}"},
 }
+
+# Outcomes whose body numbers the offered calendars in the order of their actions, so numbered buttons match it.
+LISTS_ITS_ACTIONS = frozenset({"calendars", "ambiguous", "no_match"})
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()#!|~])")
 # A zero-width space after these keeps clients from turning echoed text into a link or an @mention.
@@ -33,17 +44,21 @@ _ZERO_WIDTH_SPACE = "\u200b"
 def escape_markdown(value: Any) -> str:
     """Make any value render as plain text in DingTalk markdown: no formatting, link, image, tag or mention."""
     text = str(value)
-    if not text.isprintable():  # the common case skips the per-character pass
-        text = "".join(_visible(char) for char in text)
-    if len(text) > MAX_ECHO_LENGTH:
+    if len(text) > MAX_ECHO_LENGTH:  # first, so a long text costs no more than a short one
         text = text[: MAX_ECHO_LENGTH - 1] + "…"
+    if not text.isprintable():  # the common case skips the per-character pass (one character for one)
+        text = "".join(_visible(char) for char in text)
     text = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
     text = text.replace("<", "&lt;").replace(">", "&gt;")
     return _LINK_AND_MENTION_STARTS.sub(lambda match: match.group(1) + _ZERO_WIDTH_SPACE, text)
 
 
+# Every character that can end a line or paragraph (str.splitlines' set: Zl, Zp, NEL, VT, FF, FS, GS, RS).
+_LINE_BREAKS = frozenset("\r\n\t\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def _visible(char: str) -> str:
-    if char in "\r\n\t":
+    if char in _LINE_BREAKS:
         return " "
     # Control and format characters (including bidi overrides and zero-width ones) could hide or reorder text.
     return "\ufffd" if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") else char
@@ -67,30 +82,83 @@ _ENVIRONMENT = _environment()
 
 
 def render(reply: Reply, locale: str) -> Card:
-    """Render the reply's outcome template in the locale: first line the title, the whole text the body;
-    actions become buttons, or links in the body when there are more than a card can hold."""
+    """Render the reply's outcome template in the locale: first line the title, the whole text the body; actions
+    become buttons, or links in the body when there are more than a card can hold (or a link too long for one).
+    A card too big for DingTalk shows the first calendars and actions that fit and says how many more there are."""
     template = _ENVIRONMENT.get_template(f"{locale}/{reply.outcome}.md.j2")
-    markdown = template.render(reply.data).strip()
+    shown = min(MAX_LISTED, max(len(reply.actions), len(reply.data.get("calendars") or ())))
+    card = _render(template, reply, locale, shown)
+    while (overflow := _overflow(card)) > 1 and shown > 0:
+        # Calendars cost about the same each: shrink in proportion, so that a few renders suffice.
+        shown = min(shown - 1, int(shown / overflow))
+        card = _render(template, reply, locale, shown)
+    return card if overflow <= 1 else _cut(card)
+
+
+def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) -> Card:
+    data, actions = reply.data, reply.actions[:shown]
+    calendars = data.get("calendars")
+    more = len(reply.actions) - len(actions)
+    if calendars and len(calendars) > shown:
+        data = {**data, "calendars": calendars[:shown]}
+        more = max(more, len(calendars) - shown)
+    markdown = template.render({**data, "more": more}).strip()
     title = markdown.splitlines()[0].lstrip("#").strip()[:TITLE_LIMIT]
-    if len(reply.actions) > MAX_BUTTONS:
-        links = "\n".join(
-            f"- [{escape_markdown(_label(a, locale))}]({_send_as_user(a, locale)})" for a in reply.actions
-        )
+    if not actions:
+        return Card(title, markdown)
+    urls = [_send_as_user(action, locale) for action in actions]
+    as_links = len(actions) > MAX_BUTTONS or any(len(url) > BUTTON_URL_LIMIT for url in urls)
+    labels = [_label(action, locale) for action in actions]
+    shown_labels = labels if as_links else [_shorten(label) for label in labels]
+    if len(set(shown_labels)) < len(shown_labels):
+        # Labels a user cannot tell apart get numbers first; the body says what each number is.
+        shown_labels = [f"{number}. {label}" for number, label in enumerate(labels, start=1)]
+        if not as_links:
+            shown_labels = [_shorten(label) for label in shown_labels]
+        if reply.outcome not in LISTS_ITS_ACTIONS:
+            markdown = f"{markdown}\n\n{_legend(actions, labels)}"
+    if as_links:
+        links = "\n".join(f"- [{escape_markdown(label)}]({url})" for label, url in zip(shown_labels, urls, strict=True))
         return Card(title, f"{markdown}\n\n{links}", (), interactive=True)
-    buttons = tuple(button(action, locale) for action in reply.actions)
-    return Card(title, markdown, buttons, interactive=bool(buttons))
+    buttons = tuple(Button(label, url) for label, url in zip(shown_labels, urls, strict=True))
+    return Card(title, markdown, buttons, interactive=True)
 
 
-def button(action: Action, locale: str) -> Button:
-    """A button that sends the action's command as the user, exactly as they would type it."""
-    title = _label(action, locale)
-    if len(title) > BUTTON_TITLE_LIMIT:
-        title = title[: BUTTON_TITLE_LIMIT - 1] + "…"
-    return Button(title, _send_as_user(action, locale))
+def _legend(actions: tuple[Action, ...], labels: list[str]) -> str:
+    return "\n".join(
+        f"{number}. {escape_markdown(label)} · {escape_markdown(action.calendar_id)}"
+        for number, (label, action) in enumerate(zip(labels, actions, strict=True), start=1)
+    )
+
+
+def _overflow(card: Card) -> float:
+    """How many times too big the card is for DingTalk (at most 1 when it fits): its markdown, and the robot
+    OpenAPI's msgParam (title, text and buttons as JSON, counted in UTF-8 bytes)."""
+    fields = [card.title, card.markdown, *(b.title for b in card.buttons), *(b.url for b in card.buttons)]
+    overhead = _MSG_PARAM_FIELD_BYTES * len(fields)
+    size = sum(map(len, fields)) * 6 + overhead  # no character takes more than 6 bytes in JSON
+    if size > MSG_PARAM_LIMIT:
+        size = len(orjson.dumps(fields)) + overhead
+    return max(len(card.markdown) / MARKDOWN_BUDGET, size / MSG_PARAM_LIMIT)
+
+
+def _cut(card: Card) -> Card:
+    """The last resort when even the card's fixed lines are too long: drop lines from the end, say so."""
+    lines = card.markdown.split("\n")
+    while _overflow(shorter := Card(card.title, "\n".join(lines) + "\n\n…", card.buttons, card.interactive)) > 1:
+        if len(lines) > 1:
+            lines.pop()
+        else:
+            lines[0] = lines[0][: len(lines[0]) // 2]
+    return shorter
+
+
+def _shorten(title: str) -> str:
+    return title if len(title) <= BUTTON_TITLE_LIMIT else title[: BUTTON_TITLE_LIMIT - 1].rstrip() + "…"
 
 
 def _label(action: Action, locale: str) -> str:
-    calendar = "".join(_visible(char) for char in (action.name or action.calendar_id))
+    calendar = "".join(_visible(char) for char in (action.name or action.calendar_id)[:MAX_ECHO_LENGTH])
     return BUTTON_LABELS[locale][action.command].format(calendar)
 
 

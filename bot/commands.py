@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import NamedTuple
 
 from bot.models import Command
 
 MAX_CALENDAR_ID_LENGTH = 256
+MAX_TARGETS = 20  # calendars one command may name; bulk work needs its own, confirmed path
 
 # (keyword, command, locale); a Chinese keyword may be followed by its argument without a space.
 _KEYWORDS = (
@@ -29,7 +31,11 @@ _KEYWORDS = (
 COMMAND_WORDS: dict[str, dict[str, str]] = {}
 for _keyword, _name, _locale in _KEYWORDS:
     COMMAND_WORDS.setdefault(_locale, {}).setdefault(_name, _keyword)
-_SEPARATORS = re.compile(r"[,，、]")
+# One target: a quoted one ("" inside stands for one "), only space around it before the next separator, or else
+# everything up to the next separator. Possessive (*+ ++): an unclosed quote is read once, not re-tried backwards.
+_QUOTED_TARGET = re.compile(r'\s*+"((?:[^"]++|"")*+)"\s*+(?=[,，、]|\Z)')
+_SEPARATOR = re.compile(r"[,，、]")
+_GAP = re.compile(r"[\s,，、]*+")  # separators and space between targets, skipped in one step
 # Group messages arrive with the bot's @mention removed, but some clients leave it in the text.
 _LEADING_MENTIONS = re.compile(r"^(?:@\S+\s+)+")
 
@@ -49,10 +55,47 @@ def parse(text: str | None, default_locale: str) -> Command:
     return Command("help", default_locale, understood=not cleaned)
 
 
-def split_targets(argument: str) -> list[str]:
-    """The calendars named in an argument: separated by commas (`,` `，`) or `、`, trimmed, repeats dropped."""
-    targets = (part.strip() for part in _SEPARATORS.split(argument))
-    return list(dict.fromkeys(target for target in targets if target))
+class Target(NamedTuple):
+    """One calendar a command names: the text, and whether it was quoted (an exact id, as buttons send it)."""
+
+    text: str
+    exact: bool = False
+
+
+def split_targets(argument: str, limit: int = MAX_TARGETS) -> list[Target] | None:
+    """The calendars named in an argument, separated by `,` `，` or `、`, trimmed, repeats dropped; a quoted target
+    keeps its separators and spaces. None when it names more than `limit` (repeats counted): reading stops there, so
+    a huge argument costs no memory and little time."""
+    targets: dict[Target, None] = {}
+    named, end = 0, len(argument)
+    position = _end_of_gap(argument, 0)
+    while position < end:
+        named += 1
+        if named > limit:
+            return None
+        quoted = _QUOTED_TARGET.match(argument, position)
+        if quoted is not None:
+            target = Target(quoted.group(1).replace('""', '"'), exact=True)
+            position = quoted.end()
+        else:
+            separator = _SEPARATOR.search(argument, position)
+            stop = separator.start() if separator is not None else end
+            target = Target(argument[position:stop].strip())
+            position = stop
+        if target.text:
+            targets[target] = None
+        position = _end_of_gap(argument, position)
+    return list(targets)
+
+
+def _end_of_gap(argument: str, position: int) -> int:
+    gap = _GAP.match(argument, position)
+    return gap.end() if gap is not None else position
+
+
+def quote_target(calendar_id: str) -> str:
+    """An id as an exact, quoted target: `"` doubled inside, so no character of it can split or end it."""
+    return '"' + calendar_id.replace('"', '""') + '"'
 
 
 def calendar_id_problem(value: str) -> str | None:
@@ -72,5 +115,5 @@ def calendar_id_problem(value: str) -> str | None:
 
 
 def command_text(command: str, calendar_id: str, locale: str) -> str:
-    """The text a user would type for this command on this calendar, in the locale's words."""
-    return f"{COMMAND_WORDS[locale][command]} {calendar_id}"
+    """The text a button sends for this command on exactly this calendar, in the locale's words."""
+    return f"{COMMAND_WORDS[locale][command]} {quote_target(calendar_id)}"

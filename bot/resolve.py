@@ -1,37 +1,32 @@
-"""Match what a user typed against their calendars: by id, then by name, then as a bare id; pure."""
+"""Match what a user typed against their calendars, by id and by name, never guessing between them; pure."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.commands import calendar_id_problem
 from bot.models import Calendar
 
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    """One calendar to act on, several that share the name, or nothing."""
+    """One calendar to act on, several the text could mean, or nothing."""
 
     calendar: Calendar | None = None
     matches: tuple[Calendar, ...] = ()
 
 
 def resolve(text: str, calendars: Sequence[Calendar]) -> Resolution:
-    """The calendar `text` means: an id of any of the user's calendars, else the name of exactly one subscribed
-    calendar (case-insensitive), else the text itself if it can be an id; several names match: never guess."""
-    for calendar in calendars:
-        if calendar.id == text:
-            return Resolution(calendar)
+    """The calendar `text` means among the user's calendars: the one with that id, or the one subscribed calendar
+    with that name (case-insensitive). A text that is one calendar's id and another's name, or the name of several,
+    is ambiguous: never guess."""
+    by_id = [calendar for calendar in calendars if calendar.id == text]
     wanted = text.strip().casefold()
-    matches = tuple(c for c in calendars if c.type == "subscribed" and c.name.strip().casefold() == wanted)
-    if len(matches) == 1:
-        return Resolution(matches[0])
-    if matches:
-        return Resolution(matches=matches)
-    if calendar_id_problem(text) is None:
-        return Resolution(Calendar(text, "", "unknown"))
-    return Resolution()
+    by_name = [c for c in subscribed(calendars) if c.name.strip().casefold() == wanted and c.id != text]
+    candidates = by_id[:1] + by_name
+    if len(candidates) == 1:
+        return Resolution(candidates[0])
+    return Resolution(matches=tuple(candidates))
 
 
 def subscribed(calendars: Sequence[Calendar]) -> list[Calendar]:

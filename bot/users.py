@@ -19,7 +19,7 @@ class UserDirectory:
         self._state = state
 
     async def union_id(self, message: Message) -> str:
-        if not message.sender_staff_id or message.sender_corp_id != message.chatbot_corp_id:
+        if not is_member(message):
             raise ForeignSender
         if message.sender_union_id:
             return message.sender_union_id
@@ -29,3 +29,10 @@ class UserDirectory:
         union_id = await self._dingtalk.union_id(message.sender_staff_id)
         await self._state.remember_union_id(message.sender_staff_id, union_id)
         return union_id
+
+
+def is_member(message: Message) -> bool:
+    """A member has a staff id (DingTalk sets it only for the robot's own organization). Both corp ids are optional:
+    only two that are present and differ mark a sender from another organization."""
+    corps = (message.sender_corp_id, message.chatbot_corp_id)
+    return bool(message.sender_staff_id) and not (all(corps) and corps[0] != corps[1])

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import redis.asyncio as redis
 
@@ -76,6 +77,17 @@ def card(reply: Recorded) -> dict[str, Any]:
     """The markdown or actionCard part of a sessionWebhook reply."""
     body = reply.json()
     return body.get("markdown") or body["actionCard"]
+
+
+def buttons(reply: Recorded) -> list[dict[str, str]]:
+    """The buttons of an actionCard sent to a sessionWebhook."""
+    return card(reply).get("btns", [])
+
+
+def pressed(sandbox: Sandbox, url: str, staff_id: str) -> dict[str, Any]:
+    """The message DingTalk's client sends as the user when they press a button with this link."""
+    assert url.startswith(SEND_AS_USER)
+    return sandbox.chat(unquote(url.removeprefix(SEND_AS_USER)), staff_id)
 
 
 def calendar_calls(sandbox: Sandbox, union_id: str) -> list[Recorded]:

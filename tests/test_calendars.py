@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-from urllib.parse import unquote
 
 import pytest
 
-from bot.sandbox import Recorded, Sandbox
-from tests.helpers import SEND_AS_USER, User, card, converse, new_calendar, new_user, unsubscribe_calls
+from bot.sandbox import Sandbox
+from tests.helpers import (
+    SEND_AS_USER,
+    buttons,
+    calendar_calls,
+    card,
+    converse,
+    new_calendar,
+    new_user,
+    pressed,
+    unsubscribe_calls,
+)
 
 pytestmark = pytest.mark.usefixtures("bot")
-
-
-def buttons(reply: Recorded) -> list[dict[str, str]]:
-    return card(reply).get("btns", [])
-
-
-def pressed(sandbox: Sandbox, url: str, user: User) -> dict[str, Any]:
-    """The message DingTalk's client sends as the user when they press a button with this link."""
-    assert url.startswith(SEND_AS_USER)
-    return sandbox.chat(unquote(url.removeprefix(SEND_AS_USER)), user.staff_id)
 
 
 async def test_list_shows_only_subscribed_calendars_each_with_a_button_that_unsubscribes_it(sandbox: Sandbox) -> None:
@@ -40,11 +38,11 @@ async def test_list_shows_only_subscribed_calendars_each_with_a_button_that_unsu
     assert f"**Company Holidays** · {holidays}" in shown["text"] and f"**食堂菜单** · {lunch}" in shown["text"]
     assert "primary-" not in shown["text"]
     assert buttons(reply) == [
-        {"title": "Unsubscribe Company…", "actionURL": f"{SEND_AS_USER}unsubscribe%20{holidays}"},
-        {"title": "Unsubscribe 食堂菜单", "actionURL": f"{SEND_AS_USER}unsubscribe%20{lunch}"},
+        {"title": "Unsubscribe Company…", "actionURL": f"{SEND_AS_USER}unsubscribe%20%22{holidays}%22"},
+        {"title": "Unsubscribe 食堂菜单", "actionURL": f"{SEND_AS_USER}unsubscribe%20%22{lunch}%22"},
     ]
 
-    _, after_press = await converse(sandbox, pressed(sandbox, buttons(reply)[1]["actionURL"], user))
+    _, after_press = await converse(sandbox, pressed(sandbox, buttons(reply)[1]["actionURL"], user.staff_id))
 
     assert card(after_press)["title"] == "✅ Unsubscribed"
     assert sandbox.subscriptions[user.union_id] == {holidays}
@@ -67,7 +65,8 @@ async def test_a_long_list_puts_its_links_in_the_card_body(sandbox: Sandbox) -> 
     assert reply.json()["msgtype"] == "markdown"
     text = card(reply)["text"]
     for n, calendar_id in enumerate(calendar_ids):
-        assert f"- [Unsubscribe Team {n}]({SEND_AS_USER}unsubscribe%20{calendar_id})" in text
+        assert f"- [Unsubscribe Team {n}]({SEND_AS_USER}unsubscribe%20%22{calendar_id}%22)" in text
+        assert f"{n + 1}. **Team {n}** · {calendar_id}" in text
 
 
 @pytest.mark.parametrize("typed", ["Company Holidays", "  company HOLIDAYS ", "company holidays"])
@@ -93,7 +92,10 @@ async def test_a_calendar_with_a_cjk_name_is_found_by_it_and_answered_in_chinese
     assert card(reply)["title"] == "✅ 已取消订阅"
     assert f"**食堂 菜单**（{lunch}）" in card(reply)["text"]
     assert buttons(reply) == [
-        {"title": "↩ 撤销：食堂 菜单", "actionURL": SEND_AS_USER + "%E9%87%8D%E6%96%B0%E8%AE%A2%E9%98%85%20" + lunch}
+        {
+            "title": "↩ 撤销：食堂 菜单",
+            "actionURL": SEND_AS_USER + "%E9%87%8D%E6%96%B0%E8%AE%A2%E9%98%85%20%22" + lunch + "%22",
+        }
     ]
 
 
@@ -105,9 +107,9 @@ async def test_two_calendars_with_the_same_name_are_never_guessed_between(sandbo
 
     assert card(reply)["title"] == "🤔 Which one?"
     assert unsubscribe_calls(sandbox, user.union_id) == []
-    assert [b["actionURL"] for b in buttons(reply)] == [f"{SEND_AS_USER}unsubscribe%20{c}" for c in (east, west)]
+    assert [b["actionURL"] for b in buttons(reply)] == [f"{SEND_AS_USER}unsubscribe%20%22{c}%22" for c in (east, west)]
 
-    _, after_press = await converse(sandbox, pressed(sandbox, buttons(reply)[1]["actionURL"], user))
+    _, after_press = await converse(sandbox, pressed(sandbox, buttons(reply)[1]["actionURL"], user.staff_id))
 
     assert card(after_press)["title"] == "✅ Unsubscribed"
     assert sandbox.subscriptions[user.union_id] == {east}
@@ -122,14 +124,21 @@ async def test_the_id_of_any_own_calendar_is_acted_on_and_the_api_explains_a_pri
     assert call.raw_path.endswith(f"/calendars/primary-{user.union_id}/unsubscribe")
 
 
-async def test_an_unknown_single_word_is_tried_as_an_id_and_explained_with_its_code(sandbox: Sandbox) -> None:
+async def test_an_unknown_single_word_is_tried_as_an_id_and_then_offers_the_subscribed_calendars(
+    sandbox: Sandbox,
+) -> None:
     user = new_user(sandbox)
-    new_calendar(sandbox, user)
+    holidays = new_calendar(sandbox, user)
     _, reply = await converse(sandbox, sandbox.chat("unsubscribe cal-from-a-colleague", user.staff_id))
 
-    assert card(reply)["title"] == "❓ Calendar not found"
-    assert "Error code: invalidParameter" in card(reply)["text"]
-    assert len(unsubscribe_calls(sandbox, user.union_id)) == 1
+    assert card(reply)["title"] == "❓ No calendar called that"
+    assert "Error code: invalidParameter" in card(reply)["text"]  # DingTalk's answer to it as an id
+    assert f"1. **Company Holidays** · {holidays}" in card(reply)["text"]
+    assert buttons(reply) == [
+        {"title": "Unsubscribe Company…", "actionURL": f"{SEND_AS_USER}unsubscribe%20%22{holidays}%22"}
+    ]
+    assert [call.api for call in calendar_calls(sandbox, user.union_id)] == ["calendars", "unsubscribe"]
+    assert sandbox.subscriptions[user.union_id] == {holidays}
 
 
 async def test_a_name_that_matches_nothing_changes_nothing_and_offers_the_subscribed_calendars(
@@ -142,7 +151,9 @@ async def test_a_name_that_matches_nothing_changes_nothing_and_offers_the_subscr
 
     assert card(reply)["title"] == "❓ No calendar called that"
     assert "**Yoga Class**" in card(reply)["text"]
-    assert buttons(reply) == [{"title": "Unsubscribe Company…", "actionURL": f"{SEND_AS_USER}unsubscribe%20{holidays}"}]
+    assert buttons(reply) == [
+        {"title": "Unsubscribe Company…", "actionURL": f"{SEND_AS_USER}unsubscribe%20%22{holidays}%22"}
+    ]
     assert unsubscribe_calls(sandbox, user.union_id) == []
 
 
@@ -160,11 +171,11 @@ async def test_several_calendars_at_once_get_one_card_with_each_outcome(sandbox:
     assert card(reply)["title"] == "📋 4 calendars"
     assert "- **Company Holidays**: ✅ unsubscribed" in text
     assert "- **cal-restricted**: 🚫 you are not in its subscription scope" in text and "permissionDenied" in text
-    assert f"- **{lunch}**: ✅ unsubscribed" in text  # by id: no list needed, so no name known
+    assert "- **Lunch**: ✅ unsubscribed" in text  # typed as an id; listed first, so its name is known
     assert "- **no such thing**: ❓ no calendar called that" in text
     assert sandbox.subscriptions[user.union_id] == set()
     assert len(unsubscribe_calls(sandbox, user.union_id)) == 3
-    assert [b["title"] for b in buttons(reply)] == ["↩ Undo: Company Hol…", f"↩ Undo: {lunch}"]
+    assert [b["title"] for b in buttons(reply)] == ["↩ Undo: Company Hol…", "↩ Undo: Lunch"]
     assert len([r for r in sandbox.calls("calendars") if user.union_id in r.raw_path]) == 1
 
 
@@ -173,7 +184,7 @@ async def test_undo_resubscribes_and_offers_unsubscribe_again(sandbox: Sandbox) 
     holidays = new_calendar(sandbox, user)
     _, done = await converse(sandbox, sandbox.chat(f"unsubscribe {holidays}", user.staff_id))
 
-    _, undone = await converse(sandbox, pressed(sandbox, buttons(done)[0]["actionURL"], user))
+    _, undone = await converse(sandbox, pressed(sandbox, buttons(done)[0]["actionURL"], user.staff_id))
 
     [subscribe] = [r for r in sandbox.calls("subscribe") if user.union_id in r.raw_path]
     assert subscribe.method == "POST" and subscribe.body == b""
@@ -181,7 +192,7 @@ async def test_undo_resubscribes_and_offers_unsubscribe_again(sandbox: Sandbox) 
     assert card(undone)["title"] == "↩ Subscribed again"
     assert sandbox.subscriptions[user.union_id] == {holidays}
 
-    _, again = await converse(sandbox, pressed(sandbox, buttons(undone)[0]["actionURL"], user))
+    _, again = await converse(sandbox, pressed(sandbox, buttons(undone)[0]["actionURL"], user.staff_id))
 
     assert card(again)["title"] == "✅ Unsubscribed"
     assert sandbox.subscriptions[user.union_id] == set()
@@ -210,7 +221,7 @@ async def test_in_a_group_a_card_with_buttons_goes_to_the_sender_privately(sandb
     param = json.loads(private.json()["msgParam"])
     assert private.json()["msgKey"] == "sampleActionCard"
     assert param["title"] == "📅 Your subscribed calendars"
-    assert param["singleURL"] == f"{SEND_AS_USER}unsubscribe%20{holidays}"
+    assert param["singleURL"] == f"{SEND_AS_USER}unsubscribe%20%22{holidays}%22"
 
 
 async def test_in_a_group_the_card_itself_is_posted_if_the_private_send_fails(sandbox: Sandbox) -> None:

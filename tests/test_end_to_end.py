@@ -33,8 +33,9 @@ async def test_unsubscribe_in_a_one_to_one_chat(sandbox: Sandbox) -> None:
     assert ack["code"] == 200 and json.loads(ack["data"]) == {"response": None}
     lookup = next(r for r in sandbox.calls("user/get") if r.json() == {"userid": user.staff_id})
     assert lookup.method == "POST" and lookup.query["access_token"].startswith("sandbox-token-")
-    [call] = calendar_calls(sandbox, user.union_id)  # an id needs no list of calendars
-    assert call.method == "POST"
+    # A typed text may be an id or a name: the calendars are listed first, so that no name is mistaken for an id.
+    listing, call = calendar_calls(sandbox, user.union_id)
+    assert listing.api == "calendars" and call.method == "POST"
     assert call.raw_path == f"/v1.0/calendar/users/{user.union_id}/calendars/{calendar_id}/unsubscribe"
     assert call.headers["x-acs-dingtalk-access-token"] == lookup.query["access_token"]
     assert call.body == b""
@@ -43,10 +44,10 @@ async def test_unsubscribe_in_a_one_to_one_chat(sandbox: Sandbox) -> None:
     body = reply.json()
     assert body["msgtype"] == "actionCard" and "at" not in body
     assert body["actionCard"]["title"] == "✅ Unsubscribed"
-    assert f"the calendar **{calendar_id}**" in body["actionCard"]["text"]
+    assert f"**Company Holidays** ({calendar_id})" in body["actionCard"]["text"]
     assert "Request id: " in body["actionCard"]["text"]
     assert body["actionCard"]["btns"] == [
-        {"title": f"↩ Undo: {calendar_id}", "actionURL": f"{SEND_AS_USER}resubscribe%20{calendar_id}"}
+        {"title": "↩ Undo: Company Hol…", "actionURL": f"{SEND_AS_USER}resubscribe%20%22{calendar_id}%22"}
     ]
 
 
@@ -71,7 +72,7 @@ async def test_unsubscribe_by_mention_in_a_group_answers_in_chinese_with_the_but
     assert sent["msgKey"] == "sampleActionCard" and sent["robotCode"] == sandbox.client_id
     param = json.loads(sent["msgParam"])
     assert param["title"] == "✅ 已取消订阅"
-    assert param["singleURL"] == "dtmd://dingtalkclient/sendMessage?content=" + quote(f"重新订阅 {calendar_id}")
+    assert param["singleURL"] == "dtmd://dingtalkclient/sendMessage?content=" + quote(f'重新订阅 "{calendar_id}"')
 
 
 async def test_the_union_id_is_looked_up_once_per_sender(sandbox: Sandbox) -> None:
@@ -147,7 +148,7 @@ async def test_the_sandbox_itself_answers_the_documented_errors(sandbox: Sandbox
     cases = {
         "cal-board-only": "🚫 Not in this calendar's subscription scope",
         f"primary-{user.union_id}": "🚫 Not a subscribed calendar",
-        "cal-does-not-exist": "❓ Calendar not found",
+        "cal-does-not-exist": "❓ No calendar called that",
     }
     for calendar_id, title in cases.items():
         _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id))
@@ -259,7 +260,7 @@ async def test_an_openapi_token_rejection_is_retried_with_a_fresh_token(sandbox:
     await converse(sandbox, sandbox.chat("unsubscribe warm-up-the-cache", user.staff_id))
     sandbox.expire_tokens()
 
-    _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id))
+    _, reply = await converse(sandbox, sandbox.chat(f'unsubscribe "{calendar_id}"', user.staff_id))
 
     assert card(reply)["title"] == "✅ Unsubscribed"
     first, second = unsubscribe_calls(sandbox, user.union_id)[-2:]
@@ -282,9 +283,8 @@ async def test_an_expired_webhook_falls_back_to_the_robot_openapi_in_a_one_to_on
     assert body["msgKey"] == "sampleActionCard"
     param = json.loads(body["msgParam"])
     assert param["title"] == "✅ Unsubscribed" and calendar_id in param["text"]
-    assert param["singleTitle"] == f"↩ Undo: {calendar_id}" and param["singleURL"].endswith(
-        f"resubscribe%20{calendar_id}"
-    )
+    assert param["singleTitle"] == "↩ Undo: Company Hol…"
+    assert param["singleURL"].endswith(f"resubscribe%20%22{calendar_id}%22")
     assert sandbox.replies_to(data) == [reply]
 
 

@@ -114,14 +114,13 @@ async def test_the_demo_plays_its_script_and_exits_zero() -> None:
         "🚫 Not a subscribed calendar",
         "❓ No calendar called that",
         "✏️ Which calendar?",
-        "❓ Calendar not found",
         "🔒 The bot lacks a permission",
         "⏳ DingTalk is busy",
         "🏢 Members only",
         "📭 没有订阅的日历",
     ]:
         assert title in text
-    assert "(you press [1] ↩ Undo: Company Hol…)\n  you (1:1)> resubscribe cal-holidays" in text
+    assert '(you press [1] ↩ Undo: Company Hol…)\n  you (1:1)> resubscribe "cal-holidays"' in text
 
 
 async def test_the_interactive_demo_takes_typed_messages_and_button_presses() -> None:
@@ -141,7 +140,7 @@ async def test_the_interactive_demo_takes_typed_messages_and_button_presses() ->
 
     assert demo.returncode == 0, stderr.decode()
     text = stdout.decode()
-    assert "[1] Unsubscribe Company…" in text
-    assert "(you press [1] Unsubscribe Company…)\n  you (1:1)> unsubscribe cal-holidays" in text
+    assert "[1] 1. Unsubscribe Comp…" in text  # numbered: two of the demo's calendars share a name
+    assert '(you press [1] 1. Unsubscribe Comp…)\n  you (1:1)> unsubscribe "cal-holidays"' in text
     assert "(you press [2] ↩ Undo" not in text and "(no button 2 on the last card)" in text
     assert "you (in the group)> 帮助" in text and "### 📅 日历机器人" in text

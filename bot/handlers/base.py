@@ -7,11 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bot.commands import calendar_id_problem, split_targets
+from bot.commands import MAX_TARGETS, Target, calendar_id_problem, split_targets
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers.explain import explain_calendar_error, explain_lookup_error
 from bot.models import Action, Calendar, Command, Message, Reply
+from bot.names import CalendarNames
 from bot.users import ForeignSender, UserDirectory
 
 audit_log = logging.getLogger("bot.audit")
@@ -24,6 +25,7 @@ class Context:
     message: Message
     dingtalk: DingTalkClient
     users: UserDirectory
+    names: CalendarNames
 
     async def identify(self) -> str | Reply:
         """The sender's unionId, or the card that explains why the bot cannot act for them."""
@@ -51,14 +53,17 @@ class Context:
 
 async def sender_and_targets(
     context: Context, command: Command, refused: Callable[[str], bool]
-) -> tuple[str, list[str]] | Reply:
+) -> tuple[str, list[Target]] | Reply:
     """The sender's unionId and the calendars the command names (`,` `，` `、` separated), or the card that ends
-    the command before any calendar call: nothing named, only texts `refused` locally, or a sender it cannot act for."""
-    targets = split_targets(command.argument)
+    the command before any call: nothing named, too many named, only texts `refused` locally, or a sender it cannot
+    act for."""
+    targets = split_targets(command.argument, MAX_TARGETS)
+    if targets is None:
+        return Reply("too_many_calendars", {"limit": MAX_TARGETS})
     if not targets:
         return Reply("calendar_id_missing", {"code": "", "request_id": ""})
-    if all(refused(target) for target in targets):
-        return combine([refuse(target) for target in targets])
+    if all(refused(target.text) for target in targets):
+        return combine([refuse(target.text) for target in targets])
     union_id = await context.identify()
     if isinstance(union_id, Reply):
         return union_id
@@ -76,7 +81,7 @@ def refuse(text: str) -> Reply:
     return Reply("invalid_calendar_id", {"calendar_id": text, "problem": calendar_id_problem(text)})
 
 
-async def each(targets: list[str], act: Callable[[str], Awaitable[Reply]]) -> Reply:
+async def each(targets: list[Target], act: Callable[[Target], Awaitable[Reply]]) -> Reply:
     """Act on every target at once; one reply for all of them."""
     if len(targets) == 1:
         return await act(targets[0])
@@ -84,13 +89,13 @@ async def each(targets: list[str], act: Callable[[str], Awaitable[Reply]]) -> Re
 
 
 async def change_calendar(
-    context: Context, action: str, union_id: str, calendar_id: str, call: Awaitable[str], done: Callable[[str], Reply]
+    context: Context, action: str, union_id: str, calendar: Calendar, call: Awaitable[str], done: Callable[[str], Reply]
 ) -> Reply:
     """Ask DingTalk for one calendar change (`call` answers its request id), explain a refusal, audit either way."""
     try:
         request_id = await call
     except DingTalkError as error:
-        reply = explain_calendar_error(error, calendar_id)
+        reply = explain_calendar_error(error, calendar.id, name=calendar.name)
     else:
         reply = done(request_id)
     context.audit(action, union_id, reply)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.errors import DingTalkError
 from bot.handlers.base import Context, offer_calendars
-from bot.handlers.explain import explain_calendar_error
+from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
 from bot.models import Command, Reply
 from bot.resolve import subscribed
 
@@ -16,7 +16,8 @@ async def list_calendars(context: Context, command: Command) -> Reply:
     try:
         calendars = subscribed(await context.dingtalk.list_calendars(union_id))
     except DingTalkError as error:
-        return explain_calendar_error(error, "")
+        return explain_calendar_error(error, "", LIST_SCOPE)
     if not calendars:
         return Reply("no_calendars")
+    context.names.remember(union_id, calendars)
     return offer_calendars("calendars", calendars)

@@ -6,18 +6,26 @@ from bot.errors import DingTalkError
 from bot.models import Reply
 
 PERMISSION_DENIED = "Forbidden.AccessDenied.AccessTokenPermissionDenied"
+ORG_QUOTA_EXHAUSTED = "Forbidden.AccessDenied.ApiCountLimitForOrg"  # the organization's monthly API calls are used up
+# The permission each API needs, named when DingTalk's refusal names none.
+CHANGE_SCOPE = "Calendar.Calendar.Write"  # unsubscribe and subscribe
+LIST_SCOPE = "Calendar.Event.Read"  # list a user's calendars
+LOOKUP_SCOPE = "qyapi_get_member"  # topapi/v2/user/get
 _USER_NOT_FOUND = ("33012", "60121")
 _NO_CONTACT_PERMISSION = ("60011",)  # topapi: the app may not read contacts
 
 
-def explain_calendar_error(error: DingTalkError, calendar_id: str) -> Reply:
-    """The card for an error the calendar API answered."""
-    data = {"calendar_id": calendar_id, "code": error.code, "request_id": error.request_id}
+def explain_calendar_error(error: DingTalkError, calendar_id: str, scope: str = CHANGE_SCOPE, name: str = "") -> Reply:
+    """The card for an error the calendar API answered about a calendar (its name if the bot has seen it); `scope`
+    is the permission the failed call needs."""
+    data = {"calendar_id": calendar_id, "name": name, "code": error.code, "request_id": error.request_id}
+    # Before the temporary check: a used-up monthly quota must never read as "try again in a minute".
+    if error.code == ORG_QUOTA_EXHAUSTED:
+        return Reply("org_quota_exhausted", data)
     if error.is_temporary:
         return Reply("temporary_problem", data)
     if error.code == PERMISSION_DENIED:
-        scopes = error.required_scopes or ("Calendar.Calendar.Write",)
-        return Reply("app_lacks_permission", {**data, "scopes": scopes})
+        return Reply("app_lacks_permission", {**data, "scopes": error.required_scopes or (scope,)})
     if error.code == "permissionDenied":
         return Reply("not_in_scope", data)
     if error.code == "exceedSubscribeLimit":
@@ -33,11 +41,13 @@ def explain_calendar_error(error: DingTalkError, calendar_id: str) -> Reply:
 
 def explain_lookup_error(error: DingTalkError) -> Reply:
     """The card for an error while looking up who the sender is."""
-    data = {"calendar_id": "", "code": error.code, "request_id": error.request_id}
+    data = {"calendar_id": "", "name": "", "code": error.code, "request_id": error.request_id}
+    if error.code == ORG_QUOTA_EXHAUSTED:
+        return Reply("org_quota_exhausted", data)
     if error.is_temporary:
         return Reply("temporary_problem", data)
     if error.code in _USER_NOT_FOUND:
         return Reply("sender_unknown", data)
     if error.code == PERMISSION_DENIED or error.code in _NO_CONTACT_PERMISSION:
-        return Reply("app_lacks_permission", {**data, "scopes": ("qyapi_get_member",)})
+        return Reply("app_lacks_permission", {**data, "scopes": error.required_scopes or (LOOKUP_SCOPE,)})
     return Reply("dingtalk_error", {**data, "message": error.message})

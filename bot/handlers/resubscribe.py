@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from bot.commands import calendar_id_problem
+from bot.commands import Target, calendar_id_problem
 from bot.handlers.base import Context, change_calendar, each, refuse, sender_and_targets
-from bot.models import Action, Command, Reply
+from bot.models import Action, Calendar, Command, Reply
+
+# An id is one URL path segment whatever it holds (spaces too, if DingTalk made such an id); these it cannot be.
+REFUSED = ("dot_segment", "too_long", "bad_characters")
 
 
 async def resubscribe(context: Context, command: Command) -> Reply:
-    prepared = await sender_and_targets(context, command, lambda text: calendar_id_problem(text) is not None)
+    prepared = await sender_and_targets(context, command, _refused)
     if isinstance(prepared, Reply):
         return prepared
     union_id, targets = prepared
-    return await each(targets, lambda calendar_id: _resubscribe_one(context, union_id, calendar_id))
+    return await each(targets, lambda target: _resubscribe_one(context, union_id, target))
 
 
-async def _resubscribe_one(context: Context, union_id: str, calendar_id: str) -> Reply:
-    if calendar_id_problem(calendar_id):
+def _refused(text: str) -> bool:
+    return calendar_id_problem(text) in REFUSED
+
+
+async def _resubscribe_one(context: Context, union_id: str, target: Target) -> Reply:
+    calendar_id = target.text
+    if _refused(calendar_id):
         return refuse(calendar_id)
+    name = context.names.name(union_id, calendar_id)  # seen when it was listed; no call just for the card
 
     def done(request_id: str) -> Reply:
-        data = {"calendar_id": calendar_id, "request_id": request_id}
-        return Reply("resubscribed", data, (Action("unsubscribe", calendar_id),))
+        data = {"calendar_id": calendar_id, "name": name, "request_id": request_id}
+        return Reply("resubscribed", data, (Action("unsubscribe", calendar_id, name),))
 
     call = context.dingtalk.subscribe_calendar(union_id, calendar_id)
-    return await change_calendar(context, "resubscribe", union_id, calendar_id, call, done)
+    return await change_calendar(context, "resubscribe", union_id, Calendar(calendar_id, name, ""), call, done)

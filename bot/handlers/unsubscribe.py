@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.commands import calendar_id_problem
+from bot.commands import Target, calendar_id_problem
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers.base import Context, change_calendar, each, offer_calendars, refuse, sender_and_targets
-from bot.handlers.explain import explain_calendar_error
+from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
 from bot.models import Action, Calendar, Command, Reply
-from bot.resolve import resolve, subscribed
+from bot.names import CalendarNames
+from bot.resolve import Resolution, resolve, subscribed
 
 # Texts that can be neither an id nor a name are refused before any call; whitespace may still be part of a name.
 REFUSED_LOCALLY = ("dot_segment", "too_long", "bad_characters")
-# Answers to an id that end the matter; after any other refusal the text may still be one of the user's names.
-FINAL_OUTCOMES = ("unsubscribed", "temporary_problem", "app_lacks_permission")
 
 
 async def unsubscribe(context: Context, command: Command) -> Reply:
@@ -23,8 +22,8 @@ async def unsubscribe(context: Context, command: Command) -> Reply:
     if isinstance(prepared, Reply):
         return prepared
     union_id, targets = prepared
-    calendars = SenderCalendars(context.dingtalk, union_id)
-    return await each(targets, lambda text: _unsubscribe_one(context, union_id, text, calendars))
+    calendars = SenderCalendars(context.dingtalk, context.names, union_id)
+    return await each(targets, lambda target: _unsubscribe_one(context, union_id, target, calendars))
 
 
 def _refused_locally(text: str) -> bool:
@@ -32,53 +31,85 @@ def _refused_locally(text: str) -> bool:
 
 
 class SenderCalendars:
-    """The sender's calendars, listed at most once per command and only when a target needs them."""
+    """The sender's calendars, listed at most once per command and only when a target needs them; the names seen
+    are remembered for later cards."""
 
-    def __init__(self, dingtalk: DingTalkClient, union_id: str) -> None:
+    def __init__(self, dingtalk: DingTalkClient, names: CalendarNames, union_id: str) -> None:
         self._dingtalk = dingtalk
+        self._names = names
         self._union_id = union_id
         self._listing: asyncio.Future[list[Calendar]] | None = None
 
     async def get(self) -> list[Calendar]:
-        """Raises DingTalkError only for a temporary failure; any other refusal lists nothing (names then match
-        nothing, ids still work)."""
+        """Raises the listing's DingTalkError, to every target that needs it."""
         if self._listing is None:
             self._listing = asyncio.ensure_future(self._list())
         return await asyncio.shield(self._listing)
 
     async def _list(self) -> list[Calendar]:
-        try:
-            return await self._dingtalk.list_calendars(self._union_id)
-        except DingTalkError as error:
-            if error.is_temporary:
-                raise
-            return []
+        calendars = await self._dingtalk.list_calendars(self._union_id)
+        self._names.remember(self._union_id, calendars)
+        return calendars
 
 
-async def _unsubscribe_one(context: Context, union_id: str, text: str, calendars: SenderCalendars) -> Reply:
-    """The order of issue #3: an id of the user's calendars, else one subscribed calendar's name, else the text as an
-    id. Trying the text as an id first gives the same result with one call less: an id the user can unsubscribe
-    from is one of their calendars, and a refused one still gets its name matched before its error is shown."""
-    if _refused_locally(text):
-        return refuse(text)
-    as_id = (
-        None
-        if calendar_id_problem(text)
-        else await _unsubscribe_calendar(context, union_id, Calendar(text, "", "unknown"))
-    )
-    if as_id is not None and as_id.outcome in FINAL_OUTCOMES:
+async def _unsubscribe_one(context: Context, union_id: str, target: Target, calendars: SenderCalendars) -> Reply:
+    if _refused_locally(target.text):
+        return refuse(target.text)
+    if target.exact:
+        return await _unsubscribe_exact(context, union_id, target.text, calendars)
+    return await _unsubscribe_id_or_name(context, union_id, target.text, calendars)
+
+
+async def _unsubscribe_exact(context: Context, union_id: str, text: str, calendars: SenderCalendars) -> Reply:
+    """A quoted text is an id, as the bot's buttons send it: one call. Only if DingTalk knows no such id is it
+    looked for among the sender's calendar names (someone typed a name in quotes)."""
+    as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, context.names.name(union_id, text), ""))
+    if as_id.outcome != "unknown_calendar":
         return as_id
     try:
         listed = await calendars.get()
-    except DingTalkError as error:
-        return as_id or explain_calendar_error(error, "")
+    except DingTalkError:
+        return as_id
     resolution = resolve(text, listed)
+    if resolution.calendar is not None and resolution.calendar.id == text:
+        return as_id  # listed, yet DingTalk does not know it: its own answer says most
+    return await _act_on(context, union_id, text, resolution, listed, as_id)
+
+
+async def _unsubscribe_id_or_name(context: Context, union_id: str, text: str, calendars: SenderCalendars) -> Reply:
+    """Any other text may be an id or a name, and names are written by whoever published the calendar: so the
+    sender's calendars are listed first, and a text that is one calendar's id and another's name is asked about,
+    never guessed. A text no listed calendar has is still tried as an id (DingTalk may say why it is not theirs)."""
+    try:
+        listed = await calendars.get()
+    except DingTalkError as error:
+        reply = explain_calendar_error(error, "", LIST_SCOPE)
+        return Reply(reply.outcome, {**reply.data, "text": text})
+    resolution = resolve(text, listed)
+    as_id = None
+    if resolution.calendar is None and not resolution.matches and calendar_id_problem(text) is None:
+        as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, "", ""))
+        if as_id.outcome != "unknown_calendar":
+            return as_id
+    return await _act_on(context, union_id, text, resolution, listed, as_id)
+
+
+async def _act_on(
+    context: Context,
+    union_id: str,
+    text: str,
+    resolution: Resolution,
+    listed: list[Calendar],
+    refused: Reply | None,
+) -> Reply:
+    """Unsubscribe the one calendar the text means, ask which of several, or show what the sender does follow (with
+    the code of DingTalk's refusal of the text as an id, if it was tried as one)."""
     if resolution.matches:
         return offer_calendars("ambiguous", resolution.matches, text=text)
-    calendar = resolution.calendar
-    if calendar is not None and calendar.id != text:
-        return await _unsubscribe_calendar(context, union_id, calendar)
-    return as_id or offer_calendars("no_match", subscribed(listed), text=text)
+    if resolution.calendar is not None:
+        return await _unsubscribe_calendar(context, union_id, resolution.calendar)
+    code, request_id = (refused.data["code"], refused.data["request_id"]) if refused else ("", "")
+    return offer_calendars("no_match", subscribed(listed), text=text, code=code, request_id=request_id)
 
 
 async def _unsubscribe_calendar(context: Context, union_id: str, calendar: Calendar) -> Reply:
@@ -87,4 +118,4 @@ async def _unsubscribe_calendar(context: Context, union_id: str, calendar: Calen
         return Reply("unsubscribed", data, (Action("resubscribe", calendar.id, calendar.name),))
 
     call = context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
-    return await change_calendar(context, "unsubscribe", union_id, calendar.id, call, done)
+    return await change_calendar(context, "unsubscribe", union_id, calendar, call, done)

@@ -1,0 +1,47 @@
+"""explain_calendar_error() and explain_lookup_error(): which card each DingTalk answer gets; pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.errors import DingTalkError
+from bot.handlers.explain import (
+    CHANGE_SCOPE,
+    LIST_SCOPE,
+    ORG_QUOTA_EXHAUSTED,
+    PERMISSION_DENIED,
+    explain_calendar_error,
+    explain_lookup_error,
+)
+
+
+@pytest.mark.parametrize("status", [403, 429, 503])
+def test_a_used_up_monthly_quota_never_reads_as_a_throttle_whatever_the_status(status: int) -> None:
+    error = DingTalkError(status, ORG_QUOTA_EXHAUSTED, "api count limit", "R1")
+
+    assert explain_calendar_error(error, "cal-1").outcome == "org_quota_exhausted"
+    assert explain_lookup_error(error).outcome == "org_quota_exhausted"
+
+
+@pytest.mark.parametrize(
+    ("scope", "named", "shown"),
+    [
+        (LIST_SCOPE, (), ("Calendar.Event.Read",)),
+        (CHANGE_SCOPE, (), ("Calendar.Calendar.Write",)),
+        (LIST_SCOPE, ("Calendar.Calendar.Read",), ("Calendar.Calendar.Read",)),  # DingTalk's own word wins
+    ],
+)
+def test_a_missing_permission_names_what_dingtalk_said_or_else_what_the_api_needs(
+    scope: str, named: tuple[str, ...], shown: tuple[str, ...]
+) -> None:
+    error = DingTalkError(403, PERMISSION_DENIED, "no", "R1", required_scopes=named)
+
+    reply = explain_calendar_error(error, "", scope)
+
+    assert reply.outcome == "app_lacks_permission" and tuple(reply.data["scopes"]) == shown
+
+
+def test_a_lookup_without_contact_permission_names_qyapi_get_member() -> None:
+    reply = explain_lookup_error(DingTalkError(200, "60011", "no permission"))
+
+    assert reply.outcome == "app_lacks_permission" and tuple(reply.data["scopes"]) == ("qyapi_get_member",)
