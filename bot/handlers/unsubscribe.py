@@ -56,7 +56,7 @@ class SenderCalendars:
 
 
 async def _unsubscribe_one(context: Context, union_id: str, text: str, calendars: SenderCalendars) -> Reply:
-    """The order of issue #3: an id of the user's calendars, else one subscribed calendar's name, else the text as an
+    """The documented order: an id of the user's calendars, else one subscribed calendar's name, else the text as an
     id. Trying the text as an id first gives the same result with one call less: an id the user can unsubscribe
     from is one of their calendars, and a refused one still gets its name matched before its error is shown."""
     if _refused_locally(text):
