@@ -61,7 +61,9 @@ def environment_help(width: int = 100) -> str:
     lines = ["environment variables (name = default):"]
     for variable in VARIABLES:
         lines.append(f"  {variable.name} = {variable.default}")
-        lines += textwrap.wrap(variable.meaning, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+        lines += textwrap.wrap(
+            variable.meaning, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_on_hyphens=False
+        )
     lines += ["", *textwrap.wrap(PROXY_HELP, width)]
     return "\n".join(lines)
 
