@@ -72,7 +72,7 @@ def wrap(line: str, width: int) -> list[str]:
 def frame(label: str, lines: list[str], width: int) -> list[str]:
     """The lines in a box `width` columns wide, labelled at the top; long lines wrapped, never past the edge."""
     inner = width - 4
-    top = f"┌─ {label} "
+    top = f"┌─ {wrap(label, width - 6)[0]} "
     rows = [top + "─" * max(width - 1 - display_width(top), 0) + "┐"]
     for line in lines:
         for piece in wrap(line, inner):

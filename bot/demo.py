@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ ORG_QUOTA = {
 REPLY_WAIT_SECONDS = 10.0  # a message dropped by the per-user limit gets no answer at all
 FRAME_WIDTH = (40, 100)  # columns: narrowest and widest card frame
 SIGPIPE_EXIT = 141  # as a shell tool killed by SIGPIPE: the reader (e.g. `head`) stopped reading
+RUNNER_STOP_SECONDS = 1.0  # after shutdown, how long the bot's connection loop gets to end by itself
 INTERRUPTED_EXIT = 130  # as after Ctrl-C (SIGINT)
 THROTTLED = {"code": "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "message": "qps", "requestid": "DEMO-QPS"}
 _MARKDOWN_LINK = re.compile(r"\[((?:\\.|[^\]])*)\]\((dtmd://[^)]+)\)")
@@ -116,7 +118,7 @@ class Conversation:
             label = f"bot ({'privately' if answer in private else answer.api})"
             for row in frame(label, lines, self.width - 2):
                 print(f"  {row}", file=self.out)
-        print(file=self.out)
+        print(file=self.out, flush=True)  # card by card, also into a pipe (`| tee`)
 
     async def flood(self, staff_id: str, text: str, count: int) -> None:
         """Send `count` messages as another employee, answered but not printed."""
@@ -128,7 +130,7 @@ class Conversation:
         print(f"  {staff_id} (1:1)> {text}   … {count} times within a second: {count} answers", file=self.out)
 
     def heading(self, what: str) -> None:
-        print(f"── {what}", file=self.out)
+        print(f"── {what}", file=self.out, flush=True)
 
     async def press(self, number: int) -> None:
         if not 1 <= number <= len(self.buttons):
@@ -260,7 +262,12 @@ async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1]) -> in
         raise
     finally:
         await app.shutdown(grace)
-        await runner
+        # A stop that lands while the connection is still being opened can leave the bot reading it; the demo is
+        # over either way, so it does not wait for that socket.
+        await asyncio.wait({runner}, timeout=RUNNER_STOP_SECONDS)
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
         await sandbox.close()
     return 0
 
