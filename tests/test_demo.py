@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import unicodedata
 
 import pytest_asyncio
 from hypothesis import given
@@ -71,6 +72,8 @@ async def test_the_demo_draws_cards_without_tags_in_unbroken_frames(transcript: 
     assert "<font" not in transcript and "</font>" not in transcript and "&lt;" not in transcript
     assert len(rows) > 100
     assert {display_width(row) for row in rows} == {DEMO_WIDTH}  # two columns of margin, the frame's own edges
+    plain = [row for row in rows if "\ufe0f" not in row]  # measured again without the emoji selector rule
+    assert {len(row) + sum(unicodedata.east_asian_width(char) in "WF" for char in row) for row in plain} == {DEMO_WIDTH}
     assert "│ 你已不再订阅 **食堂菜单**（cal-lunch）" in transcript
 
 
