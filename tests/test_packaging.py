@@ -172,3 +172,10 @@ def test_no_tracker_numbers_in_the_readme_the_code_or_the_templates() -> None:
         for match in re.finditer(r"(?i)\b(issue|ticket|bug|pr)\s*#\s*\d+|(?<![\w&])#\d+\b", path.read_text())
     ]
     assert found == []
+
+
+def test_the_readmes_configuration_table_lists_every_variable() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `([A-Z_]+)` \|", readme, re.MULTILINE)
+
+    assert rows == [variable.name for variable in VARIABLES]
