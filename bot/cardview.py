@@ -10,6 +10,7 @@ _MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_\[\]()#!|~])")
 _ENTITIES = {"&lt;": "<", "&gt;": ">", "&amp;": "&"}
 _ENTITY = re.compile("|".join(_ENTITIES))
 _EMOJI_PRESENTATION = "\ufe0f"
+_NO_LINE_START = frozenset("。，、；：！？）」』】》〉")
 
 
 def client_text(markdown: str) -> str:
@@ -61,6 +62,8 @@ def wrap(line: str, width: int) -> list[str]:
         in_a_word = rest[cut] != " " and _width(rest[cut]) == 1 and _width(rest[cut - 1]) == 1
         if in_a_word and last_space > 0:
             cut = last_space
+        elif rest[cut] in _NO_LINE_START and cut > 1:
+            cut -= 1  # CJK closing punctuation goes down with the character before it, never alone
         cut = max(cut, 1)  # a character wider than the whole line still moves on
         pieces.append(rest[:cut].rstrip(" "))
         rest = indent + rest[cut:].lstrip(" ")

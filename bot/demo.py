@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import threading
 from typing import Any, TextIO
@@ -99,7 +100,7 @@ class Conversation:
         since = len(self.sandbox.requests)
         where = "in the group" if group else "1:1"
         who = "you" if staff_id == DEMO_STAFF_ID else staff_id
-        print(f"  {who} ({where})> {text if text is not None else '<a picture>'}", file=self.out)
+        print(f"  {who} ({where})> {text if text is not None else '<a picture>'}", file=self.out, flush=True)
         await self.sandbox.push(data)
         try:
             reply = await self.sandbox.wait_reply(data, timeout=REPLY_WAIT_SECONDS)
@@ -240,36 +241,60 @@ def announce_settings(sandbox: Sandbox, out: TextIO) -> None:
 
 
 async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1]) -> int:
+    """Play the demo; on Ctrl-C stop at once and return INTERRUPTED_EXIT."""
     sandbox = Sandbox()
     await sandbox.start()
     seed(sandbox)
     settings = {name: value for name, (value, _) in DEMO_SETTINGS.items()}
     app = App(Config.from_env({**sandbox.bot_env(), **settings}))
     runner = asyncio.create_task(app.run())
-    grace = 5.0
+    # Ctrl-C sets an event rather than cancelling the script: a cancellation can be lost inside asyncio.wait_for
+    # on Python 3.11 when what it waits for finishes at the same moment, and the script would play on.
+    interrupted = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
+    script = asyncio.create_task(play(sandbox, interactive, out, width))
+    ctrl_c = asyncio.create_task(interrupted.wait())
     try:
-        await sandbox.wait_connected()
-        announce_settings(sandbox, out)
-        talk = Conversation(sandbox, out, width)
-        await (play_interactive(talk) if interactive else play_script(talk))
-        out.flush()
-    except BrokenPipeError:
-        silence_stdout()
-        raise
-    except asyncio.CancelledError:  # Ctrl-C: leave at once, without waiting for or logging commands in flight
-        logging.disable(logging.CRITICAL)
-        grace = 0.0
-        raise
+        await asyncio.wait({script, ctrl_c}, return_when=asyncio.FIRST_COMPLETED)
+        if interrupted.is_set():
+            logging.disable(logging.CRITICAL)  # leaving at once: no log lines about commands cut short
+            script.cancel()
+            await stop(app, runner, sandbox, grace=0.0)
+            await asyncio.wait({script}, timeout=RUNNER_STOP_SECONDS)
+            if script.done() and not script.cancelled():
+                script.exception()  # whatever it met once the sandbox was gone does not matter any more
+            return INTERRUPTED_EXIT
+        ctrl_c.cancel()
+        try:
+            script.result()
+        except BrokenPipeError:
+            silence_stdout()
+            raise
+        finally:
+            await stop(app, runner, sandbox, grace=5.0)
+        return 0
     finally:
-        await app.shutdown(grace)
-        # A stop that lands while the connection is still being opened can leave the bot reading it; the demo is
-        # over either way, so it does not wait for that socket.
-        await asyncio.wait({runner}, timeout=RUNNER_STOP_SECONDS)
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-        await sandbox.close()
-    return 0
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+
+async def play(sandbox: Sandbox, interactive: bool, out: TextIO, width: int) -> None:
+    await sandbox.wait_connected()
+    announce_settings(sandbox, out)
+    talk = Conversation(sandbox, out, width)
+    await (play_interactive(talk) if interactive else play_script(talk))
+    out.flush()
+
+
+async def stop(app: App, runner: asyncio.Task[None], sandbox: Sandbox, grace: float) -> None:
+    """Stop the bot (commands in flight get `grace` seconds) and the sandbox."""
+    await app.shutdown(grace)
+    # A stop that lands while the connection is still being opened can leave the bot reading it; the demo is over
+    # either way, so it does not wait for that socket.
+    await asyncio.wait({runner}, timeout=RUNNER_STOP_SECONDS)
+    runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
+    await sandbox.close()
 
 
 def silence_stdout() -> None:
@@ -284,10 +309,12 @@ def main(interactive: bool = False) -> int:
     columns = shutil.get_terminal_size((FRAME_WIDTH[1], 24)).columns
     width = min(max(columns, FRAME_WIDTH[0]), FRAME_WIDTH[1])
     try:
-        return asyncio.run(run(interactive, sys.stdout, width))
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+        code = asyncio.run(run(interactive, sys.stdout, width))
+    except KeyboardInterrupt:  # Ctrl-C before the demo's own handler is in place
+        code = INTERRUPTED_EXIT
     except BrokenPipeError:
         silence_stdout()
         return SIGPIPE_EXIT
+    if code == INTERRUPTED_EXIT:
+        print("\ninterrupted", file=sys.stderr)
+    return code

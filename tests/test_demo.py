@@ -35,6 +35,7 @@ def test_wide_characters_take_two_columns_and_invisible_ones_none() -> None:
 def test_a_cjk_line_is_cut_between_characters_and_a_latin_one_at_spaces() -> None:
     assert wrap("你已不再订阅食堂菜单", 8) == ["你已不再", "订阅食堂", "菜单"]
     assert wrap("- unsubscribe from Company Holidays", 16) == ["- unsubscribe", "  from Company", "  Holidays"]
+    assert wrap("改主意了？点撤销", 8) == ["改主意", "了？点撤", "销"]  # no line starts with closing punctuation
 
 
 @given(st.lists(st.text(max_size=300), max_size=6), st.integers(min_value=8, max_value=120), st.text(max_size=30))
