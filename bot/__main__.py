@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
 import signal
 import sys
+import textwrap
 from urllib.parse import urlsplit
 
 import uvloop
 
 from bot import logs
 from bot.app import App, VitalTaskEnded
-from bot.config import Config, ConfigError
+from bot.config import VARIABLES, Config, ConfigError
 
 log = logging.getLogger("bot.main")
 SHUTDOWN_GRACE_SECONDS = 20.0  # a dyno gets 30 s between SIGTERM and SIGKILL; with the sockets closed, exit within 25 s
+PROXY_HELP = (
+    "Outbound proxy: HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured for every DingTalk HTTP call and for the "
+    "Stream WebSocket, as other tools honour them."
+)
+DESCRIPTION = """DingTalk calendar bot: employees write `unsubscribe <calendar>` to it and get a card back.
+
+commands:
+  (none)              run the worker: connect to DingTalk in Stream mode, configured by the environment
+                      variables below (a missing or invalid one exits 2 and names it)
+  demo                run the real bot against the built-in loopback DingTalk sandbox and play a scripted
+                      conversation; needs no credentials and no network
+  demo --interactive  the same, typing the messages yourself (a number presses that button of the last card)"""
 
 
 async def serve(config: Config) -> int:
@@ -40,14 +54,38 @@ async def serve(config: Config) -> int:
     return 0
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command line; its help lists every environment variable from the config's table."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        usage="%(prog)s [-h] [demo [--interactive]]",
+        description=DESCRIPTION,
+        epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", help=argparse.SUPPRESS)
+    demo = commands.add_parser("demo", description="Run the real bot against the built-in loopback DingTalk sandbox.")
+    demo.add_argument("--interactive", action="store_true", help="type the messages yourself")
+    return parser
+
+
+def environment_help(width: int = 100) -> str:
+    lines = ["environment variables (name = default):"]
+    for variable in VARIABLES:
+        lines.append(f"  {variable.name} = {variable.default}")
+        lines += textwrap.wrap(
+            variable.meaning, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_on_hyphens=False
+        )
+    lines += ["", *textwrap.wrap(PROXY_HELP, width)]
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["demo"]:
+    arguments = parser().parse_args(argv)  # --help exits 0, unknown arguments exit 2 with the usage
+    if arguments.command == "demo":
         from bot import demo
 
-        return demo.main(argv[1:])
-    if argv:
-        print("usage: python -m bot [demo]", file=sys.stderr)
-        return 2
+        return demo.main(interactive=arguments.interactive)
     try:
         config = Config.from_env(os.environ)
     except ConfigError as error:

@@ -14,7 +14,15 @@ import orjson
 from bot.commands import command_text
 from bot.models import Action, Button, Card, Reply
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+def _templates_dir() -> Path:
+    """bot/templates in an installed package; the repository's top-level templates/ in a source checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "templates"
+    return installed if installed.is_dir() else package.parent / "templates"
+
+
+TEMPLATES_DIR = _templates_dir()
 MAX_ECHO_LENGTH = 80
 TITLE_LIMIT = 64  # DingTalk rejects longer card titles (errcode 34016)
 MARKDOWN_LIMIT = 5_000  # DingTalk rejects longer markdown (errcode 34016)

@@ -16,6 +16,97 @@ LOCALES = ("zh_CN", "en")
 FAULTS = ("", "stream-loop-ends", "heartbeat-ends")  # BOT_FAULT: make a vital task end, to test the watchdog
 
 
+REQUIRED = "(required)"
+UNSET = "(unset)"
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One environment variable the bot reads: its default as an admin would write it, and what it means."""
+
+    name: str
+    default: str  # the value as written in the environment, or in parentheses what happens without it
+    meaning: str
+
+
+# Every variable the bot reads, in the order the README, `python -m bot --help` and app.json present them.
+# A new setting gets a row here and a line in Config.from_env; tests check that the two, and app.json, agree.
+VARIABLES = (
+    Variable("DINGTALK_CLIENT_ID", REQUIRED, "the app's Client ID / AppKey; also the robot code"),
+    Variable("DINGTALK_CLIENT_SECRET", REQUIRED, "the app's Client Secret / AppSecret; never logged"),
+    Variable(
+        "DINGTALK_REGION",
+        "cn",
+        "cn: mainland DingTalk (api.dingtalk.com, oapi.dingtalk.com); intl: international DingTalk "
+        "(api.dingtalk.io, oapi.dingtalk.io)",
+    ),
+    Variable(
+        "DINGTALK_API_BASE",
+        "(from the region)",
+        "new-style OpenAPI host, also the Stream gateway host, e.g. https://api.dingtalk.com; overrides the region",
+    ),
+    Variable(
+        "DINGTALK_OAPI_BASE",
+        "(from the region)",
+        "old-style API host (topapi), e.g. https://oapi.dingtalk.com; overrides the region",
+    ),
+    Variable("BOT_LOCALE", "zh_CN", "card language for text the bot cannot parse: zh_CN or en"),
+    Variable(
+        "BOT_HTTP_TIMEOUT",
+        "10",
+        "seconds one DingTalk HTTP exchange may take in all (connect, send, read the whole answer)",
+    ),
+    Variable("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    Variable("BOT_MAX_IN_FLIGHT", "256", "messages handled at once; more wait in arrival order (ACKs never wait)"),
+    Variable(
+        "BOT_COMMAND_TIMEOUT",
+        "20",
+        "seconds a command may keep retrying DingTalk before the 'DingTalk is busy' card; the reply has a budget "
+        "of its own",
+    ),
+    Variable("BOT_API_QPS", "20", "calls per second per DingTalk API (DingTalk counts each API separately)"),
+    Variable(
+        "BOT_USER_RATE",
+        "10",
+        "commands per sender per minute, help included; the next gets a 'slow down' card, later ones are dropped",
+    ),
+    Variable("BOT_HEARTBEAT_SECONDS", "60", "how often the heartbeat log line with counters is written"),
+    Variable(
+        "BOT_STREAM_PING_SECONDS",
+        "20",
+        "WebSocket ping interval; a socket with no pong for as long again is replaced",
+    ),
+    Variable(
+        "BOT_STREAM_RETRY_SECONDS",
+        "1",
+        "pause before the first reconnect of the Stream connection; it doubles after each failed or short-"
+        "lived (under a minute) connection, up to 60 s, with jitter",
+    ),
+    Variable(
+        "BOT_RETRY_PAUSE_SCALE",
+        "1",
+        "multiplies every pause between retries of a DingTalk call (0.125-4 s, at least 1 s after a "
+        "throttle); tests use 0.01, keep 1 in production",
+    ),
+    Variable(
+        "BOT_FAULT",
+        UNSET,
+        "for tests of the watchdog only: stream-loop-ends or heartbeat-ends makes that task end; never set it"
+        " in production",
+    ),
+    Variable(
+        "REDIS_URL",
+        UNSET,
+        "redis://... or rediss://... (TLS): share state between dynos; unset keeps state in the process (one dyno)",
+    ),
+    Variable(
+        "REDIS_TLS_VERIFY",
+        "false",
+        "verify the certificate of a rediss:// server (off because Heroku's Redis certificate is self-signed)",
+    ),
+)
+
+
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
 

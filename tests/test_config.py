@@ -1,10 +1,15 @@
-"""Config.from_env: defaults, regions, overrides and validation."""
+"""Config.from_env: defaults, regions, overrides and validation; the table of variables and `--help`."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+
 import pytest
 
-from bot.config import Config, ConfigError
+from bot.config import REQUIRED, VARIABLES, Config, ConfigError, Variable
+from tests.botprocess import ROOT
 
 CREDENTIALS = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret"}
 
@@ -53,3 +58,68 @@ def test_the_secret_is_not_in_any_error_message() -> None:
     with pytest.raises(ConfigError) as raised:
         Config.from_env({**CREDENTIALS, "DINGTALK_REGION": "nowhere"})
     assert "secret" not in str(raised.value)
+
+
+class RecordingEnvironment(Mapping[str, str]):
+    """An environment that remembers every name looked up in it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.read: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        self.read.append(name)
+        return self.values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def test_the_table_lists_exactly_the_variables_the_configuration_reads() -> None:
+    environment = RecordingEnvironment(dict(CREDENTIALS))
+    Config.from_env(environment)
+
+    assert sorted(set(environment.read)) == sorted(variable.name for variable in VARIABLES)
+    assert len({variable.name for variable in VARIABLES}) == len(VARIABLES)
+
+
+@pytest.mark.parametrize("variable", VARIABLES, ids=lambda variable: variable.name)
+def test_the_tables_default_is_the_value_used_when_the_variable_is_unset(variable: Variable) -> None:
+    default = variable.default
+    written = {} if default.startswith("(") else {variable.name: default}
+
+    assert (
+        default == REQUIRED
+        or default.startswith("(")
+        or Config.from_env({**CREDENTIALS, **written}) == (Config.from_env(CREDENTIALS))
+    )
+    assert variable.meaning and variable.meaning == variable.meaning.strip()
+
+
+def run_bot(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_variable_with_its_default_and_meaning_and_the_demo(flag: str) -> None:
+    shown = run_bot(flag)
+
+    assert shown.returncode == 0 and shown.stderr == ""
+    text = " ".join(shown.stdout.split())  # meanings are wrapped to the terminal
+    for variable in VARIABLES:
+        assert f"{variable.name} = {variable.default} {variable.meaning}" in text
+    assert "demo --interactive" in text and "usage: python -m bot" in text
+    assert "HTTPS_PROXY, HTTP_PROXY and NO_PROXY" in text
+
+
+@pytest.mark.parametrize("arguments", [["--verbose"], ["serve"], ["demo", "--fast"]])
+def test_unknown_arguments_exit_2_with_the_usage(arguments: list[str]) -> None:
+    refused = run_bot(*arguments)
+
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "usage: python -m bot" in refused.stderr and "Traceback" not in refused.stderr
