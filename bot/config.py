@@ -95,6 +95,12 @@ VARIABLES = (
         " in production",
     ),
     Variable(
+        "BOT_STATE_DIR",
+        "./state",
+        "folder for the bot's embedded state (SQLite), used when REDIS_URL is unset; on a platform whose disk does "
+        "not outlive the process (a Heroku dyno), use REDIS_URL for anything that must survive a restart",
+    ),
+    Variable(
         "REDIS_URL",
         UNSET,
         "redis://... or rediss://... (TLS): share state between dynos; unset keeps state in the process (one dyno)",
@@ -131,6 +137,7 @@ class Config:
     redis_url: str = ""
     redis_tls_verify: bool = False
     retry_pause_scale: float = 1.0
+    state_dir: str = "./state"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -165,6 +172,7 @@ class Config:
             redis_url=_redis_url(env),
             redis_tls_verify=_flag(env, "REDIS_TLS_VERIFY"),
             retry_pause_scale=_positive_float(env, "BOT_RETRY_PAUSE_SCALE", 1.0),
+            state_dir=env.get("BOT_STATE_DIR", "").strip() or "./state",
         )
 
 

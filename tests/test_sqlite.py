@@ -1,0 +1,58 @@
+"""The embedded SQLite database: WAL on disk, calls off the event loop and in order, transactions all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.stores.sqlite import Database
+
+
+async def test_the_file_is_created_in_wal_mode_and_keeps_what_was_written(tmp_path: Path) -> None:
+    database = await Database(tmp_path / "state" / "bot.sqlite3").open()
+    await database.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT)")
+    await database.execute("INSERT INTO kv VALUES (?, ?)", ("a", "1"))
+    assert await database.execute("PRAGMA journal_mode") == [("wal",)]
+    await database.close()
+
+    reopened = await Database(tmp_path / "state" / "bot.sqlite3").open()
+    assert await reopened.execute("SELECT value FROM kv WHERE key = ?", ("a",)) == [("1",)]
+    await reopened.close()
+
+
+async def test_work_runs_on_one_thread_that_is_not_the_loops_and_in_the_order_it_was_asked(tmp_path: Path) -> None:
+    database = await Database(tmp_path / "bot.sqlite3").open()
+    await database.execute("CREATE TABLE log (n INTEGER)")
+    threads: set[int] = set()
+
+    def insert(n: int) -> Callable[[sqlite3.Connection], None]:
+        def work(connection: sqlite3.Connection) -> None:
+            threads.add(threading.get_ident())
+            connection.execute("INSERT INTO log VALUES (?)", (n,))
+
+        return work
+
+    await asyncio.gather(*(database.run(insert(n)) for n in range(50)))
+
+    assert await database.execute("SELECT n FROM log ORDER BY rowid") == [(n,) for n in range(50)]
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    await database.close()
+
+
+async def test_a_failing_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
+    database = await Database(tmp_path / "bot.sqlite3").open()
+    await database.execute("CREATE TABLE kv (key TEXT PRIMARY KEY)")
+
+    def two_inserts_then_a_failure(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO kv VALUES ('a')")
+        connection.execute("INSERT INTO kv VALUES ('a')")  # primary key violated
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await database.transaction(two_inserts_then_a_failure)
+    assert await database.execute("SELECT count(*) FROM kv") == [(0,)]
+    await database.close()
