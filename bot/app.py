@@ -16,7 +16,7 @@ from bot.handlers import HANDLERS, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
 from bot.languages import LastLanguages
-from bot.models import Command, Message, Reply
+from bot.models import Command, Message, Outcome, Reply
 from bot.names import CalendarNames
 from bot.redis_state import RedisState, connect
 from bot.replies import deliver, deliver_privately
@@ -25,7 +25,7 @@ from bot.transport import StreamClient
 from bot.users import UserDirectory
 
 log = logging.getLogger("bot.app")
-FAILED_OUTCOMES = frozenset({"internal_error", "temporary_problem"})
+FAILED_OUTCOMES = frozenset({Outcome.INTERNAL_ERROR, Outcome.TEMPORARY_PROBLEM})
 
 
 def build_state(config: Config) -> LocalState:
@@ -99,7 +99,7 @@ class App:
         if command.understood:
             self.languages.remember(message.sender_key, command.locale)
         with budget.spending(self.config.command_timeout) as work:
-            reply = Reply("slow_down") if verdict == "slow_down" else await self._run_command(message, command)
+            reply = Reply(Outcome.SLOW_DOWN) if verdict == "slow_down" else await self._run_command(message, command)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
         # The reply gets its own budget: a command that used up its time still gets its card.
@@ -124,12 +124,12 @@ class App:
             return await HANDLERS[command.name](Context(message, self.dingtalk, self.users, self.names), command)
         except Exception:
             log.exception("command failed", extra={"fields": {"msg_id": message.msg_id, "command": command.name}})
-            return Reply("internal_error")
+            return Reply(Outcome.INTERNAL_ERROR)
 
     async def _answer(self, message: Message, reply: Reply, locale: str) -> str:
         card = cards.render(reply, locale)
         if message.is_group and card.interactive:
-            notice = cards.render(Reply("sent_privately", {"title": card.title}), locale)
+            notice = cards.render(Reply(Outcome.SENT_PRIVATELY, {"title": card.title}), locale)
             return await deliver_privately(self.dingtalk, message, card, notice, self.config.oapi_base)
         return await deliver(self.dingtalk, message, card, self.config.oapi_base)
 

@@ -1,8 +1,9 @@
-"""The shared vocabulary: Message, Command, Calendar, Action, Reply, Button and Card (stdlib only)."""
+"""The shared vocabulary: Message, Command, Calendar, Action, Outcome, Reply, Button and Card (stdlib only)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 ONE_TO_ONE = "1"
@@ -66,11 +67,40 @@ class Action:
     name: str = ""
 
 
+class Outcome(StrEnum):
+    """What became of a command: each has a card template of the same name in every locale."""
+
+    AMBIGUOUS = "ambiguous"
+    APP_LACKS_PERMISSION = "app_lacks_permission"
+    BATCH = "batch"
+    CALENDAR_ID_MISSING = "calendar_id_missing"
+    CALENDARS = "calendars"
+    DINGTALK_ERROR = "dingtalk_error"
+    FOREIGN_SENDER = "foreign_sender"
+    HELP = "help"
+    INTERNAL_ERROR = "internal_error"
+    INVALID_CALENDAR_ID = "invalid_calendar_id"
+    NO_CALENDARS = "no_calendars"
+    NO_MATCH = "no_match"
+    NOT_IN_SCOPE = "not_in_scope"
+    NOT_SUBSCRIBABLE = "not_subscribable"
+    ORG_QUOTA_EXHAUSTED = "org_quota_exhausted"
+    RESUBSCRIBED = "resubscribed"
+    SENDER_UNKNOWN = "sender_unknown"
+    SENT_PRIVATELY = "sent_privately"
+    SLOW_DOWN = "slow_down"
+    SUBSCRIBE_LIMIT = "subscribe_limit"
+    TEMPORARY_PROBLEM = "temporary_problem"
+    TOO_MANY_CALENDARS = "too_many_calendars"
+    UNKNOWN_CALENDAR = "unknown_calendar"
+    UNSUBSCRIBED = "unsubscribed"
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What a handler decided: an outcome (one template per outcome), the data it shows, follow-up actions."""
 
-    outcome: str
+    outcome: Outcome
     data: dict[str, Any] = field(default_factory=dict)
     actions: tuple[Action, ...] = ()
 

@@ -11,7 +11,7 @@ from bot.commands import MAX_TARGETS, Target, calendar_id_problem, split_targets
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers.explain import explain_calendar_error, explain_lookup_error
-from bot.models import Action, Calendar, Command, Message, Reply
+from bot.models import Action, Calendar, Command, Message, Outcome, Reply
 from bot.names import CalendarNames
 from bot.users import ForeignSender, UserDirectory
 
@@ -32,7 +32,7 @@ class Context:
         try:
             return await self.users.union_id(self.message)
         except ForeignSender:
-            return Reply("foreign_sender")
+            return Reply(Outcome.FOREIGN_SENDER)
         except DingTalkError as error:
             return explain_lookup_error(error)
 
@@ -59,9 +59,9 @@ async def sender_and_targets(
     act for."""
     targets = split_targets(command.argument, MAX_TARGETS)
     if targets is None:
-        return Reply("too_many_calendars", {"limit": MAX_TARGETS})
+        return Reply(Outcome.TOO_MANY_CALENDARS, {"limit": MAX_TARGETS})
     if not targets:
-        return Reply("calendar_id_missing", {"code": "", "request_id": ""})
+        return Reply(Outcome.CALENDAR_ID_MISSING, {"code": "", "request_id": ""})
     if all(refused(target.text) for target in targets):
         return combine([refuse(target.text) for target in targets])
     union_id = await context.identify()
@@ -70,7 +70,7 @@ async def sender_and_targets(
     return union_id, targets
 
 
-def offer_calendars(outcome: str, calendars: Sequence[Calendar], **data: object) -> Reply:
+def offer_calendars(outcome: Outcome, calendars: Sequence[Calendar], **data: object) -> Reply:
     """A card listing calendars, each with a one-tap unsubscribe."""
     items = [{"id": calendar.id, "name": calendar.name} for calendar in calendars]
     actions = tuple(Action("unsubscribe", calendar.id, calendar.name) for calendar in calendars)
@@ -78,7 +78,7 @@ def offer_calendars(outcome: str, calendars: Sequence[Calendar], **data: object)
 
 
 def refuse(text: str) -> Reply:
-    return Reply("invalid_calendar_id", {"calendar_id": text, "problem": calendar_id_problem(text)})
+    return Reply(Outcome.INVALID_CALENDAR_ID, {"calendar_id": text, "problem": calendar_id_problem(text)})
 
 
 async def each(targets: list[Target], act: Callable[[Target], Awaitable[Reply]]) -> Reply:
@@ -107,11 +107,11 @@ def combine(replies: Sequence[Reply]) -> Reply:
     if len(replies) == 1:
         return replies[0]
     items = [{"outcome": reply.outcome, **reply.data} for reply in replies]
-    done = {reply.data["calendar_id"] for reply in replies if reply.outcome == "unsubscribed"}
+    done = {reply.data["calendar_id"] for reply in replies if reply.outcome == Outcome.UNSUBSCRIBED}
     offered = (action for reply in replies for action in reply.actions)
     # a name that matched nothing offers the subscribed calendars; not those this same command just left
     actions = tuple(dict.fromkeys(a for a in offered if not (a.command == "unsubscribe" and a.calendar_id in done)))
-    return Reply("batch", {"items": items}, actions)
+    return Reply(Outcome.BATCH, {"items": items}, actions)
 
 
 Handler = Callable[[Context, Command], Awaitable[Reply]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.errors import DingTalkError
 from bot.handlers.base import Context, offer_calendars
 from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
-from bot.models import Command, Reply
+from bot.models import Command, Outcome, Reply
 from bot.resolve import subscribed
 
 
@@ -18,6 +18,6 @@ async def list_calendars(context: Context, command: Command) -> Reply:
     except DingTalkError as error:
         return explain_calendar_error(error, "", LIST_SCOPE)
     if not calendars:
-        return Reply("no_calendars")
+        return Reply(Outcome.NO_CALENDARS)
     context.names.remember(union_id, calendars)
-    return offer_calendars("calendars", calendars)
+    return offer_calendars(Outcome.CALENDARS, calendars)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.errors import DingTalkError
-from bot.models import Reply
+from bot.models import Outcome, Reply
 
 PERMISSION_DENIED = "Forbidden.AccessDenied.AccessTokenPermissionDenied"
 ORG_QUOTA_EXHAUSTED = "Forbidden.AccessDenied.ApiCountLimitForOrg"  # the organization's monthly API calls are used up
@@ -21,33 +21,33 @@ def explain_calendar_error(error: DingTalkError, calendar_id: str, scope: str = 
     data = {"calendar_id": calendar_id, "name": name, "code": error.code, "request_id": error.request_id}
     # Before the temporary check: a used-up monthly quota must never read as "try again in a minute".
     if error.code == ORG_QUOTA_EXHAUSTED:
-        return Reply("org_quota_exhausted", data)
+        return Reply(Outcome.ORG_QUOTA_EXHAUSTED, data)
     if error.is_temporary:
-        return Reply("temporary_problem", data)
+        return Reply(Outcome.TEMPORARY_PROBLEM, data)
     if error.code == PERMISSION_DENIED:
-        return Reply("app_lacks_permission", {**data, "scopes": error.required_scopes or (scope,)})
+        return Reply(Outcome.APP_LACKS_PERMISSION, {**data, "scopes": error.required_scopes or (scope,)})
     if error.code == "permissionDenied":
-        return Reply("not_in_scope", data)
+        return Reply(Outcome.NOT_IN_SCOPE, data)
     if error.code == "exceedSubscribeLimit":
-        return Reply("subscribe_limit", data)
+        return Reply(Outcome.SUBSCRIBE_LIMIT, data)
     if error.code == "invalidParameter":
         if "calendarId cannot be blank" in error.message:
-            return Reply("calendar_id_missing", data)
+            return Reply(Outcome.CALENDAR_ID_MISSING, data)
         if "calendar type invalid" in error.message:
-            return Reply("not_subscribable", data)
-        return Reply("unknown_calendar", data)
-    return Reply("dingtalk_error", {**data, "message": error.message})
+            return Reply(Outcome.NOT_SUBSCRIBABLE, data)
+        return Reply(Outcome.UNKNOWN_CALENDAR, data)
+    return Reply(Outcome.DINGTALK_ERROR, {**data, "message": error.message})
 
 
 def explain_lookup_error(error: DingTalkError) -> Reply:
     """The card for an error while looking up who the sender is."""
     data = {"calendar_id": "", "name": "", "code": error.code, "request_id": error.request_id}
     if error.code == ORG_QUOTA_EXHAUSTED:
-        return Reply("org_quota_exhausted", data)
+        return Reply(Outcome.ORG_QUOTA_EXHAUSTED, data)
     if error.is_temporary:
-        return Reply("temporary_problem", data)
+        return Reply(Outcome.TEMPORARY_PROBLEM, data)
     if error.code in _USER_NOT_FOUND:
-        return Reply("sender_unknown", data)
+        return Reply(Outcome.SENDER_UNKNOWN, data)
     if error.code == PERMISSION_DENIED or error.code in _NO_CONTACT_PERMISSION:
-        return Reply("app_lacks_permission", {**data, "scopes": error.required_scopes or (LOOKUP_SCOPE,)})
-    return Reply("dingtalk_error", {**data, "message": error.message})
+        return Reply(Outcome.APP_LACKS_PERMISSION, {**data, "scopes": error.required_scopes or (LOOKUP_SCOPE,)})
+    return Reply(Outcome.DINGTALK_ERROR, {**data, "message": error.message})

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot.handlers.base import Context
-from bot.models import Command, Reply
+from bot.models import Command, Outcome, Reply
 
 
 async def show_help(context: Context, command: Command) -> Reply:
-    return Reply("help", {"understood": command.understood})
+    return Reply(Outcome.HELP, {"understood": command.understood})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.commands import Target, calendar_id_problem
 from bot.handlers.base import Context, change_calendar, each, refuse, sender_and_targets
-from bot.models import Action, Calendar, Command, Reply
+from bot.models import Action, Calendar, Command, Outcome, Reply
 
 # An id is one URL path segment whatever it holds (spaces too, if DingTalk made such an id); these it cannot be.
 REFUSED = ("dot_segment", "too_long", "bad_characters")
@@ -30,7 +30,7 @@ async def _resubscribe_one(context: Context, union_id: str, target: Target) -> R
 
     def done(request_id: str) -> Reply:
         data = {"calendar_id": calendar_id, "name": name, "request_id": request_id}
-        return Reply("resubscribed", data, (Action("unsubscribe", calendar_id, name),))
+        return Reply(Outcome.RESUBSCRIBED, data, (Action("unsubscribe", calendar_id, name),))
 
     call = context.dingtalk.subscribe_calendar(union_id, calendar_id)
     return await change_calendar(context, "resubscribe", union_id, Calendar(calendar_id, name, ""), call, done)

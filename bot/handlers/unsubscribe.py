@@ -9,7 +9,7 @@ from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers.base import Context, change_calendar, each, offer_calendars, refuse, sender_and_targets
 from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
-from bot.models import Action, Calendar, Command, Reply
+from bot.models import Action, Calendar, Command, Outcome, Reply
 from bot.names import CalendarNames
 from bot.resolve import Resolution, resolve, subscribed
 
@@ -64,7 +64,7 @@ async def _unsubscribe_exact(context: Context, union_id: str, text: str, calenda
     """A quoted text is an id, as the bot's buttons send it: one call. Only if DingTalk knows no such id is it
     looked for among the sender's calendar names (someone typed a name in quotes)."""
     as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, context.names.name(union_id, text), ""))
-    if as_id.outcome != "unknown_calendar":
+    if as_id.outcome != Outcome.UNKNOWN_CALENDAR:
         return as_id
     try:
         listed = await calendars.get()
@@ -89,7 +89,7 @@ async def _unsubscribe_id_or_name(context: Context, union_id: str, text: str, ca
     as_id = None
     if resolution.calendar is None and not resolution.matches and calendar_id_problem(text) is None:
         as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, "", ""))
-        if as_id.outcome != "unknown_calendar":
+        if as_id.outcome != Outcome.UNKNOWN_CALENDAR:
             return as_id
     return await _act_on(context, union_id, text, resolution, listed, as_id)
 
@@ -105,17 +105,17 @@ async def _act_on(
     """Unsubscribe the one calendar the text means, ask which of several, or show what the sender does follow (with
     the code of DingTalk's refusal of the text as an id, if it was tried as one)."""
     if resolution.matches:
-        return offer_calendars("ambiguous", resolution.matches, text=text)
+        return offer_calendars(Outcome.AMBIGUOUS, resolution.matches, text=text)
     if resolution.calendar is not None:
         return await _unsubscribe_calendar(context, union_id, resolution.calendar)
     code, request_id = (refused.data["code"], refused.data["request_id"]) if refused else ("", "")
-    return offer_calendars("no_match", subscribed(listed), text=text, code=code, request_id=request_id)
+    return offer_calendars(Outcome.NO_MATCH, subscribed(listed), text=text, code=code, request_id=request_id)
 
 
 async def _unsubscribe_calendar(context: Context, union_id: str, calendar: Calendar) -> Reply:
     def done(request_id: str) -> Reply:
         data = {"calendar_id": calendar.id, "name": calendar.name, "request_id": request_id}
-        return Reply("unsubscribed", data, (Action("resubscribe", calendar.id, calendar.name),))
+        return Reply(Outcome.UNSUBSCRIBED, data, (Action("resubscribe", calendar.id, calendar.name),))
 
     call = context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
     return await change_calendar(context, "unsubscribe", union_id, calendar, call, done)
