@@ -10,6 +10,7 @@ from collections import Counter
 from bot import budget, cards
 from bot.commands import parse
 from bot.config import Config
+from bot.dedupe import RecentIds
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, Context
@@ -24,14 +25,17 @@ from bot.users import UserDirectory
 
 log = logging.getLogger("bot.app")
 FAILED_OUTCOMES = frozenset({"internal_error", "temporary_problem"})
+MAX_BUSY_REPLIES = 32  # "busy" cards being sent at once; a flood beyond the inbox must not grow a task per message
+MAX_BUSY_TOLD = 20_000  # senders remembered as told "busy" within the window
 
 
 def build_state(config: Config) -> LocalState:
     """Shared through Redis when REDIS_URL is set; otherwise kept in this process (one dyno)."""
     if not config.redis_url:
-        return LocalState(config.api_qps, config.user_rate)
+        return LocalState(config.api_qps, config.user_rate, config.user_rate_window)
     client = connect(config.redis_url, config.redis_tls_verify)
-    return RedisState(client, config.client_id, config.api_qps, config.user_rate)
+    windows = (config.user_rate_window, config.dedupe_seconds)
+    return RedisState(client, config.client_id, config.api_qps, config.user_rate, *windows)
 
 
 class App:
@@ -42,7 +46,16 @@ class App:
         self.state = build_state(config)
         self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.state)
         self.users = UserDirectory(self.dingtalk, self.state)
-        self.inbox = Inbox(self.handle, config.max_in_flight)
+        self.inbox = Inbox(
+            self.handle,
+            config.max_in_flight,
+            self.refuse,
+            per_sender=config.max_in_flight_per_sender,
+            capacity=config.inbox_capacity,
+            dedupe_seconds=config.dedupe_seconds,
+        )
+        self._told_busy = RecentIds(config.user_rate_window, MAX_BUSY_TOLD)
+        self._busy_replies: set[asyncio.Task[None]] = set()
         self.stream = StreamClient(self.dingtalk, self.inbox.accept, config.ping_seconds)
         self.counters: Counter[str] = Counter()
 
@@ -57,7 +70,7 @@ class App:
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop taking messages, finish those already accepted (their cards sent), then close the HTTP client."""
         await self.stream.stop()
-        unfinished = await self.inbox.drain(grace_seconds)
+        unfinished, _ = await asyncio.gather(self.inbox.drain(grace_seconds), self._busy_replies_sent(grace_seconds))
         if unfinished:
             log.error("shutdown left messages unfinished", extra={"fields": {"unfinished": unfinished}})
         log.info("stopped", extra={"fields": self._snapshot()})
@@ -98,6 +111,36 @@ class App:
         self.counters["failed"] += reply.outcome in FAILED_OUTCOMES or fields["route"] == "failed"
         log.info("message handled", extra={"fields": fields})
 
+    def refuse(self, message: Message) -> None:
+        """The inbox is full: a short "busy" card, with no DingTalk call but the reply itself, at most once per sender
+        per rate-limit window and at most MAX_BUSY_REPLIES at once; any other refused message is only counted."""
+        self.counters["busy_refused"] += 1
+        fields = {"msg_id": message.msg_id}
+        if len(self._busy_replies) >= MAX_BUSY_REPLIES or not self._told_busy.claim(message.sender_key):
+            log.info("message refused: inbox full", extra={"fields": fields})
+            return
+        reply = asyncio.create_task(self._answer_busy(message))
+        self._busy_replies.add(reply)
+        reply.add_done_callback(self._busy_replies.discard)
+
+    async def _answer_busy(self, message: Message) -> None:
+        fields: dict[str, object] = {"msg_id": message.msg_id}
+        with budget.spending(self.config.command_timeout):
+            try:
+                fields["route"] = await self._answer(
+                    message, Reply("busy"), parse(message.text, self.config.locale).locale
+                )
+            except DingTalkError as error:
+                fields.update(route="failed", reply_code=error.code)
+            except Exception:
+                log.exception("reply failed", extra={"fields": fields})
+                fields["route"] = "failed"
+        log.info("message refused: inbox full, told busy", extra={"fields": fields})
+
+    async def _busy_replies_sent(self, seconds: float) -> None:
+        if self._busy_replies:
+            await asyncio.wait(set(self._busy_replies), timeout=seconds)
+
     async def _run_command(self, message: Message, command: Command) -> Reply:
         try:
             return await HANDLERS[command.name](Context(message, self.dingtalk, self.users), command)
@@ -119,6 +162,7 @@ class App:
             "retried": self.counters["retried"],
             "deduplicated": self.inbox.deduplicated + self.counters["taken_elsewhere"],
             "rate_limited": self.counters["rate_limited"],
+            "busy_refused": self.counters["busy_refused"],
             "in_flight": self.inbox.in_flight,
             "reconnects": self.stream.reconnects,
         }

@@ -36,6 +36,10 @@ class Config:
     ping_seconds: float = 20.0
     redis_url: str = ""
     redis_tls_verify: bool = False
+    inbox_capacity: int = 10_000
+    max_in_flight_per_sender: int = 1
+    user_rate_window: float = 60.0
+    dedupe_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -67,6 +71,10 @@ class Config:
             ping_seconds=_positive_float(env, "BOT_STREAM_PING_SECONDS", 20.0),
             redis_url=_redis_url(env),
             redis_tls_verify=_flag(env, "REDIS_TLS_VERIFY"),
+            inbox_capacity=_positive_int(env, "BOT_INBOX_CAPACITY", 10_000),
+            max_in_flight_per_sender=_positive_int(env, "BOT_MAX_IN_FLIGHT_PER_SENDER", 1),
+            user_rate_window=_positive_float(env, "BOT_USER_RATE_WINDOW", 60.0),
+            dedupe_seconds=_positive_float(env, "BOT_DEDUPE_SECONDS", 600.0),
         )
 
 
