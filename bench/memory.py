@@ -42,9 +42,9 @@ class Replies:
         self.sandbox.webhook_replies.clear()
         self.sandbox.requests.clear()
 
-    async def wait_beyond(self, count: int, timeout: float) -> bool:
+    async def wait_beyond(self, count: int, seconds: float) -> bool:
         try:
-            await self.sandbox.wait_for(lambda: self.total > count, timeout)
+            await self.sandbox.wait_for(lambda: self.total > count, seconds)
         except TimeoutError:
             return False
         return True
@@ -89,16 +89,24 @@ async def run(options: argparse.Namespace) -> None:
     mode = f"paced, at most {options.outstanding} unanswered" if options.outstanding else "burst"
     print(f"machine: {machine()}")
     print(f"{options.senders} commands (`list`) from distinct senders, {mode}, {' '.join(options.env)}")
-    print(f"replies: {replies.total} in {seconds:.0f} s; RSS idle {idle_mb:.0f} MB, end {rss:.0f} MB, peak {peak:.0f} MB")
+    print(
+        f"replies: {replies.total} in {seconds:.0f} s; RSS idle {idle_mb:.0f} MB, end {rss:.0f} MB, peak {peak:.0f} MB"
+    )
     print(f"RSS every {FLUSH_EVERY} commands (MB): {' '.join(f'{mb:.0f}' for mb in samples)}")
 
 
 def machine() -> str:
     model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
         platform.machine(),
     )
-    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    return (
+        f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
 if __name__ == "__main__":

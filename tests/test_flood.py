@@ -9,7 +9,6 @@ import json
 from bot.dedupe import RecentIds
 from bot.ratelimit import MAX_TRACKED_USERS, UserRateLimiter
 from bot.redis_state import RedisState, connect
-from bot.sandbox import Sandbox
 from tests.helpers import (
     BOT_ENV,
     calendar_calls,
@@ -139,7 +138,7 @@ async def test_the_user_rate_window_is_a_setting() -> None:
         assert card(again)["title"] == "📅 Calendar bot"
 
 
-async def test_the_dedupe_window_is_a_setting(sandbox: Sandbox) -> None:
+async def test_the_dedupe_window_is_a_setting() -> None:
     async with started_sandbox() as sandbox, running_bot(sandbox, {**BOT_ENV, "BOT_DEDUPE_SECONDS": "0.3"}) as bot:
         user = new_user(sandbox)
         data = sandbox.chat("help", user.staff_id)
