@@ -112,30 +112,28 @@ class App:
         log.info("message handled", extra={"fields": fields})
 
     def refuse(self, message: Message) -> None:
-        """The inbox is full: a short "busy" card, with no DingTalk call but the reply itself, at most once per sender
-        per rate-limit window and at most MAX_BUSY_REPLIES at once; any other refused message is only counted."""
+        """Too many messages wait: a short "busy" card, with no DingTalk call but the reply itself, at most once per
+        sender per rate-limit window and at most MAX_BUSY_REPLIES at once; any other refused message is only counted."""
         self.counters["busy_refused"] += 1
-        fields = {"msg_id": message.msg_id}
         if len(self._busy_replies) >= MAX_BUSY_REPLIES or not self._told_busy.claim(message.sender_key):
-            log.info("message refused: inbox full", extra={"fields": fields})
+            log.info("message refused: too many waiting", extra={"fields": {"msg_id": message.msg_id, "told": False}})
             return
         reply = asyncio.create_task(self._answer_busy(message))
         self._busy_replies.add(reply)
         reply.add_done_callback(self._busy_replies.discard)
 
     async def _answer_busy(self, message: Message) -> None:
-        fields: dict[str, object] = {"msg_id": message.msg_id}
+        fields: dict[str, object] = {"msg_id": message.msg_id, "told": True}
+        locale = parse(message.text, self.config.locale).locale
         with budget.spending(self.config.command_timeout):
             try:
-                fields["route"] = await self._answer(
-                    message, Reply("busy"), parse(message.text, self.config.locale).locale
-                )
+                fields["route"] = await self._answer(message, Reply("busy"), locale)
             except DingTalkError as error:
                 fields.update(route="failed", reply_code=error.code)
             except Exception:
-                log.exception("reply failed", extra={"fields": fields})
+                log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
                 fields["route"] = "failed"
-        log.info("message refused: inbox full, told busy", extra={"fields": fields})
+        log.info("message refused: too many waiting", extra={"fields": fields})
 
     async def _busy_replies_sent(self, seconds: float) -> None:
         if self._busy_replies:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import aiohttp
 import httpx
 import yarl
@@ -17,7 +19,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, connections: int) -> None:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         # keep every connection alive: reconnecting costs more CPU than a request; DingTalk sets no cookies
@@ -27,10 +28,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session = self._session or self._open()
         limits = request.extensions.get("timeout", {})
-        key = (limits.get("connect"), limits.get("read"))
-        timeout = self._timeouts.get(key) or self._timeouts.setdefault(
-            key, aiohttp.ClientTimeout(sock_connect=key[0], sock_read=key[1])
-        )
+        timeout = _client_timeout(limits.get("connect"), limits.get("read"))
         try:
             async with session.request(
                 request.method,
@@ -50,3 +48,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    """One timeout object per pair of limits, reused: most calls share one. A call near the end of its command's
+    budget has a limit of its own, so the cache is bounded rather than one entry per such call for ever."""
+    return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read)

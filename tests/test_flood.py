@@ -6,7 +6,10 @@ import asyncio
 import itertools
 import json
 
+import httpx
+
 from bot.dedupe import RecentIds
+from bot.http import AiohttpTransport, _client_timeout
 from bot.ratelimit import MAX_TRACKED_USERS, UserRateLimiter
 from bot.redis_state import RedisState, connect
 from tests.helpers import (
@@ -98,6 +101,8 @@ async def test_beyond_the_inbox_capacity_a_message_gets_a_busy_card_without_any_
         assert lookups == [user.staff_id for user in users]  # nothing was looked up for the refused messages
         assert not calendar_calls(sandbox, refused_user.union_id) and not calendar_calls(sandbox, another.union_id)
         await bot.wait_log("heartbeat", busy_refused=3, handled=4)
+        told = [entry["msg_id"] for entry in bot.logs("message refused: too many waiting") if entry["told"]]
+        assert sorted(told) == sorted([refused[0]["msgId"], refused[2]["msgId"]])
 
 
 async def test_one_sender_cannot_fill_the_inbox() -> None:
@@ -119,7 +124,9 @@ async def test_one_sender_cannot_fill_the_inbox() -> None:
         sandbox.latency = 0.0
         await bot.wait_log("message dropped: sender over the rate limit", msg_id=flood[99]["msgId"], timeout=20)
         assert sandbox.replies_to(flood[101]) == []
-        assert len(bot.logs("message refused: inbox full")) == 1
+        refusals = bot.logs("message refused: too many waiting")
+        assert [entry["msg_id"] for entry in refusals if not entry["told"]] == [flood[101]["msgId"]]
+        assert [entry["route"] for entry in refusals if entry["told"]] == ["webhook"]
 
 
 async def test_the_user_rate_window_is_a_setting() -> None:
@@ -180,3 +187,16 @@ def test_recent_ids_hold_at_most_their_capacity() -> None:
         assert ids.claim(f"m{number}")
     assert len(ids) <= 1000
     assert not ids.claim("m4999")
+
+
+async def test_http_timeouts_are_cached_in_a_bounded_cache() -> None:
+    transport = AiohttpTransport(4)
+    async with started_sandbox() as sandbox:
+        for number in range(100):  # as calls near the end of their budgets have: each its own limit
+            seconds = 5 - number / 1000
+            limits = {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
+            request = httpx.Request("POST", f"{sandbox.base_url}/robot/sendBySession", extensions={"timeout": limits})
+            assert (await transport.handle_async_request(request)).status_code == 200
+        await transport.aclose()
+
+    assert _client_timeout.cache_info().currsize <= 64
