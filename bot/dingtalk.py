@@ -162,7 +162,7 @@ class DingTalkClient:
             attempt += 1
             try:
                 slot = self._state.api_slot(api) if limited else _NO_WAIT
-                async with slot if spending is None else spending.paced(slot):  # waits within the budget only
+                async with spending.paced(slot) if spending and limited else slot:  # waits within the budget only
                     timeout = self._config.http_timeout
                     if spending is not None:
                         spending.attempts += 1

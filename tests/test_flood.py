@@ -8,6 +8,7 @@ import json
 
 import httpx
 
+from bot.budget import Budget
 from bot.dedupe import RecentIds
 from bot.http import AiohttpTransport, _client_timeout
 from bot.ratelimit import MAX_TRACKED_USERS, UserRateLimiter
@@ -200,3 +201,12 @@ async def test_http_timeouts_are_cached_in_a_bounded_cache() -> None:
         await transport.aclose()
 
     assert _client_timeout.cache_info().currsize <= 64
+
+
+def test_a_budget_gives_back_waiting_time_only_up_to_its_own_length() -> None:
+    budget = Budget(1.0)
+    before = budget.deadline
+    budget.extend(0.4)
+    budget.extend(5.0)
+    budget.extend(1.0)
+    assert budget.deadline - before == 1.0 and budget.credit_left == 0.0
