@@ -77,6 +77,9 @@ async def run(options: argparse.Namespace) -> None:
         f"another user's command answered {other_seconds:.2f} s after it was sent; "
         f"{len(answered)} of the flood's commands answered, the last {flood_seconds:.1f} s after the first was sent"
     )
+    body = reply.json()
+    title = (body.get("markdown") or body["actionCard"])["title"]
+    print(f"pushing the flood took {pushed - started:.2f} s; the other user's card: {title!r}")
     print(f"throttled by the platform: {sandbox.throttled}")
 
 

@@ -7,8 +7,10 @@ import itertools
 import json
 
 import httpx
+import pytest
 
 from bot.budget import Budget
+from bot.config import Config, ConfigError
 from bot.dedupe import RecentIds
 from bot.http import AiohttpTransport, _client_timeout
 from bot.ratelimit import MAX_TRACKED_USERS, UserRateLimiter
@@ -210,3 +212,13 @@ def test_a_budget_gives_back_waiting_time_only_up_to_its_own_length() -> None:
     budget.extend(5.0)
     budget.extend(1.0)
     assert budget.deadline - before == 1.0 and budget.credit_left == 0.0
+
+
+def test_the_flood_settings_have_their_production_defaults_and_are_validated() -> None:
+    credentials = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret"}
+    config = Config.from_env(credentials)
+    assert (config.inbox_capacity, config.max_in_flight_per_sender) == (10_000, 1)
+    assert (config.user_rate_window, config.dedupe_seconds) == (60.0, 600.0)
+    for name in ("BOT_INBOX_CAPACITY", "BOT_MAX_IN_FLIGHT_PER_SENDER", "BOT_USER_RATE_WINDOW", "BOT_DEDUPE_SECONDS"):
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env({**credentials, name: "0"})
