@@ -156,7 +156,7 @@ async def test_the_dedupe_window_is_a_setting() -> None:
         await sandbox.wait_ack(await sandbox.push(data))
         await bot.wait_log("duplicate message dropped", msg_id=data["msgId"])
 
-        await asyncio.sleep(0.6)  # remembered for at least the window, at most twice it
+        await asyncio.sleep(0.7)  # remembered for at least the window, at most twice it
         await sandbox.wait_ack(await sandbox.push(data))
         await sandbox.wait_for(lambda: len(sandbox.replies_to(data)) == 2)
 
