@@ -34,14 +34,18 @@ BUSY = "🚦 The bot is busy"
 async def test_waiting_for_rate_limit_slots_ends_within_twice_the_command_budget() -> None:
     env = {**BOT_ENV, "BOT_COMMAND_TIMEOUT": "1", "BOT_API_QPS": "1"}
     async with started_sandbox() as sandbox, running_bot(sandbox, env) as bot:
-        user = new_user(sandbox)
+        user, behind = new_user(sandbox), new_user(sandbox)
         calendars = [new_calendar(sandbox, user) for _ in range(8)]
         data = sandbox.chat("unsubscribe " + ",".join(calendars), user.staff_id)
+        after = sandbox.chat(f"unsubscribe {new_calendar(sandbox, behind)}", behind.staff_id)
 
-        _, reply = await converse(sandbox, data)
+        await sandbox.push(data)
+        _, later = await converse(sandbox, after)
+        reply = await sandbox.wait_reply(data)
 
         # One call a second: all eight would take seven seconds; the command may wait for slots one second more
-        # than its budget of one, then the rest are "DingTalk is busy".
+        # than its budget of one, then the rest are "DingTalk is busy". The command queued behind them gets that
+        # card as well, within the same two seconds, instead of waiting for all eight.
         first_call = calendar_calls(sandbox, user.union_id)[0].received_at
         assert reply.received_at - first_call < 3.5
         text = card(reply)["text"]
@@ -49,6 +53,8 @@ async def test_waiting_for_rate_limit_slots_ends_within_twice_the_command_budget
         assert len(unsubscribe_calls(sandbox, user.union_id)) <= 4
         entry = await bot.wait_log("message handled", msg_id=data["msgId"])
         assert entry["outcome"] == "batch" and entry["route"] == "webhook"
+        assert card(later)["title"] == "⏳ DingTalk is busy" and "RateLimitWait" in card(later)["text"]
+        assert later.received_at - first_call < 3.5
 
 
 async def test_one_senders_flood_neither_holds_back_another_sender_nor_runs_in_parallel() -> None:
