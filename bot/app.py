@@ -10,6 +10,7 @@ from collections import Counter
 from bot import budget, cards
 from bot.commands import parse
 from bot.config import Config
+from bot.dedupe import RecentIds
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, Context
@@ -26,14 +27,17 @@ from bot.users import UserDirectory
 
 log = logging.getLogger("bot.app")
 FAILED_OUTCOMES = frozenset({Outcome.INTERNAL_ERROR, Outcome.TEMPORARY_PROBLEM})
+MAX_BUSY_REPLIES = 32  # "busy" cards being sent at once; a flood beyond the inbox must not grow a task per message
+MAX_BUSY_TOLD = 20_000  # senders remembered as told "busy" within the window
 
 
 def build_state(config: Config) -> LocalState:
     """Shared through Redis when REDIS_URL is set; otherwise kept in this process (one dyno)."""
     if not config.redis_url:
-        return LocalState(config.api_qps, config.user_rate)
+        return LocalState(config.api_qps, config.user_rate, config.user_rate_window)
     client = connect(config.redis_url, config.redis_tls_verify)
-    return RedisState(client, config.client_id, config.api_qps, config.user_rate)
+    windows = (config.user_rate_window, config.dedupe_seconds)
+    return RedisState(client, config.client_id, config.api_qps, config.user_rate, *windows)
 
 
 class VitalTaskEnded(Exception):
@@ -50,7 +54,16 @@ class App:
         self.users = UserDirectory(self.dingtalk, self.state)
         self.names = CalendarNames()
         self.languages = LastLanguages()
-        self.inbox = Inbox(self.handle, config.max_in_flight)
+        self.inbox = Inbox(
+            self.handle,
+            config.max_in_flight,
+            self.refuse,
+            per_sender=config.max_in_flight_per_sender,
+            capacity=config.inbox_capacity,
+            dedupe_seconds=config.dedupe_seconds,
+        )
+        self._told_busy = RecentIds(config.user_rate_window, MAX_BUSY_TOLD)
+        self._busy_replies: set[asyncio.Task[None]] = set()
         self.stream = StreamClient(self.dingtalk, self.inbox.accept, config)
         self.counters: Counter[str] = Counter()
         self._shutting_down = False
@@ -76,7 +89,7 @@ class App:
         """Stop taking messages, finish those already accepted (their cards sent), then close the HTTP client."""
         self._shutting_down = True
         await self.stream.stop()
-        unfinished = await self.inbox.drain(grace_seconds)
+        unfinished, _ = await asyncio.gather(self.inbox.drain(grace_seconds), self._busy_replies_sent(grace_seconds))
         if unfinished:
             log.error("shutdown left messages unfinished", extra={"fields": {"unfinished": unfinished}})
         log.info("stopped", extra={"fields": self._snapshot()})
@@ -119,6 +132,34 @@ class App:
         self.counters["failed"] += reply.outcome in FAILED_OUTCOMES or fields["route"] == "failed"
         log.info("message handled", extra={"fields": fields})
 
+    def refuse(self, message: Message) -> None:
+        """Too many messages wait: a short "busy" card, with no DingTalk call but the reply itself, at most once per
+        sender per rate-limit window and at most MAX_BUSY_REPLIES at once; any other refused message is only counted."""
+        self.counters["busy_refused"] += 1
+        if len(self._busy_replies) >= MAX_BUSY_REPLIES or not self._told_busy.claim(message.sender_key):
+            log.info("message refused: too many waiting", extra={"fields": {"msg_id": message.msg_id, "told": False}})
+            return
+        reply = asyncio.create_task(self._answer_busy(message))
+        self._busy_replies.add(reply)
+        reply.add_done_callback(self._busy_replies.discard)
+
+    async def _answer_busy(self, message: Message) -> None:
+        fields: dict[str, object] = {"msg_id": message.msg_id, "told": True}
+        locale = parse(message.text, self.config.locale).locale
+        with budget.spending(self.config.command_timeout):
+            try:
+                fields["route"] = await self._answer(message, Reply(Outcome.BUSY), locale)
+            except DingTalkError as error:
+                fields.update(route="failed", reply_code=error.code)
+            except Exception:
+                log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
+                fields["route"] = "failed"
+        log.info("message refused: too many waiting", extra={"fields": fields})
+
+    async def _busy_replies_sent(self, seconds: float) -> None:
+        if self._busy_replies:
+            await asyncio.wait(set(self._busy_replies), timeout=seconds)
+
     async def _run_command(self, message: Message, command: Command) -> Reply:
         try:
             return await HANDLERS[command.name](Context(message, self.dingtalk, self.users, self.names), command)
@@ -140,6 +181,7 @@ class App:
             "retried": self.counters["retried"],
             "deduplicated": self.inbox.deduplicated + self.counters["taken_elsewhere"],
             "rate_limited": self.counters["rate_limited"],
+            "busy_refused": self.counters["busy_refused"],
             "in_flight": self.inbox.in_flight,
             "reconnects": self.stream.reconnects,
         }

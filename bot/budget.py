@@ -2,32 +2,64 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+
+from bot.errors import DingTalkError
+
+
+class OutOfTime(DingTalkError):
+    """A command waited for the bot's rate-limit slots as long as its budget allows: temporary, as DingTalk being
+    busy is, and never retried within the same budget."""
+
+    def __init__(self) -> None:
+        super().__init__(0, "RateLimitWait", "the command waited too long for rate-limit slots")
 
 
 @dataclass
 class Budget:
-    """A deadline counted from when handling starts; waiting in the bot's own rate limiter does not use it up."""
+    """A deadline counted from when handling starts. Time spent waiting for the bot's own rate-limit slots is given
+    back, but only up to `seconds` more in all: a command ends at most 2 × `seconds` after it started."""
 
     seconds: float
     deadline: float = field(init=False)
+    credit_left: float = field(init=False)
     attempts: int = 0
     retries: int = 0
 
     def __post_init__(self) -> None:
         self.deadline = time.monotonic() + self.seconds
+        self.credit_left = self.seconds
 
     @property
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
     def extend(self, seconds: float) -> None:
-        """Time spent queueing in the bot's own limiter is not failure: give it back."""
-        self.deadline += seconds
+        """Time spent queueing in the bot's own limiter is not failure: give it back, as far as credit is left."""
+        credited = min(max(seconds, 0.0), self.credit_left)
+        self.credit_left -= credited
+        self.deadline += credited
+
+    @asynccontextmanager
+    async def paced(self, slot: AbstractAsyncContextManager[float]) -> AsyncIterator[float]:
+        """Hold a rate-limit slot, waiting for it no longer than the budget could still give back; the wait is
+        credited. Raises OutOfTime instead of waiting longer, so a command cannot keep a worker for minutes."""
+        started = time.monotonic()
+        async with contextlib.AsyncExitStack() as holding:
+            try:
+                async with asyncio.timeout(max(self.remaining + self.credit_left, 0.0)):
+                    waited = await holding.enter_async_context(slot)
+            except TimeoutError:
+                self.extend(time.monotonic() - started)
+                raise OutOfTime from None
+            self.extend(waited)
+            yield waited
 
 
 current: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("budget", default=None)

@@ -70,6 +70,30 @@ VARIABLES = (
         "10",
         "commands per sender per minute, help included; the next gets a 'slow down' card, later ones are dropped",
     ),
+    Variable(
+        "BOT_USER_RATE_WINDOW",
+        "60",
+        "seconds of the per-sender sliding window of BOT_USER_RATE; also how often one sender may be told the bot "
+        "is busy",
+    ),
+    Variable(
+        "BOT_MAX_IN_FLIGHT_PER_SENDER",
+        "1",
+        "messages of one sender handled at once; the next starts when one is done, behind other senders' waiting "
+        "messages (round robin), in the order sent",
+    ),
+    Variable(
+        "BOT_INBOX_CAPACITY",
+        "10000",
+        "messages that may wait for a worker (each 1,024 characters of text count one more); beyond it, or beyond "
+        "100 waiting from one sender, a message gets a short 'busy, try again in a minute' card",
+    ),
+    Variable(
+        "BOT_DEDUPE_SECONDS",
+        "600",
+        "how long a handled msgId is remembered so a repeat is dropped (at least this, at most twice it, at most "
+        "200,000 ids); with Redis, the lifetime of the shared claim",
+    ),
     Variable("BOT_HEARTBEAT_SECONDS", "60", "how often the heartbeat log line with counters is written"),
     Variable(
         "BOT_STREAM_PING_SECONDS",
@@ -138,6 +162,10 @@ class Config:
     redis_tls_verify: bool = False
     retry_pause_scale: float = 1.0
     state_dir: str = "./state"
+    inbox_capacity: int = 10_000
+    max_in_flight_per_sender: int = 1
+    user_rate_window: float = 60.0
+    dedupe_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -173,6 +201,10 @@ class Config:
             redis_tls_verify=_flag(env, "REDIS_TLS_VERIFY"),
             retry_pause_scale=_positive_float(env, "BOT_RETRY_PAUSE_SCALE", 1.0),
             state_dir=env.get("BOT_STATE_DIR", "").strip() or "./state",
+            inbox_capacity=_positive_int(env, "BOT_INBOX_CAPACITY", 10_000),
+            max_in_flight_per_sender=_positive_int(env, "BOT_MAX_IN_FLIGHT_PER_SENDER", 1),
+            user_rate_window=_positive_float(env, "BOT_USER_RATE_WINDOW", 60.0),
+            dedupe_seconds=_positive_float(env, "BOT_DEDUPE_SECONDS", 600.0),
         )
 
 

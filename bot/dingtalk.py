@@ -186,10 +186,10 @@ class DingTalkClient:
         while True:
             attempt += 1
             try:
-                async with self._state.api_slot(api) if limited else _NO_WAIT as waited:
+                slot = self._state.api_slot(api) if limited else _NO_WAIT
+                async with spending.paced(slot) if spending and limited else slot:  # waits within the budget only
                     timeout = self._config.http_timeout
                     if spending is not None:
-                        spending.extend(waited)
                         spending.attempts += 1
                         timeout = min(timeout, spending.remaining)
                     if timeout <= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 import aiohttp
@@ -34,7 +35,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, connections: int) -> None:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         # keep every connection alive: reconnecting costs more CPU than a request; DingTalk sets no cookies
@@ -51,7 +51,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = self._session = self._session or self._open()
         limits = [value for value in request.extensions.get("timeout", {}).values() if value is not None]
         total = min(limits) if limits else None
-        timeout = self._timeouts.get(total) or self._timeouts.setdefault(total, aiohttp.ClientTimeout(total=total))
+        timeout = _client_timeout(total)
         proxy, proxy_auth = proxy_for(request.url.scheme, request.url.host)
         try:
             async with session.request(
@@ -112,3 +112,10 @@ async def _read_capped(answer: aiohttp.ClientResponse, request: httpx.Request) -
     except zlib.error as error:
         raise httpx.DecodingError(f"the answer does not decompress: {error}", request=request) from None
     return b"".join(parts), True
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(total: float | None) -> aiohttp.ClientTimeout:
+    """One timeout object per limit, reused: most calls share one. A call near the end of its command's budget has a
+    limit of its own, so the cache is bounded rather than one entry per such call for ever."""
+    return aiohttp.ClientTimeout(total=total)

@@ -73,6 +73,7 @@ class Outcome(StrEnum):
     AMBIGUOUS = "ambiguous"
     APP_LACKS_PERMISSION = "app_lacks_permission"
     BATCH = "batch"
+    BUSY = "busy"
     CALENDAR_ID_MISSING = "calendar_id_missing"
     CALENDARS = "calendars"
     DINGTALK_ERROR = "dingtalk_error"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import AsyncIterator
@@ -63,28 +64,43 @@ class ApiRateLimiter:
 
 
 class UserRateLimiter:
-    """At most `rate` commands per sender in any sliding minute. Past it the sender is told to slow down once per
-    window; further commands are dropped quietly, so a flood cannot make the bot flood the chat back."""
+    """At most `rate` commands per sender in any sliding `window` (a minute). Past it the sender is told to slow down
+    once per window; further commands are dropped quietly, so a flood cannot make the bot flood the chat back.
+
+    Memory: one short list per sender active within the window (when it was last told, then its command times), at
+    most MAX_TRACKED_USERS of them; senders quiet for a whole window are forgotten as new ones arrive."""
 
     def __init__(self, rate: int, window: float = 60.0) -> None:
         self._rate = rate
         self._window = window
-        self._senders: OrderedDict[str, tuple[deque[float], float]] = OrderedDict()
+        self._senders: OrderedDict[str, list[float]] = OrderedDict()  # least recently checked first
+
+    def __len__(self) -> int:
+        return len(self._senders)
 
     def check(self, sender: str) -> str:
         """ "allow", "slow_down" (the first refusal in a window) or "drop"."""
         now = time.monotonic()
-        commands, told_at = self._senders.pop(sender, (deque(), -self._window))
-        while commands and commands[0] <= now - self._window:
-            commands.popleft()
-        if len(commands) < self._rate:
-            commands.append(now)
+        since = now - self._window
+        times = self._senders.pop(sender, None) or [-math.inf]  # [told at, command times…]
+        first = 1
+        while first < len(times) and times[first] <= since:
+            first += 1
+        if first > 1:
+            del times[1:first]
+        if len(times) - 1 < self._rate:
+            times.append(now)
             verdict = "allow"
-        elif now - told_at >= self._window:
-            verdict, told_at = "slow_down", now
+        elif times[0] <= since:
+            verdict, times[0] = "slow_down", now
         else:
             verdict = "drop"
-        self._senders[sender] = (commands, told_at)  # most recent last, so the stalest senders are evicted first
-        if len(self._senders) > MAX_TRACKED_USERS:
-            self._senders.popitem(last=False)
+        self._forget_quiet(since)
+        self._senders[sender] = times
         return verdict
+
+    def _forget_quiet(self, since: float) -> None:
+        """Drop the least recently checked senders while nothing of theirs counts any more (or there are too many)."""
+        senders = self._senders
+        while senders and (len(senders) >= MAX_TRACKED_USERS or max(next(iter(senders.values()))) <= since):
+            senders.popitem(last=False)

@@ -84,8 +84,17 @@ def connect(url: str, verify_tls: bool) -> redis.Redis:
 class RedisState(LocalState):
     """Duplicate claims, rate limits, the token and unionIds shared across dynos; LocalState while Redis fails."""
 
-    def __init__(self, client: redis.Redis, namespace: str, api_qps: float, user_rate: int) -> None:
-        super().__init__(api_qps, user_rate)
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str,
+        api_qps: float,
+        user_rate: int,
+        user_window: float = 60.0,
+        dedupe_seconds: float = REMEMBER_SECONDS,
+    ) -> None:
+        super().__init__(api_qps, user_rate, user_window)
+        self._windows = (max(1, round(dedupe_seconds)), max(1, round(user_window * 1000)))
         self._redis = CommandBatcher(client)
         self._prefix = f"calbot:{namespace}:"
         self._user_rate = user_rate
@@ -135,7 +144,8 @@ class RedisState(LocalState):
         async def admit_in_redis() -> str:
             keys = [f"{self._prefix}msg:{msg_id}", f"{self._prefix}user:{sender}", f"{self._prefix}told:{sender}"]
             member = uuid.uuid4().hex
-            return str(await self._script(_ADMIT, keys, int(REMEMBER_SECONDS), self._user_rate, 60_000, member))
+            dedupe_seconds, user_window_ms = self._windows
+            return str(await self._script(_ADMIT, keys, dedupe_seconds, self._user_rate, user_window_ms, member))
 
         return await self._shared(admit_in_redis, lambda: super(RedisState, self).admit(msg_id, sender))
 

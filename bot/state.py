@@ -16,9 +16,9 @@ UNION_ID_CACHE_SIZE = 50_000  # far more than the employees of one company; a un
 class LocalState:
     """The embedded default for one dyno; RedisState shares the same operations across dynos."""
 
-    def __init__(self, api_qps: float, user_rate: int) -> None:
+    def __init__(self, api_qps: float, user_rate: int, user_window: float = 60.0) -> None:
         self._api = ApiRateLimiter(api_qps)
-        self._users = UserRateLimiter(user_rate)
+        self._users = UserRateLimiter(user_rate, user_window)
         self._union_ids: OrderedDict[str, str] = OrderedDict()
         self._token = ""
         self._token_expires_at = 0.0

@@ -36,6 +36,7 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "calendars": {"calendars": [{"id": "cal-1", "name": "公司假期"}, {"id": "cal-2", "name": ""}]},
     "no_calendars": {},
     "slow_down": {},
+    "busy": {},
     "ambiguous": {
         "text": "Holidays",
         "calendars": [{"id": "cal-1", "name": "Holidays"}, {"id": "cal-2", "name": "Holidays"}],
