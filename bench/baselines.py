@@ -20,7 +20,7 @@ OAPI = os.environ["DINGTALK_OAPI_BASE"]
 
 def unsubscribe(handler: dingtalk_stream.ChatbotHandler, incoming: dingtalk_stream.ChatbotMessage) -> None:
     """The same calls as the bot: token, staffId → unionId, unsubscribe, reply to the webhook."""
-    calendar_id = incoming.text.content.strip().split(maxsplit=1)[1]
+    calendar_id = incoming.text.content.strip().split(maxsplit=1)[1].strip('"')
     token = handler.dingtalk_client.get_access_token()
     user = requests.post(
         f"{OAPI}/topapi/v2/user/get",

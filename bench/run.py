@@ -26,7 +26,7 @@ from tests.redisserver import RedisServer  # noqa: E402
 
 WARM_UP = 20  # commands before measuring: process start, connection and the first token are not the burst
 STALL_SECONDS = 30.0
-DELAYED_CALLS = 2  # user/get and unsubscribe: the platform time before the reply arrives (an id needs no list)
+DELAYED_CALLS = 2  # user/get and unsubscribe: the platform time before the reply arrives (a quoted id needs no list)
 DUPLICATE_EVERY = 10  # with two dynos, every tenth message is delivered to both, as DingTalk may redeliver
 
 
@@ -111,7 +111,8 @@ def seed(sandbox: Sandbox, count: int, prefix: str) -> list[dict[str, Any]]:
         sandbox.add_user(staff, union)
         sandbox.add_calendar(calendar, f"Calendar {number}")
         sandbox.subscribe(union, calendar)
-        messages.append(sandbox.chat(f"unsubscribe {calendar}", staff))
+        # the form a card's button sends (an exact, quoted id: one calendar call); a typed text is listed first
+        messages.append(sandbox.chat(f'unsubscribe "{calendar}"', staff))
     return messages
 
 
