@@ -104,13 +104,13 @@ class RedisAdmission:
 
 
 class RedisLimiter:
-    """At most `api_qps` calls of each API per second across dynos; the calls waiting in this dyno are reserved
-    together, one script call for many."""
+    """At most `api_qps` calls of each API per `window` (a second; shorter in tests) across dynos; the calls waiting
+    in this dyno are reserved together, one script call for many."""
 
-    def __init__(self, batcher: CommandBatcher, prefix: str, api_qps: float) -> None:
+    def __init__(self, batcher: CommandBatcher, prefix: str, api_qps: float, window: float = 1.0) -> None:
         self._batcher = batcher
         self._prefix = prefix
-        self._limits = (max(1, int(api_qps)), 1000, MAX_CALL_MS)
+        self._limits = (max(1, int(api_qps)), max(1, round(window * 1000)), MAX_CALL_MS)
         self._waiting: dict[str, collections.deque[asyncio.Future[str]]] = {}
         self._reserving: dict[str, asyncio.Task[None]] = {}
 
