@@ -17,7 +17,10 @@ from bot.credentials import (
 )
 from bot.errors import DingTalkError
 from bot.models import Message
+from bot.sandbox import Sandbox
 from bot.stores.tokens import MemoryTokens
+from tests.botprocess import BotProcess
+from tests.helpers import calendar_calls, converse, new_calendar, new_user
 
 REJECTED = DingTalkError(401, "InvalidAuthentication", "不合法的access_token")
 
@@ -154,3 +157,25 @@ def _message(staff_id: str, corp_id: str) -> Message:
         session_webhook="",
         session_webhook_expires_ms=0,
     )
+
+
+# --- through the real process ------------------------------------------------------------------------------------
+
+
+async def test_lookups_calendar_calls_and_robot_sends_all_use_the_token_the_platform_issued(
+    sandbox: Sandbox, bot: BotProcess
+) -> None:
+    user = new_user(sandbox)
+    new_calendar(sandbox, user)
+    data = sandbox.chat("list", user.staff_id, group=True)  # a card with buttons: sent privately, by robot OpenAPI
+    since = len(sandbox.requests)
+
+    await converse(sandbox, data)
+    await sandbox.wait_for(lambda: [r for r in sandbox.calls("batchSend") if r.json()["userIds"] == [user.staff_id]])
+
+    [lookup] = [r for r in sandbox.requests[since:] if r.api == "user/get"]
+    [listing] = calendar_calls(sandbox, user.union_id)
+    [private] = [r for r in sandbox.calls("batchSend") if r.json()["userIds"] == [user.staff_id]]
+    used = {lookup.query["access_token"], *(r.headers["x-acs-dingtalk-access-token"] for r in (listing, private))}
+    assert len(used) == 1 and used.pop().startswith("sandbox-token-")  # one token, as the sandbox issued it
+    assert private.json()["robotCode"] == data["robotCode"]
