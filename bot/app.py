@@ -22,7 +22,7 @@ from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.names import CalendarNames
 from bot.replies import deliver, deliver_privately
-from bot.stores.build import build_stores
+from bot.stores.build import StateUnavailable, build_stores
 from bot.transport import StreamClient
 from bot.users import UserDirectory
 
@@ -64,7 +64,11 @@ class App:
     async def run(self) -> None:
         """Serve until shutdown(). If the Stream loop or the heartbeat ends before that, log it and raise
         VitalTaskEnded: a process that stays up deaf is never restarted by its dyno manager."""
-        await self.stores.open()
+        try:
+            await self.stores.open()
+        except StateUnavailable as unavailable:
+            log.error("the bot's state cannot be kept, exiting", extra={"fields": {"problem": str(unavailable)}})
+            raise VitalTaskEnded("state") from None
         self.inbox.start()
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())

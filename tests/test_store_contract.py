@@ -16,6 +16,7 @@ import pytest_asyncio
 from bot.config import Config
 from bot.models import Verdict
 from bot.redis_batch import CommandBatcher
+from bot.sandbox import Sandbox
 from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.build import build_stores
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
@@ -27,6 +28,8 @@ from bot.stores.sqlite import Database
 from bot.stores.suite_tickets import MemorySuiteTickets, SqliteSuiteTickets, SuiteTickets
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
+from tests.botprocess import BotProcess
+from tests.helpers import running_bot
 from tests.redisserver import RedisServer, free_port
 
 PREFIX = "calbot:contract:"
@@ -483,3 +486,22 @@ async def test_with_redis_what_must_survive_is_in_redis_and_no_file_is_made(
     assert await observer.exists("calbot:id:grant:corp1:staff1") == 1
     await observer.aclose()
     assert not (tmp_path / "state").exists()
+
+
+async def test_a_state_folder_that_cannot_be_used_stops_the_bot_at_start_with_a_clear_line(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    not_a_folder = tmp_path / "state"
+    not_a_folder.write_text("a file where the folder should be")
+    process = await BotProcess({**sandbox.bot_env(), "BOT_STATE_DIR": str(not_a_folder)}).start()
+
+    assert await process.wait() == 1
+    [line] = process.logs("the bot's state cannot be kept, exiting")
+    assert line["problem"].startswith(f"BOT_STATE_DIR: {not_a_folder / 'bot.sqlite3'} cannot be used")
+    assert "Traceback" not in process.output
+
+
+async def test_the_bot_creates_its_database_in_the_state_folder_at_start(sandbox: Sandbox, tmp_path: Path) -> None:
+    async with running_bot(sandbox, {"BOT_STATE_DIR": str(tmp_path / "new" / "state")}) as process:
+        assert (tmp_path / "new" / "state" / "bot.sqlite3").exists()
+        assert await process.stop() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +21,10 @@ from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
 
 DATABASE_FILE = "bot.sqlite3"
+
+
+class StateUnavailable(Exception):
+    """The embedded database cannot be created or opened (BOT_STATE_DIR is not a writable folder)."""
 
 
 class Table(Protocol):
@@ -44,10 +49,16 @@ class Stores:
     redis_limiter: RedisLimiter | None = None
 
     async def open(self) -> None:
-        if self.database is not None:
+        """Create the database and its tables if they do not exist; StateUnavailable if that cannot be done."""
+        if self.database is None:
+            return
+        try:
             await self.database.open()
-        for table in self.tables:
-            await table.create()
+            for table in self.tables:
+                await table.create()
+        except (OSError, sqlite3.Error) as error:
+            problem = f"{type(error).__name__}: {error}"
+            raise StateUnavailable(f"BOT_STATE_DIR: {self.database.path} cannot be used ({problem})") from None
 
     async def close(self) -> None:
         if self.redis_limiter is not None:
