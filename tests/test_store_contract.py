@@ -29,7 +29,7 @@ from bot.stores.suite_tickets import MemorySuiteTickets, SqliteSuiteTickets, Sui
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
 from tests.botprocess import BotProcess
-from tests.helpers import running_bot
+from tests.helpers import running_bot, started_sandbox
 from tests.redisserver import RedisServer, free_port
 
 PREFIX = "calbot:contract:"
@@ -501,7 +501,8 @@ async def test_a_state_folder_that_cannot_be_used_stops_the_bot_at_start_with_a_
     assert "Traceback" not in process.output
 
 
-async def test_the_bot_creates_its_database_in_the_state_folder_at_start(sandbox: Sandbox, tmp_path: Path) -> None:
-    async with running_bot(sandbox, {"BOT_STATE_DIR": str(tmp_path / "new" / "state")}) as process:
+async def test_the_bot_creates_its_database_in_the_state_folder_at_start(tmp_path: Path) -> None:
+    env = {"BOT_STATE_DIR": str(tmp_path / "new" / "state")}
+    async with started_sandbox() as sandbox, running_bot(sandbox, env) as process:  # connected: started
         assert (tmp_path / "new" / "state" / "bot.sqlite3").exists()
         assert await process.stop() == 0
