@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvloop
 
 from bot.redis_batch import CommandBatcher
-from bot.redis_state import RedisState, connect
+from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
 from tests.redisserver import RedisServer
 
 OPERATIONS = 20_000
@@ -33,25 +33,28 @@ async def cpu_per_operation(operation: Callable[[int], Awaitable[object]], in_fl
 
 
 async def main(url: str) -> None:
-    state = RedisState(connect(url, verify_tls=False), "bench", api_qps=1e9, user_rate=10**9)
+    shared = CommandBatcher(connect(url, verify_tls=False))
+    limiter = RedisLimiter(shared, "calbot:bench:", api_qps=1e9)
+    admission = RedisAdmission(shared, "calbot:bench:", user_rate=10**9)
     batcher = CommandBatcher(connect(url, verify_tls=False))
 
     async def set_key(number: int) -> None:
         await batcher.send("SET", f"bench:key:{number}", "value")
 
     async def api_slot(number: int) -> None:
-        async with state.api_slot("bench"):
+        async with limiter.slot("bench"):
             pass
 
     async def admit(number: int) -> None:
-        await state.admit(f"{time.monotonic_ns()}:{number}", f"sender{number}")
+        await admission.admit(f"{time.monotonic_ns()}:{number}", f"sender{number}")
 
     for name, operation in (("SET", set_key), ("api slot", api_slot), ("admit", admit)):
         await operation(0)  # connections open before measuring
         figures = [f"{await cpu_per_operation(operation, n):6.1f} µs with {n} in flight" for n in (1, 16, 128)]
         print(f"{name:9} " + " | ".join(figures))
     await batcher.aclose()
-    await state.close()
+    limiter.close()
+    await shared.aclose()
 
 
 async def with_own_server() -> None:

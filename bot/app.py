@@ -8,20 +8,21 @@ import time
 from collections import Counter
 
 from bot import budget, cards
+from bot.api import DingTalkApi
 from bot.commands import parse
 from bot.config import Config
+from bot.credentials import AppAuthorizer
 from bot.dedupe import RecentIds
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
-from bot.handlers import HANDLERS, Context
+from bot.handlers import HANDLERS, CommandError, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
 from bot.languages import LastLanguages
-from bot.models import Command, Message, Outcome, Reply
+from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.names import CalendarNames
-from bot.redis_state import RedisState, connect
 from bot.replies import deliver, deliver_privately
-from bot.state import LocalState
+from bot.stores.build import StateUnavailable, build_stores
 from bot.transport import StreamClient
 from bot.users import UserDirectory
 
@@ -29,15 +30,6 @@ log = logging.getLogger("bot.app")
 FAILED_OUTCOMES = frozenset({Outcome.INTERNAL_ERROR, Outcome.TEMPORARY_PROBLEM})
 MAX_BUSY_REPLIES = 32  # "busy" cards being sent at once; a flood beyond the inbox must not grow a task per message
 MAX_BUSY_TOLD = 20_000  # senders remembered as told "busy" within the window
-
-
-def build_state(config: Config) -> LocalState:
-    """Shared through Redis when REDIS_URL is set; otherwise kept in this process (one dyno)."""
-    if not config.redis_url:
-        return LocalState(config.api_qps, config.user_rate, config.user_rate_window)
-    client = connect(config.redis_url, config.redis_tls_verify)
-    windows = (config.user_rate_window, config.dedupe_seconds)
-    return RedisState(client, config.client_id, config.api_qps, config.user_rate, *windows)
 
 
 class VitalTaskEnded(Exception):
@@ -49,9 +41,10 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.state = build_state(config)
-        self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.state)
-        self.users = UserDirectory(self.dingtalk, self.state)
+        self.stores = build_stores(config)
+        self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.stores.limiter)
+        self.authorizer = AppAuthorizer(self.stores.tokens, self.dingtalk.app_access_token)
+        self.users = UserDirectory(self.stores.union_ids)
         self.names = CalendarNames()
         self.languages = LastLanguages()
         self.inbox = Inbox(
@@ -71,6 +64,11 @@ class App:
     async def run(self) -> None:
         """Serve until shutdown(). If the Stream loop or the heartbeat ends before that, log it and raise
         VitalTaskEnded: a process that stays up deaf is never restarted by its dyno manager."""
+        try:
+            await self.stores.open()
+        except StateUnavailable as unavailable:
+            log.error("the bot's state cannot be kept, exiting", extra={"fields": {"problem": str(unavailable)}})
+            raise VitalTaskEnded("state") from None
         self.inbox.start()
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -94,31 +92,33 @@ class App:
             log.error("shutdown left messages unfinished", extra={"fields": {"unfinished": unfinished}})
         log.info("stopped", extra={"fields": self._snapshot()})
         await self.dingtalk.aclose()
-        await self.state.close()
+        await self.stores.close()
 
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
-        verdict = await self.state.admit(message.msg_id, message.sender_key)
+        verdict = await self.stores.admission.admit(message.msg_id, message.sender_key)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
-        if verdict == "taken":
+        if verdict == Verdict.TAKEN:
             self.counters["taken_elsewhere"] += 1
             log.info("message taken by another dyno", extra={"fields": fields})
             return
-        if verdict == "drop":
+        if verdict == Verdict.DROP:
             self.counters["rate_limited"] += 1
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
             return
         command = parse(message.text, self.languages.of(message.sender_key, self.config.locale))
+        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message))
         if command.understood:
             self.languages.remember(message.sender_key, command.locale)
         with budget.spending(self.config.command_timeout) as work:
-            reply = Reply(Outcome.SLOW_DOWN) if verdict == "slow_down" else await self._run_command(message, command)
+            slow_down = verdict == Verdict.SLOW_DOWN
+            reply = Reply(Outcome.SLOW_DOWN) if slow_down else await self._run_command(dingtalk, message, command)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
         # The reply gets its own budget: a command that used up its time still gets its card.
         with budget.spending(self.config.command_timeout) as sending:
             try:
-                fields["route"] = await self._answer(message, reply, command.locale)
+                fields["route"] = await self._answer(dingtalk, message, reply, command.locale)
             except DingTalkError as error:
                 fields.update(route="failed", reply_code=error.code)
             except Exception:
@@ -146,9 +146,10 @@ class App:
     async def _answer_busy(self, message: Message) -> None:
         fields: dict[str, object] = {"msg_id": message.msg_id, "told": True}
         locale = parse(message.text, self.config.locale).locale
+        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message))
         with budget.spending(self.config.command_timeout):
             try:
-                fields["route"] = await self._answer(message, Reply(Outcome.BUSY), locale)
+                fields["route"] = await self._answer(dingtalk, message, Reply(Outcome.BUSY), locale)
             except DingTalkError as error:
                 fields.update(route="failed", reply_code=error.code)
             except Exception:
@@ -160,19 +161,21 @@ class App:
         if self._busy_replies:
             await asyncio.wait(set(self._busy_replies), timeout=seconds)
 
-    async def _run_command(self, message: Message, command: Command) -> Reply:
+    async def _run_command(self, dingtalk: DingTalkApi, message: Message, command: Command) -> Reply:
         try:
-            return await HANDLERS[command.name](Context(message, self.dingtalk, self.users, self.names), command)
+            return await HANDLERS[command.name](Context(message, dingtalk, self.users, self.names), command)
+        except CommandError as ended:
+            return ended.reply
         except Exception:
             log.exception("command failed", extra={"fields": {"msg_id": message.msg_id, "command": command.name}})
             return Reply(Outcome.INTERNAL_ERROR)
 
-    async def _answer(self, message: Message, reply: Reply, locale: str) -> str:
+    async def _answer(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         card = cards.render(reply, locale)
         if message.is_group and card.interactive:
             notice = cards.render(Reply(Outcome.SENT_PRIVATELY, {"title": card.title}), locale)
-            return await deliver_privately(self.dingtalk, message, card, notice, self.config.oapi_base)
-        return await deliver(self.dingtalk, message, card, self.config.oapi_base)
+            return await deliver_privately(dingtalk, message, card, notice, self.config.oapi_base)
+        return await deliver(dingtalk, message, card, self.config.oapi_base)
 
     def _snapshot(self) -> dict[str, int]:
         return {

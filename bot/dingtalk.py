@@ -1,11 +1,11 @@
-"""The one DingTalk client (httpx): access token, user lookup, calendar calls and replies, paced and retried."""
+"""The one DingTalk HTTP client (httpx): each call paced, retried, and authorized by the credentials it is given."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -14,31 +14,28 @@ import orjson
 
 from bot import answers, budget
 from bot.config import Config
-from bot.errors import MALFORMED, DingTalkError, error_from, malformed, request_id_of, retry_delay
-from bot.models import Calendar
-from bot.state import LocalState
+from bot.credentials import Credentials
+from bot.errors import MALFORMED, DingTalkError, error_from, malformed, retry_delay
+from bot.stores.limiter import ApiLimiter
 
 log = logging.getLogger("bot.dingtalk")
 T = TypeVar("T")
 _NO_WAIT = contextlib.nullcontext(0.0)
 _UNEXPECTED_ANSWERS = frozenset({MALFORMED, "AnswerTooLarge", "DecodingError"})  # logged with what was wrong
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
-TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token expires, as the SDK does
-# however short a lifetime DingTalk announces (`expireIn: 0`), a token is reused this long: not one fetch per call
-# (if DingTalk rejects it sooner, it is dropped and fetched again, as always)
-TOKEN_MIN_REUSE_SECONDS = 60.0
 # a retry is not started with less time than this left: it would end in a timeout that hides the real error
 MIN_ATTEMPT_SECONDS = 0.25
 WEBHOOK_ATTEMPTS = 2  # a webhook that answers 500 is tried once more; then the robot OpenAPI
 
 
 class DingTalkClient:
-    """Calls DingTalk's OpenAPI (api host) and old API (oapi host) with a cached app access token."""
+    """Calls DingTalk's OpenAPI (api host) and old API (oapi host) with the token of the credentials it is given;
+    bot/api.py binds it to one message's credentials."""
 
-    def __init__(self, config: Config, transport: httpx.AsyncBaseTransport, state: LocalState) -> None:
+    def __init__(self, config: Config, transport: httpx.AsyncBaseTransport, limiter: ApiLimiter) -> None:
         self._config = config
         self._transport = transport
-        self._state = state
+        self._limiter = limiter
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -57,44 +54,15 @@ class DingTalkClient:
         url = f"{self._config.api_base}/v1.0/gateway/connections/open"
         return await self._call("gateway", "POST", url, body, answers.stream_endpoint)
 
-    # --- access token ---------------------------------------------------------------------------------------
+    # --- tokens (fetched, never kept: bot/credentials.py decides which and keeps them) ----------------------
 
-    async def access_token(self) -> str:
-        """The app's token: cached (and shared between dynos), fetched by one caller at a time when missing."""
-        token = await self._state.token()
-        if token:
-            return token
-        async with self._state.refresh_lock():  # the others wait here, then reuse what it stored
-            token = await self._state.token()
-            if token:
-                return token
-            body = {"appKey": self._config.client_id, "appSecret": self._config.client_secret}
-            url = f"{self._config.api_base}/v1.0/oauth2/accessToken"
-            token, lifetime = await self._call("accessToken", "POST", url, body, answers.access_token)
-            reuse = max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2, TOKEN_MIN_REUSE_SECONDS)
-            await self._state.store_token(token, reuse)
-            return token
+    async def app_access_token(self) -> tuple[str, float]:
+        """A new access token of the app itself (internal app), and its lifetime in seconds."""
+        body = {"appKey": self._config.client_id, "appSecret": self._config.client_secret}
+        url = f"{self._config.api_base}/v1.0/oauth2/accessToken"
+        return await self._call("accessToken", "POST", url, body, answers.access_token)
 
-    # --- API calls ------------------------------------------------------------------------------------------
-
-    async def union_id(self, staff_id: str) -> str:
-        """The user's unionId from their staff userid (topapi/v2/user/get)."""
-        return await self._topapi("user/get", "/topapi/v2/user/get", {"userid": staff_id}, answers.union_id)
-
-    async def unsubscribe_calendar(self, union_id: str, calendar_id: str) -> str:
-        """Unsubscribe the user from a subscribed calendar; returns DingTalk's request id."""
-        path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/unsubscribe"
-        return await self._openapi("unsubscribe", "POST", path, None, answers.confirmed)
-
-    async def subscribe_calendar(self, union_id: str, calendar_id: str) -> str:
-        """Subscribe the user to a subscribed (public) calendar again; DingTalk answers 200 with no body."""
-        path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/subscribe"
-        return request_id_of(await self._openapi("subscribe", "POST", path, None, answers.as_is))
-
-    async def list_calendars(self, union_id: str) -> list[Calendar]:
-        """All of the user's calendars (primary, subscribed, shared), as DingTalk lists them."""
-        path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars"
-        return await self._openapi("calendars", "GET", path, None, answers.calendars)
+    # --- replies that need no token -------------------------------------------------------------------------
 
     async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:
         """Reply through a message's sessionWebhook; the URL itself is the credential. Sent again only after an
@@ -107,24 +75,10 @@ class DingTalkClient:
             answers.webhook_accepted,
             limited=False,  # not an OpenAPI call
             attempts=WEBHOOK_ATTEMPTS,
-            retry_if=_safe_to_resend,
+            retry_if=safe_to_resend,
         )
 
-    async def send_to_user(self, staff_id: str, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> None:
-        """Send a robot message to one user through the OpenAPI (no expiry, unlike the sessionWebhook); raises when
-        DingTalk answers that it did not deliver to them."""
-        body = {"userIds": [staff_id], **self._robot_message(robot_code, msg_key, msg_param)}
-        path = "/v1.0/robot/oToMessages/batchSend"
-        await self._openapi("batchSend", "POST", path, body, answers.delivered_to(staff_id), retry_if=_safe_to_resend)
-
-    async def send_to_group(
-        self, conversation_id: str, robot_code: str, msg_key: str, msg_param: dict[str, str]
-    ) -> None:
-        body = {"openConversationId": conversation_id, **self._robot_message(robot_code, msg_key, msg_param)}
-        path = "/v1.0/robot/groupMessages/send"
-        await self._openapi("groupSend", "POST", path, body, answers.sent, retry_if=_safe_to_resend)
-
-    def _robot_message(self, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> dict[str, str]:
+    def robot_message(self, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> dict[str, str]:
         return {
             # the message's own robot (an ISV robot's code is not the app key); the app key for an internal app
             "robotCode": robot_code or self._config.client_id,
@@ -134,8 +88,9 @@ class DingTalkClient:
 
     # --- transport ------------------------------------------------------------------------------------------
 
-    async def _openapi(
+    async def openapi(
         self,
+        credentials: Credentials,
         api: str,
         method: str,
         path: str,
@@ -143,27 +98,22 @@ class DingTalkClient:
         read: Callable[[dict[str, Any]], T],
         retry_if: Callable[[DingTalkError], bool] | None = None,
     ) -> T:
+        """A new-style OpenAPI call (api host), its token in a header."""
         url = f"{self._config.api_base}{path}"
-        return await self._authorized(
+        return await credentials.authorized(
             lambda token: self._call(
                 api, method, url, body, read, {"x-acs-dingtalk-access-token": token}, retry_if=retry_if
             )
         )
 
-    async def _topapi(self, api: str, path: str, body: dict[str, Any], read: Callable[[dict[str, Any]], T]) -> T:
+    async def topapi(
+        self, credentials: Credentials, api: str, path: str, body: dict[str, Any], read: Callable[[dict[str, Any]], T]
+    ) -> T:
+        """An old-style API call (oapi host), its token in the query."""
         url = f"{self._config.oapi_base}{path}?access_token="
-        return await self._authorized(lambda token: self._call(api, "POST", url + quote(token, safe=""), body, read))
-
-    async def _authorized(self, call: Callable[[str], Awaitable[T]]) -> T:
-        """Make a call with the app's token; if DingTalk rejects the token, drop it and try once with a new one."""
-        token = await self.access_token()
-        try:
-            return await call(token)
-        except DingTalkError as error:
-            if not error.is_token_rejected:
-                raise
-        await self._state.drop_token(token)
-        return await call(await self.access_token())
+        return await credentials.authorized(
+            lambda token: self._call(api, "POST", url + quote(token, safe=""), body, read)
+        )
 
     async def _call(
         self,
@@ -186,7 +136,7 @@ class DingTalkClient:
         while True:
             attempt += 1
             try:
-                slot = self._state.api_slot(api) if limited else _NO_WAIT
+                slot = self._limiter.slot(api) if limited else _NO_WAIT
                 async with spending.paced(slot) if spending and limited else slot:  # waits within the budget only
                     timeout = self._config.http_timeout
                     if spending is not None:
@@ -245,14 +195,9 @@ class DingTalkClient:
         return data
 
 
-def _safe_to_resend(error: DingTalkError) -> bool:
+def safe_to_resend(error: DingTalkError) -> bool:
     """Sending a message again is right only when the first surely did not arrive; else one copy too many."""
     return error.is_safe_to_resend
-
-
-def _segment(value: str) -> str:
-    """Exactly one URL path segment, whatever the value holds: '/', '?', '#', '%' are all percent-encoded."""
-    return quote(value, safe="")
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:

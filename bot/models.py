@@ -97,6 +97,15 @@ class Outcome(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
 
 
+class Verdict(StrEnum):
+    """What becomes of a message before its command runs (admission: duplicate claim, then the sender's limit)."""
+
+    ALLOW = "allow"
+    SLOW_DOWN = "slow_down"  # the sender's first command over the limit in a window: told so, once
+    DROP = "drop"  # over the limit and already told: nothing is sent back
+    TAKEN = "taken"  # a copy of this message was claimed before (by another dyno): not handled here
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What a handler decided: an outcome (one template per outcome), the data it shows, follow-up actions."""

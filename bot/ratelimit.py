@@ -10,6 +10,8 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from bot.models import Verdict
+
 MAX_TRACKED_USERS = 100_000
 
 
@@ -78,8 +80,8 @@ class UserRateLimiter:
     def __len__(self) -> int:
         return len(self._senders)
 
-    def check(self, sender: str) -> str:
-        """ "allow", "slow_down" (the first refusal in a window) or "drop"."""
+    def check(self, sender: str) -> Verdict:
+        """ALLOW, SLOW_DOWN (the first refusal in a window) or DROP."""
         now = time.monotonic()
         since = now - self._window
         times = self._senders.pop(sender, None) or [-math.inf]  # [told at, command times…]
@@ -90,11 +92,11 @@ class UserRateLimiter:
             del times[1:first]
         if len(times) - 1 < self._rate:
             times.append(now)
-            verdict = "allow"
+            verdict = Verdict.ALLOW
         elif times[0] <= since:
-            verdict, times[0] = "slow_down", now
+            verdict, times[0] = Verdict.SLOW_DOWN, now
         else:
-            verdict = "drop"
+            verdict = Verdict.DROP
         self._forget_quiet(since)
         self._senders[sender] = times
         return verdict

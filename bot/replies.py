@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot import budget
-from bot.dingtalk import DingTalkClient
+from bot.api import DingTalkApi
 from bot.errors import DingTalkError
 from bot.models import Card, Message
 
@@ -70,7 +70,7 @@ def robot_message(card: Card) -> tuple[str, dict[str, str]]:
     return f"sampleActionCard{len(buttons)}", param
 
 
-async def deliver(dingtalk: DingTalkClient, message: Message, card: Card, oapi_base: str) -> str:
+async def deliver(dingtalk: DingTalkApi, message: Message, card: Card, oapi_base: str) -> str:
     """Send the card where the message came from; returns the route taken: "webhook", "openapi" (no usable
     webhook) or "webhook-failed:openapi". The webhook may use only part of the budget: the rest is the fallback's."""
     route = "openapi"
@@ -93,9 +93,7 @@ async def deliver(dingtalk: DingTalkClient, message: Message, card: Card, oapi_b
     return route
 
 
-async def deliver_privately(
-    dingtalk: DingTalkClient, message: Message, card: Card, notice: Card, oapi_base: str
-) -> str:
+async def deliver_privately(dingtalk: DingTalkApi, message: Message, card: Card, notice: Card, oapi_base: str) -> str:
     """A card with buttons, asked for in a group: to the sender 1:1, since a button pressed in a group posts its
     command without @-mentioning the bot; the group gets a short notice. If the private send fails (or DingTalk
     answers that it did not deliver it), the group gets the card itself."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.dingtalk import DingTalkClient
+from bot.api import DingTalkApi
 from bot.models import Message
-from bot.state import LocalState
+from bot.stores.union_ids import UnionIds
 
 
 class ForeignSender(Exception):
@@ -14,20 +14,19 @@ class ForeignSender(Exception):
 class UserDirectory:
     """Maps a sender to their unionId, trusting only what DingTalk put in the message."""
 
-    def __init__(self, dingtalk: DingTalkClient, state: LocalState) -> None:
-        self._dingtalk = dingtalk
-        self._state = state
+    def __init__(self, union_ids: UnionIds) -> None:
+        self._union_ids = union_ids
 
-    async def union_id(self, message: Message) -> str:
+    async def union_id(self, message: Message, dingtalk: DingTalkApi) -> str:
         if not is_member(message):
             raise ForeignSender
         if message.sender_union_id:
             return message.sender_union_id
-        cached = await self._state.union_id(message.sender_staff_id)
+        cached = await self._union_ids.get(message.sender_staff_id)
         if cached is not None:
             return cached
-        union_id = await self._dingtalk.union_id(message.sender_staff_id)
-        await self._state.remember_union_id(message.sender_staff_id, union_id)
+        union_id = await dingtalk.union_id(message.sender_staff_id)
+        await self._union_ids.put(message.sender_staff_id, union_id)
         return union_id
 
 

@@ -14,7 +14,8 @@ from bot.config import Config, ConfigError
 from bot.dedupe import RecentIds
 from bot.http import AiohttpTransport, _client_timeout
 from bot.ratelimit import MAX_TRACKED_USERS, UserRateLimiter
-from bot.redis_state import RedisState, connect
+from bot.redis_batch import CommandBatcher
+from bot.stores.redis_limits import RedisAdmission, connect
 from tests.helpers import (
     BOT_ENV,
     calendar_calls,
@@ -169,11 +170,12 @@ async def test_the_dedupe_window_is_a_setting() -> None:
 
 
 async def test_redis_admission_uses_the_configured_windows(redis_server: RedisServer) -> None:
-    state = RedisState(connect(redis_server.url, verify_tls=False), "windows", 10, 1, user_window=0.3)
+    batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
+    state = RedisAdmission(batcher, "calbot:windows:", 1, user_window=0.3)
     verdicts = [await state.admit(f"m{n}", "sender") for n in range(3)]
     await asyncio.sleep(0.35)
     after_the_window = await state.admit("m3", "sender")
-    await state.close()
+    await batcher.aclose()
 
     assert verdicts == ["allow", "slow_down", "drop"]
     assert after_the_window == "allow"

@@ -5,28 +5,32 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.redis_state import RedisState, connect
+from bot.redis_batch import CommandBatcher
+from bot.stores.redis_limits import RedisLimiter, connect
 from tests.helpers import reads_by_server
 from tests.redisserver import RedisServer
 
 
-def dyno_state(redis_server: RedisServer, api_qps: float) -> RedisState:
-    return RedisState(connect(redis_server.url, verify_tls=False), "limits", api_qps, user_rate=10)
+def dyno_state(redis_server: RedisServer, api_qps: float) -> tuple[RedisLimiter, CommandBatcher]:
+    """One dyno's limiter, on a connection of its own."""
+    batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
+    return RedisLimiter(batcher, "calbot:limits:", api_qps), batcher
 
 
 async def test_calls_waiting_together_are_reserved_together(redis_server: RedisServer) -> None:
-    state, observer = dyno_state(redis_server, api_qps=1000), redis_server.client()
-    async with state.api_slot("calendar/unsubscribe"):  # connections open before counting
+    (state, batcher), observer = dyno_state(redis_server, api_qps=1000), redis_server.client()
+    async with state.slot("calendar/unsubscribe"):  # connections open before counting
         await observer.ping()
     before = await reads_by_server(observer)
 
     async def one_call() -> None:
-        async with state.api_slot("calendar/unsubscribe"):
+        async with state.slot("calendar/unsubscribe"):
             await asyncio.sleep(0.01)
 
     await asyncio.gather(*(one_call() for _ in range(200)))
     reads = await reads_by_server(observer) - before
-    await state.close()
+    state.close()
+    await batcher.aclose()
     await observer.aclose()
     assert reads <= 10  # one reservation, the slots given back in a batch or a few; one at a time: 400
 
@@ -35,13 +39,14 @@ async def test_two_dynos_together_stay_under_the_limit(redis_server: RedisServer
     dynos = [dyno_state(redis_server, api_qps=5), dyno_state(redis_server, api_qps=5)]
     entered: list[float] = []
 
-    async def one_call(state: RedisState) -> None:
-        async with state.api_slot("user/get"):
+    async def one_call(state: RedisLimiter) -> None:
+        async with state.slot("user/get"):
             entered.append(time.monotonic())
 
-    await asyncio.gather(*(one_call(dynos[n % 2]) for n in range(12)))
-    for state in dynos:
-        await state.close()
+    await asyncio.gather(*(one_call(dynos[n % 2][0]) for n in range(12)))
+    for state, batcher in dynos:
+        state.close()
+        await batcher.aclose()
     entered.sort()
     # a call holds its slot until a second after it ended: the 6th and 11th calls wait for the 1st and 6th
     assert entered[5] - entered[0] >= 0.95

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.handlers import calendars, help, resubscribe, unsubscribe
-from bot.handlers.base import Context, Handler
+from bot.handlers.base import CommandError, Context, Handler
 
 HANDLERS: dict[str, Handler] = {
     "help": help.show_help,
@@ -12,4 +12,4 @@ HANDLERS: dict[str, Handler] = {
     "resubscribe": resubscribe.resubscribe,
 }
 
-__all__ = ["HANDLERS", "Context"]
+__all__ = ["HANDLERS", "CommandError", "Context"]

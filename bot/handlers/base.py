@@ -7,8 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from bot.api import DingTalkApi
 from bot.commands import MAX_TARGETS, Target, calendar_id_problem, split_targets
-from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers.explain import explain_calendar_error, explain_lookup_error
 from bot.models import Action, Calendar, Command, Message, Outcome, Reply
@@ -18,23 +18,32 @@ from bot.users import ForeignSender, UserDirectory
 audit_log = logging.getLogger("bot.audit")
 
 
+class CommandError(Exception):
+    """The command ends here with this card (a business short-circuit, errbot's CommandError): raised anywhere in a
+    handler, answered once by the app."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.outcome)
+        self.reply = reply
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a handler may use: the message it answers and the platform clients."""
+    """What a handler may use: the message it answers and the platform clients, bound to the message's credentials."""
 
     message: Message
-    dingtalk: DingTalkClient
+    dingtalk: DingTalkApi
     users: UserDirectory
     names: CalendarNames
 
-    async def identify(self) -> str | Reply:
-        """The sender's unionId, or the card that explains why the bot cannot act for them."""
+    async def identify(self) -> str:
+        """The sender's unionId; CommandError with the card that explains why the bot cannot act for them."""
         try:
-            return await self.users.union_id(self.message)
+            return await self.users.union_id(self.message, self.dingtalk)
         except ForeignSender:
-            return Reply(Outcome.FOREIGN_SENDER)
+            raise CommandError(Reply(Outcome.FOREIGN_SENDER)) from None
         except DingTalkError as error:
-            return explain_lookup_error(error)
+            raise CommandError(explain_lookup_error(error)) from None
 
     def audit(self, action: str, union_id: str, reply: Reply) -> None:
         """One line per calendar change asked of DingTalk, so an admin can answer "who unsubscribed from X"."""
@@ -53,21 +62,18 @@ class Context:
 
 async def sender_and_targets(
     context: Context, command: Command, refused: Callable[[str], bool]
-) -> tuple[str, list[Target]] | Reply:
-    """The sender's unionId and the calendars the command names (`,` `，` `、` separated), or the card that ends
-    the command before any call: nothing named, too many named, only texts `refused` locally, or a sender it cannot
-    act for."""
+) -> tuple[str, list[Target]]:
+    """The sender's unionId and the calendars the command names (`,` `，` `、` separated); CommandError with the
+    card that ends the command before any call: nothing named, too many named, only texts `refused` locally, or a
+    sender it cannot act for."""
     targets = split_targets(command.argument, MAX_TARGETS)
     if targets is None:
-        return Reply(Outcome.TOO_MANY_CALENDARS, {"limit": MAX_TARGETS})
+        raise CommandError(Reply(Outcome.TOO_MANY_CALENDARS, {"limit": MAX_TARGETS}))
     if not targets:
-        return Reply(Outcome.CALENDAR_ID_MISSING, {"code": "", "request_id": ""})
+        raise CommandError(Reply(Outcome.CALENDAR_ID_MISSING, {"code": "", "request_id": ""}))
     if all(refused(target.text) for target in targets):
-        return combine([refuse(target.text) for target in targets])
-    union_id = await context.identify()
-    if isinstance(union_id, Reply):
-        return union_id
-    return union_id, targets
+        raise CommandError(combine([refuse(target.text) for target in targets]))
+    return await context.identify(), targets
 
 
 def offer_calendars(outcome: Outcome, calendars: Sequence[Calendar], **data: object) -> Reply:

@@ -11,8 +11,6 @@ from bot.resolve import subscribed
 
 async def list_calendars(context: Context, command: Command) -> Reply:
     union_id = await context.identify()
-    if isinstance(union_id, Reply):
-        return union_id
     try:
         calendars = subscribed(await context.dingtalk.list_calendars(union_id))
     except DingTalkError as error:

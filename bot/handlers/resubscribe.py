@@ -11,10 +11,7 @@ REFUSED = ("dot_segment", "too_long", "bad_characters")
 
 
 async def resubscribe(context: Context, command: Command) -> Reply:
-    prepared = await sender_and_targets(context, command, _refused)
-    if isinstance(prepared, Reply):
-        return prepared
-    union_id, targets = prepared
+    union_id, targets = await sender_and_targets(context, command, _refused)
     return await each(targets, lambda target: _resubscribe_one(context, union_id, target))
 
 

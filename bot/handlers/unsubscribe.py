@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.api import DingTalkApi
 from bot.commands import Target, calendar_id_problem
-from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers.base import Context, change_calendar, each, offer_calendars, refuse, sender_and_targets
 from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
@@ -18,10 +18,7 @@ REFUSED_LOCALLY = ("dot_segment", "too_long", "bad_characters")
 
 
 async def unsubscribe(context: Context, command: Command) -> Reply:
-    prepared = await sender_and_targets(context, command, _refused_locally)
-    if isinstance(prepared, Reply):
-        return prepared
-    union_id, targets = prepared
+    union_id, targets = await sender_and_targets(context, command, _refused_locally)
     calendars = SenderCalendars(context.dingtalk, context.names, union_id)
     return await each(targets, lambda target: _unsubscribe_one(context, union_id, target, calendars))
 
@@ -34,7 +31,7 @@ class SenderCalendars:
     """The sender's calendars, listed at most once per command and only when a target needs them; the names seen
     are remembered for later cards."""
 
-    def __init__(self, dingtalk: DingTalkClient, names: CalendarNames, union_id: str) -> None:
+    def __init__(self, dingtalk: DingTalkApi, names: CalendarNames, union_id: str) -> None:
         self._dingtalk = dingtalk
         self._names = names
         self._union_id = union_id

@@ -1,0 +1,107 @@
+"""Which implementation of each store a configuration gets: in-process, SQLite (BOT_STATE_DIR) or Redis (REDIS_URL)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bot.config import Config
+from bot.redis_batch import CommandBatcher
+from bot.stores.admission import Admission, MemoryAdmission
+from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
+from bot.stores.grants import SqliteGrants, UserGrants
+from bot.stores.limiter import ApiLimiter, MemoryLimiter
+from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
+from bot.stores.redis_values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
+from bot.stores.sqlite import Database
+from bot.stores.suite_tickets import SqliteSuiteTickets, SuiteTickets
+from bot.stores.tokens import MemoryTokens, TokenCache
+from bot.stores.union_ids import MemoryUnionIds, UnionIds
+
+DATABASE_FILE = "bot.sqlite3"
+
+
+class StateUnavailable(Exception):
+    """The embedded database cannot be created or opened (BOT_STATE_DIR is not a writable folder)."""
+
+
+class Table(Protocol):
+    async def create(self) -> None:
+        """Create the store's table in the database unless it exists."""
+        ...
+
+
+@dataclass(slots=True)
+class Stores:
+    """Every store of the process; open() before use (it creates the database), close() at shutdown."""
+
+    admission: Admission
+    limiter: ApiLimiter
+    tokens: TokenCache
+    union_ids: UnionIds
+    suite_tickets: SuiteTickets
+    user_grants: UserGrants
+    database: Database | None = None
+    tables: tuple[Table, ...] = ()
+    redis: CommandBatcher | None = None
+    redis_limiter: RedisLimiter | None = None
+
+    async def open(self) -> None:
+        """Create the database and its tables if they do not exist; StateUnavailable if that cannot be done."""
+        if self.database is None:
+            return
+        try:
+            await self.database.open()
+            for table in self.tables:
+                await table.create()
+        except (OSError, sqlite3.Error) as error:
+            problem = f"{type(error).__name__}: {error}"
+            raise StateUnavailable(f"BOT_STATE_DIR: {self.database.path} cannot be used ({problem})") from None
+
+    async def close(self) -> None:
+        if self.redis_limiter is not None:
+            self.redis_limiter.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.database is not None:
+            await self.database.close()
+
+
+def build_stores(config: Config) -> Stores:
+    """Without REDIS_URL: one dyno, its limits and caches in the process and what must survive a restart in SQLite.
+    With it: everything shared through Redis, limits and caches falling back to the process while Redis fails."""
+    local_admission = MemoryAdmission(config.user_rate, config.user_rate_window, config.dedupe_seconds)
+    local_limiter = MemoryLimiter(config.api_qps)
+    if not config.redis_url:
+        database = Database(Path(config.state_dir) / DATABASE_FILE)
+        suite_tickets, user_grants = SqliteSuiteTickets(database), SqliteGrants(database)
+        return Stores(
+            admission=local_admission,
+            limiter=local_limiter,
+            tokens=MemoryTokens(),
+            union_ids=MemoryUnionIds(),
+            suite_tickets=suite_tickets,
+            user_grants=user_grants,
+            database=database,
+            tables=(suite_tickets, user_grants),
+        )
+    batcher = CommandBatcher(connect(config.redis_url, config.redis_tls_verify))
+    prefix = f"calbot:{config.client_id}:"
+    failover = Failover()
+    windows = (config.user_rate_window, config.dedupe_seconds)
+    redis_limiter = RedisLimiter(batcher, prefix, config.api_qps)
+    return Stores(
+        admission=FallbackAdmission(
+            RedisAdmission(batcher, prefix, config.user_rate, *windows), local_admission, failover
+        ),
+        limiter=FallbackLimiter(redis_limiter, local_limiter, failover),
+        tokens=FallbackTokens(RedisTokens(batcher, prefix), MemoryTokens(), failover),
+        union_ids=FallbackUnionIds(RedisUnionIds(batcher, prefix), MemoryUnionIds(), failover),
+        # what must survive a restart never falls back to memory: a failed write fails its caller
+        suite_tickets=RedisSuiteTickets(batcher, prefix),
+        user_grants=RedisGrants(batcher, prefix),
+        redis=batcher,
+        redis_limiter=redis_limiter,
+    )

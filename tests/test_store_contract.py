@@ -1,0 +1,508 @@
+"""One specification per store interface, run against every implementation: in-process, SQLite on a tmp dir, Redis
+on a real redis-server, and the Redis-to-local fallback wrapper over a live Redis and over one that is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.config import Config
+from bot.models import Verdict
+from bot.redis_batch import CommandBatcher
+from bot.sandbox import Sandbox
+from bot.stores.admission import Admission, MemoryAdmission
+from bot.stores.build import build_stores
+from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
+from bot.stores.grants import MemoryGrants, SqliteGrants, UserGrants
+from bot.stores.limiter import ApiLimiter, MemoryLimiter
+from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
+from bot.stores.redis_values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
+from bot.stores.sqlite import Database
+from bot.stores.suite_tickets import MemorySuiteTickets, SqliteSuiteTickets, SuiteTickets
+from bot.stores.tokens import MemoryTokens, TokenCache
+from bot.stores.union_ids import MemoryUnionIds, UnionIds
+from tests.botprocess import BotProcess
+from tests.helpers import running_bot, started_sandbox
+from tests.redisserver import RedisServer, free_port
+
+PREFIX = "calbot:contract:"
+WINDOW = 0.3  # seconds of the sliding windows under test: short, so no test waits long
+HOSTILE_KEYS = ("corp'; DROP TABLE suite_tickets; --", "组织/用户 ?#%", "a\x00b", "")
+
+LOOPS = ("memory", "redis", "fallback", "fallback, redis down")  # stores with a local fallback
+DURABLE = ("sqlite", "redis")  # stores of what must survive a restart
+KEPT = ("memory", *DURABLE)
+
+
+class Backends:
+    """The Redis connections and SQLite databases one test opened, closed after it."""
+
+    def __init__(self, redis_server: RedisServer, tmp_path: Path) -> None:
+        self._redis_server = redis_server
+        self._tmp_path = tmp_path
+        self._batchers: list[CommandBatcher] = []
+        self._databases: list[Database] = []
+        self._limiters: list[RedisLimiter] = []
+
+    def redis(self) -> CommandBatcher:
+        return self._batcher(self._redis_server.url)
+
+    def redis_down(self) -> CommandBatcher:
+        """A client of a Redis that does not answer: nothing listens on its port."""
+        return self._batcher(f"redis://127.0.0.1:{free_port()}/0")
+
+    def _batcher(self, url: str) -> CommandBatcher:
+        batcher = CommandBatcher(connect(url, verify_tls=False))
+        self._batchers.append(batcher)
+        return batcher
+
+    async def database(self) -> Database:
+        database = await Database(self._tmp_path / "state" / "bot.sqlite3").open()
+        self._databases.append(database)
+        return database
+
+    def limiter(self, batcher: CommandBatcher, rate: int) -> RedisLimiter:
+        limiter = RedisLimiter(batcher, PREFIX, rate, window=WINDOW)
+        self._limiters.append(limiter)
+        return limiter
+
+    async def close(self) -> None:
+        for limiter in self._limiters:
+            limiter.close()
+        for batcher in self._batchers:
+            await batcher.aclose()
+        for database in self._databases:
+            await database.close()
+
+
+@pytest_asyncio.fixture
+async def backends(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Backends]:
+    opened = Backends(redis_server, tmp_path)
+    yield opened
+    await opened.close()
+
+
+def with_fallback(kind: str, backends: Backends, wrap: Callable[[CommandBatcher, Failover], Any]) -> Any:
+    """The Redis store wrapped with its local fallback, over a live Redis or one that is down."""
+    return wrap(backends.redis_down() if kind.endswith("down") else backends.redis(), Failover())
+
+
+# --- admission ------------------------------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(params=LOOPS)
+async def admission(request: pytest.FixtureRequest, backends: Backends) -> Admission:
+    def memory() -> MemoryAdmission:
+        return MemoryAdmission(user_rate=2, user_window=WINDOW)
+
+    def redis(batcher: CommandBatcher) -> RedisAdmission:
+        return RedisAdmission(batcher, PREFIX, user_rate=2, user_window=WINDOW)
+
+    if request.param == "memory":
+        return memory()
+    if request.param == "redis":
+        return redis(backends.redis())
+    wrapped: Admission = with_fallback(
+        request.param, backends, lambda batcher, failover: FallbackAdmission(redis(batcher), memory(), failover)
+    )
+    return wrapped
+
+
+async def test_admission_allows_the_rate_then_says_slow_down_once_then_drops(admission: Admission) -> None:
+    verdicts = [await admission.admit(f"m{n}", "sender") for n in range(4)]
+    assert verdicts == [Verdict.ALLOW, Verdict.ALLOW, Verdict.SLOW_DOWN, Verdict.DROP]
+    assert all(isinstance(verdict, Verdict) for verdict in verdicts)
+
+
+async def test_admission_takes_a_message_once_and_does_not_count_its_repeats(admission: Admission) -> None:
+    assert await admission.admit("same", "sender") == Verdict.ALLOW
+    assert [await admission.admit("same", "sender") for _ in range(3)] == [Verdict.TAKEN] * 3
+    assert await admission.admit("other", "sender") == Verdict.ALLOW  # the repeats did not count
+
+
+async def test_admission_counts_each_sender_apart(admission: Admission) -> None:
+    for n in range(2):
+        assert await admission.admit(f"a{n}", "alice") == Verdict.ALLOW
+    assert await admission.admit("b0", "bob") == Verdict.ALLOW
+
+
+async def test_admission_forgets_a_sender_after_the_window(admission: Admission) -> None:
+    for n in range(3):
+        await admission.admit(f"m{n}", "sender")
+    await asyncio.sleep(WINDOW + 0.05)
+    assert await admission.admit("later", "sender") == Verdict.ALLOW
+
+
+# --- per-API limiter --------------------------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(params=LOOPS)
+async def limiter(request: pytest.FixtureRequest, backends: Backends) -> ApiLimiter:
+    if request.param == "memory":
+        return MemoryLimiter(2, window=WINDOW)
+    if request.param == "redis":
+        return backends.limiter(backends.redis(), 2)
+    wrapped: ApiLimiter = with_fallback(
+        request.param,
+        backends,
+        lambda batcher, failover: FallbackLimiter(
+            backends.limiter(batcher, 2), MemoryLimiter(2, window=WINDOW), failover
+        ),
+    )
+    return wrapped
+
+
+async def test_the_limiter_lets_no_more_than_the_rate_in_within_a_window(limiter: ApiLimiter) -> None:
+    entered: list[float] = []
+    waits: list[float] = []
+
+    async def one_call() -> None:
+        async with limiter.slot("calendar/unsubscribe") as waited:
+            entered.append(time.monotonic())
+            waits.append(waited)
+
+    await asyncio.gather(*(one_call() for _ in range(4)))
+    entered.sort()
+    assert entered[1] - entered[0] < WINDOW / 2  # the first two did not wait
+    assert entered[2] - entered[0] >= WINDOW * 0.9  # a call counts until a window after it ended
+    assert max(waits) >= WINDOW * 0.9 and min(waits) >= 0
+
+
+async def test_the_limiter_counts_each_api_apart(limiter: ApiLimiter) -> None:
+    started = time.monotonic()
+    for api in ("user/get", "user/get", "calendars", "calendars", "batchSend"):
+        async with limiter.slot(api):
+            pass
+    assert time.monotonic() - started < WINDOW * 0.9
+
+
+async def test_a_failed_call_keeps_its_error_and_gives_its_slot_back(limiter: ApiLimiter) -> None:
+    with pytest.raises(ValueError, match="the call failed"):
+        async with limiter.slot("subscribe"):
+            raise ValueError("the call failed")
+    async with limiter.slot("subscribe") as waited:
+        assert waited < WINDOW / 2
+    async with limiter.slot("subscribe") as waited:  # the failed call counted until a window after it ended
+        assert WINDOW / 2 <= waited <= WINDOW * 1.5
+
+
+# --- token cache ------------------------------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(params=LOOPS)
+async def tokens(request: pytest.FixtureRequest, backends: Backends) -> TokenCache:
+    if request.param == "memory":
+        return MemoryTokens()
+    if request.param == "redis":
+        return RedisTokens(backends.redis(), PREFIX)
+    wrapped: TokenCache = with_fallback(
+        request.param,
+        backends,
+        lambda batcher, failover: FallbackTokens(RedisTokens(batcher, PREFIX), MemoryTokens(), failover),
+    )
+    return wrapped
+
+
+async def test_tokens_are_kept_by_key_for_their_lifetime(tokens: TokenCache) -> None:
+    assert await tokens.get("app") == ""
+    await tokens.put("app", "app-token", 60)
+    await tokens.put("org:corp1", "corp1-token", 60)
+    await tokens.put("user:corp1:staff1", "user-token", 0.1)
+
+    assert await tokens.get("app") == "app-token"
+    assert await tokens.get("org:corp1") == "corp1-token"
+    assert await tokens.get("org:corp2") == ""
+    assert await tokens.get("user:corp1:staff1") == "user-token"
+    await asyncio.sleep(0.2)
+    assert await tokens.get("user:corp1:staff1") == ""
+    assert await tokens.get("app") == "app-token"
+
+
+async def test_a_token_is_dropped_only_while_it_is_the_rejected_one(tokens: TokenCache) -> None:
+    await tokens.put("app", "new", 60)
+    await tokens.drop("app", "old")  # another caller already replaced the rejected token
+    assert await tokens.get("app") == "new"
+    await tokens.drop("app", "new")
+    assert await tokens.get("app") == ""
+    await tokens.drop("org:never-stored", "x")
+
+
+async def test_one_fetch_at_a_time_per_key_and_keys_do_not_wait_for_each_other(tokens: TokenCache) -> None:
+    first_in, second_in = asyncio.Event(), asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with tokens.fetching("org:corp1"):
+            first_in.set()
+            await release.wait()
+            await tokens.put("org:corp1", "fetched", 60)
+
+    async def second() -> str:
+        await first_in.wait()
+        async with tokens.fetching("org:corp1"):
+            second_in.set()
+            return await tokens.get("org:corp1")
+
+    holder, waiter = asyncio.create_task(first()), asyncio.create_task(second())
+    await first_in.wait()
+    async with asyncio.timeout(1):
+        async with tokens.fetching("org:corp2"):  # another organization's fetch is not held up
+            pass
+    await asyncio.sleep(0.1)
+    assert not second_in.is_set()
+    release.set()
+    await holder
+    assert await asyncio.wait_for(waiter, 5) == "fetched"  # it finds the token the first one stored
+
+
+# --- unionIds ---------------------------------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(params=LOOPS)
+async def union_ids(request: pytest.FixtureRequest, backends: Backends) -> UnionIds:
+    if request.param == "memory":
+        return MemoryUnionIds()
+    if request.param == "redis":
+        return RedisUnionIds(backends.redis(), PREFIX)
+    wrapped: UnionIds = with_fallback(
+        request.param,
+        backends,
+        lambda batcher, failover: FallbackUnionIds(RedisUnionIds(batcher, PREFIX), MemoryUnionIds(), failover),
+    )
+    return wrapped
+
+
+async def test_union_ids_are_remembered_by_staff_id(union_ids: UnionIds) -> None:
+    assert await union_ids.get("staff1") is None
+    await union_ids.put("staff1", "union1")
+    await union_ids.put("staff2", "union2")
+    assert await union_ids.get("staff1") == "union1"
+    assert await union_ids.get("staff2") == "union2"
+    assert await union_ids.get("staff3") is None
+
+
+def test_the_in_process_union_ids_hold_at_most_their_capacity() -> None:
+    async def fill() -> tuple[str | None, str | None]:
+        cache = MemoryUnionIds(capacity=3)
+        for n in range(5):
+            await cache.put(f"s{n}", f"u{n}")
+        return await cache.get("s0"), await cache.get("s4")
+
+    assert asyncio.run(fill()) == (None, "u4")
+
+
+# --- suite tickets ----------------------------------------------------------------------------------------------
+
+
+async def open_tickets(kind: str, backends: Backends) -> SuiteTickets:
+    if kind == "memory":
+        return MemorySuiteTickets()
+    if kind == "sqlite":
+        tickets = SqliteSuiteTickets(await backends.database())
+        await tickets.create()
+        return tickets
+    return RedisSuiteTickets(backends.redis(), PREFIX)
+
+
+@pytest.mark.parametrize("kind", KEPT)
+async def test_the_latest_ticket_of_each_suite_is_kept(kind: str, backends: Backends) -> None:
+    tickets = await open_tickets(kind, backends)
+    assert await tickets.latest("suite1") is None
+    await tickets.store("suite1", "ticket-1")
+    await tickets.store("suite2", "other")
+    await tickets.store("suite1", "ticket-2")
+    assert await tickets.latest("suite1") == "ticket-2"
+    assert await tickets.latest("suite2") == "other"
+    for key in HOSTILE_KEYS:
+        await tickets.store(key, f"for {key!r}")
+    assert [await tickets.latest(key) for key in HOSTILE_KEYS] == [f"for {key!r}" for key in HOSTILE_KEYS]
+
+
+@pytest.mark.parametrize("kind", DURABLE)
+async def test_a_ticket_survives_a_restart(kind: str, backends: Backends) -> None:
+    await (await open_tickets(kind, backends)).store("suite1", "ticket-1")
+    restarted = await open_tickets(kind, backends)  # a new connection, or the database file opened again
+    assert await restarted.latest("suite1") == "ticket-1"
+
+
+# --- user grants ------------------------------------------------------------------------------------------------
+
+BLOB = bytes(range(256)) + b"\x00\xff not utf-8: \xc3\x28"
+
+
+async def open_grants(kind: str, backends: Backends) -> UserGrants:
+    if kind == "memory":
+        return MemoryGrants()
+    if kind == "sqlite":
+        grants = SqliteGrants(await backends.database())
+        await grants.create()
+        return grants
+    return RedisGrants(backends.redis(), PREFIX)
+
+
+@pytest.mark.parametrize("kind", KEPT)
+async def test_a_grant_is_kept_byte_for_byte_replaced_and_deleted(kind: str, backends: Backends) -> None:
+    grants = await open_grants(kind, backends)
+    assert await grants.get("corp1:staff1") is None
+    await grants.put("corp1:staff1", BLOB)
+    await grants.put("corp1:staff2", b"other")
+    assert await grants.get("corp1:staff1") == BLOB
+    await grants.put("corp1:staff1", b"renewed")
+    assert await grants.get("corp1:staff1") == b"renewed"
+    assert await grants.delete("corp1:staff1") is True
+    assert await grants.delete("corp1:staff1") is False
+    assert await grants.get("corp1:staff1") is None
+    assert await grants.get("corp1:staff2") == b"other"
+    for key in HOSTILE_KEYS:
+        await grants.put(key, key.encode())
+    assert [await grants.get(key) for key in HOSTILE_KEYS] == [key.encode() for key in HOSTILE_KEYS]
+
+
+@pytest.mark.parametrize("kind", DURABLE)
+async def test_a_grant_survives_a_restart(kind: str, backends: Backends) -> None:
+    await (await open_grants(kind, backends)).put("corp1:staff1", BLOB)
+    restarted = await open_grants(kind, backends)
+    assert await restarted.get("corp1:staff1") == BLOB
+
+
+# --- the fallback wrapper with a Redis that dies ----------------------------------------------------------------
+
+
+async def test_when_redis_dies_the_stores_go_on_locally_and_use_redis_again_once_it_is_back(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
+    failover = Failover(retry_seconds=0.05)
+    admission = FallbackAdmission(RedisAdmission(batcher, PREFIX, user_rate=100), MemoryAdmission(100), failover)
+    redis_limiter = RedisLimiter(batcher, PREFIX, 100)
+    limiter = FallbackLimiter(redis_limiter, MemoryLimiter(100), failover)
+    tokens = FallbackTokens(RedisTokens(batcher, PREFIX), MemoryTokens(), failover)
+    union_ids = FallbackUnionIds(RedisUnionIds(batcher, PREFIX), MemoryUnionIds(), failover)
+    observer = redis_server.client()
+    caplog.set_level(logging.INFO, logger="bot.redis")
+    try:
+        assert await admission.admit("before", "sender") == Verdict.ALLOW
+        await tokens.put("app", "shared", 60)
+        assert await observer.get(f"{PREFIX}token:app") == "shared"
+
+        redis_server.stop()
+        assert [await admission.admit(f"down{n}", "sender") for n in range(3)] == [Verdict.ALLOW] * 3
+        async with limiter.slot("user/get") as waited:
+            assert waited < 1
+        await union_ids.put("staff1", "union1")
+        assert await union_ids.get("staff1") == "union1"
+        assert await tokens.get("app") == "shared"  # this dyno's copy
+        async with asyncio.timeout(2), tokens.fetching("app"):  # no lock across dynos to be had
+            await tokens.put("app", "fetched-while-down", 60)
+        assert await tokens.get("app") == "fetched-while-down"
+        unavailable = [r for r in caplog.records if r.getMessage() == "redis unavailable: using in-process state"]
+        assert len(unavailable) == 1
+
+        await redis_server.start()
+        async with asyncio.timeout(5):  # tried again once the failover's pause is over
+            while not _logged(caplog, "redis reachable again: state is shared across dynos"):
+                assert await admission.admit(f"again{time.monotonic_ns()}", "sender") == Verdict.ALLOW
+                await asyncio.sleep(0.02)
+        assert await admission.admit("after", "sender") == Verdict.ALLOW
+        await observer.aclose()
+        observer = redis_server.client()  # its connection died with the first server
+        assert await observer.exists(f"{PREFIX}msg:after") == 1
+        async with limiter.slot("user/get"):
+            pass
+        assert await observer.zcard(f"{PREFIX}api:user/get") == 1  # counted in Redis again
+    finally:
+        redis_limiter.close()
+        await batcher.aclose()
+        await observer.aclose()
+
+
+async def test_calls_waiting_for_a_shared_slot_when_redis_dies_get_a_local_one(redis_server: RedisServer) -> None:
+    batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
+    redis_limiter = RedisLimiter(batcher, PREFIX, 1, window=60)  # one call a minute: the others wait in Redis
+    limiter = FallbackLimiter(redis_limiter, MemoryLimiter(100), Failover())
+    try:
+        async with limiter.slot("calendars"):
+            pass
+        waiting = [asyncio.create_task(_enter(limiter)) for _ in range(5)]
+        await asyncio.sleep(0.2)
+        assert not any(task.done() for task in waiting)
+        redis_server.stop()
+        async with asyncio.timeout(5):
+            assert await asyncio.gather(*waiting) == [True] * 5
+    finally:
+        redis_limiter.close()
+        await batcher.aclose()
+
+
+async def _enter(limiter: ApiLimiter) -> bool:
+    async with limiter.slot("calendars"):
+        return True
+
+
+def _logged(caplog: pytest.LogCaptureFixture, message: str) -> bool:
+    return any(record.getMessage() == message for record in caplog.records)
+
+
+# --- which store a configuration gets ---------------------------------------------------------------------------
+
+
+async def test_without_redis_what_must_survive_is_in_sqlite_created_on_open(tmp_path: Path) -> None:
+    config = Config.from_env(
+        {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "s", "BOT_STATE_DIR": str(tmp_path)}
+    )
+    stores = build_stores(config)
+    await stores.open()
+    await stores.suite_tickets.store("suite1", "ticket-1")
+    await stores.user_grants.put("corp1:staff1", BLOB)
+    await stores.close()
+
+    assert (tmp_path / "bot.sqlite3").exists()
+    restarted = build_stores(config)
+    await restarted.open()
+    assert await restarted.suite_tickets.latest("suite1") == "ticket-1"
+    assert await restarted.user_grants.get("corp1:staff1") == BLOB
+    await restarted.close()
+
+
+async def test_with_redis_what_must_survive_is_in_redis_and_no_file_is_made(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "s", "BOT_STATE_DIR": str(tmp_path / "state")}
+    stores = build_stores(Config.from_env({**env, "REDIS_URL": redis_server.url}))
+    await stores.open()
+    await stores.suite_tickets.store("suite1", "ticket-1")
+    await stores.user_grants.put("corp1:staff1", b"grant")
+    await stores.close()
+
+    observer = redis_server.client()
+    assert await observer.get("calbot:id:suite-ticket:suite1") == "ticket-1"
+    assert await observer.exists("calbot:id:grant:corp1:staff1") == 1
+    await observer.aclose()
+    assert not (tmp_path / "state").exists()
+
+
+async def test_a_state_folder_that_cannot_be_used_stops_the_bot_at_start_with_a_clear_line(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    not_a_folder = tmp_path / "state"
+    not_a_folder.write_text("a file where the folder should be")
+    process = await BotProcess({**sandbox.bot_env(), "BOT_STATE_DIR": str(not_a_folder)}).start()
+
+    assert await process.wait() == 1
+    [line] = process.logs("the bot's state cannot be kept, exiting")
+    assert line["problem"].startswith(f"BOT_STATE_DIR: {not_a_folder / 'bot.sqlite3'} cannot be used")
+    assert "Traceback" not in process.output
+
+
+async def test_the_bot_creates_its_database_in_the_state_folder_at_start(tmp_path: Path) -> None:
+    env = {"BOT_STATE_DIR": str(tmp_path / "new" / "state")}
+    async with started_sandbox() as sandbox, running_bot(sandbox, env) as process:  # connected: started
+        assert (tmp_path / "new" / "state" / "bot.sqlite3").exists()
+        assert await process.stop() == 0
