@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from pathlib import Path
 
 from bot import budget, cards
 from bot.commands import parse
@@ -19,9 +20,14 @@ from bot.inbox import Inbox
 from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply
 from bot.names import CalendarNames
+from bot.redis_batch import CommandBatcher
 from bot.redis_state import RedisState, connect
 from bot.replies import deliver, deliver_privately
 from bot.state import LocalState
+from bot.stats import Stats
+from bot.stores.audit import AuditStore, RedisAudit, SqliteAudit
+from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
+from bot.stores.sqlite import Database
 from bot.transport import StreamClient
 from bot.users import UserDirectory
 
@@ -38,6 +44,37 @@ def build_state(config: Config) -> LocalState:
     client = connect(config.redis_url, config.redis_tls_verify)
     windows = (config.user_rate_window, config.dedupe_seconds)
     return RedisState(client, config.client_id, config.api_qps, config.user_rate, *windows)
+
+
+class Stores:
+    """Pending bulk actions and audit records: in Redis when REDIS_URL is set (every dyno shares them), else in the
+    embedded SQLite file BOT_STATE_DIR/bot.sqlite3."""
+
+    def __init__(self, config: Config) -> None:
+        self._database: Database | None = None
+        self._redis: CommandBatcher | None = None
+        self.previews: PreviewStore
+        self.audits: AuditStore
+        if config.redis_url:
+            self._redis = CommandBatcher(connect(config.redis_url, config.redis_tls_verify))
+            self.previews = RedisPreviews(self._redis, config.client_id)
+            self.audits = RedisAudit(self._redis, config.client_id)
+        else:
+            self._database = Database(Path(config.state_dir) / "bot.sqlite3")
+            self._sqlite = (SqlitePreviews(self._database), SqliteAudit(self._database))
+            self.previews, self.audits = self._sqlite
+
+    async def open(self) -> None:
+        if self._database is not None:
+            await self._database.open()
+            for store in self._sqlite:
+                await store.open()
+
+    async def close(self) -> None:
+        if self._database is not None:
+            await self._database.close()
+        if self._redis is not None:
+            await self._redis.aclose()
 
 
 class VitalTaskEnded(Exception):
@@ -66,11 +103,14 @@ class App:
         self._busy_replies: set[asyncio.Task[None]] = set()
         self.stream = StreamClient(self.dingtalk, self.inbox.accept, config)
         self.counters: Counter[str] = Counter()
+        self.stores = Stores(config)
+        self.stats = Stats(self._counted_elsewhere)
         self._shutting_down = False
 
     async def run(self) -> None:
         """Serve until shutdown(). If the Stream loop or the heartbeat ends before that, log it and raise
         VitalTaskEnded: a process that stays up deaf is never restarted by its dyno manager."""
+        await self.stores.open()
         self.inbox.start()
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -95,6 +135,7 @@ class App:
         log.info("stopped", extra={"fields": self._snapshot()})
         await self.dingtalk.aclose()
         await self.state.close()
+        await self.stores.close()
 
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
@@ -126,7 +167,8 @@ class App:
                 fields["route"] = "failed"
         retries = work.retries + sending.retries
         fields.update(attempts=work.attempts + sending.attempts, retries=retries)
-        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        latency_ms = fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        self.stats.record(reply.outcome, _codes(reply), latency_ms, retries)
         self.counters["handled"] += 1
         self.counters["retried"] += retries
         self.counters["failed"] += reply.outcome in FAILED_OUTCOMES or fields["route"] == "failed"
@@ -162,17 +204,34 @@ class App:
 
     async def _run_command(self, message: Message, command: Command) -> Reply:
         try:
-            return await HANDLERS[command.name](Context(message, self.dingtalk, self.users, self.names), command)
+            context = Context(
+                message,
+                self.dingtalk,
+                self.users,
+                self.names,
+                self.config,
+                self.stores.audits,
+                self.stores.previews,
+                self.stats,
+            )
+            return await HANDLERS[command.name](context, command)
         except Exception:
             log.exception("command failed", extra={"fields": {"msg_id": message.msg_id, "command": command.name}})
             return Reply(Outcome.INTERNAL_ERROR)
 
     async def _answer(self, message: Message, reply: Reply, locale: str) -> str:
         card = cards.render(reply, locale)
-        if message.is_group and card.interactive:
+        if message.is_group and (card.interactive or reply.private):
             notice = cards.render(Reply(Outcome.SENT_PRIVATELY, {"title": card.title}), locale)
             return await deliver_privately(self.dingtalk, message, card, notice, self.config.oapi_base)
         return await deliver(self.dingtalk, message, card, self.config.oapi_base)
+
+    def _counted_elsewhere(self) -> dict[str, int]:
+        """The counts `stats` shows that other parts keep: repeats dropped, reconnects, DingTalk calls by API."""
+        counts = {f"api:{api}": calls for api, calls in self.dingtalk.calls.items()}
+        counts["duplicates"] = self.inbox.deduplicated + self.counters["taken_elsewhere"]
+        counts["reconnects"] = self.stream.reconnects
+        return counts
 
     def _snapshot(self) -> dict[str, int]:
         return {
@@ -194,3 +253,9 @@ class App:
                 return
             if self.config.fault == "stream-loop-ends":
                 await self.stream.stop()
+
+
+def _codes(reply: Reply) -> list[str]:
+    """DingTalk's error codes in a reply: its own, or each calendar's in a combined one."""
+    items = reply.data.get("items") or ()
+    return [str(reply.data.get("code") or ""), *(str(item.get("code") or "") for item in items)]

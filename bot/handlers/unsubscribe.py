@@ -8,6 +8,7 @@ from bot.commands import Target, calendar_id_problem
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers.base import Context, change_calendar, each, offer_calendars, refuse, sender_and_targets
+from bot.handlers.bulk import bulk_target, preview
 from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
 from bot.models import Action, Calendar, Command, Outcome, Reply
 from bot.names import CalendarNames
@@ -18,6 +19,9 @@ REFUSED_LOCALLY = ("dot_segment", "too_long", "bad_characters")
 
 
 async def unsubscribe(context: Context, command: Command) -> Reply:
+    bulk = bulk_target(command.argument)
+    if bulk is not None:
+        return await preview(context, bulk)
     prepared = await sender_and_targets(context, command, _refused_locally)
     if isinstance(prepared, Reply):
         return prepared
