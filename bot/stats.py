@@ -12,6 +12,9 @@ from typing import Any
 # Latencies are counted in buckets 2 % wide: percentiles within 2 %, memory bounded (a few hundred buckets) and
 # one logarithm per message.
 _BUCKET_GROWTH = math.log(1.02)
+# Calls DingTalk does not count toward an organization's monthly OpenAPI quota (reference §10.5); the sessionWebhook
+# is no OpenAPI call at all.
+QUOTA_EXEMPT = frozenset({"accessToken", "user/get", "webhook"})
 
 
 @dataclass(slots=True)
@@ -93,5 +96,6 @@ def _summary(window: Window, outside: Mapping[str, int]) -> dict[str, Any]:
         "duplicates": outside.get("duplicates", 0),
         "reconnects": outside.get("reconnects", 0),
         "api_calls": sum(api_calls.values()),
+        "quota_calls": sum(count for name, count in api_calls.items() if name not in QUOTA_EXEMPT),
         "api_calls_by_api": sorted((name, count) for name, count in api_calls.items() if count),
     }
