@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -229,3 +230,119 @@ async def test_a_confirm_after_its_window_does_nothing(tmp_path: Path) -> None:
 
             assert card(late)["title"] == "⌛ Nothing to confirm"
             assert unsubscribe_calls(sandbox, user.union_id) == []
+
+
+# --- admins --------------------------------------------------------------------------------------------------------
+
+
+async def test_help_lists_the_admin_commands_only_to_admins(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+
+    _, for_user = await converse(sandbox, sandbox.chat("help", user.staff_id))
+    _, for_admin = await converse(sandbox, sandbox.chat("help", ADMIN.staff_id))
+
+    assert "**whoami**" in card(for_user)["text"] and "**stats**" not in card(for_user)["text"]
+    assert "**stats**" in card(for_admin)["text"] and "**audit**" in card(for_admin)["text"]
+
+
+@pytest.mark.parametrize(("typed", "command"), [("stats", "stats"), ("统计", "stats"), ("audit cal-secret", "audit")])
+async def test_a_non_admin_is_refused_politely_and_the_refusal_is_audited(
+    sandbox: Sandbox, typed: str, command: str
+) -> None:
+    user = new_user(sandbox)
+    data = sandbox.chat(typed, user.staff_id, group=True)
+
+    _, notice = await converse(sandbox, data)
+
+    assert card(notice)["title"] in ("📬 Answered privately", "📬 已私聊回复")
+    [refusal] = private_cards(sandbox, user.staff_id)
+    assert refusal["title"] in ("🔒 For admins only", "🔒 仅限管理员") and f"**{command}**" in refusal["text"]
+    assert "commands" not in refusal["text"] and "cal-secret" not in refusal["text"]
+
+    _, audit = await converse(
+        sandbox, sandbox.chat("audit cal-secret" if command == "audit" else "audit", ADMIN.staff_id)
+    )
+
+    [line] = [line for line in card(audit)["text"].splitlines() if f" · {user.staff_id} · " in line]
+    assert f" · {command} **" in line and line.endswith("· admins\\_only · no request id")
+
+
+async def test_audit_shows_the_latest_changes_in_order_by_id_and_by_name_and_after_a_restart(tmp_path: Path) -> None:
+    async with started_sandbox() as sandbox:
+        sandbox.add_user(ADMIN.staff_id, ADMIN.union_id)
+        env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+        first, second = new_user(sandbox), new_user(sandbox)
+        calendar_id = new_calendar(sandbox, first, "Board Meetings")
+        sandbox.subscribe(second.union_id, calendar_id)
+        async with running_bot(sandbox, env) as bot:
+            for user, text in [
+                (first, "list"),  # names the calendar for the records
+                (first, f"unsubscribe {calendar_id}"),
+                (second, "unsubscribe Board Meetings"),
+                (first, f"resubscribe {calendar_id}"),
+            ]:
+                await converse(sandbox, sandbox.chat(text, user.staff_id))
+            sandbox.add_calendar("cal-unrelated", "Other")
+            await converse(sandbox, sandbox.chat("unsubscribe cal-unrelated", first.staff_id))
+            changes = [entry for entry in bot.logs("calendar change") if entry["calendar_id"] == calendar_id]
+            _, by_id = await converse(sandbox, sandbox.chat(f"audit {calendar_id}", ADMIN.staff_id))
+            _, by_name = await converse(sandbox, sandbox.chat("审计 board meetings", ADMIN.staff_id))
+
+        expected = [
+            f"{n}. * · {entry['staff_id']} · {entry['action']} **Board Meetings** · {entry['result']} · "
+            f"{entry['request_id']}"
+            for n, entry in enumerate(changes, start=1)
+        ]
+        assert [(e["staff_id"], e["action"]) for e in changes] == [
+            (first.staff_id, "unsubscribe"),
+            (second.staff_id, "unsubscribe"),
+            (first.staff_id, "resubscribe"),
+        ]
+        assert all(entry["request_id"] for entry in changes)
+        assert audit_lines(by_id) == expected and audit_lines(by_name) == expected
+        assert card(by_id)["title"] == f"🔎 Audit: {calendar_id}" and "Other" not in card(by_id)["text"]
+
+        async with running_bot(sandbox, env):
+            _, after_restart = await converse(sandbox, sandbox.chat(f"audit {calendar_id}", ADMIN.staff_id))
+
+        assert audit_lines(after_restart) == expected
+
+
+def audit_lines(reply: Recorded) -> list[str]:
+    """The numbered lines of an audit card, with the time replaced by `*`."""
+    lines = [line for line in card(reply)["text"].splitlines() if line[:1].isdigit()]
+    return [line.split(". ", 1)[0] + ". * · " + line.split(" UTC · ", 1)[1] for line in lines]
+
+
+async def test_stats_figures_match_what_was_done(tmp_path: Path) -> None:
+    async with started_sandbox() as sandbox:
+        sandbox.add_user(ADMIN.staff_id, ADMIN.union_id)
+        async with running_bot(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
+            user = new_user(sandbox)
+            holidays = new_calendar(sandbox, user)
+            sandbox.add_calendar("cal-board", "Board", scope={"someone-else"})
+            sandbox.fail_next("unsubscribe", 503, {"code": "ServiceUnavailable", "message": "busy"})
+            await converse(sandbox, sandbox.chat(f"unsubscribe {holidays}", user.staff_id))  # retried once
+            await converse(sandbox, sandbox.chat("unsubscribe cal-board", user.staff_id))  # permissionDenied
+            repeated = sandbox.chat("help", user.staff_id)
+            await converse(sandbox, repeated)
+            await sandbox.wait_ack(await sandbox.push(repeated))  # the same msgId again: dropped
+            await bot.wait_log("duplicate message dropped", msg_id=repeated["msgId"])
+            await sandbox.drop_connections()
+            await sandbox.wait_connected()
+            await sandbox.wait_for(lambda: len(sandbox.connected_at) == 2)
+            calls = Counter(r.api for r in sandbox.requests)
+
+            _, stats = await converse(sandbox, sandbox.chat("stats", ADMIN.staff_id))
+
+        text = card(stats)["text"]
+        today = text.split("**Today**")[1]
+        for part in (text.split("**Today**")[0], today):
+            assert ": 3 commands · latency p50 " in part
+            assert "· 1 retries · 1 duplicates dropped · 1 reconnects" in part
+            assert "- Outcomes: help 1, not\\_in\\_scope 1, unsubscribed 1" in part
+            assert "- DingTalk errors: permissionDenied 1" in part
+            by_api = ", ".join(f"{api} {count}" for api, count in sorted(calls.items()))
+            quota = sum(count for api, count in calls.items() if api not in ("accessToken", "user/get", "webhook"))
+            assert f"- DingTalk API calls: {calls.total()} ({quota} count toward" in part
+            assert f"monthly quota): {by_api}" in part
