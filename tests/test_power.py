@@ -346,3 +346,28 @@ async def test_stats_figures_match_what_was_done(tmp_path: Path) -> None:
             quota = sum(count for api, count in calls.items() if api not in ("accessToken", "user/get", "webhook"))
             assert f"- DingTalk API calls: {calls.total()} ({quota} count toward" in part
             assert f"monthly quota): {by_api}" in part
+
+
+async def test_with_redis_a_preview_is_confirmed_on_another_dyno_and_the_audit_outlives_both(
+    redis_server: RedisServer,
+) -> None:
+    async with started_sandbox() as sandbox:
+        sandbox.add_user(ADMIN.staff_id, ADMIN.union_id)
+        env = {**ENV, "REDIS_URL": redis_server.url}
+        user = new_user(sandbox)
+        first_id, second_id = new_calendar(sandbox, user, "Team A"), new_calendar(sandbox, user, "Team B")
+        async with running_bot(sandbox, env), running_bot(sandbox, env, connections=2):
+            _, preview = await converse(sandbox, sandbox.chat('unsubscribe "team ?"', user.staff_id), socket=0)
+            url = buttons(preview)[0]["actionURL"]
+            _, done = await converse(sandbox, pressed(sandbox, url, user.staff_id), socket=1)
+            _, again = await converse(sandbox, pressed(sandbox, url, user.staff_id), socket=0)
+
+        assert card(done)["title"] == "📋 2 calendars" and sandbox.subscriptions[user.union_id] == set()
+        assert card(again)["title"] == "⌛ Nothing to confirm"
+        assert changed_ids(unsubscribe_calls(sandbox, user.union_id)) == sorted([first_id, second_id])
+
+        async with running_bot(sandbox, env):
+            _, audit = await converse(sandbox, sandbox.chat("audit Team B", ADMIN.staff_id))
+
+        [line] = audit_lines(audit)
+        assert line.startswith(f"1. * · {user.staff_id} · unsubscribe **Team B** · unsubscribed · ")
