@@ -26,6 +26,7 @@ from tests.helpers import (
     started_sandbox,
     unsubscribe_calls,
 )
+from tests.redisserver import RedisServer
 
 ADMIN = User("admin0001", "unionAdmin0001")
 ENV = {**BOT_ENV, "BOT_ADMINS": f"someone-else, {ADMIN.staff_id}", "BOT_RETRY_PAUSE_SCALE": "0.01"}
