@@ -25,6 +25,8 @@ CONFIRM, UNDO = "confirm", "undo"
 def bulk_target(argument: str) -> str | None:
     """What an unsubscribe argument asks for in bulk: its one target when that is `all` / `全部` (unquoted: in
     quotes it is a calendar's name or id) or holds a wildcard; None when it names calendars one by one."""
+    if not is_pattern(argument) and argument.strip().casefold() not in ALL_WORDS:
+        return None  # most commands: no second parse
     targets = split_targets(argument)
     if not targets or len(targets) != 1:
         return None
@@ -45,7 +47,7 @@ async def preview(context: Context, target: str) -> Reply:
     except DingTalkError as error:
         return explain_calendar_error(error, "", LIST_SCOPE)
     context.names.remember(union_id, listed)
-    if not listed:
+    if everything and not listed:
         return Reply(Outcome.NO_CALENDARS)
     selected = listed if everything else select(target, listed)
     if not selected:
