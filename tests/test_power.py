@@ -208,14 +208,16 @@ async def test_a_pattern_can_match_ids_and_regex_characters_are_literal(sandbox:
     assert card(literal)["title"] == "🧹 Unsubscribe from 1 calendars?" and "Brackets" in card(literal)["text"]
 
 
-async def test_a_pattern_that_matches_nothing_changes_nothing_and_offers_the_calendars(sandbox: Sandbox) -> None:
+async def test_a_pattern_that_matches_nothing_is_tried_as_one_id_and_offers_the_calendars(sandbox: Sandbox) -> None:
     user = new_user(sandbox)
-    new_calendar(sandbox, user, "Holidays")
+    holidays = new_calendar(sandbox, user, "Holidays")
 
-    _, reply = await converse(sandbox, sandbox.chat("unsubscribe Yoga*", user.staff_id))
+    _, reply = await converse(sandbox, sandbox.chat("unsubscribe Yoga?*", user.staff_id))
 
-    assert card(reply)["title"] == "❓ No calendar called that" and "**Yoga\\***" in card(reply)["text"]
-    assert unsubscribe_calls(sandbox, user.union_id) == []
+    assert card(reply)["title"] == "❓ No calendar called that" and "**Yoga?\\***" in card(reply)["text"]
+    [as_id] = unsubscribe_calls(sandbox, user.union_id)
+    assert as_id.raw_path.endswith("/calendars/Yoga%3F%2A/unsubscribe")
+    assert sandbox.subscriptions[user.union_id] == {holidays}
 
 
 async def test_a_confirm_after_its_window_does_nothing(tmp_path: Path) -> None:

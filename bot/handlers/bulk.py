@@ -9,7 +9,7 @@ import secrets
 
 from bot.commands import split_targets
 from bot.errors import DingTalkError
-from bot.handlers.base import Context, change_calendar, offer_calendars
+from bot.handlers.base import Context, change_calendar
 from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
 from bot.models import Action, Calendar, Command, Outcome, Reply
 from bot.resolve import subscribed
@@ -36,8 +36,9 @@ def bulk_target(argument: str) -> str | None:
     return target.text if is_pattern(target.text) else None
 
 
-async def preview(context: Context, target: str) -> Reply:
-    """The calendars the target selects and one Confirm button; nothing changes yet."""
+async def preview(context: Context, target: str) -> Reply | None:
+    """The calendars the target selects and one Confirm button; nothing changes yet. None when a pattern selects
+    none of the sender's calendars: then it is read as one id or name, as before wildcards (an id may hold `?`)."""
     everything = not is_pattern(target)
     union_id = await context.identify()
     if isinstance(union_id, Reply):
@@ -51,7 +52,7 @@ async def preview(context: Context, target: str) -> Reply:
         return Reply(Outcome.NO_CALENDARS)
     selected = listed if everything else select(target, listed)
     if not selected:
-        return offer_calendars(Outcome.NO_MATCH, listed, text=target, code="", request_id="")
+        return None
     chosen = sorted(selected, key=lambda calendar: (calendar.name.casefold(), calendar.id))[:MAX_BULK]
     token = secrets.token_urlsafe(16)
     pending = {"union_id": union_id, "calendars": [[calendar.id, calendar.name] for calendar in chosen]}

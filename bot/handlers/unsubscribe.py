@@ -20,8 +20,9 @@ REFUSED_LOCALLY = ("dot_segment", "too_long", "bad_characters")
 
 async def unsubscribe(context: Context, command: Command) -> Reply:
     bulk = bulk_target(command.argument)
-    if bulk is not None:
-        return await preview(context, bulk)
+    previewed = await preview(context, bulk) if bulk is not None else None
+    if previewed is not None:
+        return previewed
     prepared = await sender_and_targets(context, command, _refused_locally)
     if isinstance(prepared, Reply):
         return prepared
