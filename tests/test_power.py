@@ -374,3 +374,12 @@ async def test_with_redis_a_preview_is_confirmed_on_another_dyno_and_the_audit_o
 
         [line] = audit_lines(audit)
         assert line.startswith(f"1. * · {user.staff_id} · unsubscribe **Team B** · unsubscribed · ")
+
+
+async def test_an_admin_asking_in_a_group_gets_the_answer_privately(sandbox: Sandbox) -> None:
+    data = sandbox.chat("stats", ADMIN.staff_id, group=True)
+
+    _, notice = await converse(sandbox, data)
+
+    assert card(notice)["title"] == "📬 Answered privately" and "commands" not in card(notice)["text"]
+    assert [param["title"] for param in private_cards(sandbox, ADMIN.staff_id)] == ["📊 Bot statistics"]
