@@ -82,3 +82,12 @@ async def test_audit_records_older_than_90_days_are_gone(stores: tuple[PreviewSt
     await audit.record(replace(RECORD, at=time.time(), request_id="new"))
 
     assert [record.request_id for record in await audit.latest("cal-1", 10)] == ["new"]
+
+
+async def test_records_written_at_once_are_all_kept(stores: tuple[PreviewStore, AuditStore]) -> None:
+    _, audit = stores
+    now = time.time()
+
+    await asyncio.gather(*(audit.record(replace(RECORD, at=now - 100 + n, request_id=f"R{n}")) for n in range(50)))
+
+    assert [record.request_id for record in await audit.latest("cal-1", 100)] == [f"R{n}" for n in range(50)]

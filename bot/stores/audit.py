@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 import uuid
@@ -16,6 +17,7 @@ from bot.stores.sqlite import Database
 
 KEEP_SECONDS = 90 * 86_400
 MAX_PER_SUBJECT = 1_000  # newest records kept per calendar in Redis; older ones are dropped with the 90 days
+PRUNE_SECONDS = 3_600.0  # how often the embedded store deletes records past the 90 days (reads never show them)
 MAX_SUBJECT_LENGTH = 256  # a refused `audit <text>` keeps at most this much of the text
 
 
@@ -49,10 +51,14 @@ class AuditStore(Protocol):
 
 
 class SqliteAudit:
-    """In the embedded database (BOT_STATE_DIR)."""
+    """In the embedded database (BOT_STATE_DIR). Records that arrive while a write is under way are written together
+    in the next transaction: under load, one commit for many changes."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._pruned_at = 0.0
 
     async def open(self) -> SqliteAudit:
         def create(connection: sqlite3.Connection) -> None:
@@ -68,12 +74,36 @@ class SqliteAudit:
         return self
 
     async def record(self, entry: AuditRecord) -> None:
-        def insert(connection: sqlite3.Connection) -> None:
-            connection.execute("DELETE FROM audit WHERE at < ?", (time.time() - KEEP_SECONDS,))
-            values = (*asdict(entry).values(), name_key(entry.name))
-            connection.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        written = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, written))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        await written
 
-        await self._database.transaction(insert)
+    async def _write_all(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._database.transaction(functools.partial(self._insert, batch))
+                except Exception as error:
+                    for _, written in batch:
+                        if not written.done():
+                            written.set_exception(error)
+                else:
+                    for _, written in batch:
+                        if not written.done():
+                            written.set_result(None)
+        finally:
+            self._writer = None
+
+    def _insert(self, batch: list[tuple[AuditRecord, asyncio.Future[None]]], connection: sqlite3.Connection) -> None:
+        now = time.time()
+        if now - self._pruned_at > PRUNE_SECONDS:
+            connection.execute("DELETE FROM audit WHERE at < ?", (now - KEEP_SECONDS,))
+            self._pruned_at = now
+        rows = [(*asdict(entry).values(), name_key(entry.name)) for entry, _ in batch]
+        connection.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def latest(self, calendar: str, limit: int) -> list[AuditRecord]:
         rows = await self._database.execute(
