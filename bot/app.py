@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from pathlib import Path
 
 from bot import budget, cards
 from bot.commands import parse
@@ -20,14 +19,11 @@ from bot.inbox import Inbox
 from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply
 from bot.names import CalendarNames
-from bot.redis_batch import CommandBatcher
 from bot.redis_state import RedisState, connect
 from bot.replies import deliver, deliver_privately
 from bot.state import LocalState
 from bot.stats import Stats
-from bot.stores.audit import AuditStore, RedisAudit, SqliteAudit
-from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
-from bot.stores.sqlite import Database
+from bot.stores.wiring import Stores
 from bot.transport import StreamClient
 from bot.users import UserDirectory
 
@@ -44,37 +40,6 @@ def build_state(config: Config) -> LocalState:
     client = connect(config.redis_url, config.redis_tls_verify)
     windows = (config.user_rate_window, config.dedupe_seconds)
     return RedisState(client, config.client_id, config.api_qps, config.user_rate, *windows)
-
-
-class Stores:
-    """Pending bulk actions and audit records: in Redis when REDIS_URL is set (every dyno shares them), else in the
-    embedded SQLite file BOT_STATE_DIR/bot.sqlite3."""
-
-    def __init__(self, config: Config) -> None:
-        self._database: Database | None = None
-        self._redis: CommandBatcher | None = None
-        self.previews: PreviewStore
-        self.audits: AuditStore
-        if config.redis_url:
-            self._redis = CommandBatcher(connect(config.redis_url, config.redis_tls_verify))
-            self.previews = RedisPreviews(self._redis, config.client_id)
-            self.audits = RedisAudit(self._redis, config.client_id)
-        else:
-            self._database = Database(Path(config.state_dir) / "bot.sqlite3")
-            self._sqlite = (SqlitePreviews(self._database), SqliteAudit(self._database))
-            self.previews, self.audits = self._sqlite
-
-    async def open(self) -> None:
-        if self._database is not None:
-            await self._database.open()
-            for store in self._sqlite:
-                await store.open()
-
-    async def close(self) -> None:
-        if self._database is not None:
-            await self._database.close()
-        if self._redis is not None:
-            await self._redis.aclose()
 
 
 class VitalTaskEnded(Exception):
