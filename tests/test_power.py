@@ -383,3 +383,13 @@ async def test_an_admin_asking_in_a_group_gets_the_answer_privately(sandbox: San
 
     assert card(notice)["title"] == "📬 Answered privately" and "commands" not in card(notice)["text"]
     assert [param["title"] for param in private_cards(sandbox, ADMIN.staff_id)] == ["📊 Bot statistics"]
+
+
+async def test_a_pattern_longer_than_an_id_can_be_is_refused_before_any_call(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    new_calendar(sandbox, user, "Holidays")
+
+    _, reply = await converse(sandbox, sandbox.chat("unsubscribe " + "a" * 256 + "*", user.staff_id))
+
+    assert card(reply)["title"] == "✏️ That is not a calendar id"
+    assert [r for r in sandbox.requests if user.union_id in r.raw_path] == []
