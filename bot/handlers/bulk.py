@@ -13,7 +13,7 @@ from bot.handlers.base import Context, change_calendar
 from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
 from bot.models import Action, Calendar, Command, Outcome, Reply
 from bot.resolve import subscribed
-from bot.wildcards import is_pattern, select
+from bot.wildcards import MAX_PATTERN_LENGTH, is_pattern, select
 
 ALL_WORDS = frozenset({"all", "全部"})
 MAX_BULK = 100  # calendars one confirmation acts on; a larger match previews (and acts on) the first 100 by name
@@ -31,6 +31,8 @@ def bulk_target(argument: str) -> str | None:
     if not targets or len(targets) != 1:
         return None
     target = targets[0]
+    if len(target.text) > MAX_PATTERN_LENGTH:
+        return None  # refused as too long to be an id or a name, like any other text
     if not target.exact and target.text.casefold() in ALL_WORDS:
         return target.text
     return target.text if is_pattern(target.text) else None
