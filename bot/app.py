@@ -22,6 +22,7 @@ from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.names import CalendarNames
 from bot.replies import deliver, deliver_privately
+from bot.stats import Stats
 from bot.stores.build import StateUnavailable, build_stores
 from bot.transport import StreamClient
 from bot.users import UserDirectory
@@ -59,6 +60,7 @@ class App:
         self._busy_replies: set[asyncio.Task[None]] = set()
         self.stream = StreamClient(self.dingtalk, self.inbox.accept, config)
         self.counters: Counter[str] = Counter()
+        self.stats = Stats(self._counted_elsewhere)
         self._shutting_down = False
 
     async def run(self) -> None:
@@ -126,7 +128,8 @@ class App:
                 fields["route"] = "failed"
         retries = work.retries + sending.retries
         fields.update(attempts=work.attempts + sending.attempts, retries=retries)
-        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        latency_ms = fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        self.stats.record(reply.outcome, _codes(reply), latency_ms, retries)
         self.counters["handled"] += 1
         self.counters["retried"] += retries
         self.counters["failed"] += reply.outcome in FAILED_OUTCOMES or fields["route"] == "failed"
@@ -163,7 +166,17 @@ class App:
 
     async def _run_command(self, dingtalk: DingTalkApi, message: Message, command: Command) -> Reply:
         try:
-            return await HANDLERS[command.name](Context(message, dingtalk, self.users, self.names), command)
+            context = Context(
+                message,
+                dingtalk,
+                self.users,
+                self.names,
+                self.config,
+                self.stores.audits,
+                self.stores.previews,
+                self.stats,
+            )
+            return await HANDLERS[command.name](context, command)
         except CommandError as ended:
             return ended.reply
         except Exception:
@@ -172,10 +185,17 @@ class App:
 
     async def _answer(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         card = cards.render(reply, locale)
-        if message.is_group and card.interactive:
+        if message.is_group and (card.interactive or reply.private):
             notice = cards.render(Reply(Outcome.SENT_PRIVATELY, {"title": card.title}), locale)
             return await deliver_privately(dingtalk, message, card, notice, self.config.oapi_base)
         return await deliver(dingtalk, message, card, self.config.oapi_base)
+
+    def _counted_elsewhere(self) -> dict[str, int]:
+        """The counts `stats` shows that other parts keep: repeats dropped, reconnects, DingTalk calls by API."""
+        counts = {f"api:{api}": calls for api, calls in self.dingtalk.calls.items()}
+        counts["duplicates"] = self.inbox.deduplicated + self.counters["taken_elsewhere"]
+        counts["reconnects"] = self.stream.reconnects
+        return counts
 
     def _snapshot(self) -> dict[str, int]:
         return {
@@ -197,3 +217,9 @@ class App:
                 return
             if self.config.fault == "stream-loop-ends":
                 await self.stream.stop()
+
+
+def _codes(reply: Reply) -> list[str]:
+    """DingTalk's error codes in a reply: its own, or each calendar's in a combined one."""
+    items = reply.data.get("items") or ()
+    return [str(reply.data.get("code") or ""), *(str(item.get("code") or "") for item in items)]

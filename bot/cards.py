@@ -36,8 +36,18 @@ MAX_LISTED = 50  # calendars or actions one card shows at most; beyond, it says 
 MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five; more become links
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="  # the host must be lower case or clients ignore it
 BUTTON_LABELS = {
-    "en": {"unsubscribe": "Unsubscribe {}", "resubscribe": "↩ Undo: {}"},
-    "zh_CN": {"unsubscribe": "取消订阅 {}", "resubscribe": "↩ 撤销：{}"},
+    "en": {
+        "unsubscribe": "Unsubscribe {}",
+        "resubscribe": "↩ Undo: {}",
+        "confirm": "✅ Confirm ({})",
+        "undo": "↩ Undo all ({})",
+    },
+    "zh_CN": {
+        "unsubscribe": "取消订阅 {}",
+        "resubscribe": "↩ 撤销：{}",
+        "confirm": "✅ 确认（{} 个）",
+        "undo": "↩ 全部撤销（{} 个）",
+    },
 }
 
 # Outcomes whose body numbers the offered calendars in the order of their actions, so numbered buttons match it.

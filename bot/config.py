@@ -125,6 +125,16 @@ VARIABLES = (
         "not outlive the process (a Heroku dyno), use REDIS_URL for anything that must survive a restart",
     ),
     Variable(
+        "BOT_ADMINS",
+        "(none)",
+        "comma-separated staff ids of the bot's admins: they may use stats and audit; anyone else is refused",
+    ),
+    Variable(
+        "BOT_CONFIRM_SECONDS",
+        "600",
+        "how long the Confirm button of a bulk unsubscribe preview works; tests shorten it",
+    ),
+    Variable(
         "REDIS_URL",
         UNSET,
         "redis://... or rediss://... (TLS): share state between dynos; unset keeps state in the process (one dyno)",
@@ -166,6 +176,9 @@ class Config:
     max_in_flight_per_sender: int = 1
     user_rate_window: float = 60.0
     dedupe_seconds: float = 600.0
+    region: str = "cn"
+    admins: frozenset[str] = frozenset()
+    confirm_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -205,6 +218,9 @@ class Config:
             max_in_flight_per_sender=_positive_int(env, "BOT_MAX_IN_FLIGHT_PER_SENDER", 1),
             user_rate_window=_positive_float(env, "BOT_USER_RATE_WINDOW", 60.0),
             dedupe_seconds=_positive_float(env, "BOT_DEDUPE_SECONDS", 600.0),
+            region=region,
+            admins=_staff_ids(env, "BOT_ADMINS"),
+            confirm_seconds=_positive_float(env, "BOT_CONFIRM_SECONDS", 600.0),
         )
 
 
@@ -262,3 +278,7 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw not in ("", "0", "1", "false", "true", "no", "yes"):
         raise ConfigError(f"{name} must be true or false, not {raw!r}")
     return raw in ("1", "true", "yes")
+
+
+def _staff_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in env.get(name, "").replace("，", ",").split(",") if part.strip())

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 from typing import Any, TextIO
 from urllib.parse import unquote
@@ -246,7 +247,9 @@ async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1]) -> in
     await sandbox.start()
     seed(sandbox)
     settings = {name: value for name, (value, _) in DEMO_SETTINGS.items()}
-    app = App(Config.from_env({**sandbox.bot_env(), **settings}))
+    # the demo's previews and audit records are thrown away with it, not left in the current directory
+    state = tempfile.TemporaryDirectory(prefix="calbot-demo-")  # removed when the process ends
+    app = App(Config.from_env({**sandbox.bot_env(), **settings, "BOT_STATE_DIR": state.name}))
     runner = asyncio.create_task(app.run())
     # Ctrl-C sets an event rather than cancelling the script: a cancellation can be lost inside asyncio.wait_for
     # on Python 3.11 when what it waits for finishes at the same moment, and the script would play on.

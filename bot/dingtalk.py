@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -36,6 +37,7 @@ class DingTalkClient:
         self._config = config
         self._transport = transport
         self._limiter = limiter
+        self.calls: Counter[str] = Counter()  # requests sent, by API: what `stats` shows an admin
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -144,6 +146,7 @@ class DingTalkClient:
                         timeout = min(timeout, spending.remaining)
                     if timeout <= 0:
                         raise DingTalkError(0, "CommandTimeout", "the command ran out of time")
+                    self.calls[api] += 1
                     data = await self._request(method, url, body, headers, timeout)
                 return read(data)
             except DingTalkError as error:

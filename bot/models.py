@@ -43,7 +43,7 @@ class Message:
 class Command:
     """What the user asked for, parsed from text: a name, its argument and the language it was asked in."""
 
-    name: str  # "help", "list", "unsubscribe" or "resubscribe"
+    name: str  # a key of bot.handlers.HANDLERS: "help", "list", "unsubscribe", "whoami", "stats", ...
     locale: str
     argument: str = ""
     understood: bool = True
@@ -62,7 +62,7 @@ class Calendar:
 class Action:
     """A one-tap follow-up offered on a card: a command on one calendar, sent as the user when pressed."""
 
-    command: str  # "unsubscribe" or "resubscribe"
+    command: str  # "unsubscribe", "resubscribe", or "confirm" / "undo" with a bulk token
     calendar_id: str
     name: str = ""
 
@@ -70,9 +70,13 @@ class Action:
 class Outcome(StrEnum):
     """What became of a command: each has a card template of the same name in every locale."""
 
+    ADMINS_ONLY = "admins_only"
     AMBIGUOUS = "ambiguous"
+    AUDIT = "audit"
     APP_LACKS_PERMISSION = "app_lacks_permission"
     BATCH = "batch"
+    BULK_EXPIRED = "bulk_expired"
+    BULK_PREVIEW = "bulk_preview"
     BUSY = "busy"
     CALENDAR_ID_MISSING = "calendar_id_missing"
     CALENDARS = "calendars"
@@ -90,11 +94,13 @@ class Outcome(StrEnum):
     SENDER_UNKNOWN = "sender_unknown"
     SENT_PRIVATELY = "sent_privately"
     SLOW_DOWN = "slow_down"
+    STATS = "stats"
     SUBSCRIBE_LIMIT = "subscribe_limit"
     TEMPORARY_PROBLEM = "temporary_problem"
     TOO_MANY_CALENDARS = "too_many_calendars"
     UNKNOWN_CALENDAR = "unknown_calendar"
     UNSUBSCRIBED = "unsubscribed"
+    WHOAMI = "whoami"
 
 
 class Verdict(StrEnum):
@@ -113,6 +119,7 @@ class Reply:
     outcome: Outcome
     data: dict[str, Any] = field(default_factory=dict)
     actions: tuple[Action, ...] = ()
+    private: bool = False  # in a group, sent to the sender 1:1 (admin answers, personal details)
 
 
 @dataclass(frozen=True, slots=True)

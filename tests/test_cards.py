@@ -18,7 +18,7 @@ from bot.models import Action, Button, Card, Outcome, Reply
 
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="
 SAMPLE_DATA: dict[str, dict[str, Any]] = {
-    "help": {"understood": False},
+    "help": {"understood": False, "admin": False},
     "unsubscribed": {"calendar_id": "cal-1", "name": "Holidays", "request_id": "R1"},
     "calendar_id_missing": {"code": "invalidParameter", "request_id": "R1"},
     "invalid_calendar_id": {"calendar_id": "..", "problem": "dot_segment"},
@@ -49,6 +49,72 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     },
     "too_many_calendars": {"limit": 20},
     "sent_privately": {"title": "✅ Unsubscribed"},
+    "whoami": {
+        "staff_id": "s1",
+        "union_id": "u1",
+        "lookup_code": "",
+        "sender_corp_id": "ding1",
+        "bot_corp_id": "ding1",
+        "member": True,
+        "group": True,
+        "admin": False,
+        "version": "0.1.0",
+        "region": "cn",
+        "internal_app": True,
+    },
+    "bulk_preview": {
+        "pattern": "Team*",
+        "count": 2,
+        "matched": 3,
+        "calendars": [{"id": "cal-1", "name": "Team A"}, {"id": "cal-2", "name": "团队"}],
+        "minutes": 10,
+    },
+    "bulk_expired": {"kind": "undo"},
+    "admins_only": {"command": "stats"},
+    "audit": {
+        "subject": "cal-1",
+        "entries": [
+            {
+                "when": "2026-11-27 08:00:00 UTC",
+                "staff_id": "s1",
+                "action": "unsubscribe",
+                "calendar": "Holidays",
+                "result": "unsubscribed",
+                "code": "",
+                "request_id": "R1",
+            }
+        ],
+    },
+    "stats": {
+        "started_at": "2026-11-27 08:00 UTC",
+        "day": "2026-11-27",
+        "since_start": {
+            "commands": 2,
+            "outcomes": [("help", 1), ("unsubscribed", 1)],
+            "codes": [("HTTP503", 1)],
+            "p50_ms": 3.0,
+            "p99_ms": 12.4,
+            "retries": 1,
+            "duplicates": 0,
+            "reconnects": 0,
+            "api_calls": 4,
+            "quota_calls": 3,
+            "api_calls_by_api": [("accessToken", 1), ("calendars", 3)],
+        },
+        "today": {
+            "commands": 0,
+            "outcomes": [],
+            "codes": [],
+            "p50_ms": 0.0,
+            "p99_ms": 0.0,
+            "retries": 0,
+            "duplicates": 0,
+            "reconnects": 0,
+            "api_calls": 0,
+            "quota_calls": 0,
+            "api_calls_by_api": [],
+        },
+    },
     "batch": {
         "items": [
             {"outcome": "unsubscribed", "calendar_id": "cal-1", "name": "Holidays", "request_id": "R1"},

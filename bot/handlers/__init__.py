@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.handlers import calendars, help, resubscribe, unsubscribe
+from bot.handlers import admin, bulk, calendars, help, resubscribe, unsubscribe, whoami
 from bot.handlers.base import CommandError, Context, Handler
 
 HANDLERS: dict[str, Handler] = {
@@ -10,6 +10,11 @@ HANDLERS: dict[str, Handler] = {
     "list": calendars.list_calendars,
     "unsubscribe": unsubscribe.unsubscribe,
     "resubscribe": resubscribe.resubscribe,
+    "confirm": bulk.confirm,
+    "undo": bulk.undo,
+    "whoami": whoami.whoami,
+    "stats": admin.stats,
+    "audit": admin.audit,
 }
 
 __all__ = ["HANDLERS", "CommandError", "Context"]

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bot.api import DingTalkApi
 from bot.commands import MAX_TARGETS, Target, calendar_id_problem, split_targets
+from bot.config import Config
 from bot.errors import DingTalkError
 from bot.handlers.explain import explain_calendar_error, explain_lookup_error
 from bot.models import Action, Calendar, Command, Message, Outcome, Reply
 from bot.names import CalendarNames
-from bot.users import ForeignSender, UserDirectory
+from bot.stats import Stats
+from bot.stores.audit import MAX_SUBJECT_LENGTH, AuditRecord, AuditStore
+from bot.stores.previews import PreviewStore
+from bot.users import ForeignSender, UserDirectory, is_member
 
 audit_log = logging.getLogger("bot.audit")
 
@@ -29,12 +34,27 @@ class CommandError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a handler may use: the message it answers and the platform clients, bound to the message's credentials."""
+    """What a handler may use: the message it answers, the platform clients bound to the message's credentials, the
+    configuration, the stores and the counters."""
 
     message: Message
     dingtalk: DingTalkApi
     users: UserDirectory
     names: CalendarNames
+    config: Config
+    audits: AuditStore
+    previews: PreviewStore
+    stats: Stats
+
+    @property
+    def owner(self) -> str:
+        """Who sent the message, from platform fields only: organization and staff id."""
+        message = self.message
+        return f"{message.sender_corp_id or message.chatbot_corp_id}:{message.sender_staff_id}"
+
+    @property
+    def is_admin(self) -> bool:
+        return is_member(self.message) and self.message.sender_staff_id in self.config.admins
 
     async def identify(self) -> str:
         """The sender's unionId; CommandError with the card that explains why the bot cannot act for them."""
@@ -45,8 +65,9 @@ class Context:
         except DingTalkError as error:
             raise CommandError(explain_lookup_error(error)) from None
 
-    def audit(self, action: str, union_id: str, reply: Reply) -> None:
-        """One line per calendar change asked of DingTalk, so an admin can answer "who unsubscribed from X"."""
+    async def audit(self, action: str, union_id: str, reply: Reply) -> None:
+        """One line and one audit record per calendar change asked of DingTalk, so an admin can answer "who
+        unsubscribed from X"."""
         fields = {
             "action": action,
             "staff_id": self.message.sender_staff_id,
@@ -58,6 +79,44 @@ class Context:
             "msg_id": self.message.msg_id,
         }
         audit_log.info("calendar change", extra={"fields": fields})
+        await self._record(
+            action,
+            union_id,
+            str(fields["calendar_id"]),
+            reply.data.get("name", ""),
+            reply.outcome,
+            str(fields["code"]),
+            str(fields["request_id"]),
+        )
+
+    async def audit_refusal(self, action: str, subject: str) -> None:
+        """An admin command asked for by someone else: logged and recorded like a change."""
+        fields = {"action": action, "staff_id": self.message.sender_staff_id, "msg_id": self.message.msg_id}
+        audit_log.info("admin command refused", extra={"fields": fields})
+        await self._record(action, "", subject[:MAX_SUBJECT_LENGTH], "", Outcome.ADMINS_ONLY, "", "")
+
+    async def _record(
+        self, action: str, union_id: str, calendar_id: str, name: str, result: str, code: str, request_id: str
+    ) -> None:
+        message = self.message
+        corp_id = message.sender_corp_id or message.chatbot_corp_id
+        entry = AuditRecord(
+            time.time(),
+            action,
+            message.sender_staff_id,
+            corp_id,
+            union_id,
+            calendar_id,
+            name,
+            result,
+            code,
+            request_id,
+            message.msg_id,
+        )
+        try:
+            await self.audits.record(entry)
+        except Exception:  # the change is made and logged; a store that fails must not hide its card
+            audit_log.exception("audit record not stored", extra={"fields": {"msg_id": message.msg_id}})
 
 
 async def sender_and_targets(
@@ -104,7 +163,7 @@ async def change_calendar(
         reply = explain_calendar_error(error, calendar.id, name=calendar.name)
     else:
         reply = done(request_id)
-    context.audit(action, union_id, reply)
+    await context.audit(action, union_id, reply)
     return reply
 
 

@@ -8,6 +8,7 @@ from bot.api import DingTalkApi
 from bot.commands import Target, calendar_id_problem
 from bot.errors import DingTalkError
 from bot.handlers.base import Context, change_calendar, each, offer_calendars, refuse, sender_and_targets
+from bot.handlers.bulk import bulk_target, preview
 from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
 from bot.models import Action, Calendar, Command, Outcome, Reply
 from bot.names import CalendarNames
@@ -18,6 +19,10 @@ REFUSED_LOCALLY = ("dot_segment", "too_long", "bad_characters")
 
 
 async def unsubscribe(context: Context, command: Command) -> Reply:
+    bulk = bulk_target(command.argument)
+    previewed = await preview(context, bulk) if bulk is not None else None
+    if previewed is not None:
+        return previewed
     union_id, targets = await sender_and_targets(context, command, _refused_locally)
     calendars = SenderCalendars(context.dingtalk, context.names, union_id)
     return await each(targets, lambda target: _unsubscribe_one(context, union_id, target, calendars))

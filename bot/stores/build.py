@@ -10,9 +10,11 @@ from typing import Protocol
 from bot.config import Config
 from bot.redis_batch import CommandBatcher
 from bot.stores.admission import Admission, MemoryAdmission
+from bot.stores.audit import AuditStore, RedisAudit, SqliteAudit
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
 from bot.stores.grants import SqliteGrants, UserGrants
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
+from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
 from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
 from bot.stores.redis_values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
 from bot.stores.sqlite import Database
@@ -43,6 +45,8 @@ class Stores:
     union_ids: UnionIds
     suite_tickets: SuiteTickets
     user_grants: UserGrants
+    previews: PreviewStore
+    audits: AuditStore
     database: Database | None = None
     tables: tuple[Table, ...] = ()
     redis: CommandBatcher | None = None
@@ -70,13 +74,15 @@ class Stores:
 
 
 def build_stores(config: Config) -> Stores:
-    """Without REDIS_URL: one dyno, its limits and caches in the process and what must survive a restart in SQLite.
+    """Without REDIS_URL: one dyno, its limits and caches in the process and what must survive a restart (suite tickets,
+    user grants, bulk previews, audit records) in SQLite.
     With it: everything shared through Redis, limits and caches falling back to the process while Redis fails."""
     local_admission = MemoryAdmission(config.user_rate, config.user_rate_window, config.dedupe_seconds)
     local_limiter = MemoryLimiter(config.api_qps)
     if not config.redis_url:
         database = Database(Path(config.state_dir) / DATABASE_FILE)
         suite_tickets, user_grants = SqliteSuiteTickets(database), SqliteGrants(database)
+        previews, audits = SqlitePreviews(database), SqliteAudit(database)
         return Stores(
             admission=local_admission,
             limiter=local_limiter,
@@ -84,8 +90,10 @@ def build_stores(config: Config) -> Stores:
             union_ids=MemoryUnionIds(),
             suite_tickets=suite_tickets,
             user_grants=user_grants,
+            previews=previews,
+            audits=audits,
             database=database,
-            tables=(suite_tickets, user_grants),
+            tables=(suite_tickets, user_grants, previews, audits),
         )
     batcher = CommandBatcher(connect(config.redis_url, config.redis_tls_verify))
     prefix = f"calbot:{config.client_id}:"
@@ -102,6 +110,8 @@ def build_stores(config: Config) -> Stores:
         # what must survive a restart never falls back to memory: a failed write fails its caller
         suite_tickets=RedisSuiteTickets(batcher, prefix),
         user_grants=RedisGrants(batcher, prefix),
+        previews=RedisPreviews(batcher, config.client_id),
+        audits=RedisAudit(batcher, config.client_id),
         redis=batcher,
         redis_limiter=redis_limiter,
     )
