@@ -211,6 +211,22 @@ async def test_deeply_nested_frames_are_handled_without_recursing(sandbox: Sandb
     assert "Traceback" not in bot.output
 
 
+async def test_a_deeply_nested_robot_code_is_absent_and_the_message_still_answered(
+    sandbox: Sandbox, bot: BotProcess
+) -> None:
+    user = new_user(sandbox)
+    data = sandbox.chat("help", user.staff_id, webhook_expires_in=-1, robotCode="placeholder")
+    # Spelled out as text, a list nested this deep recursed past Python's limit: the message was ACKed, then lost.
+    payload = json.dumps(data, ensure_ascii=False).replace('"placeholder"', "[" * 990 + "]" * 990)
+    frame = {"type": "CALLBACK", "headers": {"messageId": "deep-robot-code", "topic": CHATBOT}, "data": payload}
+
+    await sandbox.push_raw(json.dumps(frame))
+
+    reply = await sandbox.wait_reply(data)
+    assert reply.api == "batchSend" and reply.json()["robotCode"] == sandbox.client_id  # odd: the app's own
+    assert "Traceback" not in bot.output
+
+
 async def test_a_frame_over_the_size_limit_is_logged_with_its_size(own_sandbox: Sandbox) -> None:
     sandbox = own_sandbox
     async with running_bot(sandbox, ENV) as bot:
