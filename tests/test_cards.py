@@ -200,6 +200,22 @@ def test_look_alike_buttons_on_a_card_that_does_not_list_them_get_a_legend() -> 
     assert "1. ↩ Undo: Company Holidays · cal-1\n2. ↩ Undo: Company Holidays · cal-2" in card.markdown
 
 
+@pytest.mark.parametrize(
+    "names",
+    [("Gym", "Gym "), ("Gym", "gym"), ("Team\u00a0A", "Team A"), ("Ｇｙｍ", "Gym"), ("Team  A", "Team A")],
+    ids=["trailing-space", "case", "no-break-space", "full-width", "double-space"],
+)
+def test_names_the_bot_itself_calls_the_same_get_numbered_buttons(names: tuple[str, str]) -> None:
+    # The resolver matches names ignoring case and surrounding space: the "which one?" card for them must not show
+    # two buttons that read the same.
+    calendars = [{"id": f"cal-{n}", "name": name} for n, name in enumerate(names)]
+    actions = tuple(Action("unsubscribe", f"cal-{n}", name) for n, name in enumerate(names))
+
+    card = cards.render(Reply("ambiguous", {"text": "gym", "calendars": calendars}, actions), "en")
+
+    assert [b.title[:3] for b in card.buttons] == ["1. ", "2. "]
+
+
 def test_distinct_labels_stay_unnumbered() -> None:
     actions = (Action("unsubscribe", "cal-1", "Lunch"), Action("unsubscribe", "cal-2", "Yoga"))
     card = cards.render(Reply("calendars", {"calendars": []}, actions), "en")
