@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from bot.gateway import EndpointRefused, check_endpoint
-from bot.sandbox import Sandbox, raw_answer
+from bot.sandbox import Sandbox, huge_answer, raw_answer
 from tests.botprocess import BotProcess
 from tests.forwardproxy import ForwardProxy
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
@@ -147,6 +147,19 @@ async def test_an_unreachable_host_is_named() -> None:
 
     assert (failed["error"], failed["host"]) == ("unreachable", "127.0.0.1")
     assert process.logs(REJECTED) == []
+
+
+async def test_a_gateway_answer_too_large_is_named_as_such_not_as_an_unreachable_host(own_sandbox: Sandbox) -> None:
+    sandbox = own_sandbox
+    async with running_bot(sandbox, ENV) as bot:
+        sandbox.answer_next("gateway", huge_answer(8 * 2**20))
+        await sandbox.drop_connections()
+
+        failed = await bot.wait_log("stream connection failed")
+        await sandbox.wait_connected()
+
+    assert (failed["error"], failed["host"]) == ("AnswerTooLarge", "127.0.0.1")
+    assert "bytes" in failed["message"]
 
 
 # --- the loop never dies --------------------------------------------------------------------------------------------
