@@ -396,6 +396,24 @@ async def test_a_malformed_session_webhook_falls_back_to_the_robot_openapi(
     assert entry["route"] == "openapi"
 
 
+@pytest.mark.parametrize("field", ["errcode", "errmsg", "request_id"])
+async def test_a_webhook_answer_nested_too_deep_to_print_falls_back_to_the_robot_openapi(
+    sandbox: Sandbox, bot: BotProcess, field: str
+) -> None:
+    user = new_user(sandbox)
+    data = sandbox.chat("help", user.staff_id)
+    # str() of a value nested this deep recursed past Python's limit: "reply failed", and no card at all
+    answer = {"errcode": 310000, "errmsg": "x", "request_id": "r", field: "@deep@"}
+    deep_answer = json.dumps(answer).replace('"@deep@"', "[" * 990 + "]" * 990)
+    sandbox.answer_next("webhook", raw_answer(200, deep_answer, "application/json"))
+
+    entry = await handled(sandbox, bot, data)
+
+    [refused, reply] = sandbox.replies_to(data)  # the sandbox cannot tell this 200 refused the webhook post
+    assert (refused.api, reply.api, title(reply)) == ("webhook", "batchSend", "📅 Calendar bot")
+    assert entry["route"] == "webhook-failed:openapi" and "Traceback" not in bot.output
+
+
 # --- 8. 2xx answers that are not the documented shape -----------------------------------------------------------------
 
 
