@@ -47,16 +47,21 @@ def union_id(data: dict[str, Any]) -> str:
 
 
 def calendars(data: dict[str, Any]) -> list[Calendar]:
-    """The calendar list: `response.calendars`, each entry with an id (entries without one are skipped)."""
+    """The calendar list: `response.calendars`, each entry with a string id (entries without one are skipped)."""
     response = data.get("response")
     entries = response.get("calendars") if isinstance(response, dict) else None
     if not isinstance(entries, list):
         raise malformed("no response.calendars list in the answer", request_id_of(data))
     return [
-        Calendar(str(entry.get("id", "")), str(entry.get("summary") or ""), str(entry.get("type") or "unknown"))
+        Calendar(entry["id"], _text(entry.get("summary")), _text(entry.get("type")) or "unknown")
         for entry in entries
-        if isinstance(entry, dict) and entry.get("id")
+        if isinstance(entry, dict) and _text(entry.get("id"))
     ]
+
+
+def _text(value: Any) -> str:
+    """A field documented as a string; anything else (a number, or an object nested however deep) is absent."""
+    return value if isinstance(value, str) else ""
 
 
 def confirmed(data: dict[str, Any]) -> str:

@@ -128,7 +128,7 @@ def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) ->
     as_links = len(actions) > MAX_BUTTONS or any(len(url) > BUTTON_URL_LIMIT for url in urls)
     labels = [_label(action, locale) for action in actions]
     shown_labels = labels if as_links else [_shorten(label) for label in labels]
-    if len(set(shown_labels)) < len(shown_labels):
+    if len({_looks(label) for label in shown_labels}) < len(shown_labels):
         # Labels a user cannot tell apart get numbers first; the body says what each number is.
         shown_labels = [f"{number}. {label}" for number, label in enumerate(labels, start=1)]
         if not as_links:
@@ -140,6 +140,12 @@ def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) ->
         return Card(title, f"{markdown}\n\n{links}", (), interactive=True)
     buttons = tuple(Button(label, url) for label, url in zip(shown_labels, urls, strict=True))
     return Card(title, markdown, buttons, interactive=True)
+
+
+def _looks(label: str) -> str:
+    """What a reader tells two labels apart by: not case, spacing or full-width forms (the resolver ignores case and
+    surrounding space too, so two calendars it calls the same never get buttons that read the same)."""
+    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
 
 
 def _legend(actions: tuple[Action, ...], labels: list[str]) -> str:

@@ -8,7 +8,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import orjson
@@ -186,13 +186,13 @@ class DingTalkClient:
             raise DingTalkError(0, type(error).__name__, "DingTalk could not be reached") from None
         data = _json_object(content)
         if not response.is_success:
-            raise error_from(response, data or {})
+            raise _echo_removed(error_from(response, data or {}), url, body, headers)
         if data is None:
             kind = response.headers.get("content-type", "no content type")[:60]
             problem = f"the answer is not a JSON object ({kind}, {len(content)} bytes)"
             raise malformed(problem, status=response.status_code)
         if isinstance(data.get("code"), str) and data["code"]:  # an error in a 2xx answer is still an error
-            raise error_from(response, data)
+            raise _echo_removed(error_from(response, data), url, body, headers)
         if "requestid" not in data and "x-acs-request-id" in response.headers:
             data["requestid"] = response.headers["x-acs-request-id"]
         return data
@@ -210,3 +210,18 @@ def _json_object(content: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _echo_removed(
+    error: DingTalkError, url: str, body: dict[str, Any] | None, headers: dict[str, str] | None
+) -> DingTalkError:
+    """An error answer may echo the request (a proxy's page, a gateway's debug text): nothing the bot sent — the
+    secret, a token or ticket, a webhook URL — goes on into a card or a log line through DingTalk's message."""
+    sent = [url, *parse_qs(urlsplit(url).query).get("access_token", [])]
+    sent += [value for value in (body or {}).values() if isinstance(value, str)]
+    sent += list((headers or {}).values())
+    for value in sent:
+        if len(value) >= 8:  # short values (a code, "true") are not secrets and would blank ordinary words
+            error.message = error.message.replace(value, "[redacted]")
+            error.code = error.code.replace(value, "[redacted]")
+    return error

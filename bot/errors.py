@@ -92,10 +92,10 @@ def raise_for_errcode(data: dict[str, Any]) -> None:
     if errcode != 0 and errcode != "0":
         raise DingTalkError(
             200,
-            str(errcode),
-            str(data.get("errmsg", "")),
-            str(data.get("request_id", "")),
-            sub_code=str(data.get("sub_code", "")),
+            _text(errcode) or "odd errcode",
+            _text(data.get("errmsg", "")),
+            _text(data.get("request_id", "")),
+            sub_code=_text(data.get("sub_code", "")),
         )
 
 
@@ -105,7 +105,15 @@ def malformed(problem: str, request_id: str = "", status: int = 200) -> DingTalk
 
 
 def request_id_of(data: dict[str, Any]) -> str:
-    return str(data.get("requestid") or data.get("requestId") or data.get("request_id") or "")
+    return _text(data.get("requestid") or data.get("requestId") or data.get("request_id") or "")
+
+
+def _text(value: Any) -> str:
+    """A field of an answer as text: numbers spelled out, anything nested (however deep: str() would recurse past
+    Python's limit) left out."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else ""
 
 
 def error_from(response: httpx.Response, data: dict[str, Any]) -> DingTalkError:
@@ -116,8 +124,8 @@ def error_from(response: httpx.Response, data: dict[str, Any]) -> DingTalkError:
         scopes = detail.get("requiredScopes") or detail.get("requiredscopes") or []
     return DingTalkError(
         status=response.status_code,
-        code=str(lowered.get("code") or f"HTTP{response.status_code}"),
-        message=str(lowered.get("message", "")),
+        code=_text(lowered.get("code")) or f"HTTP{response.status_code}",
+        message=_text(lowered.get("message", "")),
         request_id=request_id_of(lowered) or response.headers.get("x-acs-request-id", ""),
-        required_scopes=tuple(str(scope) for scope in scopes),
+        required_scopes=tuple(_text(scope) for scope in scopes if _text(scope)),
     )

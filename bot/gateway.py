@@ -14,6 +14,7 @@ _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
 _REJECTED_CREDENTIALS = {(401, "authFailed"), (400, "invalidClientIdOrSecret"), (401, "invalidClientIdOrSecret")}
 _MAX_HOST_CHARS = 253
 _MAX_REASON_CHARS = 200
+_UNREADABLE_ANSWERS = frozenset({"AnswerTooLarge", "DecodingError"})  # refused by bot.http, in its own words
 
 
 class EndpointRefused(Exception):
@@ -54,6 +55,8 @@ def failure_fields(error: BaseException, host: str) -> dict[str, Any]:
     if isinstance(error, EndpointRefused):
         return {"error": "endpoint refused", "reason": error.reason, "host": error.host}
     if isinstance(error, DingTalkError):
+        if error.status == 0 and error.code in _UNREADABLE_ANSWERS:  # it answered: too much, or undecodable
+            return {"error": error.code, "message": error.message[:_MAX_REASON_CHARS], "host": host}
         if error.status == 0:
             kind = "timeout" if "Timeout" in error.code else "unreachable"
             return {"error": kind, "host": host}

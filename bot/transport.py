@@ -53,7 +53,7 @@ def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
         session_webhook=_scalar(data.get("sessionWebhook")),
         session_webhook_expires_ms=_int(data.get("sessionWebhookExpiredTime")),
         is_in_at_list=bool(data.get("isInAtList")),
-        robot_code=str(data.get("robotCode") or ""),
+        robot_code=_scalar(data.get("robotCode")),
     )
 
 

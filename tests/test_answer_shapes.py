@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from bot import answers, budget
@@ -57,6 +58,13 @@ def test_calendars_are_read_and_entries_without_an_id_skipped() -> None:
     data = {"response": {"calendars": [{"id": "c1", "summary": "Holidays", "type": "subscribed"}, {"summary": "x"}, 7]}}
     assert answers.calendars(data) == [Calendar("c1", "Holidays", "subscribed")]
     assert answers.calendars({"response": {"calendars": []}}) == []
+
+
+def test_calendar_entries_whose_fields_are_not_text_are_skipped_or_left_blank_without_recursing() -> None:
+    deep = orjson.loads("[" * 990 + "]" * 990)  # str() of this recursed past Python's limit: "something went wrong"
+    entries = [{"id": deep}, {"id": {"a": 1}}, {"id": 12}, {"id": "c1", "summary": deep, "type": ["subscribed"]}]
+
+    assert answers.calendars({"response": {"calendars": entries}}) == [Calendar("c1", "", "unknown")]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from bot.sandbox import (
     Recorded,
@@ -396,6 +397,24 @@ async def test_a_malformed_session_webhook_falls_back_to_the_robot_openapi(
     assert entry["route"] == "openapi"
 
 
+@pytest.mark.parametrize("field", ["errcode", "errmsg", "request_id"])
+async def test_a_webhook_answer_nested_too_deep_to_print_falls_back_to_the_robot_openapi(
+    sandbox: Sandbox, bot: BotProcess, field: str
+) -> None:
+    user = new_user(sandbox)
+    data = sandbox.chat("help", user.staff_id)
+    # str() of a value nested this deep recursed past Python's limit: "reply failed", and no card at all
+    answer = {"errcode": 310000, "errmsg": "x", "request_id": "r", field: "@deep@"}
+    deep_answer = json.dumps(answer).replace('"@deep@"', "[" * 990 + "]" * 990)
+    sandbox.answer_next("webhook", raw_answer(200, deep_answer, "application/json"))
+
+    entry = await handled(sandbox, bot, data)
+
+    [refused, reply] = sandbox.replies_to(data)  # the sandbox cannot tell this 200 refused the webhook post
+    assert (refused.api, reply.api, title(reply)) == ("webhook", "batchSend", "📅 Calendar bot")
+    assert entry["route"] == "webhook-failed:openapi" and "Traceback" not in bot.output
+
+
 # --- 8. 2xx answers that are not the documented shape -----------------------------------------------------------------
 
 
@@ -469,3 +488,34 @@ async def test_a_token_announced_with_no_lifetime_is_still_reused(sandbox: Sandb
         assert (await handled(sandbox, bot, data))["outcome"] == "unsubscribed"
 
     assert len(sandbox.calls("accessToken")) == tokens_before + 1
+
+
+def echoing_error() -> Responder:
+    """A refusal whose message echoes the whole request, as a proxy's or a gateway's debug page may."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        token = request.headers.get("x-acs-dingtalk-access-token", "")
+        echoed = f"{await request.text()}{token} {request.raw_path}"  # the card shows the first 80 characters
+        return web.json_response({"code": "Weird", "message": f"you sent {echoed}", "requestid": "R-ECHO"}, status=400)
+
+    return respond
+
+
+@pytest.mark.parametrize("api", ["accessToken", "calendars"])
+async def test_an_error_that_echoes_the_request_never_shows_a_secret_on_the_card(
+    sandbox: Sandbox, bot: BotProcess, api: str
+) -> None:
+    user = new_user(sandbox)
+    if api == "accessToken":
+        sandbox.expire_tokens()  # the bot's token is rejected: it fetches a new one, sending the app secret
+    sandbox.answer_next(api, echoing_error())
+    data = sandbox.chat("list", user.staff_id)
+
+    await handled(sandbox, bot, data)
+
+    [reply] = sandbox.replies_to(data)
+    text = json.dumps(reply.json(), ensure_ascii=False)
+    assert "you sent" in text and "redacted" in text  # DingTalk's words are shown, what the bot sent is not
+    secrets = [sandbox.client_secret, *sandbox.issued_secrets]
+    assert not any(secret in text for secret in secrets)
+    assert not any(secret in bot.output for secret in secrets)

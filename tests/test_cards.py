@@ -137,7 +137,7 @@ def test_every_outcome_has_a_template_in_every_locale_and_sample_data(locale: st
 def test_every_outcome_renders_in_every_locale(outcome: Outcome, locale: str) -> None:
     card = cards.render(Reply(outcome, SAMPLE_DATA[outcome]), locale)
 
-    assert card.title and len(card.title) <= cards.TITLE_LIMIT and "#" not in card.title
+    assert card.title and len(card.title) <= DINGTALK_TITLE_LIMIT and "#" not in card.title
     assert card.markdown.startswith("### ") and len(card.markdown) < 5000
     if "request_id" in SAMPLE_DATA[outcome]:
         assert "R1" in card.markdown
@@ -178,7 +178,7 @@ def test_a_long_button_title_is_shortened_and_loses_invisible_characters() -> No
     [button] = cards.render(
         Reply("no_calendars", {}, (Action("unsubscribe", "c", "A\u202e" + "x" * 30),)), "en"
     ).buttons
-    assert button.title == "Unsubscribe A\ufffdxxxxx…" and len(button.title) == cards.BUTTON_TITLE_LIMIT
+    assert button.title == "Unsubscribe A\ufffdxxxxx…" and len(button.title) == DINGTALK_BUTTON_TITLE_LIMIT
 
 
 @pytest.mark.parametrize(
@@ -250,7 +250,7 @@ def test_two_calendars_whose_labels_look_alike_get_numbered_buttons_that_the_bod
     assert [b.title for b in card.buttons] == ["1. Unsubscribe Team…", "2. Unsubscribe Team…"]
     assert "1. **Team Offsite East Coast** · cal-east" in card.markdown
     assert "2. **Team Offsite East Coast** · cal-west" in card.markdown
-    assert all(len(b.title) <= cards.BUTTON_TITLE_LIMIT for b in card.buttons)
+    assert all(len(b.title) <= DINGTALK_BUTTON_TITLE_LIMIT for b in card.buttons)
 
 
 def test_look_alike_buttons_on_a_card_that_does_not_list_them_get_a_legend() -> None:
@@ -264,6 +264,22 @@ def test_look_alike_buttons_on_a_card_that_does_not_list_them_get_a_legend() -> 
 
     assert [b.title for b in card.buttons] == ["1. ↩ Undo: Company…", "2. ↩ Undo: Company…"]
     assert "1. ↩ Undo: Company Holidays · cal-1\n2. ↩ Undo: Company Holidays · cal-2" in card.markdown
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("Gym", "Gym "), ("Gym", "gym"), ("Team\u00a0A", "Team A"), ("Ｇｙｍ", "Gym"), ("Team  A", "Team A")],
+    ids=["trailing-space", "case", "no-break-space", "full-width", "double-space"],
+)
+def test_names_the_bot_itself_calls_the_same_get_numbered_buttons(names: tuple[str, str]) -> None:
+    # The resolver matches names ignoring case and surrounding space: the "which one?" card for them must not show
+    # two buttons that read the same.
+    calendars = [{"id": f"cal-{n}", "name": name} for n, name in enumerate(names)]
+    actions = tuple(Action("unsubscribe", f"cal-{n}", name) for n, name in enumerate(names))
+
+    card = cards.render(Reply("ambiguous", {"text": "gym", "calendars": calendars}, actions), "en")
+
+    assert [b.title[:3] for b in card.buttons] == ["1. ", "2. "]
 
 
 def test_distinct_labels_stay_unnumbered() -> None:
@@ -282,13 +298,22 @@ def msg_param_bytes(card: Card) -> int:
     return len(json.dumps(param, ensure_ascii=False).encode())
 
 
+# DingTalk's documented limits, written out here: a test that read them from bot.cards would pass whatever they were.
+DINGTALK_TITLE_LIMIT = 64
+DINGTALK_MARKDOWN_LIMIT = 5_000
+DINGTALK_MAX_BUTTONS = 5
+DINGTALK_BUTTON_TITLE_LIMIT = 20
+DINGTALK_BUTTON_URL_LIMIT = 500
+DINGTALK_MSG_PARAM_LIMIT = 15_000
+
+
 def assert_within_dingtalks_limits(card: Card) -> None:
-    assert len(card.title) <= cards.TITLE_LIMIT
-    assert len(card.markdown) <= cards.MARKDOWN_LIMIT - 70  # room for a group reply's @mention
-    assert len(card.buttons) <= cards.MAX_BUTTONS
-    assert all(len(button.title) <= cards.BUTTON_TITLE_LIMIT for button in card.buttons)
-    assert all(len(button.url) <= cards.BUTTON_URL_LIMIT for button in card.buttons)
-    assert msg_param_bytes(card) <= cards.MSG_PARAM_LIMIT
+    assert len(card.title) <= DINGTALK_TITLE_LIMIT
+    assert len(card.markdown) <= DINGTALK_MARKDOWN_LIMIT - 70  # room for a group reply's @mention
+    assert len(card.buttons) <= DINGTALK_MAX_BUTTONS
+    assert all(len(button.title) <= DINGTALK_BUTTON_TITLE_LIMIT for button in card.buttons)
+    assert all(len(button.url) <= DINGTALK_BUTTON_URL_LIMIT for button in card.buttons)
+    assert msg_param_bytes(card) <= DINGTALK_MSG_PARAM_LIMIT
 
 
 def _texts(max_size: int) -> st.SearchStrategy[str]:

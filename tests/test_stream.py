@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from bot.gateway import EndpointRefused, check_endpoint
-from bot.sandbox import Sandbox, raw_answer
+from bot.sandbox import Sandbox, huge_answer, raw_answer
 from tests.botprocess import BotProcess
 from tests.forwardproxy import ForwardProxy
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
@@ -149,6 +149,19 @@ async def test_an_unreachable_host_is_named() -> None:
     assert process.logs(REJECTED) == []
 
 
+async def test_a_gateway_answer_too_large_is_named_as_such_not_as_an_unreachable_host(own_sandbox: Sandbox) -> None:
+    sandbox = own_sandbox
+    async with running_bot(sandbox, ENV) as bot:
+        sandbox.answer_next("gateway", huge_answer(8 * 2**20))
+        await sandbox.drop_connections()
+
+        failed = await bot.wait_log("stream connection failed")
+        await sandbox.wait_connected()
+
+    assert (failed["error"], failed["host"]) == ("AnswerTooLarge", "127.0.0.1")
+    assert "bytes" in failed["message"]
+
+
 # --- the loop never dies --------------------------------------------------------------------------------------------
 
 BAD_GATEWAY_ANSWERS: list[tuple[Any, str]] = [
@@ -208,6 +221,22 @@ async def test_deeply_nested_frames_are_handled_without_recursing(sandbox: Sandb
     assert json.loads((await sandbox.wait_ack("extra-ping"))["data"]) == {"opaque": "op-1"}
     assert json.loads((await sandbox.wait_ack("deep-msgid"))["data"]) == {"response": None}
     assert len(sandbox.calls("gateway")) == opened  # the same connection served on
+    assert "Traceback" not in bot.output
+
+
+async def test_a_deeply_nested_robot_code_is_absent_and_the_message_still_answered(
+    sandbox: Sandbox, bot: BotProcess
+) -> None:
+    user = new_user(sandbox)
+    data = sandbox.chat("help", user.staff_id, webhook_expires_in=-1, robotCode="placeholder")
+    # Spelled out as text, a list nested this deep recursed past Python's limit: the message was ACKed, then lost.
+    payload = json.dumps(data, ensure_ascii=False).replace('"placeholder"', "[" * 990 + "]" * 990)
+    frame = {"type": "CALLBACK", "headers": {"messageId": "deep-robot-code", "topic": CHATBOT}, "data": payload}
+
+    await sandbox.push_raw(json.dumps(frame))
+
+    reply = await sandbox.wait_reply(data)
+    assert reply.api == "batchSend" and reply.json()["robotCode"] == sandbox.client_id  # odd: the app's own
     assert "Traceback" not in bot.output
 
 

@@ -314,6 +314,22 @@ async def test_twenty_calendars_in_one_command_are_all_handled(sandbox: Sandbox)
     assert sandbox.subscriptions[user.union_id] == set()
 
 
+@pytest.mark.parametrize("command", ["unsubscribe", "resubscribe"])
+async def test_a_calendar_named_several_ways_in_one_command_is_changed_once(sandbox: Sandbox, command: str) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user, "Company Holidays")
+    if command == "unsubscribe":
+        typed = f'Company Holidays, {calendar_id}, "{calendar_id}", company holidays'
+    else:
+        sandbox.subscriptions[user.union_id].discard(calendar_id)
+        typed = f'{calendar_id}, "{calendar_id}"'
+
+    _, reply = await converse(sandbox, sandbox.chat(f"{command} {typed}", user.staff_id))
+
+    changes = [r for r in calendar_calls(sandbox, user.union_id) if r.api in ("unsubscribe", "subscribe")]
+    assert len(changes) == 1 and card(reply)["title"]
+
+
 # --- hostile data from DingTalk ---------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,9 @@ REFUSED = ("dot_segment", "too_long", "bad_characters")
 
 async def resubscribe(context: Context, command: Command) -> Reply:
     union_id, targets = await sender_and_targets(context, command, _refused)
-    return await each(targets, lambda target: _resubscribe_one(context, union_id, target))
+    # a target is only ever an id here: the same id quoted and unquoted is one calendar, subscribed once
+    once = list({target.text: Target(target.text) for target in targets}.values())
+    return await each(once, lambda target: _resubscribe_one(context, union_id, target))
 
 
 def _refused(text: str) -> bool:

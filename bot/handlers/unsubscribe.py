@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from bot.api import DingTalkApi
 from bot.commands import Target, calendar_id_problem
@@ -41,12 +42,20 @@ class SenderCalendars:
         self._names = names
         self._union_id = union_id
         self._listing: asyncio.Future[list[Calendar]] | None = None
+        self._left: dict[str, asyncio.Future[Reply]] = {}  # calendar id -> its one unsubscribe in this command
 
     async def get(self) -> list[Calendar]:
         """Raises the listing's DingTalkError, to every target that needs it."""
         if self._listing is None:
             self._listing = asyncio.ensure_future(self._list())
         return await asyncio.shield(self._listing)
+
+    async def leave(self, calendar_id: str, act: Callable[[], Awaitable[Reply]]) -> Reply:
+        """Unsubscribe a calendar once per command, however many of the command's texts (its id, its name in any
+        case, quoted or not) mean it: every one of them gets the same outcome."""
+        if calendar_id not in self._left:
+            self._left[calendar_id] = asyncio.ensure_future(act())
+        return await asyncio.shield(self._left[calendar_id])
 
     async def _list(self) -> list[Calendar]:
         calendars = await self._dingtalk.list_calendars(self._union_id)
@@ -65,7 +74,9 @@ async def _unsubscribe_one(context: Context, union_id: str, target: Target, cale
 async def _unsubscribe_exact(context: Context, union_id: str, text: str, calendars: SenderCalendars) -> Reply:
     """A quoted text is an id, as the bot's buttons send it: one call. Only if DingTalk knows no such id is it
     looked for among the sender's calendar names (someone typed a name in quotes)."""
-    as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, context.names.name(union_id, text), ""))
+    as_id = await _unsubscribe_calendar(
+        context, union_id, Calendar(text, context.names.name(union_id, text), ""), calendars
+    )
     if as_id.outcome != Outcome.UNKNOWN_CALENDAR:
         return as_id
     try:
@@ -75,7 +86,7 @@ async def _unsubscribe_exact(context: Context, union_id: str, text: str, calenda
     resolution = resolve(text, listed)
     if resolution.calendar is not None and resolution.calendar.id == text:
         return as_id  # listed, yet DingTalk does not know it: its own answer says most
-    return await _act_on(context, union_id, text, resolution, listed, as_id)
+    return await _act_on(context, union_id, text, resolution, listed, as_id, calendars)
 
 
 async def _unsubscribe_id_or_name(context: Context, union_id: str, text: str, calendars: SenderCalendars) -> Reply:
@@ -90,10 +101,10 @@ async def _unsubscribe_id_or_name(context: Context, union_id: str, text: str, ca
     resolution = resolve(text, listed)
     as_id = None
     if resolution.calendar is None and not resolution.matches and calendar_id_problem(text) is None:
-        as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, "", ""))
+        as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, "", ""), calendars)
         if as_id.outcome != Outcome.UNKNOWN_CALENDAR:
             return as_id
-    return await _act_on(context, union_id, text, resolution, listed, as_id)
+    return await _act_on(context, union_id, text, resolution, listed, as_id, calendars)
 
 
 async def _act_on(
@@ -103,21 +114,27 @@ async def _act_on(
     resolution: Resolution,
     listed: list[Calendar],
     refused: Reply | None,
+    calendars: SenderCalendars,
 ) -> Reply:
     """Unsubscribe the one calendar the text means, ask which of several, or show what the sender does follow (with
     the code of DingTalk's refusal of the text as an id, if it was tried as one)."""
     if resolution.matches:
         return offer_calendars(Outcome.AMBIGUOUS, resolution.matches, text=text)
     if resolution.calendar is not None:
-        return await _unsubscribe_calendar(context, union_id, resolution.calendar)
+        return await _unsubscribe_calendar(context, union_id, resolution.calendar, calendars)
     code, request_id = (refused.data["code"], refused.data["request_id"]) if refused else ("", "")
     return offer_calendars(Outcome.NO_MATCH, subscribed(listed), text=text, code=code, request_id=request_id)
 
 
-async def _unsubscribe_calendar(context: Context, union_id: str, calendar: Calendar) -> Reply:
+async def _unsubscribe_calendar(
+    context: Context, union_id: str, calendar: Calendar, calendars: SenderCalendars
+) -> Reply:
     def done(request_id: str) -> Reply:
         data = {"calendar_id": calendar.id, "name": calendar.name, "request_id": request_id}
         return Reply(Outcome.UNSUBSCRIBED, data, (Action("resubscribe", calendar.id, calendar.name),))
 
-    call = context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
-    return await change_calendar(context, "unsubscribe", union_id, calendar, call, done)
+    def change() -> Awaitable[Reply]:
+        call = context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
+        return change_calendar(context, "unsubscribe", union_id, calendar, call, done)
+
+    return await calendars.leave(calendar.id, change)
