@@ -148,7 +148,7 @@ class App:
 
     async def _answer_busy(self, message: Message) -> None:
         fields: dict[str, object] = {"msg_id": message.msg_id, "told": True}
-        locale = parse(message.text, self.config.locale).locale
+        locale = parse(message.text, self.languages.of(message.sender_key, self.config.locale)).locale
         dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message))
         with budget.spending(self.config.command_timeout):
             try:

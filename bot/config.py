@@ -50,7 +50,12 @@ VARIABLES = (
         "(from the region)",
         "old-style API host (topapi), e.g. https://oapi.dingtalk.com; overrides the region",
     ),
-    Variable("BOT_LOCALE", "zh_CN", "card language for text the bot cannot parse: zh_CN or en"),
+    Variable(
+        "BOT_LOCALE",
+        "zh_CN",
+        "card language (zh_CN or en) for a message the bot cannot read from someone whose language it has not "
+        "seen yet; otherwise cards follow the command's language, or the sender's last one",
+    ),
     Variable(
         "BOT_HTTP_TIMEOUT",
         "10",
