@@ -71,7 +71,9 @@ class UserTokens:
     async def forget(self, user: str) -> bool:
         """Delete the user's tokens; whether they had a grant."""
         key = USER_TOKEN_PREFIX + user
-        await self._tokens.drop(key, await self._tokens.get(key))
+        token = await self._tokens.get(key)
+        if token:
+            await self._tokens.drop(key, token)
         return await self._grants.delete(user)
 
     async def _refresh(self, user: str) -> tuple[str, float]:
