@@ -3,8 +3,10 @@ refused), the pending command, refresh, withdrawn consent, disconnect, restart; 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest_asyncio
 from bot.config import Config, ConfigError
 from bot.sandbox import Sandbox
 from bot.sealing import Sealer, State, Unreadable
-from tests.botprocess import BotProcess
+from tests.botprocess import ROOT, BotProcess
 from tests.helpers import BOT_ENV, User, buttons, card, converse, new_calendar, new_user, running_bot, started_sandbox
 from tests.redisserver import free_port
 
@@ -339,3 +341,24 @@ def test_a_state_is_read_back_only_as_signed() -> None:
     tampered = Sealer(SECRET_KEY).encode(State("corp:bob", state.nonce, state.expires_at)).rpartition(".")[0]
     assert sealer.decode(tampered + "." + text.rpartition(".")[2]) is None
     assert sealer.decode(text + "x" * 400) is None
+
+
+async def test_the_demo_shows_the_connect_flow_in_user_token_mode() -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "demo",
+        "--user-tokens",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(demo.communicate(), 60)
+    transcript = out.decode()
+
+    assert demo.returncode == 0, err.decode()
+    assert transcript.count("Connect my account") >= 3
+    assert transcript.count("browser (200)> Account connected") == 2
+    assert transcript.count("the command that waited") == 2
+    assert "Disconnected" in transcript
