@@ -360,5 +360,5 @@ async def test_the_demo_shows_the_connect_flow_in_user_token_mode() -> None:
     assert demo.returncode == 0, err.decode()
     assert transcript.count("Connect my account") >= 3
     assert transcript.count("browser (200)> Account connected") == 2
-    assert transcript.count("the command that waited") == 2
+    assert transcript.count("bot (privately: the command that waited)") == 2
     assert "Disconnected" in transcript
