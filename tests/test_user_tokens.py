@@ -22,7 +22,7 @@ from bot.sandbox import Sandbox
 from bot.sealing import Sealer, State, Unreadable
 from tests.botprocess import ROOT, BotProcess
 from tests.helpers import BOT_ENV, User, buttons, card, converse, new_calendar, new_user, running_bot, started_sandbox
-from tests.redisserver import free_port
+from tests.redisserver import RedisServer, free_port
 
 SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
 
@@ -362,3 +362,22 @@ async def test_the_demo_shows_the_connect_flow_in_user_token_mode() -> None:
     assert transcript.count("browser (200)> Account connected") == 2
     assert transcript.count("bot (privately: the command that waited)") == 2
     assert "Disconnected" in transcript
+
+
+async def test_with_redis_a_grant_made_on_one_dyno_serves_another(redis_server: RedisServer, tmp_path: Path) -> None:
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        port = free_port()
+        shared = {"REDIS_URL": redis_server.url}
+        first_env = {**user_env(sandbox, tmp_path / "first", port), **shared, "DYNO": "web.1"}
+        async with running_bot(sandbox, first_env) as first:
+            await first.wait_log("serving the OAuth redirect")
+            await connected(sandbox, user, new_calendar(sandbox, user))
+        assert "without REDIS_URL" not in first.output
+
+        sandbox.expire_tokens()  # the other dyno refreshes with the grant it finds in Redis
+        calendar_id = new_calendar(sandbox, user)
+        async with running_bot(sandbox, {**user_env(sandbox, tmp_path / "second", free_port()), **shared}):
+            answer = await ask(sandbox, user, f"unsubscribe {calendar_id}")
+        assert "Unsubscribed" in answer["title"]
+        assert sandbox.calls("userAccessToken")[-1].json()["grantType"] == "refresh_token"
