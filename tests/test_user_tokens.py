@@ -142,6 +142,22 @@ async def test_the_connect_card_offers_dingtalks_authorize_page_and_changes_noth
     assert not [r for r in platform.calls("unsubscribe") if user.union_id in r.path]
 
 
+async def test_asked_in_a_group_the_connect_card_goes_to_the_sender_privately(
+    platform: Sandbox, user_bot: BotProcess
+) -> None:
+    user = new_user(platform)
+    calendar_id = new_calendar(platform, user)
+    data = platform.chat(f"unsubscribe {calendar_id}", user.staff_id, group=True)
+
+    _, notice = await converse(platform, data)
+    await platform.wait_for(lambda: private_cards(platform, user))
+
+    (private,) = private_cards(platform, user)
+    assert "Connect your DingTalk account" in private["title"] and private["singleURL"].startswith(platform.base_url)
+    assert "oauth2" not in json.dumps(notice.json())  # the group sees no link
+    assert subscribed(platform, user, calendar_id)
+
+
 async def test_consent_runs_the_pending_command_once_and_later_commands_use_the_users_own_token(
     platform: Sandbox, user_bot: BotProcess
 ) -> None:
