@@ -30,7 +30,8 @@ commands:
                       variables below (a missing or invalid one exits 2 and names it)
   demo                run the real bot against the built-in loopback DingTalk sandbox and play a scripted
                       conversation; needs no credentials and no network
-  demo --interactive  the same, typing the messages yourself (a number presses that button of the last card)"""
+  demo --interactive  the same, typing the messages yourself (a number presses that button of the last card)
+  demo --user-tokens  the same with BOT_CALENDAR_TOKEN=user: connecting your own DingTalk account (OAuth)"""
 
 
 async def serve(config: Config) -> int:
@@ -58,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     """The command line; its help lists every environment variable from the config's table."""
     parser = argparse.ArgumentParser(
         prog="python -m bot",
-        usage="%(prog)s [-h] [demo [--interactive]]",
+        usage="%(prog)s [-h] [demo [--interactive] [--user-tokens]]",
         description=DESCRIPTION,
         epilog=environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -66,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", help=argparse.SUPPRESS)
     demo = commands.add_parser("demo", description="Run the real bot against the built-in loopback DingTalk sandbox.")
     demo.add_argument("--interactive", action="store_true", help="type the messages yourself")
+    demo.add_argument(
+        "--user-tokens", action="store_true", help="BOT_CALENDAR_TOKEN=user: connecting your own DingTalk account"
+    )
     return parser
 
 
@@ -85,13 +89,18 @@ def main(argv: list[str]) -> int:
     if arguments.command == "demo":
         from bot import demo
 
-        return demo.main(interactive=arguments.interactive)
+        return demo.main(interactive=arguments.interactive, user_tokens=arguments.user_tokens)
     try:
         config = Config.from_env(os.environ)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    logs.configure(config.log_level, secrets=[config.client_secret])
+    logs.configure(config.log_level, secrets=[config.client_secret, config.oauth_client_secret, config.secret_key])
+    if os.environ.get("DYNO") and not config.redis_url and config.user_tokens:
+        log.warning(
+            "running on a Heroku dyno without REDIS_URL: users' connected accounts are kept in SQLite on the dyno's "
+            "disk, which the next restart or deploy erases; add Redis (REDIS_URL) to keep them"
+        )
     return uvloop.run(serve(config))  # libuv's loop: less CPU per socket event than asyncio's own
 
 

@@ -36,6 +36,14 @@ def access_token(data: dict[str, Any]) -> tuple[str, float]:
     return token, float(lifetime)
 
 
+def own_union_id(data: dict[str, Any]) -> str:
+    """contact/users/me: `unionId`."""
+    union_id = data.get("unionId")
+    if not isinstance(union_id, str) or not union_id:
+        raise malformed("no unionId in the answer")
+    return union_id
+
+
 def union_id(data: dict[str, Any]) -> str:
     """topapi/v2/user/get: `result.unionid`."""
     raise_for_errcode(data)

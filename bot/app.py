@@ -11,7 +11,8 @@ from bot import budget, cards
 from bot.api import DingTalkApi
 from bot.commands import parse
 from bot.config import Config
-from bot.credentials import AppAuthorizer
+from bot.connect import Connector, with_connect_button
+from bot.credentials import AppAuthorizer, Authorizer
 from bot.dedupe import RecentIds
 from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
@@ -21,10 +22,13 @@ from bot.inbox import Inbox
 from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.names import CalendarNames
+from bot.oauth_web import OAuthServer
 from bot.replies import deliver, deliver_privately
+from bot.sealing import Sealer
 from bot.stats import Stats
 from bot.stores.build import StateUnavailable, build_stores
 from bot.transport import StreamClient
+from bot.user_tokens import ConsentNeeded, UserAuthorizer, UserTokens
 from bot.users import UserDirectory
 
 log = logging.getLogger("bot.app")
@@ -44,7 +48,7 @@ class App:
         self.config = config
         self.stores = build_stores(config)
         self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.stores.limiter)
-        self.authorizer = AppAuthorizer(self.stores.tokens, self.dingtalk.app_access_token)
+        self.authorizer: Authorizer = AppAuthorizer(self.stores.tokens, self.dingtalk.app_access_token)
         self.users = UserDirectory(self.stores.union_ids)
         self.names = CalendarNames()
         self.languages = LastLanguages()
@@ -62,6 +66,15 @@ class App:
         self.counters: Counter[str] = Counter()
         self.stats = Stats(self._counted_elsewhere)
         self._shutting_down = False
+        self.user_tokens: UserTokens | None = None
+        self.connector: Connector | None = None
+        self.oauth: OAuthServer | None = None
+        if config.user_tokens:  # calendar calls with each user's own token, connected through the OAuth redirect
+            sealer = Sealer(config.secret_key)
+            self.user_tokens = UserTokens(self.stores.tokens, self.stores.user_grants, sealer, self.dingtalk)
+            self.authorizer = UserAuthorizer(self.authorizer, self.user_tokens)
+            self.connector = Connector(config, self.stores.user_grants, sealer, self.user_tokens, self.dingtalk)
+            self.oauth = OAuthServer(self.connector, config.port, config.locale, self.inbox.accept)
 
     async def run(self) -> None:
         """Serve until shutdown(). If the Stream loop or the heartbeat ends before that, log it and raise
@@ -72,6 +85,12 @@ class App:
             log.error("the bot's state cannot be kept, exiting", extra={"fields": {"problem": str(unavailable)}})
             raise VitalTaskEnded("state") from None
         self.inbox.start()
+        if self.oauth is not None:
+            try:
+                await self.oauth.start()
+            except OSError as unbound:
+                log.error("the OAuth redirect cannot be served, exiting", extra={"fields": {"problem": str(unbound)}})
+                raise VitalTaskEnded("web server") from None
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
         vital = {stream: "stream loop", heartbeat: "heartbeat"}
@@ -89,6 +108,8 @@ class App:
         """Stop taking messages, finish those already accepted (their cards sent), then close the HTTP client."""
         self._shutting_down = True
         await self.stream.stop()
+        if self.oauth is not None:
+            await self.oauth.stop()
         unfinished, _ = await asyncio.gather(self.inbox.drain(grace_seconds), self._busy_replies_sent(grace_seconds))
         if unfinished:
             log.error("shutdown left messages unfinished", extra={"fields": {"unfinished": unfinished}})
@@ -175,16 +196,32 @@ class App:
                 self.stores.audits,
                 self.stores.previews,
                 self.stats,
+                self.user_tokens,
             )
             return await HANDLERS[command.name](context, command)
         except CommandError as ended:
             return ended.reply
+        except ConsentNeeded:
+            return await self._offer_connect(dingtalk, message, command)
         except Exception:
             log.exception("command failed", extra={"fields": {"msg_id": message.msg_id, "command": command.name}})
             return Reply(Outcome.INTERNAL_ERROR)
 
+    async def _offer_connect(self, dingtalk: DingTalkApi, message: Message, command: Command) -> Reply:
+        """The sender's own token is needed: the connect card, their command waiting for their consent."""
+        assert self.connector is not None
+        try:
+            union_id = await self.users.union_id(message, dingtalk)  # known: the handler identified them first
+            url = await self.connector.offer(message, message.text or "", command.locale, union_id)
+        except Exception:
+            log.exception("connect link failed", extra={"fields": {"msg_id": message.msg_id}})
+            return Reply(Outcome.INTERNAL_ERROR)
+        return Reply(Outcome.CONNECT_ACCOUNT, {"connect_url": url}, private=True)
+
     async def _answer(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         card = cards.render(reply, locale)
+        if reply.outcome == Outcome.CONNECT_ACCOUNT:
+            card = with_connect_button(card, reply.data["connect_url"], locale)
         if message.is_group and (card.interactive or reply.private):
             notice = cards.render(Reply(Outcome.SENT_PRIVATELY, {"title": card.title}), locale)
             return await deliver_privately(dingtalk, message, card, notice, self.config.oapi_base)

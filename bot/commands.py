@@ -32,6 +32,8 @@ _KEYWORDS = (
     ("统计", "stats", "zh_CN"),
     ("audit", "audit", "en"),
     ("审计", "audit", "zh_CN"),
+    ("disconnect", "disconnect", "en"),
+    ("断开", "disconnect", "zh_CN"),
     ("help", "help", "en"),
     ("帮助", "help", "zh_CN"),
     ("?", "help", "en"),

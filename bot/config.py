@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 REGIONS = {
@@ -13,6 +14,9 @@ REGIONS = {
     "intl": ("https://api.dingtalk.io", "https://oapi.dingtalk.io"),
 }
 LOCALES = ("zh_CN", "en")
+CALENDAR_TOKENS = ("app", "user")  # BOT_CALENDAR_TOKEN: calendar calls with the app's token or each user's own
+MIN_SECRET_KEY_LENGTH = 32
+USER_MODE_ONLY = "(required with BOT_CALENDAR_TOKEN=user)"
 FAULTS = ("", "stream-loop-ends", "heartbeat-ends")  # BOT_FAULT: make a vital task end, to test the watchdog
 
 
@@ -140,6 +144,45 @@ VARIABLES = (
         "how long the Confirm button of a bulk unsubscribe preview works; tests shorten it",
     ),
     Variable(
+        "BOT_CALENDAR_TOKEN",
+        "app",
+        "app: calendar calls use the app's token (it needs the organization-wide calendar permission); user: each "
+        "user connects their DingTalk account once (OAuth) and calendar calls use their own token",
+    ),
+    Variable(
+        "DINGTALK_OAUTH_CLIENT_ID",
+        "(DINGTALK_CLIENT_ID)",
+        "with BOT_CALENDAR_TOKEN=user: the OAuth client (a third-party personal app's AppId); by default the robot "
+        "app's own",
+    ),
+    Variable(
+        "DINGTALK_OAUTH_CLIENT_SECRET",
+        "(DINGTALK_CLIENT_SECRET)",
+        "with BOT_CALENDAR_TOKEN=user: the OAuth client's secret (AppSecret); never logged",
+    ),
+    Variable(
+        "DINGTALK_LOGIN_BASE",
+        "https://login.dingtalk.com",
+        "with BOT_CALENDAR_TOKEN=user: where users are sent to consent (DingTalk's OAuth authorize page)",
+    ),
+    Variable(
+        "BOT_PUBLIC_URL",
+        USER_MODE_ONLY,
+        "with BOT_CALENDAR_TOKEN=user: the bot's public https address; DingTalk redirects users to "
+        "{BOT_PUBLIC_URL}/oauth/callback, which must be registered in the developer console",
+    ),
+    Variable(
+        "BOT_SECRET_KEY",
+        USER_MODE_ONLY,
+        "with BOT_CALENDAR_TOKEN=user: at least 32 random characters; signs the connect links and encrypts users' "
+        "refresh tokens at rest (changing it disconnects every user); never logged",
+    ),
+    Variable(
+        "PORT",
+        "(5000; Heroku sets it)",
+        "with BOT_CALENDAR_TOKEN=user: the HTTP port of the OAuth redirect (Heroku sets it for a web process)",
+    ),
+    Variable(
         "REDIS_URL",
         UNSET,
         "redis://... or rediss://... (TLS): share state between dynos; unset keeps state in the process (one dyno)",
@@ -184,6 +227,18 @@ class Config:
     region: str = "cn"
     admins: frozenset[str] = frozenset()
     confirm_seconds: float = 600.0
+    calendar_token: str = "app"  # noqa: S105 - a mode, not a secret
+    oauth_client_id: str = ""
+    oauth_client_secret: str = ""
+    login_base: str = "https://login.dingtalk.com"
+    public_url: str = ""
+    secret_key: str = ""
+    port: int = 5000
+
+    @property
+    def user_tokens(self) -> bool:
+        """Calendar calls use each user's own token (BOT_CALENDAR_TOKEN=user)."""
+        return self.calendar_token == "user"  # noqa: S105 - a mode, not a secret
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -226,6 +281,7 @@ class Config:
             region=region,
             admins=_staff_ids(env, "BOT_ADMINS"),
             confirm_seconds=_positive_float(env, "BOT_CONFIRM_SECONDS", 600.0),
+            **_user_token_settings(env, client_id, client_secret),
         )
 
 
@@ -287,3 +343,44 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 def _staff_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(part.strip() for part in env.get(name, "").replace("，", ",").split(",") if part.strip())
+
+
+def _user_token_settings(env: Mapping[str, str], client_id: str, client_secret: str) -> dict[str, Any]:
+    """BOT_CALENDAR_TOKEN and what user-token mode needs; the mode refuses to start without its public address and
+    a long enough secret key."""
+    mode = env.get("BOT_CALENDAR_TOKEN", "").strip().lower() or "app"
+    if mode not in CALENDAR_TOKENS:
+        raise ConfigError(f"BOT_CALENDAR_TOKEN must be one of {', '.join(CALENDAR_TOKENS)}, not {mode!r}")
+    public_url = env.get("BOT_PUBLIC_URL", "").strip().rstrip("/")
+    secret_key = env.get("BOT_SECRET_KEY", "").strip()
+    settings: dict[str, Any] = {
+        "calendar_token": mode,
+        "oauth_client_id": env.get("DINGTALK_OAUTH_CLIENT_ID", "").strip() or client_id,
+        "oauth_client_secret": env.get("DINGTALK_OAUTH_CLIENT_SECRET", "").strip() or client_secret,
+        "login_base": _base_url(env, "DINGTALK_LOGIN_BASE", "https://login.dingtalk.com"),
+        "public_url": public_url,
+        "secret_key": secret_key,
+        "port": _port(env),
+    }
+    if mode != "user":
+        return settings
+    parts = urlsplit(public_url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.netloc or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ConfigError(
+            "BOT_PUBLIC_URL must be the bot's public https address (e.g. https://my-bot.herokuapp.com) with "
+            f"BOT_CALENDAR_TOKEN=user, not {public_url!r}"
+        )
+    if len(secret_key) < MIN_SECRET_KEY_LENGTH:  # its value is never echoed
+        raise ConfigError(
+            f"BOT_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters with BOT_CALENDAR_TOKEN=user "
+            "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+        )
+    return settings
+
+
+def _port(env: Mapping[str, str]) -> int:
+    raw = env.get("PORT", "").strip() or "5000"
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"PORT must be a TCP port number (1-65535), not {raw!r}")
+    return int(raw)

@@ -8,13 +8,17 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
 from typing import Any, TextIO
 from urllib.parse import unquote
+
+import httpx
 
 from bot import logs
 from bot.app import App
@@ -131,6 +135,31 @@ class Conversation:
             await self.sandbox.wait_reply(data, timeout=REPLY_WAIT_SECONDS)
         print(f"  {staff_id} (1:1)> {text}   … {count} times within a second: {count} answers", file=self.out)
 
+    async def consent(self, number: int) -> None:
+        """Press the connect button as a browser would: sign in, agree, follow DingTalk's redirect back to the bot
+        (the demo opens the callback itself); print the page, then the card of the command that waited."""
+        title, url = self.buttons[number - 1]
+        print(f"  (you press [{number}] {title}, sign in to DingTalk and agree)", file=self.out)
+        self.sandbox.sign_in(DEMO_UNION_ID)
+        since = len(self.sandbox.requests)
+        async with httpx.AsyncClient() as browser:
+            redirect = await browser.get(url)
+            page = await browser.get(redirect.headers["Location"])
+        heading = re.search(r"<h1>(.*?)</h1>", page.text)
+        print(f"  browser ({page.status_code})> {heading.group(1) if heading else page.text[:80]}", file=self.out)
+        if page.status_code != 200:
+            print(file=self.out, flush=True)
+            return
+        sent = await self.sandbox.wait_for(
+            lambda: [r for r in self.sandbox.requests[since:] if r.api == "batchSend"], REPLY_WAIT_SECONDS
+        )
+        markdown, buttons = view(sent[0])
+        lines = client_text(markdown).splitlines() + [f"[{n}] {t}" for n, (t, _) in enumerate(buttons, start=1)]
+        self.buttons = buttons
+        for row in frame("bot (privately: the command that waited)", lines, self.width - 2):
+            print(f"  {row}", file=self.out)
+        print(file=self.out, flush=True)
+
     def heading(self, what: str) -> None:
         print(f"── {what}", file=self.out, flush=True)
 
@@ -197,6 +226,25 @@ async def play_script(talk: Conversation) -> None:
     await talk.say("日历")
 
 
+async def play_user_tokens(talk: Conversation) -> None:
+    """BOT_CALENDAR_TOKEN=user: the connect flow, the cached token, withdrawn consent and disconnect."""
+    sandbox, step = talk.sandbox, talk.heading
+    step("Calendar calls with your own DingTalk token: first the bot asks you to connect your account")
+    await talk.say("unsubscribe company holidays")
+    step("Connect: DingTalk sends your browser back to the bot, and the command that waited runs")
+    await talk.consent(1)
+    step("Later commands use your token, without asking again")
+    await talk.say("list")
+    step("You withdraw your consent in DingTalk (Me → Privacy → App authorizations): back to the connect card")
+    sandbox.withdraw_consent(DEMO_UNION_ID)
+    await talk.say("unsubscribe 食堂菜单")
+    step("Connect again")
+    await talk.consent(1)
+    step("Disconnect: the bot deletes your tokens")
+    await talk.say("disconnect")
+    await talk.say("list")
+
+
 async def play_interactive(talk: Conversation) -> None:
     print(
         "Type a message as the demo user. A number presses that button of the last card; start a line with",
@@ -241,12 +289,28 @@ def announce_settings(sandbox: Sandbox, out: TextIO) -> None:
     print(file=out)
 
 
-async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1]) -> int:
+def user_token_settings(sandbox: Sandbox) -> dict[str, str]:
+    """BOT_CALENDAR_TOKEN=user on a free loopback port, consent asked of the sandbox's authorize page."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return {
+        "BOT_CALENDAR_TOKEN": "user",
+        "BOT_SECRET_KEY": secrets.token_urlsafe(48),
+        "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PORT": str(port),
+        "DINGTALK_LOGIN_BASE": sandbox.base_url,
+    }
+
+
+async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1], user_tokens: bool = False) -> int:
     """Play the demo; on Ctrl-C stop at once and return INTERRUPTED_EXIT."""
     sandbox = Sandbox()
     await sandbox.start()
     seed(sandbox)
     settings = {name: value for name, (value, _) in DEMO_SETTINGS.items()}
+    if user_tokens:
+        settings.update(user_token_settings(sandbox))
     # the demo's previews and audit records are thrown away with it, not left in the current directory
     state = tempfile.TemporaryDirectory(prefix="calbot-demo-")  # removed when the process ends
     app = App(Config.from_env({**sandbox.bot_env(), **settings, "BOT_STATE_DIR": state.name}))
@@ -255,7 +319,7 @@ async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1]) -> in
     # on Python 3.11 when what it waits for finishes at the same moment, and the script would play on.
     interrupted = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
-    script = asyncio.create_task(play(sandbox, interactive, out, width))
+    script = asyncio.create_task(play(sandbox, interactive, out, width, user_tokens))
     ctrl_c = asyncio.create_task(interrupted.wait())
     try:
         await asyncio.wait({script, ctrl_c}, return_when=asyncio.FIRST_COMPLETED)
@@ -280,11 +344,14 @@ async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1]) -> in
         asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
 
 
-async def play(sandbox: Sandbox, interactive: bool, out: TextIO, width: int) -> None:
+async def play(sandbox: Sandbox, interactive: bool, out: TextIO, width: int, user_tokens: bool = False) -> None:
     await sandbox.wait_connected()
     announce_settings(sandbox, out)
     talk = Conversation(sandbox, out, width)
-    await (play_interactive(talk) if interactive else play_script(talk))
+    if user_tokens and not interactive:
+        await play_user_tokens(talk)
+    else:
+        await (play_interactive(talk) if interactive else play_script(talk))
     out.flush()
 
 
@@ -307,12 +374,12 @@ def silence_stdout() -> None:
     os.close(devnull)
 
 
-def main(interactive: bool = False) -> int:
+def main(interactive: bool = False, user_tokens: bool = False) -> int:
     logs.configure(DEMO_SETTINGS["LOG_LEVEL"][0])
     columns = shutil.get_terminal_size((FRAME_WIDTH[1], 24)).columns
     width = min(max(columns, FRAME_WIDTH[0]), FRAME_WIDTH[1])
     try:
-        code = asyncio.run(run(interactive, sys.stdout, width))
+        code = asyncio.run(run(interactive, sys.stdout, width, user_tokens))
     except KeyboardInterrupt:  # Ctrl-C before the demo's own handler is in place
         code = INTERRUPTED_EXIT
     except BrokenPipeError:

@@ -64,6 +64,19 @@ class DingTalkClient:
         url = f"{self._config.api_base}/v1.0/oauth2/accessToken"
         return await self._call("accessToken", "POST", url, body, answers.access_token)
 
+    async def user_access_token(self, grant: dict[str, str]) -> dict[str, Any]:
+        """A user's token from an authorization code or a refresh token (`grant`: code or refreshToken and
+        grantType), with the OAuth client's credentials; DingTalk's answer as it is."""
+        body = {"clientId": self._config.oauth_client_id, "clientSecret": self._config.oauth_client_secret, **grant}
+        url = f"{self._config.api_base}/v1.0/oauth2/userAccessToken"
+        return await self._call("userAccessToken", "POST", url, body, answers.as_is, attempts=2)
+
+    async def own_union_id(self, user_token: str) -> str:
+        """The unionId of the user a user token belongs to (contact/users/me)."""
+        url = f"{self._config.api_base}/v1.0/contact/users/me"
+        headers = {"x-acs-dingtalk-access-token": user_token}
+        return await self._call("users/me", "GET", url, None, answers.own_union_id, headers, attempts=2)
+
     # --- replies that need no token -------------------------------------------------------------------------
 
     async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlencode
 
 from aiohttp import WSMsgType, web
 
@@ -105,6 +105,11 @@ class Sandbox:
         self.connect_attempts = 0  # WebSocket handshakes begun, including refused and abandoned ones
         self.connected_at: list[float] = []  # time.monotonic() of every WebSocket the sandbox accepted
         self.base_url = ""
+        self.signed_in = ""  # unionId of whoever the browser is signed in as on the OAuth authorize page
+        self.withdrawn: set[str] = set()  # unionIds who withdrew their consent to the app
+        self._user_tokens: dict[str, str] = {}  # user access token -> its unionId
+        self._refresh_tokens: dict[str, str] = {}  # refresh token -> its unionId (each works once: rotated)
+        self._auth_codes: dict[str, str] = {}  # authorization code -> unionId (each works once)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -181,6 +186,19 @@ class Sandbox:
         self.disconnect_close_seconds = 10.0
         self.handshake_delay = 0.0
         self.connect_fault = ""
+
+    def sign_in(self, union_id: str) -> None:
+        """The browser that opens the OAuth authorize page is signed in to DingTalk as this user."""
+        self.signed_in = union_id
+
+    def withdraw_consent(self, union_id: str) -> None:
+        """The user withdrew their consent (Me → Security center → Privacy → App authorizations): their tokens
+        answer 403 and their refresh tokens are refused."""
+        self.withdrawn.add(union_id)
+
+    def token_owner(self, token: str) -> str | None:
+        """The unionId a user access token was issued to; None for the app's tokens."""
+        return self._user_tokens.get(token)
 
     def expire_tokens(self) -> None:
         """Every token issued so far becomes invalid, as after DingTalk rotates them."""
@@ -456,6 +474,69 @@ class Sandbox:
         self.issued_secrets.append(token)
         return _json(200, {"accessToken": token, "expireIn": self.token_lifetime})
 
+    async def _api_authorize(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        """login.dingtalk.com/oauth2/auth: the signed-in user consents at once; the browser goes back to
+        redirect_uri with an authCode and the state, as DingTalk sends it."""
+        query = request.query
+        redirect_uri = query.get("redirect_uri", "")
+        if query.get("client_id") != self.client_id or query.get("response_type") != "code" or not redirect_uri:
+            return web.Response(status=400, text="invalid authorize request")
+        if "openid" not in query.get("scope", "").split() or not self.signed_in:
+            return web.Response(status=400, text="invalid scope, or nobody signed in")
+        code = f"sandbox-code-{uuid.uuid4().hex}"
+        self._auth_codes[code] = self.signed_in
+        self.withdrawn.discard(self.signed_in)  # consenting again
+        separator = "&" if "?" in redirect_uri else "?"
+        location = f"{redirect_uri}{separator}{urlencode({'authCode': code, 'state': query.get('state', '')})}"
+        return web.Response(status=302, headers={"Location": location})
+
+    async def _api_userAccessToken(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        if body.get("clientId") != self.client_id or body.get("clientSecret") != self.client_secret:
+            return _error(400, "invalidClientIdOrSecret", "无效的clientId或者clientSecret")
+        grant = body.get("grantType")
+        if grant == "authorization_code":
+            union_id = self._auth_codes.pop(str(body.get("code")), None)
+            if union_id is None:
+                return _error(400, "invalidAuthCode", "不合法的临时授权码")
+        elif grant == "refresh_token":
+            union_id = self._refresh_tokens.pop(str(body.get("refreshToken")), None)
+            if union_id is None or union_id in self.withdrawn:
+                return _error(400, "invalidRefreshToken", "不合法的refresh_token")
+        else:
+            return _error(400, "invalidParameter", "grantType is invalid")
+        token, refresh = f"sandbox-user-token-{uuid.uuid4().hex}", f"sandbox-refresh-{uuid.uuid4().hex}"
+        self._valid_tokens.add(token)
+        self._user_tokens[token] = union_id
+        self._refresh_tokens[refresh] = union_id
+        self.issued_secrets += [token, refresh]
+        answer = {
+            "accessToken": token,
+            "refreshToken": refresh,
+            "expireIn": self.token_lifetime,
+            "corpId": self.corp_id,
+        }
+        return _json(200, answer)
+
+    async def _api_users_me(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        token = request.headers.get("x-acs-dingtalk-access-token", "")
+        denied = self._check_token(request) or self._check_user_token(token, None)
+        if denied is not None:
+            return denied
+        union_id = self._user_tokens.get(token)
+        if union_id is None:  # an app token has no "me"
+            return _error(404, "invalidParameter.user.notFound", "用户不存在")
+        me = {"nick": "Sandbox User", "unionId": union_id, "openId": f"open-{union_id}", "stateCode": "86"}
+        return _json(200, me)
+
+    def _check_user_token(self, token: str, union_id: str | None) -> web.Response | None:
+        """A user's token acts only for that user, and not once they withdrew their consent."""
+        owner = self._user_tokens.get(token)
+        if owner is None:
+            return None
+        if owner in self.withdrawn or (union_id is not None and union_id != owner):
+            return _error(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "没有调用该接口的权限")
+        return None
+
     async def _api_user_get(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
         if request.query.get("access_token") not in self._valid_tokens:
             return _json(
@@ -474,10 +555,11 @@ class Sandbox:
         return self._change_subscription(request, segments, subscribe=True)
 
     def _change_subscription(self, request: web.Request, segments: list[str], *, subscribe: bool) -> web.Response:
-        denied = self._check_token(request)
+        union_id, calendar_id = unquote(segments[4]), unquote(segments[6])
+        token = request.headers.get("x-acs-dingtalk-access-token", "")
+        denied = self._check_token(request) or self._check_user_token(token, union_id)
         if denied is not None:
             return denied
-        union_id, calendar_id = unquote(segments[4]), unquote(segments[6])
         if not calendar_id:
             return _error(400, "invalidParameter", "calendarId cannot be blank")
         if calendar_id == self.primary.get(union_id):
@@ -494,10 +576,11 @@ class Sandbox:
         return _json(200, {"result": True})
 
     async def _api_calendars(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
-        denied = self._check_token(request)
+        union_id = unquote(segments[4])
+        token = request.headers.get("x-acs-dingtalk-access-token", "")
+        denied = self._check_token(request) or self._check_user_token(token, union_id)
         if denied is not None:
             return denied
-        union_id = unquote(segments[4])
         entries = [_calendar_entry(self.primary[union_id], "我的日历", "primary")] if union_id in self.primary else []
         for calendar_id in sorted(self.subscriptions[union_id]):
             entries.append(_calendar_entry(calendar_id, self.calendars[calendar_id].summary, "subscribed"))
@@ -554,6 +637,9 @@ def _api_name(method: str, segments: list[str]) -> str:
         ("POST", "/v1.0/gateway/connections/open"): "gateway",
         ("GET", "/connect"): "connect",
         ("POST", "/v1.0/oauth2/accessToken"): "accessToken",
+        ("GET", "/oauth2/auth"): "authorize",
+        ("POST", "/v1.0/oauth2/userAccessToken"): "userAccessToken",
+        ("GET", "/v1.0/contact/users/me"): "users/me",
         ("POST", "/topapi/v2/user/get"): "user/get",
         ("POST", "/robot/sendBySession"): "webhook",
         ("POST", "/v1.0/robot/oToMessages/batchSend"): "batchSend",

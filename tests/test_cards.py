@@ -34,6 +34,8 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "resubscribed": {"calendar_id": "cal-1", "name": "Holidays", "request_id": "R1"},
     "subscribe_limit": {"calendar_id": "cal-1", "name": "Holidays", "code": "exceedSubscribeLimit", "request_id": "R1"},
     "calendars": {"calendars": [{"id": "cal-1", "name": "公司假期"}, {"id": "cal-2", "name": ""}]},
+    "connect_account": {},  # its one button, the authorize link, is added outside the template
+    "disconnected": {"user_tokens": True, "had_grant": True},
     "no_calendars": {},
     "slow_down": {},
     "busy": {},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.handlers import admin, bulk, calendars, help, resubscribe, unsubscribe, whoami
+from bot.handlers import admin, bulk, calendars, connection, help, resubscribe, unsubscribe, whoami
 from bot.handlers.base import CommandError, Context, Handler
 
 HANDLERS: dict[str, Handler] = {
@@ -15,6 +15,7 @@ HANDLERS: dict[str, Handler] = {
     "whoami": whoami.whoami,
     "stats": admin.stats,
     "audit": admin.audit,
+    "disconnect": connection.disconnect,
 }
 
 __all__ = ["HANDLERS", "CommandError", "Context"]

@@ -18,6 +18,7 @@ from bot.names import CalendarNames
 from bot.stats import Stats
 from bot.stores.audit import MAX_SUBJECT_LENGTH, AuditRecord, AuditStore
 from bot.stores.previews import PreviewStore
+from bot.user_tokens import UserTokens
 from bot.users import ForeignSender, UserDirectory, is_member
 
 audit_log = logging.getLogger("bot.audit")
@@ -45,6 +46,7 @@ class Context:
     audits: AuditStore
     previews: PreviewStore
     stats: Stats
+    user_tokens: UserTokens | None = None  # with BOT_CALENDAR_TOKEN=user only
 
     @property
     def owner(self) -> str:
