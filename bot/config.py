@@ -14,6 +14,7 @@ REGIONS = {
 }
 LOCALES = ("zh_CN", "en")
 FAULTS = ("", "stream-loop-ends", "heartbeat-ends")  # BOT_FAULT: make a vital task end, to test the watchdog
+APP_TYPES = ("internal", "isv")  # DINGTALK_APP_TYPE: an internal app, or a third-party enterprise app (suite)
 
 
 REQUIRED = "(required)"
@@ -34,6 +35,12 @@ class Variable:
 VARIABLES = (
     Variable("DINGTALK_CLIENT_ID", REQUIRED, "the app's Client ID / AppKey; also the robot code"),
     Variable("DINGTALK_CLIENT_SECRET", REQUIRED, "the app's Client Secret / AppSecret; never logged"),
+    Variable(
+        "DINGTALK_APP_TYPE",
+        "internal",
+        "internal: an organization's own app (its AppKey/AppSecret); isv: a third-party enterprise app serving every "
+        "organization that authorized it (DINGTALK_CLIENT_ID/SECRET are then the SuiteKey/SuiteSecret)",
+    ),
     Variable(
         "DINGTALK_REGION",
         "cn",
@@ -179,6 +186,7 @@ class Config:
     region: str = "cn"
     admins: frozenset[str] = frozenset()
     confirm_seconds: float = 600.0
+    app_type: str = "internal"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -221,7 +229,12 @@ class Config:
             region=region,
             admins=_staff_ids(env, "BOT_ADMINS"),
             confirm_seconds=_positive_float(env, "BOT_CONFIRM_SECONDS", 600.0),
+            app_type=_app_type(env),
         )
+
+    @property
+    def is_isv(self) -> bool:
+        return self.app_type == "isv"
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -270,6 +283,13 @@ def _fault(env: Mapping[str, str]) -> str:
     value = env.get("BOT_FAULT", "").strip()
     if value not in FAULTS:
         raise ConfigError(f"BOT_FAULT is for tests of the watchdog: one of {', '.join(FAULTS[1:])}, not {value!r}")
+    return value
+
+
+def _app_type(env: Mapping[str, str]) -> str:
+    value = env.get("DINGTALK_APP_TYPE", "").strip().lower() or "internal"
+    if value not in APP_TYPES:
+        raise ConfigError(f"DINGTALK_APP_TYPE must be one of {', '.join(APP_TYPES)}, not {value!r}")
     return value
 
 

@@ -77,6 +77,7 @@ class Context:
             "code": reply.data.get("code", ""),
             "request_id": reply.data.get("request_id", ""),
             "msg_id": self.message.msg_id,
+            "corp_id": self.message.chatbot_corp_id,
         }
         audit_log.info("calendar change", extra={"fields": fields})
         await self._record(
