@@ -55,7 +55,10 @@ class IsvAuthorizer:
             raise DingTalkError(400, "invalidAuthInfo", "the message names no organization")
         ticket = await self._tickets.latest(self._suite_key)
         if ticket is None:
-            log.error(f"no organization token without a suite ticket; {RE_PUSH_ADVICE}", extra={"fields": {"corp_id": corp_id}})
+            log.error(
+                f"no organization token without a suite ticket; {RE_PUSH_ADVICE}",
+                extra={"fields": {"corp_id": corp_id}},
+            )
             raise DingTalkError(400, NO_SUITE_TICKET, "no suite ticket yet")
         self.fetches += 1
         try:

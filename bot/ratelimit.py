@@ -32,11 +32,15 @@ class ApiRateLimiter:
     A call counts from when it is sent until a second after its answer arrived: DingTalk received it somewhere in
     between, so however the network delays requests, no second on DingTalk's clock sees more than `rate`."""
 
-    def __init__(self, rate: float, window: float = 1.0) -> None:
+    def __init__(self, rate: float, window: float = 1.0, sweep_from: int = IDLE_WINDOWS_SWEPT_FROM) -> None:
         self._rate = max(1, int(rate))
         self._window = window
         self._apis: dict[str, _Window] = {}
-        self._sweep_at = IDLE_WINDOWS_SWEPT_FROM
+        self._sweep_from = self._sweep_at = sweep_from
+
+    def __len__(self) -> int:
+        """APIs with a window kept."""
+        return len(self._apis)
 
     @asynccontextmanager
     async def slot(self, api: str) -> AsyncIterator[float]:
@@ -62,7 +66,7 @@ class ApiRateLimiter:
             ended = all(end is not None and end <= since for (end,) in window.calls)
             if ended and not window.lock.locked():
                 del self._apis[api]
-        self._sweep_at = max(IDLE_WINDOWS_SWEPT_FROM, 2 * len(self._apis))
+        self._sweep_at = max(self._sweep_from, 2 * len(self._apis))
 
     async def _reserve(self, window: _Window) -> list[float | None]:
         calls = window.calls

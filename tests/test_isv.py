@@ -3,6 +3,7 @@ suite ticket, each organization's own token, and organizations that never author
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -12,7 +13,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.config import Config, ConfigError
+from bot.errors import DingTalkError
+from bot.handlers.explain import explain_calendar_error, explain_lookup_error
 from bot.isv import RE_PUSH_ADVICE
+from bot.models import Outcome
+from bot.ratelimit import ApiRateLimiter
 from bot.sandbox import Recorded, Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import BOT_ENV, card, converse, running_bot, started_sandbox
@@ -237,3 +243,39 @@ async def test_an_internal_app_subscribes_to_no_events(app_type: str, tmp_path: 
             assert gateway.json()["subscriptions"] == [{"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"}]
             ack = await sandbox.wait_ack(await sandbox.push_suite_ticket())
             assert ack_data(ack) == {"status": "SUCCESS", "message": "not subscribed"}
+
+
+# --- the parts, one by one ----------------------------------------------------------------------------------------
+
+
+def test_the_app_type_is_internal_or_isv() -> None:
+    credentials = {"DINGTALK_CLIENT_ID": "suite", "DINGTALK_CLIENT_SECRET": "secret"}
+    assert not Config.from_env(credentials).is_isv
+    assert Config.from_env({**credentials, "DINGTALK_APP_TYPE": " ISV "}).is_isv
+    with pytest.raises(ConfigError, match="DINGTALK_APP_TYPE"):
+        Config.from_env({**credentials, "DINGTALK_APP_TYPE": "personal"})
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        ("suiteTicketMissing", Outcome.APP_NOT_READY),
+        ("invalidSuiteTicket", Outcome.APP_NOT_READY),
+        ("invalidAuthInfo", Outcome.ORG_NOT_AUTHORIZED),
+    ],
+)
+def test_an_organization_without_a_token_is_explained_whichever_call_needed_it(code: str, outcome: Outcome) -> None:
+    error = DingTalkError(400, code, "", "R1")
+    assert explain_calendar_error(error, "cal-1").outcome == outcome
+    assert explain_lookup_error(error).outcome == outcome
+
+
+async def test_the_limiter_forgets_idle_windows_of_many_organizations_and_keeps_busy_ones() -> None:
+    limiter = ApiRateLimiter(5, window=0.01, sweep_from=4)
+    async with limiter.slot("busy/unsubscribe"):
+        for corp in range(3):
+            async with limiter.slot(f"corp{corp}/unsubscribe"):
+                pass
+        await asyncio.sleep(0.02)
+        async with limiter.slot("corp9/unsubscribe"):  # the fifth window: the idle ones go
+            assert len(limiter) == 2
