@@ -4,22 +4,29 @@ suite ticket, each organization's own token, and organizations that never author
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from bot.api import DingTalkApi
 from bot.config import Config, ConfigError
+from bot.dingtalk import DingTalkClient
 from bot.errors import DingTalkError
 from bot.handlers.explain import explain_calendar_error, explain_lookup_error
-from bot.isv import RE_PUSH_ADVICE
-from bot.models import Outcome
+from bot.http import AiohttpTransport
+from bot.isv import RE_PUSH_ADVICE, IsvAuthorizer
+from bot.models import Message, Outcome
 from bot.ratelimit import ApiRateLimiter
 from bot.sandbox import Recorded, Sandbox
+from bot.stores.suite_tickets import MemorySuiteTickets
+from bot.stores.tokens import MemoryTokens
 from tests.botprocess import BotProcess
 from tests.helpers import BOT_ENV, card, converse, running_bot, started_sandbox
 
@@ -279,3 +286,50 @@ async def test_the_limiter_forgets_idle_windows_of_many_organizations_and_keeps_
         await asyncio.sleep(0.02)
         async with limiter.slot("corp9/unsubscribe"):  # the fifth window: the idle ones go
             assert len(limiter) == 2
+
+
+class SlotRecorder:
+    """A per-API limiter of the test's own that notes which limit each call was counted against."""
+
+    def __init__(self) -> None:
+        self.apis: list[str] = []
+
+    def slot(self, api: str) -> AbstractAsyncContextManager[float]:
+        self.apis.append(api)
+        return contextlib.nullcontext(0.0)
+
+
+async def test_each_organizations_calls_count_against_its_own_per_api_limits(platform: Sandbox) -> None:
+    platform.authorized_corps.add("dingcorpa")
+    platform.suite_ticket = "ticket-1"
+    staff_id, _ = employee(platform, "dingcorpa")
+    config = Config.from_env({**platform.bot_env(), "DINGTALK_APP_TYPE": "isv"})
+    limiter = SlotRecorder()
+    client = DingTalkClient(config, AiohttpTransport(4), limiter)
+    tickets = MemorySuiteTickets()
+    await tickets.store(platform.client_id, "ticket-1")
+    authorizer = IsvAuthorizer(platform.client_id, MemoryTokens(), tickets, client)
+    message = Message(**{**_MESSAGE, "chatbot_corp_id": "dingcorpa"})
+    try:
+        api = DingTalkApi(client, await authorizer.authorize(message))
+        await api.list_calendars(await api.union_id(staff_id))
+    finally:
+        await client.aclose()
+
+    assert limiter.apis == ["corpAccessToken", "dingcorpa/user/get", "dingcorpa/calendars"]
+
+
+_MESSAGE: dict[str, Any] = {
+    "msg_id": "m1",
+    "text": "list",
+    "msgtype": "text",
+    "conversation_type": "1",
+    "conversation_id": "c1",
+    "sender_staff_id": "s1",
+    "sender_union_id": "",
+    "sender_id": "s1",
+    "sender_corp_id": "",
+    "chatbot_corp_id": "",
+    "session_webhook": "",
+    "session_webhook_expires_ms": 0,
+}
