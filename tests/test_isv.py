@@ -29,6 +29,7 @@ from bot.stores.suite_tickets import MemorySuiteTickets
 from bot.stores.tokens import MemoryTokens
 from tests.botprocess import BotProcess
 from tests.helpers import BOT_ENV, card, converse, running_bot, started_sandbox
+from tests.redisserver import RedisServer
 
 ROBOT_CODE = "dingisvrobot"  # an ISV robot's own code: not the SuiteKey
 EVENT_OK = {"status": "SUCCESS", "message": "ok"}
@@ -239,6 +240,18 @@ async def test_robot_sends_use_the_messages_robot_code(platform: Sandbox, isv_bo
 
     assert reply.api == "batchSend" and reply.json()["robotCode"] == ROBOT_CODE
     assert token_of(reply) in platform.tokens_of("dingcorpa")
+
+
+async def test_an_event_that_cannot_be_kept_is_acked_later_so_dingtalk_pushes_it_again(
+    platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with running_bot(platform, {**isv_env(tmp_path), "REDIS_URL": redis_server.url}) as process:
+        redis_server.stop()  # what must survive a restart never falls back to memory
+
+        ack = await platform.wait_ack(await platform.push_suite_ticket())
+
+        assert ack_data(ack)["status"] == "LATER"
+        await process.wait_log("event not handled, DingTalk will push it again", event_type="suite_ticket")
 
 
 @pytest.mark.parametrize("app_type", ["internal", ""])
