@@ -30,7 +30,9 @@ commands:
                       variables below (a missing or invalid one exits 2 and names it)
   demo                run the real bot against the built-in loopback DingTalk sandbox and play a scripted
                       conversation; needs no credentials and no network
-  demo --interactive  the same, typing the messages yourself (a number presses that button of the last card)"""
+  demo --interactive  the same, typing the messages yourself (a number presses that button of the last card)
+  demo --isv          a third-party enterprise (ISV) app serving two organizations: the suite ticket, each
+                      organization's own token, an organization that never authorized and one that removes the app"""
 
 
 async def serve(config: Config) -> int:
@@ -58,14 +60,16 @@ def parser() -> argparse.ArgumentParser:
     """The command line; its help lists every environment variable from the config's table."""
     parser = argparse.ArgumentParser(
         prog="python -m bot",
-        usage="%(prog)s [-h] [demo [--interactive]]",
+        usage="%(prog)s [-h] [demo [--interactive | --isv]]",
         description=DESCRIPTION,
         epilog=environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", help=argparse.SUPPRESS)
     demo = commands.add_parser("demo", description="Run the real bot against the built-in loopback DingTalk sandbox.")
-    demo.add_argument("--interactive", action="store_true", help="type the messages yourself")
+    modes = demo.add_mutually_exclusive_group()
+    modes.add_argument("--interactive", action="store_true", help="type the messages yourself")
+    modes.add_argument("--isv", action="store_true", help="a third-party enterprise app serving two organizations")
     return parser
 
 
@@ -85,7 +89,7 @@ def main(argv: list[str]) -> int:
     if arguments.command == "demo":
         from bot import demo
 
-        return demo.main(interactive=arguments.interactive)
+        return demo.main(interactive=arguments.interactive, isv=arguments.isv)
     try:
         config = Config.from_env(os.environ)
     except ConfigError as error:

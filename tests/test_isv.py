@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -27,7 +28,7 @@ from bot.ratelimit import ApiRateLimiter
 from bot.sandbox import Recorded, Sandbox
 from bot.stores.suite_tickets import MemorySuiteTickets
 from bot.stores.tokens import MemoryTokens
-from tests.botprocess import BotProcess
+from tests.botprocess import ROOT, BotProcess
 from tests.helpers import BOT_ENV, card, converse, running_bot, started_sandbox
 from tests.redisserver import RedisServer
 
@@ -263,6 +264,20 @@ async def test_an_internal_app_subscribes_to_no_events(app_type: str, tmp_path: 
             assert gateway.json()["subscriptions"] == [{"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"}]
             ack = await sandbox.wait_ack(await sandbox.push_suite_ticket())
             assert ack_data(ack) == {"status": "SUCCESS", "message": "not subscribed"}
+
+
+async def test_the_isv_demo_serves_two_organizations_and_refuses_the_others() -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "demo", "--isv", cwd=ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    transcript = (await asyncio.wait_for(demo.communicate(), 60))[0].decode()
+
+    assert demo.returncode == 0
+    assert transcript.count("The bot is not ready yet") == 1
+    assert "Acme Holidays" in transcript and "Globex Holidays" in transcript
+    assert "organization tokens fetched: dingacme, dingglobex: one per organization" in transcript
+    assert transcript.count("Your organization has not authorized this app") == 2
+    assert transcript.count('{"status": "SUCCESS", "message": "ok"}') == 4
 
 
 # --- the parts, one by one ----------------------------------------------------------------------------------------
