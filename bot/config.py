@@ -134,7 +134,8 @@ VARIABLES = (
     Variable(
         "BOT_ADMINS",
         "(none)",
-        "comma-separated staff ids of the bot's admins: they may use stats and audit; anyone else is refused",
+        "comma-separated staff ids of the bot's admins: they may use stats and audit; anyone else is refused; in an "
+        "ISV app each is written corpId:staffId (a staff id is unique only within its organization)",
     ),
     Variable(
         "BOT_CONFIRM_SECONDS",

@@ -158,6 +158,23 @@ async def test_the_rate_limit_counts_each_organizations_sender_apart(platform: S
         assert "list" not in (await ask(platform, "dingcorpa", "manager", "help")).lower()
 
 
+async def test_an_isv_admin_is_named_with_their_organization_and_audits_only_it(
+    platform: Sandbox, tmp_path: Path
+) -> None:
+    async with running_bot(platform, {**isv_env(tmp_path), "BOT_ADMINS": "dingcorpa:manager"}):
+        await ready(platform, "dingcorpa", "dingcorpb")
+        for corp_id in ("dingcorpa", "dingcorpb"):
+            employee(platform, corp_id, "manager")
+            platform.add_calendar(f"lunch-{corp_id}", "Lunch Menu")
+            platform.subscribe(platform.org_users[(corp_id, "manager")], f"lunch-{corp_id}")
+            assert "Unsubscribed" in await ask(platform, corp_id, "manager", "unsubscribe Lunch Menu")
+
+        assert "admins" in (await ask(platform, "dingcorpb", "manager", "audit Lunch Menu")).lower()
+        audit = await ask(platform, "dingcorpa", "manager", "audit Lunch Menu")
+
+    assert "The latest 1 records" in audit  # of the two changes of a "Lunch Menu", only this organization's
+
+
 async def test_before_any_ticket_a_command_gets_a_clear_card_and_the_admin_a_clear_line(
     platform: Sandbox, isv_bot: BotProcess
 ) -> None:
