@@ -9,9 +9,10 @@ import functools
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ WARM_UP = 20  # commands before measuring: process start, connection and the fir
 STALL_SECONDS = 30.0
 DELAYED_CALLS = 2  # user/get and unsubscribe: the platform time before the reply arrives (a quoted id needs no list)
 DUPLICATE_EVERY = 10  # with two dynos, every tenth message is delivered to both, as DingTalk may redeliver
+ISV_ORGANIZATIONS = 100  # the ISV burst is spread over this many organizations, each with its own token
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Result:
     qps_limit: int
     throttled: int
     note: str = ""
+    token_fetches: Counter[str] | None = None  # ISV: corpAccessToken calls per organization during the burst
 
     @property
     def cpu_per_command(self) -> float:
@@ -116,6 +119,25 @@ def seed(sandbox: Sandbox, count: int, prefix: str) -> list[dict[str, Any]]:
     return messages
 
 
+def seed_isv(sandbox: Sandbox, count: int, prefix: str) -> list[dict[str, Any]]:
+    """As seed(), for an ISV app: the senders spread over ISV_ORGANIZATIONS organizations (the warm-up over one)."""
+    messages = []
+    organizations = ISV_ORGANIZATIONS if prefix != "warm" else 1
+    for number in range(count):
+        corp = f"ding{prefix}{number % organizations}"
+        staff, union, calendar = f"s{number}", f"{prefix}u{number}", f"{prefix}c{number}"
+        sandbox.authorized_corps.add(corp)
+        sandbox.add_org_user(corp, staff, union)
+        sandbox.add_calendar(calendar, f"Calendar {number}")
+        sandbox.subscribe(union, calendar)
+        messages.append(sandbox.chat(f'unsubscribe "{calendar}"', staff, chatbotCorpId=corp, senderCorpId=corp))
+    return messages
+
+
+async def push_suite_ticket(sandbox: Sandbox) -> None:
+    await sandbox.wait_ack(await sandbox.push_suite_ticket())
+
+
 async def drive(sandbox: Sandbox, messages: list[dict[str, Any]], rate: float, duplicate_every: int = 0) -> list[float]:
     """Push the messages (all at once, or `rate` per second); returns each one's delivery→reply seconds. A message
     that cannot be delivered (the contender dropped its connection) or gets no reply counts as an error. With
@@ -155,6 +177,8 @@ async def measure(
     qps_limit: int = 0,
     rate: float = 0.0,
     duplicate_every: int = 0,
+    seeder: Callable[[Sandbox, int, str], list[dict[str, Any]]] = seed,
+    prepare: Callable[[Sandbox], Awaitable[None]] | None = None,
 ) -> Result:
     sandbox = Sandbox(latency=latency)
     await sandbox.start()
@@ -162,15 +186,19 @@ async def measure(
     contender.env["DINGTALK_OPENAPI_ENDPOINT"] = sandbox.base_url  # read by the SDK baselines
     await contender.start(sandbox)
     try:
-        await drive(sandbox, seed(sandbox, WARM_UP, "warm"), 0)
+        if prepare is not None:
+            await prepare(sandbox)
+        await drive(sandbox, seeder(sandbox, WARM_UP, "warm"), 0)
+        fetched_before = len(sandbox.calls("corpAccessToken"))
         sandbox.qps_limit = qps_limit
-        messages = seed(sandbox, count, "m")
+        messages = seeder(sandbox, count, "m")
         cpu_before, started = contender.cpu_seconds(), time.monotonic()
         latencies = await drive(sandbox, messages, rate, duplicate_every)
         seconds = time.monotonic() - started
         cpu = contender.cpu_seconds() - cpu_before
         answered = [sandbox.webhook_replies.get(m["sessionWebhook"].removeprefix(sandbox.base_url)) for m in messages]
         ok = sum(1 for reply in answered if reply is not None and "Unsubscribed" in reply.body.decode())
+        fetches = Counter(request.json()["authCorpId"] for request in sandbox.calls("corpAccessToken")[fetched_before:])
         return Result(
             name,
             count,
@@ -185,6 +213,7 @@ async def measure(
             rate,
             qps_limit,
             sandbox.throttled,
+            token_fetches=fetches if prepare is not None else None,
         )
     finally:
         await contender.stop()
@@ -274,6 +303,11 @@ async def main(options: argparse.Namespace) -> None:
     limited = {"BOT_API_QPS": str(qps)}  # the bot's default matches DingTalk's limit; here it matches the sandbox
     results = [await median_burst("bot (burst)", bot, options)]
     baselines: list[Result] = []
+    if "isv" in scenarios:
+        with tempfile.TemporaryDirectory(prefix="calbot-bench-") as state:  # the suite ticket's SQLite file
+            isv = functools.partial(bot, {"DINGTALK_APP_TYPE": "isv", "BOT_STATE_DIR": state})
+            name = f"ISV, {ISV_ORGANIZATIONS} orgs (burst)"
+            results.append(await median_burst(name, isv, options, seeder=seed_isv, prepare=push_suite_ticket))
     if "baselines" in scenarios:
         for name, kind in (("SDK AsyncChatbotHandler", "threadpool"), ("SDK README ChatbotHandler", "readme")):
             baselines.append(await measure(name, baseline(kind), options.baseline_commands or n, latency))
@@ -301,6 +335,14 @@ async def main(options: argparse.Namespace) -> None:
         if r.note:
             print(r.note)
     for r in results:
+        if r.token_fetches is not None:
+            internal = results[0].cpu_per_command
+            print(
+                f"{r.name}: {sum(r.token_fetches.values())} organization token fetches for {len(r.token_fetches)} "
+                f"organizations, at most {max(r.token_fetches.values(), default=0)} per organization; CPU per command "
+                f"{r.cpu_per_command / internal - 1:+.0%} against the internal-app burst"
+            )
+    for r in results:
         if r.qps_limit:
             floor = r.commands / r.qps_limit
             print(
@@ -323,8 +365,8 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-commands", type=int, default=0, help="commands for the baselines (default: same)")
     parser.add_argument(
         "--scenarios",
-        default="baselines,steady,qps,redis",
-        help="comma-separated extra scenarios: baselines, steady, qps, redis (default: all)",
+        default="isv,baselines,steady,qps,redis",
+        help="comma-separated extra scenarios: isv, baselines, steady, qps, redis (default: all)",
     )
     try:
         import uvloop

@@ -31,7 +31,9 @@ commands:
   demo                run the real bot against the built-in loopback DingTalk sandbox and play a scripted
                       conversation; needs no credentials and no network
   demo --interactive  the same, typing the messages yourself (a number presses that button of the last card)
-  demo --user-tokens  the same with BOT_CALENDAR_TOKEN=user: connecting your own DingTalk account (OAuth)"""
+  demo --user-tokens  the same with BOT_CALENDAR_TOKEN=user: connecting your own DingTalk account (OAuth)
+  demo --isv          a third-party enterprise (ISV) app serving two organizations: the suite ticket, each
+                      organization's own token, an organization that never authorized and one that removes the app"""
 
 
 async def serve(config: Config) -> int:
@@ -59,15 +61,17 @@ def parser() -> argparse.ArgumentParser:
     """The command line; its help lists every environment variable from the config's table."""
     parser = argparse.ArgumentParser(
         prog="python -m bot",
-        usage="%(prog)s [-h] [demo [--interactive] [--user-tokens]]",
+        usage="%(prog)s [-h] [demo [--interactive | --isv | --user-tokens]]",
         description=DESCRIPTION,
         epilog=environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", help=argparse.SUPPRESS)
     demo = commands.add_parser("demo", description="Run the real bot against the built-in loopback DingTalk sandbox.")
-    demo.add_argument("--interactive", action="store_true", help="type the messages yourself")
-    demo.add_argument(
+    modes = demo.add_mutually_exclusive_group()
+    modes.add_argument("--interactive", action="store_true", help="type the messages yourself")
+    modes.add_argument("--isv", action="store_true", help="a third-party enterprise app serving two organizations")
+    modes.add_argument(
         "--user-tokens", action="store_true", help="BOT_CALENDAR_TOKEN=user: connecting your own DingTalk account"
     )
     return parser
@@ -89,7 +93,7 @@ def main(argv: list[str]) -> int:
     if arguments.command == "demo":
         from bot import demo
 
-        return demo.main(interactive=arguments.interactive, user_tokens=arguments.user_tokens)
+        return demo.main(interactive=arguments.interactive, user_tokens=arguments.user_tokens, isv=arguments.isv)
     try:
         config = Config.from_env(os.environ)
     except ConfigError as error:

@@ -16,32 +16,43 @@ class DingTalkApi:
     """User lookups and robot sends with the organization's credentials, calendar calls with the calendar's; the
     caller never sees which kind of token either is."""
 
-    __slots__ = ("_calendar", "_client", "_organization")
+    __slots__ = ("_calendar", "_client", "_organization", "_scope")
 
     def __init__(self, client: DingTalkClient, authorization: Authorization) -> None:
         self._client = client
         self._organization = authorization.organization
         self._calendar = authorization.calendar
+        self._scope = authorization.scope
 
     async def union_id(self, staff_id: str) -> str:
         """The user's unionId from their staff userid (topapi/v2/user/get)."""
         body = {"userid": staff_id}
-        return await self._client.topapi(self._organization, "user/get", "/topapi/v2/user/get", body, answers.union_id)
+        return await self._client.topapi(
+            self._organization, "user/get", "/topapi/v2/user/get", body, answers.union_id, self._scope
+        )
 
     async def unsubscribe_calendar(self, union_id: str, calendar_id: str) -> str:
         """Unsubscribe the user from a subscribed calendar; returns DingTalk's request id."""
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/unsubscribe"
-        return await self._client.openapi(self._calendar, "unsubscribe", "POST", path, None, answers.confirmed)
+        return await self._client.openapi(
+            self._calendar, "unsubscribe", "POST", path, None, answers.confirmed, scope=self._scope
+        )
 
     async def subscribe_calendar(self, union_id: str, calendar_id: str) -> str:
         """Subscribe the user to a subscribed (public) calendar again; DingTalk answers 200 with no body."""
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/subscribe"
-        return request_id_of(await self._client.openapi(self._calendar, "subscribe", "POST", path, None, answers.as_is))
+        return request_id_of(
+            await self._client.openapi(
+                self._calendar, "subscribe", "POST", path, None, answers.as_is, scope=self._scope
+            )
+        )
 
     async def list_calendars(self, union_id: str) -> list[Calendar]:
         """All of the user's calendars (primary, subscribed, shared), as DingTalk lists them."""
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars"
-        return await self._client.openapi(self._calendar, "calendars", "GET", path, None, answers.calendars)
+        return await self._client.openapi(
+            self._calendar, "calendars", "GET", path, None, answers.calendars, scope=self._scope
+        )
 
     async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:
         """Reply through the message's sessionWebhook (the URL is its own credential)."""
@@ -53,7 +64,9 @@ class DingTalkApi:
         body = {"userIds": [staff_id], **self._client.robot_message(robot_code, msg_key, msg_param)}
         path = "/v1.0/robot/oToMessages/batchSend"
         read = answers.delivered_to(staff_id)
-        await self._client.openapi(self._organization, "batchSend", "POST", path, body, read, retry_if=safe_to_resend)
+        await self._client.openapi(
+            self._organization, "batchSend", "POST", path, body, read, retry_if=safe_to_resend, scope=self._scope
+        )
 
     async def send_to_group(
         self, conversation_id: str, robot_code: str, msg_key: str, msg_param: dict[str, str]
@@ -61,7 +74,14 @@ class DingTalkApi:
         body = {"openConversationId": conversation_id, **self._client.robot_message(robot_code, msg_key, msg_param)}
         path = "/v1.0/robot/groupMessages/send"
         await self._client.openapi(
-            self._organization, "groupSend", "POST", path, body, answers.sent, retry_if=safe_to_resend
+            self._organization,
+            "groupSend",
+            "POST",
+            path,
+            body,
+            answers.sent,
+            retry_if=safe_to_resend,
+            scope=self._scope,
         )
 
 

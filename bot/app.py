@@ -19,6 +19,7 @@ from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, CommandError, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
+from bot.isv import IsvAuthorizer, SuiteEvents
 from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.names import CalendarNames
@@ -48,8 +49,15 @@ class App:
         self.config = config
         self.stores = build_stores(config)
         self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.stores.limiter)
-        self.authorizer: Authorizer = AppAuthorizer(self.stores.tokens, self.dingtalk.app_access_token)
-        self.users = UserDirectory(self.stores.union_ids)
+        self.authorizer: Authorizer
+        self.suite_events: SuiteEvents | None = None
+        if config.is_isv:
+            tickets = self.stores.suite_tickets
+            self.authorizer = IsvAuthorizer(config.client_id, self.stores.tokens, tickets, self.dingtalk)
+            self.suite_events = SuiteEvents(config.client_id, self.stores)
+        else:
+            self.authorizer = AppAuthorizer(self.stores.tokens, self.dingtalk.app_access_token)
+        self.users = UserDirectory(self.stores.union_ids, per_organization=config.is_isv)
         self.names = CalendarNames()
         self.languages = LastLanguages()
         self.inbox = Inbox(
@@ -62,7 +70,8 @@ class App:
         )
         self._told_busy = RecentIds(config.user_rate_window, MAX_BUSY_TOLD)
         self._busy_replies: set[asyncio.Task[None]] = set()
-        self.stream = StreamClient(self.dingtalk, self.inbox.accept, config)
+        on_event = self.suite_events.handle if self.suite_events else None
+        self.stream = StreamClient(self.dingtalk, self.inbox.accept, config, on_event)
         self.counters: Counter[str] = Counter()
         self.stats = Stats(self._counted_elsewhere)
         self._shutting_down = False
@@ -119,8 +128,12 @@ class App:
 
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
-        verdict = await self.stores.admission.admit(message.msg_id, message.sender_key)
+        # an ISV app's duplicate claims are kept per organization, as its senders' limits are (sender_key)
+        claim = f"{message.chatbot_corp_id}:{message.msg_id}" if self.config.is_isv else message.msg_id
+        verdict = await self.stores.admission.admit(claim, message.sender_key)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
+        if self.config.is_isv:
+            fields["corp_id"] = message.chatbot_corp_id
         if verdict == Verdict.TAKEN:
             self.counters["taken_elsewhere"] += 1
             log.info("message taken by another dyno", extra={"fields": fields})

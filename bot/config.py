@@ -18,6 +18,7 @@ CALENDAR_TOKENS = ("app", "user")  # BOT_CALENDAR_TOKEN: calendar calls with the
 MIN_SECRET_KEY_LENGTH = 32
 USER_MODE_ONLY = "(required with BOT_CALENDAR_TOKEN=user)"
 FAULTS = ("", "stream-loop-ends", "heartbeat-ends")  # BOT_FAULT: make a vital task end, to test the watchdog
+APP_TYPES = ("internal", "isv")  # DINGTALK_APP_TYPE: an internal app, or a third-party enterprise app (suite)
 
 
 REQUIRED = "(required)"
@@ -38,6 +39,12 @@ class Variable:
 VARIABLES = (
     Variable("DINGTALK_CLIENT_ID", REQUIRED, "the app's Client ID / AppKey; also the robot code"),
     Variable("DINGTALK_CLIENT_SECRET", REQUIRED, "the app's Client Secret / AppSecret; never logged"),
+    Variable(
+        "DINGTALK_APP_TYPE",
+        "internal",
+        "internal: an organization's own app (its AppKey/AppSecret); isv: a third-party enterprise app serving every "
+        "organization that authorized it (DINGTALK_CLIENT_ID/SECRET are then the SuiteKey/SuiteSecret)",
+    ),
     Variable(
         "DINGTALK_REGION",
         "cn",
@@ -136,7 +143,8 @@ VARIABLES = (
     Variable(
         "BOT_ADMINS",
         "(none)",
-        "comma-separated staff ids of the bot's admins: they may use stats and audit; anyone else is refused",
+        "comma-separated staff ids of the bot's admins: they may use stats and audit; anyone else is refused; in an "
+        "ISV app each is written corpId:staffId (a staff id is unique only within its organization)",
     ),
     Variable(
         "BOT_CONFIRM_SECONDS",
@@ -240,6 +248,8 @@ class Config:
         """Calendar calls use each user's own token (BOT_CALENDAR_TOKEN=user)."""
         return self.calendar_token == "user"  # noqa: S105 - a mode, not a secret
 
+    app_type: str = "internal"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
         client_id = _required(env, "DINGTALK_CLIENT_ID")
@@ -282,7 +292,12 @@ class Config:
             admins=_staff_ids(env, "BOT_ADMINS"),
             confirm_seconds=_positive_float(env, "BOT_CONFIRM_SECONDS", 600.0),
             **_user_token_settings(env, client_id, client_secret),
+            app_type=_app_type(env),
         )
+
+    @property
+    def is_isv(self) -> bool:
+        return self.app_type == "isv"
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -331,6 +346,13 @@ def _fault(env: Mapping[str, str]) -> str:
     value = env.get("BOT_FAULT", "").strip()
     if value not in FAULTS:
         raise ConfigError(f"BOT_FAULT is for tests of the watchdog: one of {', '.join(FAULTS[1:])}, not {value!r}")
+    return value
+
+
+def _app_type(env: Mapping[str, str]) -> str:
+    value = env.get("DINGTALK_APP_TYPE", "").strip().lower() or "internal"
+    if value not in APP_TYPES:
+        raise ConfigError(f"DINGTALK_APP_TYPE must be one of {', '.join(APP_TYPES)}, not {value!r}")
     return value
 
 

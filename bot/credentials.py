@@ -69,6 +69,7 @@ class Authorization:
 
     organization: Credentials
     calendar: Credentials
+    scope: str = ""  # whose per-API limits the calls count against: "" the app's, else an organization's (ISV)
 
 
 class Authorizer(Protocol):

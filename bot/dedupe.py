@@ -23,6 +23,9 @@ class RecentIds:
     def __len__(self) -> int:
         return len(self._current) + len(self._previous)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._current or key in self._previous
+
     def claim(self, key: str) -> bool:
         """True the first time a key is seen within the ttl, False for every repeat."""
         now = time.monotonic()

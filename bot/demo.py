@@ -1,4 +1,5 @@
-"""`python -m bot demo [--interactive]`: the real bot against the loopback sandbox, scripted or typed by you."""
+"""`python -m bot demo [--interactive | --isv]`: the real bot against the loopback sandbox, scripted or typed by you;
+`--isv` plays a third-party enterprise (ISV) app serving two organizations."""
 
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ SIGPIPE_EXIT = 141  # as a shell tool killed by SIGPIPE: the reader (e.g. `head`
 RUNNER_STOP_SECONDS = 1.0  # after shutdown, how long the bot's connection loop gets to end by itself
 INTERRUPTED_EXIT = 130  # as after Ctrl-C (SIGINT)
 THROTTLED = {"code": "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "message": "qps", "requestid": "DEMO-QPS"}
+ISV_ROBOT_CODE = "dingdemoisvrobot"  # an ISV robot's own code, which is not the SuiteKey
+ISV_ORGANIZATIONS = {"dingacme": "Acme", "dingglobex": "Globex"}
+ISV_STRANGER = "dingnotyet"  # an organization that never authorized the app
 _MARKDOWN_LINK = re.compile(r"\[((?:\\.|[^\]])*)\]\((dtmd://[^)]+)\)")
 
 
@@ -245,6 +249,53 @@ async def play_user_tokens(talk: Conversation) -> None:
     await talk.say("list")
 
 
+def seed_isv(sandbox: Sandbox) -> None:
+    """Two organizations, each with its own "manager" (a staff id is unique only within an organization)."""
+    sandbox.robot_codes = {ISV_ROBOT_CODE}
+    for corp_id, name in [*ISV_ORGANIZATIONS.items(), (ISV_STRANGER, "Initech")]:
+        union_id = f"{name.lower()}ManagerUnion"
+        sandbox.add_org_user(corp_id, "manager", union_id)
+        for calendar_id, summary in [(f"cal-{name.lower()}-holidays", f"{name} Holidays"), ("cal-lunch", "食堂菜单")]:
+            sandbox.add_calendar(calendar_id, summary)
+            sandbox.subscribe(union_id, calendar_id)
+
+
+async def play_isv(talk: Conversation) -> None:
+    sandbox, step = talk.sandbox, talk.heading
+    acme, globex = ISV_ORGANIZATIONS
+
+    async def say(corp_id: str, text: str) -> None:
+        await talk.say(text, staff_id="manager", chatbotCorpId=corp_id, senderCorpId=corp_id, robotCode=ISV_ROBOT_CODE)
+
+    async def event(what: str, pushed: Any) -> None:
+        ack = await sandbox.wait_ack(await pushed)
+        print(f"  (DingTalk: {what}; the bot ACKs {ack['data']})\n", file=talk.out, flush=True)
+
+    sandbox.authorized_corps.add(acme)
+    step("Acme's manager writes before DingTalk pushed the suite ticket")
+    await say(acme, "list")
+    step("DingTalk pushes the suite ticket (every 5 hours, or when the admin re-pushes it); Acme and Globex authorize")
+    await event("suite_ticket", sandbox.push_suite_ticket())
+    await event("org_suite_auth from Acme", sandbox.authorize_corp(acme, "Acme"))
+    await event("org_suite_auth from Globex", sandbox.authorize_corp(globex, "Globex"))
+    step("Acme's manager lists their calendars (the bot fetches Acme's token with the ticket)")
+    await say(acme, "list")
+    step("Globex's manager has the same staff id: another person, another token, another cache entry")
+    await say(globex, "list")
+    step("Each unsubscribes; the tokens are reused")
+    await say(acme, "unsubscribe Acme Holidays")
+    await say(globex, "取消订阅 食堂菜单")
+    fetched = [request.json()["authCorpId"] for request in sandbox.calls("corpAccessToken")]
+    print(f"  (organization tokens fetched: {', '.join(fetched)}: one per organization)\n", file=talk.out)
+    step("Someone in an organization that never authorized the app")
+    await say(ISV_STRANGER, "list")
+    step("Globex removes the app: its token and cached data are dropped")
+    await event("org_suite_relieve from Globex", sandbox.relieve_corp(globex))
+    await say(globex, "list")
+    step("Acme is not affected")
+    await say(acme, "list")
+
+
 async def play_interactive(talk: Conversation) -> None:
     print(
         "Type a message as the demo user. A number presses that button of the last card; start a line with",
@@ -303,14 +354,21 @@ def user_token_settings(sandbox: Sandbox) -> dict[str, str]:
     }
 
 
-async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1], user_tokens: bool = False) -> int:
+async def run(
+    interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1], user_tokens: bool = False, isv: bool = False
+) -> int:
     """Play the demo; on Ctrl-C stop at once and return INTERRUPTED_EXIT."""
     sandbox = Sandbox()
     await sandbox.start()
-    seed(sandbox)
+    if isv:
+        seed_isv(sandbox)
+    else:
+        seed(sandbox)
     settings = {name: value for name, (value, _) in DEMO_SETTINGS.items()}
     if user_tokens:
         settings.update(user_token_settings(sandbox))
+    if isv:
+        settings["DINGTALK_APP_TYPE"] = "isv"
     # the demo's previews and audit records are thrown away with it, not left in the current directory
     state = tempfile.TemporaryDirectory(prefix="calbot-demo-")  # removed when the process ends
     app = App(Config.from_env({**sandbox.bot_env(), **settings, "BOT_STATE_DIR": state.name}))
@@ -319,7 +377,7 @@ async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1], user_
     # on Python 3.11 when what it waits for finishes at the same moment, and the script would play on.
     interrupted = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
-    script = asyncio.create_task(play(sandbox, interactive, out, width, user_tokens))
+    script = asyncio.create_task(play(sandbox, interactive, out, width, user_tokens, isv))
     ctrl_c = asyncio.create_task(interrupted.wait())
     try:
         await asyncio.wait({script, ctrl_c}, return_when=asyncio.FIRST_COMPLETED)
@@ -344,11 +402,17 @@ async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1], user_
         asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
 
 
-async def play(sandbox: Sandbox, interactive: bool, out: TextIO, width: int, user_tokens: bool = False) -> None:
+async def play(
+    sandbox: Sandbox, interactive: bool, out: TextIO, width: int, user_tokens: bool = False, isv: bool = False
+) -> None:
     await sandbox.wait_connected()
     announce_settings(sandbox, out)
+    if isv:
+        print("DINGTALK_APP_TYPE=isv: one third-party enterprise app serving several organizations.\n", file=out)
     talk = Conversation(sandbox, out, width)
-    if user_tokens and not interactive:
+    if isv:
+        await play_isv(talk)
+    elif user_tokens and not interactive:
         await play_user_tokens(talk)
     else:
         await (play_interactive(talk) if interactive else play_script(talk))
@@ -374,12 +438,12 @@ def silence_stdout() -> None:
     os.close(devnull)
 
 
-def main(interactive: bool = False, user_tokens: bool = False) -> int:
+def main(interactive: bool = False, user_tokens: bool = False, isv: bool = False) -> int:
     logs.configure(DEMO_SETTINGS["LOG_LEVEL"][0])
     columns = shutil.get_terminal_size((FRAME_WIDTH[1], 24)).columns
     width = min(max(columns, FRAME_WIDTH[0]), FRAME_WIDTH[1])
     try:
-        code = asyncio.run(run(interactive, sys.stdout, width, user_tokens))
+        code = asyncio.run(run(interactive, sys.stdout, width, user_tokens, isv))
     except KeyboardInterrupt:  # Ctrl-C before the demo's own handler is in place
         code = INTERRUPTED_EXIT
     except BrokenPipeError:

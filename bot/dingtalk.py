@@ -77,6 +77,17 @@ class DingTalkClient:
         headers = {"x-acs-dingtalk-access-token": user_token}
         return await self._call("users/me", "GET", url, None, answers.own_union_id, headers, attempts=2)
 
+    async def corp_access_token(self, corp_id: str, suite_ticket: str) -> tuple[str, float]:
+        """A new access token of an organization that authorized this third-party (ISV) app, and its lifetime."""
+        body = {
+            "suiteKey": self._config.client_id,
+            "suiteSecret": self._config.client_secret,
+            "authCorpId": corp_id,
+            "suiteTicket": suite_ticket,
+        }
+        url = f"{self._config.api_base}/v1.0/oauth2/corpAccessToken"
+        return await self._call("corpAccessToken", "POST", url, body, answers.access_token)
+
     # --- replies that need no token -------------------------------------------------------------------------
 
     async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:
@@ -112,22 +123,30 @@ class DingTalkClient:
         body: dict[str, Any] | None,
         read: Callable[[dict[str, Any]], T],
         retry_if: Callable[[DingTalkError], bool] | None = None,
+        scope: str = "",
     ) -> T:
-        """A new-style OpenAPI call (api host), its token in a header."""
+        """A new-style OpenAPI call (api host), its token in a header; `scope` names whose limits it counts against
+        ("" for the app's own, an organization's id in an ISV app)."""
         url = f"{self._config.api_base}{path}"
         return await credentials.authorized(
             lambda token: self._call(
-                api, method, url, body, read, {"x-acs-dingtalk-access-token": token}, retry_if=retry_if
+                api, method, url, body, read, {"x-acs-dingtalk-access-token": token}, retry_if=retry_if, scope=scope
             )
         )
 
     async def topapi(
-        self, credentials: Credentials, api: str, path: str, body: dict[str, Any], read: Callable[[dict[str, Any]], T]
+        self,
+        credentials: Credentials,
+        api: str,
+        path: str,
+        body: dict[str, Any],
+        read: Callable[[dict[str, Any]], T],
+        scope: str = "",
     ) -> T:
         """An old-style API call (oapi host), its token in the query."""
         url = f"{self._config.oapi_base}{path}?access_token="
         return await credentials.authorized(
-            lambda token: self._call(api, "POST", url + quote(token, safe=""), body, read)
+            lambda token: self._call(api, "POST", url + quote(token, safe=""), body, read, scope=scope)
         )
 
     async def _call(
@@ -142,16 +161,18 @@ class DingTalkClient:
         limited: bool = True,
         attempts: int = 0,
         retry_if: Callable[[DingTalkError], bool] | None = None,
+        scope: str = "",
     ) -> T:
         """One DingTalk call, its 2xx answer checked by `read`: paced by the per-API rate limiter and, inside a
         command, retried with backoff while `retry_if` says so (default: throttling, server errors, odd answers and
-        timeouts) until the command's budget runs out or `attempts` (when set) were made. Other errors are final."""
+        timeouts) until the command's budget runs out or `attempts` (when set) were made. Other errors are final.
+        An ISV app's calls are paced per organization (`scope`): DingTalk counts them per suite, organization, API."""
         spending = budget.current.get()
         attempt = 0
         while True:
             attempt += 1
             try:
-                slot = self._limiter.slot(api) if limited else _NO_WAIT
+                slot = self._limiter.slot(f"{scope}/{api}" if scope else api) if limited else _NO_WAIT
                 async with spending.paced(slot) if spending and limited else slot:  # waits within the budget only
                     timeout = self._config.http_timeout
                     if spending is not None:

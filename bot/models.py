@@ -35,8 +35,9 @@ class Message:
 
     @property
     def sender_key(self) -> str:
-        """Who to count a command against for the per-user rate limit."""
-        return self.sender_staff_id or self.sender_id or self.conversation_id
+        """Who to count a command against for the per-user rate limit: a staff id is unique only within its
+        organization (an ISV app serves many), so the robot's organization is part of the key."""
+        return f"{self.chatbot_corp_id}:{self.sender_staff_id or self.sender_id or self.conversation_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +68,22 @@ class Action:
     name: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One EVENT push of the Stream (an ISV app's suite ticket, an organization's authorization changes)."""
+
+    event_type: str
+    event_id: str
+    corp_id: str  # headers.eventCorpId: the organization the event is about
+    data: dict[str, Any]
+
+
 class Outcome(StrEnum):
     """What became of a command: each has a card template of the same name in every locale."""
 
     ADMINS_ONLY = "admins_only"
     AMBIGUOUS = "ambiguous"
+    APP_NOT_READY = "app_not_ready"
     AUDIT = "audit"
     APP_LACKS_PERMISSION = "app_lacks_permission"
     BATCH = "batch"
@@ -91,6 +103,7 @@ class Outcome(StrEnum):
     NO_MATCH = "no_match"
     NOT_IN_SCOPE = "not_in_scope"
     NOT_SUBSCRIBABLE = "not_subscribable"
+    ORG_NOT_AUTHORIZED = "org_not_authorized"
     ORG_QUOTA_EXHAUSTED = "org_quota_exhausted"
     RESUBSCRIBED = "resubscribed"
     SENDER_UNKNOWN = "sender_unknown"

@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import OrderedDict, defaultdict, deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from bot.models import Verdict
 
 MAX_TRACKED_USERS = 100_000
+# APIs (per organization, in an ISV app) with a window kept; past this, windows with no call that still counts go
+IDLE_WINDOWS_SWEPT_FROM = 10_000
 
 
 class _Window:
@@ -30,15 +32,24 @@ class ApiRateLimiter:
     A call counts from when it is sent until a second after its answer arrived: DingTalk received it somewhere in
     between, so however the network delays requests, no second on DingTalk's clock sees more than `rate`."""
 
-    def __init__(self, rate: float, window: float = 1.0) -> None:
+    def __init__(self, rate: float, window: float = 1.0, sweep_from: int = IDLE_WINDOWS_SWEPT_FROM) -> None:
         self._rate = max(1, int(rate))
         self._window = window
-        self._apis: dict[str, _Window] = defaultdict(_Window)
+        self._apis: dict[str, _Window] = {}
+        self._sweep_from = self._sweep_at = sweep_from
+
+    def __len__(self) -> int:
+        """APIs with a window kept."""
+        return len(self._apis)
 
     @asynccontextmanager
     async def slot(self, api: str) -> AsyncIterator[float]:
         """Wait for a free slot for one call of `api`; yields how long that took."""
-        window = self._apis[api]
+        window = self._apis.get(api)
+        if window is None:
+            if len(self._apis) >= self._sweep_at:
+                self._forget_idle_windows()
+            window = self._apis[api] = _Window()
         started = time.monotonic()
         async with window.lock:
             call = await self._reserve(window)
@@ -47,6 +58,15 @@ class ApiRateLimiter:
         finally:
             call[0] = time.monotonic()
             window.finished.set()
+
+    def _forget_idle_windows(self) -> None:
+        """Drop the windows no caller holds or waits for and whose calls all ended a window ago."""
+        since = time.monotonic() - self._window
+        for api, window in list(self._apis.items()):
+            ended = all(end is not None and end <= since for (end,) in window.calls)
+            if ended and not window.lock.locked():
+                del self._apis[api]
+        self._sweep_at = max(self._sweep_from, 2 * len(self._apis))
 
     async def _reserve(self, window: _Window) -> list[float | None]:
         calls = window.calls

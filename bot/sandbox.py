@@ -80,6 +80,9 @@ class Sandbox:
     subscriptions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     robot_codes: set[str] = field(default_factory=set)  # robotCodes the robot API accepts; empty: the client id
     token_lifetime: int = 7200  # the expireIn the token endpoint announces
+    # a third-party enterprise (ISV) app: the client id and secret are its SuiteKey and SuiteSecret
+    authorized_corps: set[str] = field(default_factory=set)  # organizations that authorized the app
+    org_users: dict[tuple[str, str], str] = field(default_factory=dict)  # (corpId, staffId) -> unionId
 
     def __post_init__(self) -> None:
         self._valid_tokens: set[str] = set()
@@ -110,6 +113,9 @@ class Sandbox:
         self._user_tokens: dict[str, str] = {}  # user access token -> its unionId
         self._refresh_tokens: dict[str, str] = {}  # refresh token -> its unionId (each works once: rotated)
         self._auth_codes: dict[str, str] = {}  # authorization code -> unionId (each works once)
+        self.suite_ticket = ""  # the latest suite_ticket pushed: the only one corpAccessToken accepts
+        self._token_corps: dict[str, str] = {}  # an organization's token -> its organization
+        self._union_corps: dict[str, str] = {}  # unionId -> the organization of an org_users user
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -147,6 +153,12 @@ class Sandbox:
 
     def add_user(self, staff_id: str, union_id: str) -> None:
         self.users[staff_id] = union_id
+        self.primary[union_id] = f"primary-{union_id}"
+
+    def add_org_user(self, corp_id: str, staff_id: str, union_id: str) -> None:
+        """An employee of one of the organizations an ISV app serves (a staff id is unique only within one)."""
+        self.org_users[(corp_id, staff_id)] = union_id
+        self._union_corps[union_id] = corp_id
         self.primary[union_id] = f"primary-{union_id}"
 
     def add_calendar(self, calendar_id: str, summary: str, scope: set[str] | None = None) -> None:
@@ -203,6 +215,51 @@ class Sandbox:
     def expire_tokens(self) -> None:
         """Every token issued so far becomes invalid, as after DingTalk rotates them."""
         self._valid_tokens.clear()
+
+    def tokens_of(self, corp_id: str) -> set[str]:
+        """The organization tokens issued for this organization that are still valid."""
+        return {token for token, corp in self._token_corps.items() if corp == corp_id and token in self._valid_tokens}
+
+    # --- a third-party enterprise (ISV) app's events --------------------------------------------------------
+
+    async def push_event(
+        self, event_type: str, data: dict[str, Any], corp_id: str = "", event_id: str = "", socket: int | None = None
+    ) -> str:
+        """An EVENT frame as DingTalk pushes it to an ISV app's Stream; returns its messageId (to wait for its ACK)."""
+        message_id = f"event-{uuid.uuid4().hex}"
+        headers = {
+            "appId": self.client_id,
+            "contentType": "application/json",
+            "messageId": message_id,
+            "time": str(int(time.time() * 1000)),
+            "topic": "*",
+            "eventType": event_type,
+            "eventId": event_id or uuid.uuid4().hex,
+            "eventCorpId": corp_id or self.corp_id,
+            "eventBornTime": str(int(time.time() * 1000)),
+            "eventUnifiedAppId": self.client_id,
+        }
+        frame = {"specVersion": "1.0", "type": "EVENT", "headers": headers, "data": json.dumps(data)}
+        await self.push_raw(json.dumps(frame), socket)
+        return message_id
+
+    async def push_suite_ticket(self, ticket: str = "", event_id: str = "") -> str:
+        """A new suite ticket, pushed as DingTalk does every 5 hours; it replaces the one before."""
+        self.suite_ticket = ticket or f"ticket-{uuid.uuid4().hex}"
+        self.issued_secrets.append(self.suite_ticket)
+        return await self.push_event("suite_ticket", {"suiteTicket": self.suite_ticket}, event_id=event_id)
+
+    async def authorize_corp(self, corp_id: str, corp_name: str = "Sandbox Org") -> str:
+        """The organization authorizes the app: `org_suite_auth` is pushed."""
+        self.authorized_corps.add(corp_id)
+        data = {"authCorpInfo": {"corpid": corp_id, "corpName": corp_name}, "permanentCode": uuid.uuid4().hex}
+        return await self.push_event("org_suite_auth", data, corp_id)
+
+    async def relieve_corp(self, corp_id: str) -> str:
+        """The organization removes the app: its tokens stop working and `org_suite_relieve` is pushed."""
+        self.authorized_corps.discard(corp_id)
+        self._valid_tokens -= {token for token, corp in self._token_corps.items() if corp == corp_id}
+        return await self.push_event("org_suite_relieve", {}, corp_id)
 
     # --- messages into the bot ------------------------------------------------------------------------------
 
@@ -537,12 +594,29 @@ class Sandbox:
             return _error(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "没有调用该接口的权限")
         return None
 
+    async def _api_corpAccessToken(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        if body.get("suiteKey") != self.client_id or body.get("suiteSecret") != self.client_secret:
+            return _error(400, "invalidSuiteKey", "suiteKey或suiteSecret不合法")
+        if not self.suite_ticket or body.get("suiteTicket") != self.suite_ticket:
+            return _error(400, "invalidSuiteTicket", "suiteTicket不合法")
+        corp_id = body.get("authCorpId")
+        if corp_id not in self.authorized_corps:
+            return _error(400, "invalidAuthInfo", "授权关系不存在")
+        token = f"sandbox-corp-token-{uuid.uuid4().hex}"  # a new one each time, as DingTalk documents
+        self._valid_tokens.add(token)
+        self._token_corps[token] = corp_id
+        self.issued_secrets.append(token)
+        return _json(200, {"accessToken": token, "expireIn": self.token_lifetime})
+
     async def _api_user_get(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
-        if request.query.get("access_token") not in self._valid_tokens:
+        token = request.query.get("access_token", "")
+        if token not in self._valid_tokens:
             return _json(
                 200, {"errcode": 88, "sub_code": "40014", "sub_msg": "不合法的access_token", "errmsg": "invalid token"}
             )
-        union_id = self.users.get(body.get("userid", ""))
+        corp_id = self._token_corps.get(token)
+        staff_id = body.get("userid", "")
+        union_id = self.users.get(staff_id) if corp_id is None else self.org_users.get((corp_id, staff_id))
         if union_id is None:
             return _json(200, {"errcode": 60121, "errmsg": "找不到该用户", "request_id": uuid.uuid4().hex})
         result = {"userid": body["userid"], "unionid": union_id, "name": "Sandbox User"}
@@ -558,6 +632,9 @@ class Sandbox:
         union_id, calendar_id = unquote(segments[4]), unquote(segments[6])
         token = request.headers.get("x-acs-dingtalk-access-token", "")
         denied = self._check_token(request) or self._check_user_token(token, union_id)
+        if denied is not None:
+            return denied
+        denied = self._check_organization(request, union_id)
         if denied is not None:
             return denied
         if not calendar_id:
@@ -579,6 +656,9 @@ class Sandbox:
         union_id = unquote(segments[4])
         token = request.headers.get("x-acs-dingtalk-access-token", "")
         denied = self._check_token(request) or self._check_user_token(token, union_id)
+        if denied is not None:
+            return denied
+        denied = self._check_organization(request, union_id)
         if denied is not None:
             return denied
         entries = [_calendar_entry(self.primary[union_id], "我的日历", "primary")] if union_id in self.primary else []
@@ -624,6 +704,14 @@ class Sandbox:
             return _error(400, "InvalidAuthentication", "不合法的access_token")
         return None
 
+    def _check_organization(self, request: web.Request, union_id: str) -> web.Response | None:
+        """An organization's token acts only on that organization's users."""
+        token_corp = self._token_corps.get(request.headers.get("x-acs-dingtalk-access-token", ""))
+        user_corp = self._union_corps.get(union_id)
+        if (token_corp or user_corp) and token_corp != user_corp:
+            return _error(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "用户不属于该组织")
+        return None
+
 
 def _api_name(method: str, segments: list[str]) -> str:
     """Name the API a raw path calls; a calendar id stays one segment only if the bot encoded it."""
@@ -640,6 +728,7 @@ def _api_name(method: str, segments: list[str]) -> str:
         ("GET", "/oauth2/auth"): "authorize",
         ("POST", "/v1.0/oauth2/userAccessToken"): "userAccessToken",
         ("GET", "/v1.0/contact/users/me"): "users/me",
+        ("POST", "/v1.0/oauth2/corpAccessToken"): "corpAccessToken",
         ("POST", "/topapi/v2/user/get"): "user/get",
         ("POST", "/robot/sendBySession"): "webhook",
         ("POST", "/v1.0/robot/oToMessages/batchSend"): "batchSend",

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
@@ -20,12 +20,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from bot.config import Config
 from bot.dingtalk import DingTalkClient
 from bot.gateway import check_endpoint, credentials_rejected, failure_fields
-from bot.models import Message
+from bot.models import Event, Message
 
 log = logging.getLogger("bot.transport")
 
 CHATBOT_TOPIC: str = ChatbotMessage.TOPIC
 SUBSCRIPTIONS = [{"type": "CALLBACK", "topic": CHATBOT_TOPIC}]
+EVENT_SUBSCRIPTION = {"type": "EVENT", "topic": "*"}  # EVENT topics support only "*"; events are chosen in the console
 USER_AGENT = f"dingtalk-sdk-python/v{VERSION_STRING}-union dingtalk-calendar-bot"
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
@@ -109,9 +110,17 @@ class StreamClient:
 
     DRAIN_SECONDS = 15.0
 
-    def __init__(self, dingtalk: DingTalkClient, on_message: Callable[[Message], None], config: Config) -> None:
+    def __init__(
+        self,
+        dingtalk: DingTalkClient,
+        on_message: Callable[[Message], None],
+        config: Config,
+        on_event: Callable[[Event], Awaitable[None]] | None = None,
+    ) -> None:
         self._dingtalk = dingtalk
         self._on_message = on_message
+        self._on_event = on_event  # set: EVENT frames are subscribed to and handled before their ACK (an ISV app)
+        self._subscriptions = [*SUBSCRIPTIONS, EVENT_SUBSCRIPTION] if on_event else SUBSCRIPTIONS
         self._config = config
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -184,7 +193,7 @@ class StreamClient:
 
     async def _connect(self) -> ClientConnection:
         self._trying = urlsplit(self._config.api_base).hostname or ""
-        endpoint, ticket = await self._dingtalk.open_stream_connection(SUBSCRIPTIONS, USER_AGENT)
+        endpoint, ticket = await self._dingtalk.open_stream_connection(self._subscriptions, USER_AGENT)
         self._trying = check_endpoint(endpoint, self._config.api_base)  # the ticket goes nowhere else
         socket = await connect(
             f"{endpoint}?ticket={quote_plus(ticket)}",
@@ -246,7 +255,7 @@ class StreamClient:
             log.warning("frame without a messageId ignored", extra={"fields": fields})
             return ""
         try:
-            await self._dispatch(socket, kind, topic, message_id, frame.get("data"))
+            await self._dispatch(socket, kind, topic, message_id, frame.get("data"), headers)
         except websockets.exceptions.ConnectionClosed:
             raise
         except Exception as error:
@@ -254,17 +263,38 @@ class StreamClient:
             log.warning("stream frame skipped", extra={"fields": fields})
         return topic
 
-    async def _dispatch(self, socket: ClientConnection, kind: str, topic: str, message_id: str, data: Any) -> None:
+    async def _dispatch(
+        self, socket: ClientConnection, kind: str, topic: str, message_id: str, data: Any, headers: dict[str, Any]
+    ) -> None:
         if kind == "CALLBACK" and topic == CHATBOT_TOPIC:
             await socket.send(ack_frame(message_id, {"response": None}))  # ACK first, handle after
             self._accept_chatbot_message(data, message_id)
         elif kind == "SYSTEM":
             await socket.send(ack_frame(message_id, _ping_answer(data)))
+        elif kind == "EVENT" and self._on_event is not None:
+            await socket.send(ack_frame(message_id, await self._event_status(headers, message_id, data)))
         elif kind == "EVENT":
             await socket.send(ack_frame(message_id, {"status": "SUCCESS", "message": "not subscribed"}))
         else:
             await socket.send(ack_frame(message_id, {}, AckMessage.STATUS_NOT_IMPLEMENT, "topic not supported"))
             log.warning("unknown frame acknowledged", extra={"fields": {"type": kind, "topic": topic}})
+
+    async def _event_status(self, headers: dict[str, Any], message_id: str, data: Any) -> dict[str, str]:
+        """Handle an event (dispatched on `eventType`, whatever the topic); LATER asks DingTalk to push it again."""
+        assert self._on_event is not None
+        event = Event(
+            event_type=_scalar(headers.get("eventType"))[:MAX_ID_CHARS],
+            event_id=_scalar(headers.get("eventId"))[:MAX_ID_CHARS] or message_id,
+            corp_id=_scalar(headers.get("eventCorpId"))[:MAX_ID_CHARS],
+            data=_decoded(data),
+        )
+        try:
+            await self._on_event(event)
+        except Exception as error:
+            fields = {"error": type(error).__name__, "event_type": event.event_type, "event_id": event.event_id}
+            log.warning("event not handled, DingTalk will push it again", extra={"fields": fields})
+            return {"status": "LATER", "message": "retry later"}
+        return {"status": "SUCCESS", "message": "ok"}
 
     def _accept_chatbot_message(self, data: Any, message_id: str) -> None:
         decoded = _decoded(data)

@@ -14,19 +14,24 @@ class ForeignSender(Exception):
 class UserDirectory:
     """Maps a sender to their unionId, trusting only what DingTalk put in the message."""
 
-    def __init__(self, union_ids: UnionIds) -> None:
+    def __init__(self, union_ids: UnionIds, *, per_organization: bool = False) -> None:
         self._union_ids = union_ids
+        # a staff id is unique only within its organization: an ISV app keys unionIds by organization too
+        self._per_organization = per_organization
 
     async def union_id(self, message: Message, dingtalk: DingTalkApi) -> str:
         if not is_member(message):
             raise ForeignSender
         if message.sender_union_id:
             return message.sender_union_id
-        cached = await self._union_ids.get(message.sender_staff_id)
+        key = message.sender_staff_id
+        if self._per_organization:
+            key = f"{message.chatbot_corp_id}:{key}"
+        cached = await self._union_ids.get(key)
         if cached is not None:
             return cached
         union_id = await dingtalk.union_id(message.sender_staff_id)
-        await self._union_ids.put(message.sender_staff_id, union_id)
+        await self._union_ids.put(key, union_id)
         return union_id
 
 

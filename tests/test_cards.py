@@ -49,6 +49,8 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
         "code": "Forbidden.AccessDenied.ApiCountLimitForOrg",
         "request_id": "R1",
     },
+    "app_not_ready": {"calendar_id": "cal-1", "code": "suiteTicketMissing", "request_id": "R1"},
+    "org_not_authorized": {"calendar_id": "cal-1", "code": "invalidAuthInfo", "request_id": "R1"},
     "too_many_calendars": {"limit": 20},
     "sent_privately": {"title": "✅ Unsubscribed"},
     "whoami": {

@@ -288,6 +288,21 @@ async def test_union_ids_are_remembered_by_staff_id(union_ids: UnionIds) -> None
     assert await union_ids.get("staff3") is None
 
 
+async def test_an_organizations_union_ids_are_forgotten_and_no_others(union_ids: UnionIds) -> None:
+    for n in range(1200):  # more than one SCAN step of Redis
+        await union_ids.put(f"dingA:staff{n}", f"a{n}")
+    await union_ids.put("dingB:staff1", "b1")
+    await union_ids.put("ding*:staff1", "star1")  # a pattern character in an id is an ordinary character
+    await union_ids.put("ding:staff1", "plain1")
+
+    await union_ids.forget("ding*:")
+    await union_ids.forget("dingA:")
+
+    assert [await union_ids.get(key) for key in ("dingA:staff0", "dingA:staff1199", "ding*:staff1")] == [None] * 3
+    assert await union_ids.get("dingB:staff1") == "b1"
+    assert await union_ids.get("ding:staff1") == "plain1"
+
+
 def test_the_in_process_union_ids_hold_at_most_their_capacity() -> None:
     async def fill() -> tuple[str | None, str | None]:
         cache = MemoryUnionIds(capacity=3)

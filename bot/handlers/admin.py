@@ -25,6 +25,9 @@ async def audit(context: Context, command: Command) -> Reply:
     if not context.is_admin:
         return await _refuse(context, "audit", subject)
     records = await context.audits.latest(subject, AUDIT_SHOWN)
+    if context.config.is_isv:  # an organization's admin sees only their organization's records
+        corp_id = context.message.chatbot_corp_id
+        records = [record for record in records if record.corp_id == corp_id]
     entries = [
         {
             "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.at)),

@@ -56,7 +56,10 @@ class Context:
 
     @property
     def is_admin(self) -> bool:
-        return is_member(self.message) and self.message.sender_staff_id in self.config.admins
+        """In an ISV app an admin is named with their organization (corpId:staffId): a staff id alone is unique only
+        within one organization, and another organization's admin must not see this one's audit."""
+        admin = self.owner if self.config.is_isv else self.message.sender_staff_id
+        return is_member(self.message) and admin in self.config.admins
 
     async def identify(self) -> str:
         """The sender's unionId; CommandError with the card that explains why the bot cannot act for them."""
@@ -79,6 +82,7 @@ class Context:
             "code": reply.data.get("code", ""),
             "request_id": reply.data.get("request_id", ""),
             "msg_id": self.message.msg_id,
+            "corp_id": self.message.chatbot_corp_id,
         }
         audit_log.info("calendar change", extra={"fields": fields})
         await self._record(

@@ -64,6 +64,13 @@ class Stores:
             problem = f"{type(error).__name__}: {error}"
             raise StateUnavailable(f"BOT_STATE_DIR: {self.database.path} cannot be used ({problem})") from None
 
+    async def forget_organization(self, token_key: str, union_id_prefix: str) -> None:
+        """An organization removed the app (ISV): its cached token and its unionIds are dropped."""
+        token = await self.tokens.get(token_key)
+        if token:
+            await self.tokens.drop(token_key, token)
+        await self.union_ids.forget(union_id_prefix)
+
     async def close(self) -> None:
         if self.redis_limiter is not None:
             self.redis_limiter.close()

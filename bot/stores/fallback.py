@@ -143,6 +143,10 @@ class FallbackUnionIds:
         if self._failover.usable:  # written behind: nobody waits for it
             await self._shared.put(staff_id, union_id)
 
+    async def forget(self, prefix: str) -> None:
+        await self._local.forget(prefix)
+        await self._failover.run(lambda: self._shared.forget(prefix), _constant(None))
+
 
 def _constant(value: T) -> Callable[[], Awaitable[T]]:
     """A fallback that needs no local state: this value."""

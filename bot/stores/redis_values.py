@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ from bot.redis_batch import CommandBatcher
 from bot.stores.redis_limits import script, write_behind
 
 UNION_ID_DAYS = 30
+SCAN_COUNT = 1000  # keys Redis looks at per SCAN step while forgetting an organization's unionIds
+_GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
 TOKEN_LOCK_MS = 10_000
 POLL_SECONDS = 0.02  # waiting for another dyno's token
 _DELETE_IF_EQUAL = """
@@ -75,6 +78,16 @@ class RedisUnionIds:
 
     async def put(self, staff_id: str, union_id: str) -> None:
         write_behind(self._batcher, "SET", self._prefix + staff_id, union_id, "EX", UNION_ID_DAYS * 86_400)
+
+    async def forget(self, prefix: str) -> None:
+        pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", self._prefix + prefix) + "*"  # the prefix is matched literally
+        cursor = "0"
+        while True:
+            cursor, keys = await self._batcher.send("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT)
+            if keys:
+                await self._batcher.send("UNLINK", *keys)
+            if str(cursor) == "0":
+                return
 
 
 class RedisSuiteTickets:

@@ -13,6 +13,10 @@ class UnionIds(Protocol):
 
     async def put(self, staff_id: str, union_id: str) -> None: ...
 
+    async def forget(self, prefix: str) -> None:
+        """Forget every unionId kept under a key that starts with `prefix` (an organization's, in an ISV app)."""
+        ...
+
 
 class MemoryUnionIds:
     """The most recently used UNION_ID_CACHE_SIZE unionIds of this process."""
@@ -31,3 +35,7 @@ class MemoryUnionIds:
         self._union_ids[staff_id] = union_id
         if len(self._union_ids) > self._capacity:
             self._union_ids.popitem(last=False)
+
+    async def forget(self, prefix: str) -> None:
+        for key in [key for key in self._union_ids if key.startswith(prefix)]:
+            del self._union_ids[key]
