@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections import Counter
+from pathlib import Path
 
 from bot import budget, cards
 from bot.commands import parse
@@ -16,9 +19,12 @@ from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
+from bot.journal import MAX_ATTEMPTS, Entry, Journal, SqliteJournal
+from bot.journal_redis import RedisJournal
 from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply
 from bot.names import CalendarNames
+from bot.progress import Progress
 from bot.redis_state import RedisState, connect
 from bot.replies import deliver, deliver_privately
 from bot.state import LocalState
@@ -40,6 +46,23 @@ def build_state(config: Config) -> LocalState:
     return RedisState(client, config.client_id, config.api_qps, config.user_rate, *windows)
 
 
+def build_journal(config: Config) -> Journal:
+    """Where accepted messages are written down: the Redis Stream when REDIS_URL is set, else SQLite on disk."""
+    remember = config.dedupe_seconds
+    if not config.redis_url:
+        if config.dyno:
+            log.warning(
+                "journal kept on the dyno's own disk, which does not outlive the dyno: set REDIS_URL so that commands "
+                "in flight survive a restart",
+                extra={"fields": {"dyno": config.dyno}},
+            )
+        return SqliteJournal(Path(config.state_dir) / "journal.sqlite3", remember)
+    client = connect(config.redis_url, config.redis_tls_verify)
+    consumer = config.dyno or f"{socket.gethostname()}:{os.getpid()}"
+    prefix = f"calbot:{config.client_id}:"
+    return RedisJournal(client, prefix, consumer, remember, config.journal_claim_seconds)
+
+
 class VitalTaskEnded(Exception):
     """The Stream loop or the heartbeat ended while the process was meant to run."""
 
@@ -50,6 +73,9 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state = build_state(config)
+        self.journal = build_journal(config)
+        self._resumed: dict[str, Entry] = {}  # msgId -> what an interrupted handling of it left
+        self._finishing: set[asyncio.Task[None]] = set()
         self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.state)
         self.users = UserDirectory(self.dingtalk, self.state)
         self.names = CalendarNames()
@@ -64,14 +90,19 @@ class App:
         )
         self._told_busy = RecentIds(config.user_rate_window, MAX_BUSY_TOLD)
         self._busy_replies: set[asyncio.Task[None]] = set()
-        self.stream = StreamClient(self.dingtalk, self.inbox.accept, config)
+        self.stream = StreamClient(self.dingtalk, self.accept, config)
         self.counters: Counter[str] = Counter()
         self._shutting_down = False
 
     async def run(self) -> None:
         """Serve until shutdown(). If the Stream loop or the heartbeat ends before that, log it and raise
         VitalTaskEnded: a process that stays up deaf is never restarted by its dyno manager."""
+        unfinished = await self.journal.open()
         self.inbox.start()
+        if unfinished:
+            log.warning("resuming unfinished commands", extra={"fields": {"count": len(unfinished)}})
+            self.resume(unfinished)
+        self.journal.resume_elsewhere(self.resume)
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
         vital = {stream: "stream loop", heartbeat: "heartbeat"}
@@ -91,28 +122,57 @@ class App:
         await self.stream.stop()
         unfinished, _ = await asyncio.gather(self.inbox.drain(grace_seconds), self._busy_replies_sent(grace_seconds))
         if unfinished:
-            log.error("shutdown left messages unfinished", extra={"fields": {"unfinished": unfinished}})
+            fields = {"unfinished": unfinished}
+            log.error(
+                "shutdown left messages unfinished: the journal keeps them for the next start", extra={"fields": fields}
+            )
         log.info("stopped", extra={"fields": self._snapshot()})
+        await asyncio.gather(*self._finishing, return_exceptions=True)
+        await self.journal.close()
         await self.dingtalk.aclose()
         await self.state.close()
 
+    async def accept(self, message: Message) -> None:
+        """Write the message down (the transport ACKs it after this), then queue it; a repeat is dropped."""
+        if not await self.journal.add(message):
+            self.counters["journal_repeats"] += 1
+            log.info("duplicate message dropped", extra={"fields": {"msg_id": message.msg_id}})
+            return
+        self.inbox.accept(message)
+
+    def resume(self, entries: list[Entry]) -> None:
+        """Queue what an interrupted process left unfinished, oldest first, with the progress it had made."""
+        for entry in entries:
+            self._resumed[entry.message.msg_id] = entry
+            self.inbox.accept(entry.message)
+
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
-        verdict = await self.state.admit(message.msg_id, message.sender_key)
+        resumed = self._resumed.pop(message.msg_id, None)
+        # a resumed message was admitted (and counted against its sender) by the handling it resumes
+        verdict = "allow" if resumed else await self.state.admit(message.msg_id, message.sender_key)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
         if verdict == "taken":
             self.counters["taken_elsewhere"] += 1
             log.info("message taken by another dyno", extra={"fields": fields})
+            await self.journal.finish(message.msg_id)
             return
         if verdict == "drop":
             self.counters["rate_limited"] += 1
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
+            await self.journal.finish(message.msg_id)
             return
         command = parse(message.text, self.languages.of(message.sender_key, self.config.locale))
         if command.understood:
             self.languages.remember(message.sender_key, command.locale)
+        progress = Progress(message.msg_id, resumed.progress if resumed else {}, self.journal.record)
         with budget.spending(self.config.command_timeout) as work:
-            reply = Reply(Outcome.SLOW_DOWN) if verdict == "slow_down" else await self._run_command(message, command)
+            if resumed and resumed.attempts >= MAX_ATTEMPTS:
+                reply = self._parked(message, resumed)
+            elif verdict == "slow_down":
+                reply = Reply(Outcome.SLOW_DOWN)
+            else:
+                reply = await self._run_command(message, command, progress)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
         # The reply gets its own budget: a command that used up its time still gets its card.
@@ -124,6 +184,8 @@ class App:
             except Exception:
                 log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
                 fields["route"] = "failed"
+        await self.journal.finish(message.msg_id)
+        fields["resumed"] = resumed is not None
         retries = work.retries + sending.retries
         fields.update(attempts=work.attempts + sending.attempts, retries=retries)
         fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -138,6 +200,9 @@ class App:
         self.counters["busy_refused"] += 1
         if len(self._busy_replies) >= MAX_BUSY_REPLIES or not self._told_busy.claim(message.sender_key):
             log.info("message refused: too many waiting", extra={"fields": {"msg_id": message.msg_id, "told": False}})
+            finishing = asyncio.create_task(self.journal.finish(message.msg_id))
+            self._finishing.add(finishing)
+            finishing.add_done_callback(self._finishing.discard)
             return
         reply = asyncio.create_task(self._answer_busy(message))
         self._busy_replies.add(reply)
@@ -154,15 +219,23 @@ class App:
             except Exception:
                 log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
                 fields["route"] = "failed"
+        await self.journal.finish(message.msg_id)
         log.info("message refused: too many waiting", extra={"fields": fields})
 
     async def _busy_replies_sent(self, seconds: float) -> None:
         if self._busy_replies:
             await asyncio.wait(set(self._busy_replies), timeout=seconds)
 
-    async def _run_command(self, message: Message, command: Command) -> Reply:
+    def _parked(self, message: Message, entry: Entry) -> Reply:
+        self.counters["parked"] += 1
+        fields = {"msg_id": message.msg_id, "attempts": entry.attempts}
+        log.error("journal entry parked: its handling never finished, it is not tried again", extra={"fields": fields})
+        return Reply(Outcome.INTERNAL_ERROR)
+
+    async def _run_command(self, message: Message, command: Command, progress: Progress) -> Reply:
         try:
-            return await HANDLERS[command.name](Context(message, self.dingtalk, self.users, self.names), command)
+            context = Context(message, self.dingtalk, self.users, self.names, progress)
+            return await HANDLERS[command.name](context, command)
         except Exception:
             log.exception("command failed", extra={"fields": {"msg_id": message.msg_id, "command": command.name}})
             return Reply(Outcome.INTERNAL_ERROR)
@@ -179,7 +252,9 @@ class App:
             "handled": self.counters["handled"],
             "failed": self.counters["failed"],
             "retried": self.counters["retried"],
-            "deduplicated": self.inbox.deduplicated + self.counters["taken_elsewhere"],
+            "deduplicated": self.inbox.deduplicated
+            + self.counters["taken_elsewhere"]
+            + self.counters["journal_repeats"],
             "rate_limited": self.counters["rate_limited"],
             "busy_refused": self.counters["busy_refused"],
             "in_flight": self.inbox.in_flight,

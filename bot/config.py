@@ -130,6 +130,18 @@ VARIABLES = (
         "redis://... or rediss://... (TLS): share state between dynos; unset keeps state in the process (one dyno)",
     ),
     Variable(
+        "BOT_JOURNAL_CLAIM_SECONDS",
+        "30",
+        "with REDIS_URL: how long an unfinished command of a dyno that stopped answering waits before another dyno "
+        "takes it over and finishes it",
+    ),
+    Variable(
+        "DYNO",
+        "(set by Heroku)",
+        "this process's name, e.g. worker.1: a restarted dyno of the same name resumes its unfinished commands from "
+        "Redis at once; without REDIS_URL, it means a journal that does not survive the dyno (a warning at start)",
+    ),
+    Variable(
         "REDIS_TLS_VERIFY",
         "false",
         "verify the certificate of a rediss:// server (off because Heroku's Redis certificate is self-signed)",
@@ -166,6 +178,8 @@ class Config:
     max_in_flight_per_sender: int = 1
     user_rate_window: float = 60.0
     dedupe_seconds: float = 600.0
+    journal_claim_seconds: float = 30.0
+    dyno: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -205,6 +219,8 @@ class Config:
             max_in_flight_per_sender=_positive_int(env, "BOT_MAX_IN_FLIGHT_PER_SENDER", 1),
             user_rate_window=_positive_float(env, "BOT_USER_RATE_WINDOW", 60.0),
             dedupe_seconds=_positive_float(env, "BOT_DEDUPE_SECONDS", 600.0),
+            journal_claim_seconds=_positive_float(env, "BOT_JOURNAL_CLAIM_SECONDS", 30.0),
+            dyno=env.get("DYNO", "").strip(),
         )
 
 

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 from typing import Any, TextIO
 from urllib.parse import unquote
@@ -246,6 +247,7 @@ async def run(interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1]) -> in
     await sandbox.start()
     seed(sandbox)
     settings = {name: value for name, (value, _) in DEMO_SETTINGS.items()}
+    settings["BOT_STATE_DIR"] = tempfile.mkdtemp(prefix="calbot-demo-")  # a demo's journal is not resumed later
     app = App(Config.from_env({**sandbox.bot_env(), **settings}))
     runner = asyncio.create_task(app.run())
     # Ctrl-C sets an event rather than cancelling the script: a cancellation can be lost inside asyncio.wait_for

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
@@ -101,7 +101,8 @@ def ack_frame(message_id: str, data: Any, code: int = AckMessage.STATUS_OK, text
 
 
 class StreamClient:
-    """Keeps a Stream connection open, ACKs every frame and hands chatbot messages to on_message.
+    """Keeps a Stream connection open, ACKs every frame and hands chatbot messages to on_message, awaited before
+    their ACK (it writes them down) but never blocking the reading of the next frame.
 
     When DingTalk announces a `disconnect`, the next connection is opened at once while the old one drains: frames
     still arriving on it are handled until DingTalk closes it (or DRAIN_SECONDS pass). Any error while connecting or
@@ -109,9 +110,12 @@ class StreamClient:
 
     DRAIN_SECONDS = 15.0
 
-    def __init__(self, dingtalk: DingTalkClient, on_message: Callable[[Message], None], config: Config) -> None:
+    def __init__(
+        self, dingtalk: DingTalkClient, on_message: Callable[[Message], Awaitable[None]], config: Config
+    ) -> None:
         self._dingtalk = dingtalk
         self._on_message = on_message
+        self._accepting: set[asyncio.Task[None]] = set()
         self._config = config
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -156,6 +160,7 @@ class StreamClient:
         self._stopped.set()
         await asyncio.gather(*(socket.close() for socket in list(self._sockets)))
         await asyncio.gather(*self._readers, return_exceptions=True)
+        await asyncio.gather(*self._accepting, return_exceptions=True)  # every message read is written down
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -256,8 +261,14 @@ class StreamClient:
 
     async def _dispatch(self, socket: ClientConnection, kind: str, topic: str, message_id: str, data: Any) -> None:
         if kind == "CALLBACK" and topic == CHATBOT_TOPIC:
-            await socket.send(ack_frame(message_id, {"response": None}))  # ACK first, handle after
-            self._accept_chatbot_message(data, message_id)
+            message = self._chatbot_message(data, message_id)
+            if message is None:
+                await socket.send(ack_frame(message_id, {"response": None}))
+                return
+            # written down, then ACKed, then handled; the reader goes on to the next frame meanwhile
+            accepting = asyncio.create_task(self._accept_then_ack(socket, message, message_id))
+            self._accepting.add(accepting)
+            accepting.add_done_callback(self._accepting.discard)
         elif kind == "SYSTEM":
             await socket.send(ack_frame(message_id, _ping_answer(data)))
         elif kind == "EVENT":
@@ -266,17 +277,25 @@ class StreamClient:
             await socket.send(ack_frame(message_id, {}, AckMessage.STATUS_NOT_IMPLEMENT, "topic not supported"))
             log.warning("unknown frame acknowledged", extra={"fields": {"type": kind, "topic": topic}})
 
-    def _accept_chatbot_message(self, data: Any, message_id: str) -> None:
+    async def _accept_then_ack(self, socket: ClientConnection, message: Message, message_id: str) -> None:
+        try:
+            await self._on_message(message)
+        except Exception:  # accept answers its own failures; this only makes sure the ACK goes out
+            log.exception("accepting a message failed", extra={"fields": {"msg_id": message.msg_id}})
+        with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+            await socket.send(ack_frame(message_id, {"response": None}))
+
+    def _chatbot_message(self, data: Any, message_id: str) -> Message | None:
         decoded = _decoded(data)
         if not decoded:
             log.warning("chatbot frame without data", extra={"fields": {"stream_message_id": message_id}})
-            return
+            return None
         error = _callback_error(decoded)
         if error is not None:  # e.g. 20001: the organization's monthly push quota is used up; nothing to answer
             fields = {"code": error[0], "message": error[1], "stream_message_id": message_id}
             log.warning("chatbot callback carries a DingTalk error, not answered", extra={"fields": fields})
-            return
-        self._on_message(message_from_callback(decoded, message_id))
+            return None
+        return message_from_callback(decoded, message_id)
 
 
 def _decoded(data: Any) -> dict[str, Any]:
