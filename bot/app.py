@@ -34,6 +34,7 @@ from bot.users import UserDirectory
 log = logging.getLogger("bot.app")
 FAILED_OUTCOMES = frozenset({Outcome.INTERNAL_ERROR, Outcome.TEMPORARY_PROBLEM})
 MAX_BUSY_REPLIES = 32  # "busy" cards being sent at once; a flood beyond the inbox must not grow a task per message
+CARD = "card"  # the progress step recorded just before the card is sent
 MAX_BUSY_TOLD = 20_000  # senders remembered as told "busy" within the window
 
 
@@ -149,6 +150,11 @@ class App:
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
         resumed = self._resumed.pop(message.msg_id, None)
+        if resumed and resumed.progress.get(CARD) is not None:
+            # its card was on its way when the process died: DingTalk most likely has it; a second would be worse
+            log.warning("resumed message already answered", extra={"fields": {"msg_id": message.msg_id}})
+            await self.journal.finish(message.msg_id)
+            return
         # a resumed message was admitted (and counted against its sender) by the handling it resumes
         verdict = "allow" if resumed else await self.state.admit(message.msg_id, message.sender_key)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
@@ -175,6 +181,7 @@ class App:
                 reply = await self._run_command(message, command, progress)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
+        await progress.record(CARD, True)
         # The reply gets its own budget: a command that used up its time still gets its card.
         with budget.spending(self.config.command_timeout) as sending:
             try:

@@ -109,9 +109,9 @@ class RedisJournal:
         except _FAILED as error:
             self._health.failed(error)
 
-    async def _entries(self, raw: list[Any]) -> list[Entry]:
-        """Entries as XREADGROUP and XAUTOCLAIM give them, each counted as resumed once more; those deleted since
-        (nil fields) are acknowledged and skipped."""
+    async def _entries(self, raw: list[tuple[str, dict[str, str] | None]]) -> list[Entry]:
+        """Entries as XREADGROUP and XAUTOCLAIM give them (id, fields), each counted as resumed once more; those
+        deleted since (no fields) are acknowledged and skipped."""
         entries = []
         for stream_id, values in raw:
             if not values:
@@ -122,8 +122,12 @@ class RedisJournal:
                 self._redis.send("HGETALL", progress_key), self._redis.send("HINCRBY", progress_key, RESUMED, 1)
             )
             self._redis.send("EXPIRE", progress_key, 7 * 86_400).add_done_callback(_ignore_failure)
-            fields = dict(zip(values[::2], values[1::2], strict=True))
-            message = load_message(fields["m"])
+            try:
+                message = load_message(values["m"])
+            except (KeyError, ValueError, TypeError):
+                log.error("journal entry unreadable, dropped", extra={"fields": {"entry": stream_id}})
+                await self._guarded(self._redis.send("XACK", self._stream, GROUP, stream_id))
+                continue
             self._ids[message.msg_id] = stream_id
             progress = {key: orjson.loads(value) for key, value in steps.items() if not key.startswith("#")}
             entries.append(Entry(message, int(resumed), progress))
@@ -152,10 +156,12 @@ class RedisJournal:
                 except _FAILED as error:
                     self._health.failed(error)
                     break
+                except Exception:  # this loop must outlive anything odd in Redis's answers
+                    log.exception("taking over unfinished commands failed")
+                    break
                 if entries:
-                    log.warning(
-                        "journal: took over entries another dyno left", extra={"fields": {"count": len(entries)}}
-                    )
+                    fields = {"count": len(entries)}
+                    log.warning("took over unfinished commands another dyno left", extra={"fields": fields})
                     resume(entries)
                 cursor = str(answer[0])
                 if cursor == "0-0":
