@@ -31,6 +31,11 @@ _SCHEMA = (
     " PRIMARY KEY (msg_id, key)) WITHOUT ROWID",
 )
 
+_ADD = (
+    "INSERT INTO entries (msg_id, message) VALUES (?, ?) ON CONFLICT (msg_id) DO UPDATE SET message = excluded.message,"
+    " attempts = 1, done_at = NULL WHERE done_at < ?"
+)
+
 
 @dataclass(slots=True)
 class Entry:
@@ -124,8 +129,8 @@ class SqliteJournal:
         return entries
 
     async def add(self, message: Message) -> bool:
-        sql = "INSERT OR IGNORE INTO entries (msg_id, message) VALUES (?, ?)"
-        return await self._write(sql, (message.msg_id, dump_message(message))) != 0
+        forgotten = time.time() - self._remember_seconds  # finished before the dedupe window: a new message
+        return await self._write(_ADD, (message.msg_id, dump_message(message), forgotten)) != 0
 
     async def record(self, msg_id: str, key: str, value: Any) -> None:
         sql = "INSERT OR REPLACE INTO progress (msg_id, key, value) VALUES (?, ?, ?)"
