@@ -132,11 +132,14 @@ async def test_a_kill_during_the_calendar_calls_finds_them_done_and_never_asks_a
             await asyncio.sleep(0.2)  # the first calendar's result is written down
             await kill(sandbox, first)
         held.released.set()
+        before = len(sandbox.requests)
 
         async with running_bot(sandbox, env) as second:
             await sandbox.wait_for(lambda: sandbox.delivered(data))
             await second.wait_log("message handled", msg_id=data["msgId"])
 
+        calendar_calls_after = [r.api for r in sandbox.requests[before:] if r.path.startswith("/v1.0/calendar/")]
+        assert calendar_calls_after == ["calendars"]  # one look whether the cut-short change happened; no more
         [reply] = sandbox.delivered(data)
         assert card(reply)["title"] == "📋 2 calendars"
         assert card(reply)["text"].count("✅ unsubscribed") == 2
