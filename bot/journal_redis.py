@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ log = logging.getLogger("bot.journal")
 
 GROUP = "bot"
 CLAIM_COUNT = 100  # entries taken over per XAUTOCLAIM
+PROGRESS_DAYS = 7  # a progress hash outlives any handling; one left behind by an odd failure goes by itself
 RESUMED = "#resumed"  # the progress field counting resumptions; step keys never start with "#"
 # Written down and taken by this dyno in one step: no other dyno reads it while its receiver lives. The msgId claim
 # drops a repeat on any dyno for the dedupe window.
@@ -111,31 +113,33 @@ class RedisJournal:
 
     async def _entries(self, raw: list[tuple[str, dict[str, str] | None]]) -> list[Entry]:
         """Entries as XREADGROUP and XAUTOCLAIM give them (id, fields), each counted as resumed once more; those
-        deleted since (no fields) are acknowledged and skipped."""
-        entries = []
+        deleted since (no fields) or unreadable are acknowledged and skipped, those at work here already too."""
+        found: list[tuple[str, Message]] = []
         for stream_id, values in raw:
-            if not values:
-                await self._guarded(self._redis.send("XACK", self._stream, GROUP, stream_id))
-                continue
-            progress_key = self._progress(stream_id)
-            steps, resumed = await asyncio.gather(
-                self._redis.send("HGETALL", progress_key), self._redis.send("HINCRBY", progress_key, RESUMED, 1)
-            )
-            self._redis.send("EXPIRE", progress_key, 7 * 86_400).add_done_callback(_ignore_failure)
             try:
-                message = load_message(values["m"])
+                message = load_message((values or {})["m"])
             except (KeyError, ValueError, TypeError):
-                log.error("journal entry unreadable, dropped", extra={"fields": {"entry": stream_id}})
-                await self._guarded(self._redis.send("XACK", self._stream, GROUP, stream_id))
+                self._redis.send("XACK", self._stream, GROUP, stream_id).add_done_callback(_ignore_failure)
                 continue
-            self._ids[message.msg_id] = stream_id
-            progress = {key: orjson.loads(value) for key, value in steps.items() if not key.startswith("#")}
-            entries.append(Entry(message, int(resumed), progress))
-        return entries
+            if message.msg_id not in self._ids:  # else claimed back from itself: not resumed twice
+                self._ids[message.msg_id] = stream_id
+                found.append((stream_id, message))
+        # one round trip for all of them: the batcher pipelines what is sent together
+        answers = await asyncio.gather(*(self._resumed_progress(stream_id) for stream_id, _ in found))
+        return [Entry(message, resumed, steps) for (_, message), (resumed, steps) in zip(found, answers, strict=True)]
+
+    async def _resumed_progress(self, stream_id: str) -> tuple[int, dict[str, Any]]:
+        key = self._progress(stream_id)
+        steps, resumed, _ = await asyncio.gather(
+            self._redis.send("HGETALL", key),
+            self._redis.send("HINCRBY", key, RESUMED, 1),
+            self._redis.send("EXPIRE", key, PROGRESS_DAYS * 86_400),
+        )
+        return int(resumed), {name: orjson.loads(value) for name, value in steps.items() if not name.startswith("#")}
 
     async def _keep_alive(self) -> None:
         while True:
-            await asyncio.sleep(self._claim_seconds / 3)
+            await asyncio.sleep(self._claim_seconds / 4)
             ids = list(self._ids.values())
             for start in range(0, len(ids), 1000):
                 chunk = ids[start : start + 1000]
@@ -145,7 +149,8 @@ class RedisJournal:
     async def _claim(self, resume: Callable[[list[Entry]], None]) -> None:
         idle_ms = max(1, round(self._claim_seconds * 1000))
         while True:
-            await asyncio.sleep(self._claim_seconds / 2)
+            # jittered: dynos started together do not all look at once
+            await asyncio.sleep(random.uniform(0.25, 0.75) * self._claim_seconds)  # noqa: S311 - not cryptography
             cursor = "0-0"
             while True:
                 try:

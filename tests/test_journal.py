@@ -222,6 +222,7 @@ async def test_a_repeated_msgid_during_resume_and_after_it_is_answered_once(tmp_
             await sandbox.wait_ack(repeat)
             await sandbox.wait_for(lambda: sandbox.delivered(data))
             await second.wait_log("duplicate message dropped", msg_id=data["msgId"])
+            await second.wait_log("message handled", msg_id=data["msgId"])  # finished: nothing left to resume
             await kill(sandbox, second)
 
         async with running_bot(sandbox, env) as third:  # and once more after a restart, the entry finished
@@ -260,6 +261,23 @@ async def test_two_dynos_with_redis_the_survivor_finishes_what_the_killed_one_ac
             assert await client.xlen(next(iter(await client.keys("calbot:*:journal")))) == 0  # all crossed out
         finally:
             await client.aclose()
+
+
+async def test_a_live_dynos_slow_command_is_never_taken_over(redis_server: RedisServer) -> None:
+    env = {**ENV, "REDIS_URL": redis_server.url, "BOT_JOURNAL_CLAIM_SECONDS": "0.5"}
+    async with started_sandbox() as sandbox:
+        sandbox.api_latency = {"unsubscribe": 3.0}  # six times the idle time after which a dead dyno's work is taken
+        user = new_user(sandbox)
+        data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+        async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+            await sandbox.wait_ack(await sandbox.push(data, socket=0))
+            await sandbox.wait_reply(data)
+            await first.wait_log("message handled", msg_id=data["msgId"])
+            await asyncio.sleep(0.5)
+
+        assert titles(sandbox, data) == [UNSUBSCRIBED]
+        assert len(unsubscribe_calls(sandbox, user.union_id)) == 1
+        assert not second.logs("took over unfinished commands another dyno left")
 
 
 async def test_a_journal_that_cannot_be_written_is_reported_loudly_and_the_bot_keeps_serving(tmp_path: Path) -> None:
