@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from collections import Counter
-from pathlib import Path
 
 from bot import budget, cards
 from bot.commands import parse
@@ -19,8 +16,8 @@ from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
-from bot.journal import MAX_ATTEMPTS, Entry, Journal, SqliteJournal
-from bot.journal_redis import RedisJournal
+from bot.intake import CARD, Intake, build_journal
+from bot.journal import Entry
 from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply
 from bot.names import CalendarNames
@@ -34,7 +31,6 @@ from bot.users import UserDirectory
 log = logging.getLogger("bot.app")
 FAILED_OUTCOMES = frozenset({Outcome.INTERNAL_ERROR, Outcome.TEMPORARY_PROBLEM})
 MAX_BUSY_REPLIES = 32  # "busy" cards being sent at once; a flood beyond the inbox must not grow a task per message
-CARD = "card"  # the progress step recorded just before the card is sent
 MAX_BUSY_TOLD = 20_000  # senders remembered as told "busy" within the window
 
 
@@ -47,23 +43,6 @@ def build_state(config: Config) -> LocalState:
     return RedisState(client, config.client_id, config.api_qps, config.user_rate, *windows)
 
 
-def build_journal(config: Config) -> Journal:
-    """Where accepted messages are written down: the Redis Stream when REDIS_URL is set, else SQLite on disk."""
-    remember = config.dedupe_seconds
-    if not config.redis_url:
-        if config.dyno:
-            log.warning(
-                "journal kept on the dyno's own disk, which does not outlive the dyno: set REDIS_URL so that commands "
-                "in flight survive a restart",
-                extra={"fields": {"dyno": config.dyno}},
-            )
-        return SqliteJournal(Path(config.state_dir) / "journal.sqlite3", remember)
-    client = connect(config.redis_url, config.redis_tls_verify)
-    consumer = config.dyno or f"{socket.gethostname()}:{os.getpid()}"
-    prefix = f"calbot:{config.client_id}:"
-    return RedisJournal(client, prefix, consumer, remember, config.journal_claim_seconds)
-
-
 class VitalTaskEnded(Exception):
     """The Stream loop or the heartbeat ended while the process was meant to run."""
 
@@ -74,9 +53,6 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state = build_state(config)
-        self.journal = build_journal(config)
-        self._resumed: dict[str, Entry] = {}  # msgId -> what an interrupted handling of it left
-        self._finishing: set[asyncio.Task[None]] = set()
         self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.state)
         self.users = UserDirectory(self.dingtalk, self.state)
         self.names = CalendarNames()
@@ -91,19 +67,16 @@ class App:
         )
         self._told_busy = RecentIds(config.user_rate_window, MAX_BUSY_TOLD)
         self._busy_replies: set[asyncio.Task[None]] = set()
-        self.stream = StreamClient(self.dingtalk, self.accept, config)
+        self.intake = Intake(build_journal(config), self.inbox.accept)
+        self.stream = StreamClient(self.dingtalk, self.intake.accept, config)
         self.counters: Counter[str] = Counter()
         self._shutting_down = False
 
     async def run(self) -> None:
         """Serve until shutdown(). If the Stream loop or the heartbeat ends before that, log it and raise
         VitalTaskEnded: a process that stays up deaf is never restarted by its dyno manager."""
-        unfinished = await self.journal.open()
         self.inbox.start()
-        if unfinished:
-            log.warning("resuming unfinished commands", extra={"fields": {"count": len(unfinished)}})
-            self.resume(unfinished)
-        self.journal.resume_elsewhere(self.resume)
+        await self.intake.open()
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
         vital = {stream: "stream loop", heartbeat: "heartbeat"}
@@ -128,32 +101,16 @@ class App:
                 "shutdown left messages unfinished: the journal keeps them for the next start", extra={"fields": fields}
             )
         log.info("stopped", extra={"fields": self._snapshot()})
-        await asyncio.gather(*self._finishing, return_exceptions=True)
-        await self.journal.close()
+        await self.intake.close()
         await self.dingtalk.aclose()
         await self.state.close()
 
-    async def accept(self, message: Message) -> None:
-        """Write the message down (the transport ACKs it after this), then queue it; a repeat is dropped."""
-        if not await self.journal.add(message):
-            self.counters["journal_repeats"] += 1
-            log.info("duplicate message dropped", extra={"fields": {"msg_id": message.msg_id}})
-            return
-        self.inbox.accept(message)
-
-    def resume(self, entries: list[Entry]) -> None:
-        """Queue what an interrupted process left unfinished, oldest first, with the progress it had made."""
-        for entry in entries:
-            self._resumed[entry.message.msg_id] = entry
-            self.inbox.accept(entry.message)
-
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
-        resumed = self._resumed.pop(message.msg_id, None)
-        if resumed and resumed.progress.get(CARD) is not None:
-            # its card was on its way when the process died: DingTalk most likely has it; a second would be worse
+        progress, resumed = self.intake.take(message)
+        if self.intake.answered(resumed):
             log.warning("resumed message already answered", extra={"fields": {"msg_id": message.msg_id}})
-            await self.journal.finish(message.msg_id)
+            await self.intake.finish(message.msg_id)
             return
         # a resumed message was admitted (and counted against its sender) by the handling it resumes
         verdict = "allow" if resumed else await self.state.admit(message.msg_id, message.sender_key)
@@ -161,19 +118,18 @@ class App:
         if verdict == "taken":
             self.counters["taken_elsewhere"] += 1
             log.info("message taken by another dyno", extra={"fields": fields})
-            await self.journal.finish(message.msg_id)
+            await self.intake.finish(message.msg_id)
             return
         if verdict == "drop":
             self.counters["rate_limited"] += 1
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
-            await self.journal.finish(message.msg_id)
+            await self.intake.finish(message.msg_id)
             return
         command = parse(message.text, self.languages.of(message.sender_key, self.config.locale))
         if command.understood:
             self.languages.remember(message.sender_key, command.locale)
-        progress = Progress(message.msg_id, resumed.progress if resumed else {}, self.journal.record)
         with budget.spending(self.config.command_timeout) as work:
-            if resumed and resumed.attempts >= MAX_ATTEMPTS:
+            if resumed is not None and self.intake.poisoned(resumed):
                 reply = self._parked(message, resumed)
             elif verdict == "slow_down":
                 reply = Reply(Outcome.SLOW_DOWN)
@@ -191,7 +147,7 @@ class App:
             except Exception:
                 log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
                 fields["route"] = "failed"
-        await self.journal.finish(message.msg_id)
+        await self.intake.finish(message.msg_id)
         fields["resumed"] = resumed is not None
         retries = work.retries + sending.retries
         fields.update(attempts=work.attempts + sending.attempts, retries=retries)
@@ -207,9 +163,7 @@ class App:
         self.counters["busy_refused"] += 1
         if len(self._busy_replies) >= MAX_BUSY_REPLIES or not self._told_busy.claim(message.sender_key):
             log.info("message refused: too many waiting", extra={"fields": {"msg_id": message.msg_id, "told": False}})
-            finishing = asyncio.create_task(self.journal.finish(message.msg_id))
-            self._finishing.add(finishing)
-            finishing.add_done_callback(self._finishing.discard)
+            self.intake.finish_later(message.msg_id)
             return
         reply = asyncio.create_task(self._answer_busy(message))
         self._busy_replies.add(reply)
@@ -226,7 +180,7 @@ class App:
             except Exception:
                 log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
                 fields["route"] = "failed"
-        await self.journal.finish(message.msg_id)
+        await self.intake.finish(message.msg_id)
         log.info("message refused: too many waiting", extra={"fields": fields})
 
     async def _busy_replies_sent(self, seconds: float) -> None:
@@ -259,9 +213,7 @@ class App:
             "handled": self.counters["handled"],
             "failed": self.counters["failed"],
             "retried": self.counters["retried"],
-            "deduplicated": self.inbox.deduplicated
-            + self.counters["taken_elsewhere"]
-            + self.counters["journal_repeats"],
+            "deduplicated": self.inbox.deduplicated + self.counters["taken_elsewhere"] + self.intake.repeats,
             "rate_limited": self.counters["rate_limited"],
             "busy_refused": self.counters["busy_refused"],
             "in_flight": self.inbox.in_flight,
