@@ -234,6 +234,32 @@ async def test_a_repeated_msgid_during_resume_and_after_it_is_answered_once(tmp_
         assert len(unsubscribe_calls(sandbox, user.union_id)) == 2
 
 
+async def test_what_sigterm_cannot_finish_stays_in_the_journal_for_the_next_start(tmp_path: Path) -> None:
+    # slow by nature: SIGTERM waits its whole grace (20 s) for a calendar call that never answers
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "BOT_COMMAND_TIMEOUT": "60", "BOT_HTTP_TIMEOUT": "60"}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+        held = Held()
+        sandbox.answer_next("unsubscribe", held)
+        async with running_bot(sandbox, env) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: unsubscribe_calls(sandbox, user.union_id))
+            first.signal(signal.SIGTERM)
+            assert await first.wait(timeout=25) == 0
+        held.released.set()
+        [left] = first.logs("shutdown left messages unfinished: the journal keeps them for the next start")
+        assert sandbox.replies_to(data) == []
+
+        async with running_bot(sandbox, env) as second:
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            resumed = await second.wait_log("resuming unfinished commands")
+
+        assert left["unfinished"] == resumed["count"] == 1
+        assert titles(sandbox, data) == [UNSUBSCRIBED]
+        assert not sandbox.subscriptions[user.union_id]
+
+
 async def test_two_dynos_with_redis_the_survivor_finishes_what_the_killed_one_accepted(
     redis_server: RedisServer,
 ) -> None:
