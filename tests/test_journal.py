@@ -10,7 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.config import Config
+from bot.dingtalk import DingTalkClient
+from bot.http import AiohttpTransport
+from bot.models import Message
 from bot.sandbox import Responder, Sandbox
+from bot.state import LocalState
+from bot.transport import StreamClient
 from tests.botprocess import BotProcess
 from tests.helpers import (
     calendar_calls,
@@ -258,6 +264,38 @@ async def test_what_sigterm_cannot_finish_stays_in_the_journal_for_the_next_star
         assert left["unfinished"] == resumed["count"] == 1
         assert titles(sandbox, data) == [UNSUBSCRIBED]
         assert not sandbox.subscriptions[user.union_id]
+
+
+async def test_the_ack_waits_for_the_message_to_be_written_down_and_the_reader_does_not() -> None:
+    written: dict[str, asyncio.Event] = {}
+
+    async def accept(message: Message) -> None:  # a journal write that takes as long as the test says
+        written[message.msg_id] = asyncio.Event()
+        await written[message.msg_id].wait()
+
+    async with started_sandbox() as sandbox:
+        config = Config.from_env({**sandbox.bot_env(), "BOT_STREAM_RETRY_SECONDS": "0.1"})
+        dingtalk = DingTalkClient(config, AiohttpTransport(4), LocalState(100, 100))
+        stream = StreamClient(dingtalk, accept, config)
+        running = asyncio.create_task(stream.run())
+        try:
+            await sandbox.wait_connected()
+            slow, quick = sandbox.chat("help", "staff-a"), sandbox.chat("help", "staff-b")
+            slow_frame, quick_frame = await sandbox.push(slow), await sandbox.push(quick)
+            while not (quick["msgId"] in written and slow["msgId"] in written):
+                await asyncio.sleep(0.01)
+
+            written[quick["msgId"]].set()
+            await sandbox.wait_ack(quick_frame)  # the next frame was read and ACKed while the first one waits
+            assert slow_frame not in sandbox.acks
+            written[slow["msgId"]].set()
+            await sandbox.wait_ack(slow_frame)
+        finally:
+            for event in written.values():
+                event.set()
+            await stream.stop()
+            await running
+            await dingtalk.aclose()
 
 
 async def test_two_dynos_with_redis_the_survivor_finishes_what_the_killed_one_accepted(
