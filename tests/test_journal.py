@@ -282,8 +282,12 @@ async def test_the_ack_waits_for_the_message_to_be_written_down_and_the_reader_d
             await sandbox.wait_connected()
             slow, quick = sandbox.chat("help", "staff-a"), sandbox.chat("help", "staff-b")
             slow_frame, quick_frame = await sandbox.push(slow), await sandbox.push(quick)
-            while not (quick["msgId"] in written and slow["msgId"] in written):
-                await asyncio.sleep(0.01)
+
+            async def both_read() -> None:
+                while not (quick["msgId"] in written and slow["msgId"] in written):
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(both_read(), 5)
 
             written[quick["msgId"]].set()
             await sandbox.wait_ack(quick_frame)  # the next frame was read and ACKed while the first one waits
