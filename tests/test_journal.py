@@ -268,10 +268,12 @@ async def test_what_sigterm_cannot_finish_stays_in_the_journal_for_the_next_star
 
 async def test_the_ack_waits_for_the_message_to_be_written_down_and_the_reader_does_not() -> None:
     written: dict[str, asyncio.Event] = {}
+    ending = asyncio.Event()
 
     async def accept(message: Message) -> None:  # a journal write that takes as long as the test says
         written[message.msg_id] = asyncio.Event()
-        await written[message.msg_id].wait()
+        if not ending.is_set():
+            await written[message.msg_id].wait()
 
     async with started_sandbox() as sandbox:
         config = Config.from_env({**sandbox.bot_env(), "BOT_STREAM_RETRY_SECONDS": "0.1"})
@@ -295,6 +297,7 @@ async def test_the_ack_waits_for_the_message_to_be_written_down_and_the_reader_d
             written[slow["msgId"]].set()
             await sandbox.wait_ack(slow_frame)
         finally:
+            ending.set()
             for event in written.values():
                 event.set()
             await stream.stop()
