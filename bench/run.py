@@ -77,7 +77,7 @@ class Contender:
             process = await asyncio.create_subprocess_exec(
                 *self.command,
                 cwd=ROOT,
-                env={**os.environ, **self.env},
+                env={**os.environ, "BOT_STATE_DIR": tempfile.mkdtemp(prefix="bench-state-"), **self.env},
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )

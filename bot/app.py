@@ -19,11 +19,14 @@ from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, CommandError, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
+from bot.intake import CARD, Intake, build_journal
 from bot.isv import IsvAuthorizer, SuiteEvents
+from bot.journal import Entry
 from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.names import CalendarNames
 from bot.oauth_web import OAuthServer
+from bot.progress import Progress
 from bot.replies import deliver, deliver_privately
 from bot.sealing import Sealer
 from bot.stats import Stats
@@ -71,7 +74,8 @@ class App:
         self._told_busy = RecentIds(config.user_rate_window, MAX_BUSY_TOLD)
         self._busy_replies: set[asyncio.Task[None]] = set()
         on_event = self.suite_events.handle if self.suite_events else None
-        self.stream = StreamClient(self.dingtalk, self.inbox.accept, config, on_event)
+        self.intake = Intake(build_journal(config), self.inbox.accept)
+        self.stream = StreamClient(self.dingtalk, self.intake.accept, config, on_event)
         self.counters: Counter[str] = Counter()
         self.stats = Stats(self._counted_elsewhere)
         self._shutting_down = False
@@ -94,6 +98,7 @@ class App:
             log.error("the bot's state cannot be kept, exiting", extra={"fields": {"problem": str(unavailable)}})
             raise VitalTaskEnded("state") from None
         self.inbox.start()
+        await self.intake.open()
         if self.oauth is not None:
             try:
                 await self.oauth.start()
@@ -121,36 +126,53 @@ class App:
             await self.oauth.stop()
         unfinished, _ = await asyncio.gather(self.inbox.drain(grace_seconds), self._busy_replies_sent(grace_seconds))
         if unfinished:
-            log.error("shutdown left messages unfinished", extra={"fields": {"unfinished": unfinished}})
+            fields = {"unfinished": unfinished}
+            log.error(
+                "shutdown left messages unfinished: the journal keeps them for the next start", extra={"fields": fields}
+            )
         log.info("stopped", extra={"fields": self._snapshot()})
+        await self.intake.close()
         await self.dingtalk.aclose()
         await self.stores.close()
 
     async def handle(self, message: Message) -> None:
         started = time.perf_counter()
+        progress, resumed = self.intake.take(message)
+        if self.intake.answered(resumed):
+            log.warning("resumed message already answered", extra={"fields": {"msg_id": message.msg_id}})
+            await self.intake.finish(message.msg_id)
+            return
+        # a resumed message was admitted (and counted against its sender) by the handling it resumes
         # an ISV app's duplicate claims are kept per organization, as its senders' limits are (sender_key)
         claim = f"{message.chatbot_corp_id}:{message.msg_id}" if self.config.is_isv else message.msg_id
-        verdict = await self.stores.admission.admit(claim, message.sender_key)
+        verdict = Verdict.ALLOW if resumed else await self.stores.admission.admit(claim, message.sender_key)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
         if self.config.is_isv:
             fields["corp_id"] = message.chatbot_corp_id
         if verdict == Verdict.TAKEN:
             self.counters["taken_elsewhere"] += 1
             log.info("message taken by another dyno", extra={"fields": fields})
+            await self.intake.finish(message.msg_id)
             return
         if verdict == Verdict.DROP:
             self.counters["rate_limited"] += 1
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
+            await self.intake.finish(message.msg_id)
             return
         command = parse(message.text, self.languages.of(message.sender_key, self.config.locale))
         dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message))
         if command.understood:
             self.languages.remember(message.sender_key, command.locale)
         with budget.spending(self.config.command_timeout) as work:
-            slow_down = verdict == Verdict.SLOW_DOWN
-            reply = Reply(Outcome.SLOW_DOWN) if slow_down else await self._run_command(dingtalk, message, command)
+            if resumed is not None and self.intake.poisoned(resumed):
+                reply = self._parked(message, resumed)
+            elif verdict == Verdict.SLOW_DOWN:
+                reply = Reply(Outcome.SLOW_DOWN)
+            else:
+                reply = await self._run_command(dingtalk, message, command, progress)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
+        await progress.record(CARD, True)
         # The reply gets its own budget: a command that used up its time still gets its card.
         with budget.spending(self.config.command_timeout) as sending:
             try:
@@ -160,6 +182,8 @@ class App:
             except Exception:
                 log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
                 fields["route"] = "failed"
+        await self.intake.finish(message.msg_id)
+        fields["resumed"] = resumed is not None
         retries = work.retries + sending.retries
         fields.update(attempts=work.attempts + sending.attempts, retries=retries)
         latency_ms = fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -175,6 +199,7 @@ class App:
         self.counters["busy_refused"] += 1
         if len(self._busy_replies) >= MAX_BUSY_REPLIES or not self._told_busy.claim(message.sender_key):
             log.info("message refused: too many waiting", extra={"fields": {"msg_id": message.msg_id, "told": False}})
+            self.intake.finish_later(message.msg_id)
             return
         reply = asyncio.create_task(self._answer_busy(message))
         self._busy_replies.add(reply)
@@ -192,13 +217,22 @@ class App:
             except Exception:
                 log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
                 fields["route"] = "failed"
+        await self.intake.finish(message.msg_id)
         log.info("message refused: too many waiting", extra={"fields": fields})
 
     async def _busy_replies_sent(self, seconds: float) -> None:
         if self._busy_replies:
             await asyncio.wait(set(self._busy_replies), timeout=seconds)
 
-    async def _run_command(self, dingtalk: DingTalkApi, message: Message, command: Command) -> Reply:
+    def _parked(self, message: Message, entry: Entry) -> Reply:
+        self.counters["parked"] += 1
+        fields = {"msg_id": message.msg_id, "attempts": entry.attempts}
+        log.error("journal entry parked: its handling never finished, it is not tried again", extra={"fields": fields})
+        return Reply(Outcome.INTERNAL_ERROR)
+
+    async def _run_command(
+        self, dingtalk: DingTalkApi, message: Message, command: Command, progress: Progress
+    ) -> Reply:
         try:
             context = Context(
                 message,
@@ -210,6 +244,7 @@ class App:
                 self.stores.previews,
                 self.stats,
                 self.user_tokens,
+                progress,
             )
             return await HANDLERS[command.name](context, command)
         except CommandError as ended:
@@ -243,7 +278,7 @@ class App:
     def _counted_elsewhere(self) -> dict[str, int]:
         """The counts `stats` shows that other parts keep: repeats dropped, reconnects, DingTalk calls by API."""
         counts = {f"api:{api}": calls for api, calls in self.dingtalk.calls.items()}
-        counts["duplicates"] = self.inbox.deduplicated + self.counters["taken_elsewhere"]
+        counts["duplicates"] = self.inbox.deduplicated + self.counters["taken_elsewhere"] + self.intake.repeats
         counts["reconnects"] = self.stream.reconnects
         return counts
 
@@ -252,7 +287,7 @@ class App:
             "handled": self.counters["handled"],
             "failed": self.counters["failed"],
             "retried": self.counters["retried"],
-            "deduplicated": self.inbox.deduplicated + self.counters["taken_elsewhere"],
+            "deduplicated": self.inbox.deduplicated + self.counters["taken_elsewhere"] + self.intake.repeats,
             "rate_limited": self.counters["rate_limited"],
             "busy_refused": self.counters["busy_refused"],
             "in_flight": self.inbox.in_flight,

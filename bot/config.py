@@ -196,6 +196,18 @@ VARIABLES = (
         "redis://... or rediss://... (TLS): share state between dynos; unset keeps state in the process (one dyno)",
     ),
     Variable(
+        "BOT_JOURNAL_CLAIM_SECONDS",
+        "30",
+        "with REDIS_URL: how long an unfinished command of a dyno that stopped answering waits before another dyno "
+        "takes it over and finishes it",
+    ),
+    Variable(
+        "DYNO",
+        "(set by Heroku)",
+        "this process's name, e.g. worker.1: a restarted dyno of the same name resumes its unfinished commands from "
+        "Redis at once; without REDIS_URL, it means a journal that does not survive the dyno (a warning at start)",
+    ),
+    Variable(
         "REDIS_TLS_VERIFY",
         "false",
         "verify the certificate of a rediss:// server (off because Heroku's Redis certificate is self-signed)",
@@ -242,13 +254,14 @@ class Config:
     public_url: str = ""
     secret_key: str = ""
     port: int = 5000
+    app_type: str = "internal"
+    journal_claim_seconds: float = 30.0
+    dyno: str = ""
 
     @property
     def user_tokens(self) -> bool:
         """Calendar calls use each user's own token (BOT_CALENDAR_TOKEN=user)."""
         return self.calendar_token == "user"  # noqa: S105 - a mode, not a secret
-
-    app_type: str = "internal"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -293,6 +306,8 @@ class Config:
             confirm_seconds=_positive_float(env, "BOT_CONFIRM_SECONDS", 600.0),
             **_user_token_settings(env, client_id, client_secret),
             app_type=_app_type(env),
+            journal_claim_seconds=_positive_float(env, "BOT_JOURNAL_CLAIM_SECONDS", 30.0),
+            dyno=env.get("DYNO", "").strip(),
         )
 
     @property

@@ -83,6 +83,7 @@ class Sandbox:
     # a third-party enterprise (ISV) app: the client id and secret are its SuiteKey and SuiteSecret
     authorized_corps: set[str] = field(default_factory=set)  # organizations that authorized the app
     org_users: dict[tuple[str, str], str] = field(default_factory=dict)  # (corpId, staffId) -> unionId
+    api_latency: dict[str, float] = field(default_factory=dict)  # per API, instead of `latency`
 
     def __post_init__(self) -> None:
         self._valid_tokens: set[str] = set()
@@ -191,6 +192,7 @@ class Sandbox:
         self._faults.clear()
         self._receivers_refused.clear()
         self.latency = 0.0
+        self.api_latency = {}
         self.qps_limit = 0
         self.silent_connections = 0
         self.robot_codes = set()
@@ -447,8 +449,9 @@ class Sandbox:
     async def _answer(
         self, request: web.Request, api: str, segments: list[str], body: bytes, now: float
     ) -> web.StreamResponse:
-        if api != "gateway" and self.latency:
-            await asyncio.sleep(self.latency)
+        latency = self.api_latency.get(api, self.latency)
+        if api != "gateway" and latency:
+            await asyncio.sleep(latency)
         if api not in ("gateway", "webhook") and self._over_qps_limit(api, now):
             self.throttled += 1
             if api == "user/get":

@@ -102,7 +102,8 @@ def ack_frame(message_id: str, data: Any, code: int = AckMessage.STATUS_OK, text
 
 
 class StreamClient:
-    """Keeps a Stream connection open, ACKs every frame and hands chatbot messages to on_message.
+    """Keeps a Stream connection open, ACKs every frame and hands chatbot messages to on_message, awaited before
+    their ACK (it writes them down) but never blocking the reading of the next frame.
 
     When DingTalk announces a `disconnect`, the next connection is opened at once while the old one drains: frames
     still arriving on it are handled until DingTalk closes it (or DRAIN_SECONDS pass). Any error while connecting or
@@ -113,12 +114,13 @@ class StreamClient:
     def __init__(
         self,
         dingtalk: DingTalkClient,
-        on_message: Callable[[Message], None],
+        on_message: Callable[[Message], Awaitable[None]],
         config: Config,
         on_event: Callable[[Event], Awaitable[None]] | None = None,
     ) -> None:
         self._dingtalk = dingtalk
         self._on_message = on_message
+        self._accepting: set[asyncio.Task[None]] = set()
         self._on_event = on_event  # set: EVENT frames are subscribed to and handled before their ACK (an ISV app)
         self._subscriptions = [*SUBSCRIPTIONS, EVENT_SUBSCRIPTION] if on_event else SUBSCRIPTIONS
         self._config = config
@@ -165,6 +167,7 @@ class StreamClient:
         self._stopped.set()
         await asyncio.gather(*(socket.close() for socket in list(self._sockets)))
         await asyncio.gather(*self._readers, return_exceptions=True)
+        await asyncio.gather(*self._accepting, return_exceptions=True)  # every message read is written down
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -267,8 +270,14 @@ class StreamClient:
         self, socket: ClientConnection, kind: str, topic: str, message_id: str, data: Any, headers: dict[str, Any]
     ) -> None:
         if kind == "CALLBACK" and topic == CHATBOT_TOPIC:
-            await socket.send(ack_frame(message_id, {"response": None}))  # ACK first, handle after
-            self._accept_chatbot_message(data, message_id)
+            message = self._chatbot_message(data, message_id)
+            if message is None:
+                await socket.send(ack_frame(message_id, {"response": None}))
+                return
+            # written down, then ACKed, then handled; the reader goes on to the next frame meanwhile
+            accepting = asyncio.create_task(self._accept_then_ack(socket, message, message_id))
+            self._accepting.add(accepting)
+            accepting.add_done_callback(self._accepting.discard)
         elif kind == "SYSTEM":
             await socket.send(ack_frame(message_id, _ping_answer(data)))
         elif kind == "EVENT" and self._on_event is not None:
@@ -296,17 +305,25 @@ class StreamClient:
             return {"status": "LATER", "message": "retry later"}
         return {"status": "SUCCESS", "message": "ok"}
 
-    def _accept_chatbot_message(self, data: Any, message_id: str) -> None:
+    async def _accept_then_ack(self, socket: ClientConnection, message: Message, message_id: str) -> None:
+        try:
+            await self._on_message(message)
+        except Exception:  # accept answers its own failures; this only makes sure the ACK goes out
+            log.exception("accepting a message failed", extra={"fields": {"msg_id": message.msg_id}})
+        with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+            await socket.send(ack_frame(message_id, {"response": None}))
+
+    def _chatbot_message(self, data: Any, message_id: str) -> Message | None:
         decoded = _decoded(data)
         if not decoded:
             log.warning("chatbot frame without data", extra={"fields": {"stream_message_id": message_id}})
-            return
+            return None
         error = _callback_error(decoded)
         if error is not None:  # e.g. 20001: the organization's monthly push quota is used up; nothing to answer
             fields = {"code": error[0], "message": error[1], "stream_message_id": message_id}
             log.warning("chatbot callback carries a DingTalk error, not answered", extra={"fields": fields})
-            return
-        self._on_message(message_from_callback(decoded, message_id))
+            return None
+        return message_from_callback(decoded, message_id)
 
 
 def _decoded(data: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ class BotProcess:
     """The bot as a child process with its own environment; stdout lines are kept for assertions."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
+        # a journal of its own unless the test gives one (to restart on it): no process resumes another test's work
+        self.env = {"BOT_STATE_DIR": tempfile.mkdtemp(prefix="bot-state-"), **env}
         self.lines: list[str] = []
         self.stderr = ""
         self._process: asyncio.subprocess.Process | None = None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.api import DingTalkApi
 from bot.commands import MAX_TARGETS, Target, calendar_id_problem, split_targets
@@ -15,6 +16,8 @@ from bot.errors import DingTalkError
 from bot.handlers.explain import explain_calendar_error, explain_lookup_error
 from bot.models import Action, Calendar, Command, Message, Outcome, Reply
 from bot.names import CalendarNames
+from bot.progress import Progress, reply_from_json, reply_to_json
+from bot.resolve import subscribed
 from bot.stats import Stats
 from bot.stores.audit import MAX_SUBJECT_LENGTH, AuditRecord, AuditStore
 from bot.stores.previews import PreviewStore
@@ -47,6 +50,7 @@ class Context:
     previews: PreviewStore
     stats: Stats
     user_tokens: UserTokens | None = None  # with BOT_CALENDAR_TOKEN=user only
+    progress: Progress = field(default_factory=Progress)
 
     @property
     def owner(self) -> str:
@@ -152,25 +156,63 @@ def refuse(text: str) -> Reply:
     return Reply(Outcome.INVALID_CALENDAR_ID, {"calendar_id": text, "problem": calendar_id_problem(text)})
 
 
-async def each(targets: list[Target], act: Callable[[Target], Awaitable[Reply]]) -> Reply:
-    """Act on every target at once; one reply for all of them."""
+async def each(context: Context, targets: list[Target], act: Callable[[Context, Target], Awaitable[Reply]]) -> Reply:
+    """Act on every target at once, each with its own progress (a target an interrupted handling finished keeps its
+    reply); one reply for all of them."""
     if len(targets) == 1:
-        return await act(targets[0])
-    return combine(await asyncio.gather(*(act(target) for target in targets)))
+        return await _once(context, targets[0], act)
+    return combine(await asyncio.gather(*(_once(context, target, act) for target in targets)))
+
+
+async def _once(context: Context, target: Target, act: Callable[[Context, Target], Awaitable[Reply]]) -> Reply:
+    progress = context.progress.scoped(f"{int(target.exact)}{target.text}")
+    recorded = progress.recorded("reply")
+    if recorded is not None:
+        return reply_from_json(recorded)
+    reply = await act(dataclasses.replace(context, progress=progress), target)
+    await progress.record("reply", reply_to_json(reply))
+    return reply
+
+
+def interrupted_change(context: Context) -> Calendar | None:
+    """The calendar an interrupted handling of this target was changing when it stopped, if any."""
+    began = context.progress.recorded("changing")
+    return Calendar(began[0], began[1], "") if began else None
 
 
 async def change_calendar(
-    context: Context, action: str, union_id: str, calendar: Calendar, call: Awaitable[str], done: Callable[[str], Reply]
+    context: Context,
+    action: str,
+    union_id: str,
+    calendar: Calendar,
+    call: Callable[[], Awaitable[str]],
+    done: Callable[[str], Reply],
 ) -> Reply:
-    """Ask DingTalk for one calendar change (`call` answers its request id), explain a refusal, audit either way."""
-    try:
-        request_id = await call
-    except DingTalkError as error:
-        reply = explain_calendar_error(error, calendar.id, name=calendar.name)
+    """Ask DingTalk for one calendar change (`call` answers its request id), explain a refusal, audit either way. If
+    an interrupted handling was making this very change, the sender's calendars say whether it happened: then it
+    is done, never asked again (DingTalk might refuse a change already made)."""
+    began = interrupted_change(context)
+    if began is not None and began.id == calendar.id and await _already_changed(context, action, union_id, calendar):
+        reply = done("")
     else:
-        reply = done(request_id)
+        await context.progress.record("changing", [calendar.id, calendar.name])
+        try:
+            request_id = await call()
+        except DingTalkError as error:
+            reply = explain_calendar_error(error, calendar.id, name=calendar.name)
+        else:
+            reply = done(request_id)
     await context.audit(action, union_id, reply)
     return reply
+
+
+async def _already_changed(context: Context, action: str, union_id: str, calendar: Calendar) -> bool:
+    try:
+        listed = await context.dingtalk.list_calendars(union_id)
+    except DingTalkError:
+        return False  # unknown: ask for the change
+    followed = any(listed_calendar.id == calendar.id for listed_calendar in subscribed(listed))
+    return followed if action == "resubscribe" else not followed
 
 
 def combine(replies: Sequence[Reply]) -> Reply:

@@ -4,8 +4,10 @@ once, for the asker only; one Undo resubscribes it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import secrets
+from collections.abc import Awaitable
 
 from bot.commands import split_targets
 from bot.errors import DingTalkError
@@ -96,19 +98,27 @@ async def _claim(context: Context, kind: str, command: Command) -> tuple[str, li
     await context.identify()
     targets = split_targets(command.argument, 1)
     token = targets[0].text if targets else ""
-    pending = await context.previews.claim(kind, context.owner, token) if _TOKEN.fullmatch(token) else None
+    # claimed by a handling that was interrupted: the set is in its progress, the preview itself already gone
+    pending = context.progress.recorded("claimed")
+    if pending is None and _TOKEN.fullmatch(token):
+        pending = await context.previews.claim(kind, context.owner, token)
+        if pending is not None:
+            await context.progress.record("claimed", pending)
     if pending is None:
         raise CommandError(Reply(Outcome.BULK_EXPIRED, {"kind": kind}))
     return str(pending["union_id"]), [Calendar(str(i), str(n), "subscribed") for i, n in pending["calendars"]]
 
 
 async def _change(context: Context, action: str, union_id: str, calendar: Calendar) -> Reply:
+    # each calendar's steps kept apart, so a resumed confirm knows which change was under way
+    context = dataclasses.replace(context, progress=context.progress.scoped(calendar.id))
     if action == "unsubscribe":
-        call = context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
-        outcome = Outcome.UNSUBSCRIBED
+        outcome, change = Outcome.UNSUBSCRIBED, context.dingtalk.unsubscribe_calendar
     else:
-        call = context.dingtalk.subscribe_calendar(union_id, calendar.id)
-        outcome = Outcome.RESUBSCRIBED
+        outcome, change = Outcome.RESUBSCRIBED, context.dingtalk.subscribe_calendar
+
+    def call() -> Awaitable[str]:
+        return change(union_id, calendar.id)
 
     def done(request_id: str) -> Reply:
         return Reply(outcome, {"calendar_id": calendar.id, "name": calendar.name, "request_id": request_id})

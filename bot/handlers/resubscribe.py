@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from bot.commands import Target, calendar_id_problem
 from bot.handlers.base import Context, change_calendar, each, refuse, sender_and_targets
 from bot.models import Action, Calendar, Command, Outcome, Reply
@@ -14,7 +16,7 @@ async def resubscribe(context: Context, command: Command) -> Reply:
     union_id, targets = await sender_and_targets(context, command, _refused)
     # a target is only ever an id here: the same id quoted and unquoted is one calendar, subscribed once
     once = list({target.text: Target(target.text) for target in targets}.values())
-    return await each(once, lambda target: _resubscribe_one(context, union_id, target))
+    return await each(context, once, lambda context, target: _resubscribe_one(context, union_id, target))
 
 
 def _refused(text: str) -> bool:
@@ -31,5 +33,7 @@ async def _resubscribe_one(context: Context, union_id: str, target: Target) -> R
         data = {"calendar_id": calendar_id, "name": name, "request_id": request_id}
         return Reply(Outcome.RESUBSCRIBED, data, (Action("unsubscribe", calendar_id, name),))
 
-    call = context.dingtalk.subscribe_calendar(union_id, calendar_id)
+    def call() -> Awaitable[str]:
+        return context.dingtalk.subscribe_calendar(union_id, calendar_id)
+
     return await change_calendar(context, "resubscribe", union_id, Calendar(calendar_id, name, ""), call, done)

@@ -8,7 +8,15 @@ from collections.abc import Awaitable, Callable
 from bot.api import DingTalkApi
 from bot.commands import Target, calendar_id_problem
 from bot.errors import DingTalkError
-from bot.handlers.base import Context, change_calendar, each, offer_calendars, refuse, sender_and_targets
+from bot.handlers.base import (
+    Context,
+    change_calendar,
+    each,
+    interrupted_change,
+    offer_calendars,
+    refuse,
+    sender_and_targets,
+)
 from bot.handlers.bulk import bulk_target, preview
 from bot.handlers.explain import LIST_SCOPE, explain_calendar_error
 from bot.models import Action, Calendar, Command, Outcome, Reply
@@ -26,7 +34,7 @@ async def unsubscribe(context: Context, command: Command) -> Reply:
         return previewed
     union_id, targets = await sender_and_targets(context, command, _refused_locally)
     calendars = SenderCalendars(context.dingtalk, context.names, union_id)
-    return await each(targets, lambda target: _unsubscribe_one(context, union_id, target, calendars))
+    return await each(context, targets, lambda context, target: _unsubscribe_one(context, union_id, target, calendars))
 
 
 def _refused_locally(text: str) -> bool:
@@ -66,6 +74,9 @@ class SenderCalendars:
 async def _unsubscribe_one(context: Context, union_id: str, target: Target, calendars: SenderCalendars) -> Reply:
     if _refused_locally(target.text):
         return refuse(target.text)
+    began = interrupted_change(context)
+    if began is not None:  # an interrupted handling had resolved the target: the calendar may have gone since
+        return await _unsubscribe_calendar(context, union_id, began, calendars)
     if target.exact:
         return await _unsubscribe_exact(context, union_id, target.text, calendars)
     return await _unsubscribe_id_or_name(context, union_id, target.text, calendars)
@@ -133,8 +144,10 @@ async def _unsubscribe_calendar(
         data = {"calendar_id": calendar.id, "name": calendar.name, "request_id": request_id}
         return Reply(Outcome.UNSUBSCRIBED, data, (Action("resubscribe", calendar.id, calendar.name),))
 
+    def call() -> Awaitable[str]:
+        return context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
+
     def change() -> Awaitable[Reply]:
-        call = context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
         return change_calendar(context, "unsubscribe", union_id, calendar, call, done)
 
     return await calendars.leave(calendar.id, change)

@@ -1,0 +1,387 @@
+"""An ACKed command is answered exactly once, even when the process dies mid-work: kill -9 through the real process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import Config
+from bot.dingtalk import DingTalkClient
+from bot.http import AiohttpTransport
+from bot.models import Message
+from bot.sandbox import Responder, Sandbox
+from bot.stores.limiter import MemoryLimiter
+from bot.transport import StreamClient
+from tests.botprocess import BotProcess
+from tests.helpers import (
+    calendar_calls,
+    card,
+    new_calendar,
+    new_user,
+    running_bot,
+    started_sandbox,
+    unsubscribe_calls,
+)
+from tests.redisserver import RedisServer
+
+ENV = {
+    "BOT_RETRY_PAUSE_SCALE": "0.01",
+    "BOT_STREAM_RETRY_SECONDS": "0.1",
+    "BOT_COMMAND_TIMEOUT": "5",
+    "BOT_API_QPS": "1000",  # every command of a burst reaches its calendar call at once
+}
+UNSUBSCRIBED = "✅ Unsubscribed"
+DYNO_WARNING = (
+    "journal kept on the dyno's own disk, which does not outlive the dyno: set REDIS_URL so that commands in flight "
+    "survive a restart"
+)
+UNWRITABLE = "journal cannot be written: serving without durability (a crash now loses the commands in flight)"
+
+
+class Held:
+    """A DingTalk answer held until the test releases it (then a 500): the bot dies while it waits. `effect` runs
+    when the request arrives, as when DingTalk has done the work but its answer never reached the bot."""
+
+    def __init__(self, effect: Callable[[web.Request], None] | None = None, status: int = 500) -> None:
+        self.released = asyncio.Event()
+        self._effect = effect
+        self._status = status
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if self._effect is not None:
+            self._effect(request)
+        await self.released.wait()
+        if self._status == 200:
+            return web.json_response({"errcode": 0, "errmsg": "ok"})
+        return web.json_response({"code": "ServiceUnavailable", "message": "gone"}, status=self._status)
+
+
+async def kill(sandbox: Sandbox, process: BotProcess) -> None:
+    """SIGKILL: no cleanup of any kind; wait until DingTalk sees the connection gone."""
+    process.signal(signal.SIGKILL)
+    assert await process.wait() == -signal.SIGKILL
+    await sandbox.wait_for(lambda: sandbox.connections == 0)
+
+
+def titles(sandbox: Sandbox, data: dict[str, Any]) -> list[str]:
+    return [card(reply)["title"] for reply in sandbox.delivered(data)]
+
+
+async def test_fifty_commands_in_flight_survive_kill_9_each_answered_once(tmp_path: Path) -> None:
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox() as sandbox:
+        sandbox.api_latency = {"unsubscribe": 1.0}  # a slow calendar API: every command is mid-call at the kill
+        users = [new_user(sandbox) for _ in range(50)]
+        messages = [sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id) for user in users]
+        async with running_bot(sandbox, env) as first:
+            for message_id in [await sandbox.push(data) for data in messages]:
+                await sandbox.wait_ack(message_id)
+            await sandbox.wait_for(lambda: len(sandbox.calls("unsubscribe")) >= 50)
+            await kill(sandbox, first)
+        assert all(sandbox.replies_to(data) == [] for data in messages)
+
+        async with running_bot(sandbox, env) as second:
+            await sandbox.wait_for(lambda: all(sandbox.delivered(data) for data in messages), timeout=30)
+            await second.wait_log("resuming unfinished commands", count=50)
+            await asyncio.sleep(0.3)  # a second card would come right after the first
+
+        assert [titles(sandbox, data) for data in messages] == [[UNSUBSCRIBED]] * 50
+        assert all(not sandbox.subscriptions[user.union_id] for user in users)
+        assert all(len(unsubscribe_calls(sandbox, user.union_id)) <= 2 for user in users)
+        assert "internal_error" not in second.output and "Traceback" not in second.output
+
+
+async def test_a_kill_between_the_calendar_call_and_the_card_neither_repeats_the_call_nor_the_card(
+    tmp_path: Path,
+) -> None:
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        calendar_id = new_calendar(sandbox, user)
+        data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id)
+        held = Held(status=200)  # the card reached DingTalk; its answer never reached the bot
+        sandbox.answer_next("webhook", held)
+        async with running_bot(sandbox, env) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: sandbox.replies_to(data))
+            await kill(sandbox, first)
+        held.released.set()
+        calls_before = len(calendar_calls(sandbox, user.union_id))
+
+        async with running_bot(sandbox, env) as second:
+            await second.wait_log("resumed message already answered", msg_id=data["msgId"])
+            await asyncio.sleep(0.3)  # a second card would come right away
+
+        assert titles(sandbox, data) == [UNSUBSCRIBED]
+        assert len(sandbox.replies_to(data)) == 1
+        assert len(calendar_calls(sandbox, user.union_id)) == calls_before  # neither listed nor changed again
+        assert len(unsubscribe_calls(sandbox, user.union_id)) == 1
+
+
+async def test_a_kill_during_the_calendar_calls_finds_them_done_and_never_asks_again(tmp_path: Path) -> None:
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        done, cut_short = new_calendar(sandbox, user, "Done"), new_calendar(sandbox, user, "Cut short")
+        held = Held(lambda request: sandbox.subscriptions[user.union_id].discard(cut_short))  # done, never answered
+        sandbox.answer_next("unsubscribe", answer_for(sandbox, user.union_id, {cut_short: held}), times=2)
+        data = sandbox.chat(f"unsubscribe {done}, {cut_short}", user.staff_id)
+        async with running_bot(sandbox, env) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            await first.wait_log("calendar change", calendar_id=done)
+            await sandbox.wait_for(lambda: cut_short not in sandbox.subscriptions[user.union_id])
+            await asyncio.sleep(0.2)  # the first calendar's result is written down
+            await kill(sandbox, first)
+        held.released.set()
+        before = len(sandbox.requests)
+
+        async with running_bot(sandbox, env) as second:
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            await second.wait_log("message handled", msg_id=data["msgId"])
+
+        calendar_calls_after = [r.api for r in sandbox.requests[before:] if r.path.startswith("/v1.0/calendar/")]
+        assert calendar_calls_after == ["calendars"]  # one look whether the cut-short change happened; no more
+        [reply] = sandbox.delivered(data)
+        assert card(reply)["title"] == "📋 2 calendars"
+        assert card(reply)["text"].count("✅ unsubscribed") == 2
+        assert len(unsubscribe_calls(sandbox, user.union_id)) == 2  # neither asked again
+        assert not sandbox.subscriptions[user.union_id]
+
+
+async def test_a_resubscribe_cut_short_by_a_kill_finds_it_done(tmp_path: Path) -> None:
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        sandbox.add_calendar("cal-back", "Back again")
+        held = Held(lambda request: sandbox.subscriptions[user.union_id].add("cal-back"))
+        sandbox.answer_next("subscribe", held)
+        data = sandbox.chat("resubscribe cal-back", user.staff_id)
+        async with running_bot(sandbox, env) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: sandbox.calls("subscribe"))
+            await kill(sandbox, first)
+        held.released.set()
+
+        async with running_bot(sandbox, env) as second:
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            await second.wait_log("message handled", msg_id=data["msgId"])
+
+        assert titles(sandbox, data) == ["↩ Subscribed again"]
+        assert len(sandbox.calls("subscribe")) == 1
+
+
+async def test_a_poison_command_is_parked_after_three_attempts_while_others_flow(tmp_path: Path) -> None:
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox() as sandbox:
+        poisoned = new_user(sandbox)
+        poison = sandbox.chat(f"unsubscribe {new_calendar(sandbox, poisoned)}", poisoned.staff_id)
+        held = Held()  # each attempt hangs on this call until the process dies
+        sandbox.answer_next("unsubscribe", held, times=3)
+        others = []
+        for attempt in range(1, 4):
+            async with running_bot(sandbox, env) as process:
+                if attempt == 1:
+                    await sandbox.wait_ack(await sandbox.push(poison))
+                other = sandbox.chat("help", new_user(sandbox).staff_id)
+                others.append(other)
+                await sandbox.wait_ack(await sandbox.push(other))
+                await sandbox.wait_reply(other)
+                await sandbox.wait_for(lambda n=attempt: len(unsubscribe_calls(sandbox, poisoned.union_id)) == n)
+                await kill(sandbox, process)
+
+        async with running_bot(sandbox, env) as last:
+            parked = await last.wait_log("journal entry parked: its handling never finished, it is not tried again")
+            await sandbox.wait_for(lambda: sandbox.delivered(poison))
+            after = sandbox.chat("help", new_user(sandbox).staff_id)
+            await sandbox.wait_ack(await sandbox.push(after))
+            await sandbox.wait_for(lambda: sandbox.delivered(after))
+
+        held.released.set()
+        assert parked["level"] == "error" and parked["msg_id"] == poison["msgId"] and parked["attempts"] == 3
+        assert titles(sandbox, poison) == ["⚠️ Something went wrong"]
+        assert len(unsubscribe_calls(sandbox, poisoned.union_id)) == 3
+        assert [titles(sandbox, other) for other in [*others, after]] == [["📅 Calendar bot"]] * 4
+
+
+async def test_a_repeated_msgid_during_resume_and_after_it_is_answered_once(tmp_path: Path) -> None:
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+        held = Held()
+        sandbox.answer_next("unsubscribe", held)
+        async with running_bot(sandbox, env) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: unsubscribe_calls(sandbox, user.union_id))
+            await kill(sandbox, first)
+        held.released.set()
+
+        sandbox.api_latency = {"unsubscribe": 0.5}  # the resumed command is still at work when the repeat comes
+        async with running_bot(sandbox, env) as second:
+            await sandbox.wait_for(lambda: len(unsubscribe_calls(sandbox, user.union_id)) == 2)
+            repeat = await sandbox.push(data)  # DingTalk delivers the same msgId again
+            await sandbox.wait_ack(repeat)
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            await second.wait_log("duplicate message dropped", msg_id=data["msgId"])
+            await second.wait_log("message handled", msg_id=data["msgId"])  # finished: nothing left to resume
+            await kill(sandbox, second)
+
+        async with running_bot(sandbox, env) as third:  # and once more after a restart, the entry finished
+            await sandbox.wait_ack(await sandbox.push(data))
+            await third.wait_log("duplicate message dropped", msg_id=data["msgId"])
+            await asyncio.sleep(0.3)  # a second card would come right away
+
+        assert titles(sandbox, data) == [UNSUBSCRIBED]
+        assert len(unsubscribe_calls(sandbox, user.union_id)) == 2
+
+
+async def test_what_sigterm_cannot_finish_stays_in_the_journal_for_the_next_start(tmp_path: Path) -> None:
+    # slow by nature: SIGTERM waits its whole grace (20 s) for a calendar call that never answers
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "BOT_COMMAND_TIMEOUT": "60", "BOT_HTTP_TIMEOUT": "60"}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+        held = Held()
+        sandbox.answer_next("unsubscribe", held)
+        async with running_bot(sandbox, env) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: unsubscribe_calls(sandbox, user.union_id))
+            first.signal(signal.SIGTERM)
+            assert await first.wait(timeout=25) == 0
+        held.released.set()
+        [left] = first.logs("shutdown left messages unfinished: the journal keeps them for the next start")
+        assert sandbox.replies_to(data) == []
+
+        async with running_bot(sandbox, env) as second:
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            resumed = await second.wait_log("resuming unfinished commands")
+
+        assert left["unfinished"] == resumed["count"] == 1
+        assert titles(sandbox, data) == [UNSUBSCRIBED]
+        assert not sandbox.subscriptions[user.union_id]
+
+
+async def test_the_ack_waits_for_the_message_to_be_written_down_and_the_reader_does_not() -> None:
+    written: dict[str, asyncio.Event] = {}
+    ending = asyncio.Event()
+
+    async def accept(message: Message) -> None:  # a journal write that takes as long as the test says
+        written[message.msg_id] = asyncio.Event()
+        if not ending.is_set():
+            await written[message.msg_id].wait()
+
+    async with started_sandbox() as sandbox:
+        config = Config.from_env({**sandbox.bot_env(), "BOT_STREAM_RETRY_SECONDS": "0.1"})
+        dingtalk = DingTalkClient(config, AiohttpTransport(4), MemoryLimiter(100))
+        stream = StreamClient(dingtalk, accept, config)
+        running = asyncio.create_task(stream.run())
+        try:
+            await sandbox.wait_connected()
+            slow, quick = sandbox.chat("help", "staff-a"), sandbox.chat("help", "staff-b")
+            slow_frame, quick_frame = await sandbox.push(slow), await sandbox.push(quick)
+
+            async def both_read() -> None:
+                while not (quick["msgId"] in written and slow["msgId"] in written):
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(both_read(), 5)
+
+            written[quick["msgId"]].set()
+            await sandbox.wait_ack(quick_frame)  # the next frame was read and ACKed while the first one waits
+            assert slow_frame not in sandbox.acks
+            written[slow["msgId"]].set()
+            await sandbox.wait_ack(slow_frame)
+        finally:
+            ending.set()
+            for event in written.values():
+                event.set()
+            await stream.stop()
+            await running
+            await dingtalk.aclose()
+
+
+async def test_two_dynos_with_redis_the_survivor_finishes_what_the_killed_one_accepted(
+    redis_server: RedisServer,
+) -> None:
+    env = {**ENV, "REDIS_URL": redis_server.url, "BOT_JOURNAL_CLAIM_SECONDS": "1"}
+    async with started_sandbox() as sandbox:
+        sandbox.api_latency = {"unsubscribe": 1.0}
+        users = [new_user(sandbox) for _ in range(20)]
+        messages = [sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id) for user in users]
+        async with running_bot(sandbox, env) as doomed, running_bot(sandbox, env, connections=2) as survivor:
+            for message_id in [await sandbox.push(data, socket=0) for data in messages]:  # all to the first dyno
+                await sandbox.wait_ack(message_id)
+            await sandbox.wait_for(lambda: len(sandbox.calls("unsubscribe")) >= 20)
+            doomed.signal(signal.SIGKILL)
+            assert await doomed.wait() == -signal.SIGKILL
+
+            await sandbox.wait_for(lambda: all(sandbox.delivered(data) for data in messages), timeout=20)
+            taken = await survivor.wait_log("took over unfinished commands another dyno left")
+            await asyncio.sleep(0.3)
+
+        assert taken["count"] >= 1
+        assert [titles(sandbox, data) for data in messages] == [[UNSUBSCRIBED]] * 20
+        assert all(not sandbox.subscriptions[user.union_id] for user in users)
+        client = redis_server.client()
+        try:
+            assert await client.xlen(next(iter(await client.keys("calbot:*:journal")))) == 0  # all crossed out
+        finally:
+            await client.aclose()
+
+
+async def test_a_live_dynos_slow_command_is_never_taken_over(redis_server: RedisServer) -> None:
+    env = {**ENV, "REDIS_URL": redis_server.url, "BOT_JOURNAL_CLAIM_SECONDS": "0.5"}
+    async with started_sandbox() as sandbox:
+        sandbox.api_latency = {"unsubscribe": 3.0}  # six times the idle time after which a dead dyno's work is taken
+        user = new_user(sandbox)
+        data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+        async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+            await sandbox.wait_ack(await sandbox.push(data, socket=0))
+            await sandbox.wait_reply(data)
+            await first.wait_log("message handled", msg_id=data["msgId"])
+            await asyncio.sleep(0.5)
+
+        assert titles(sandbox, data) == [UNSUBSCRIBED]
+        assert len(unsubscribe_calls(sandbox, user.union_id)) == 1
+        assert not second.logs("took over unfinished commands another dyno left")
+
+
+async def test_a_journal_that_cannot_be_written_is_reported_loudly_and_the_bot_keeps_serving(tmp_path: Path) -> None:
+    # the state folder works (a folder the bot cannot use at all stops it at start, see test_store_contract), but the
+    # journal's own file cannot be opened: a folder stands where it should be
+    (tmp_path / "journal.sqlite3").mkdir()
+    async with started_sandbox() as sandbox, running_bot(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
+        user = new_user(sandbox)
+        data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+        await sandbox.wait_ack(await sandbox.push(data))
+        reply = await sandbox.wait_reply(data)
+
+        assert card(reply)["title"] == UNSUBSCRIBED
+        [loud] = bot.logs(UNWRITABLE)
+        assert loud["level"] == "error"
+
+
+async def test_a_heroku_dyno_without_redis_is_warned_that_the_journal_dies_with_it(tmp_path: Path) -> None:
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "DYNO": "worker.1"}
+    async with started_sandbox() as sandbox, running_bot(sandbox, env) as bot:
+        pass
+    [warning] = [entry for entry in bot.logs(DYNO_WARNING)]
+    assert warning["level"] == "warning" and warning["dyno"] == "worker.1"
+
+
+def answer_for(sandbox: Sandbox, union_id: str, special: dict[str, Held]) -> Responder:
+    """Unsubscribe answers by calendar: those in `special` held, the others DingTalk's success, with its effect."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        calendar_id = request.path.split("/")[-2]  # …/calendars/{calendarId}/unsubscribe
+        if calendar_id in special:
+            return await special[calendar_id](request)
+        sandbox.subscriptions[union_id].discard(calendar_id)
+        return web.json_response({"result": True}, headers={"x-acs-request-id": "REQ"})
+
+    return respond

@@ -1,0 +1,141 @@
+"""The journal's contract, run against every implementation (SQLite, Redis Stream), and the progress it keeps."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bot.journal import Journal, SqliteJournal
+from bot.journal_redis import RedisJournal
+from bot.models import Action, Message, Outcome, Reply
+from bot.progress import Progress, reply_from_json, reply_to_json
+from bot.stores.redis_limits import connect
+from tests.redisserver import RedisServer
+
+Opener = Callable[[], Journal]
+
+
+def message(number: int) -> Message:
+    return Message(
+        msg_id=f"msg-{number}",
+        text=f"unsubscribe cal-{number}",
+        msgtype="text",
+        conversation_type="1",
+        conversation_id="cid",
+        sender_staff_id="staff",
+        sender_union_id="",
+        sender_id="sender",
+        sender_corp_id="corp",
+        chatbot_corp_id="corp",
+        session_webhook="https://oapi.dingtalk.com/robot/sendBySession?session=x",
+        session_webhook_expires_ms=123,
+        is_in_at_list=True,
+        robot_code="robot",
+    )
+
+
+@pytest_asyncio.fixture(params=["sqlite", "redis"])
+async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """Opens the same journal again, as a restarted process would."""
+    if request.param == "sqlite":
+        yield lambda: SqliteJournal(tmp_path / "journal.sqlite3", remember_seconds=600)
+        return
+    server = await RedisServer().start()
+    prefix = f"test:{uuid.uuid4().hex[:6]}:"
+    try:
+        yield lambda: RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+    finally:
+        server.stop()
+
+
+async def reopened(opener: Opener, work: Callable[[Journal], Awaitable[None]] | None = None) -> list[tuple[str, int]]:
+    journal = opener()
+    entries = await journal.open()
+    if work is not None:
+        await work(journal)
+    await journal.close()
+    return [(entry.message.msg_id, entry.attempts) for entry in entries]
+
+
+async def test_an_entry_survives_until_finished_oldest_first_with_its_progress(opener: Opener) -> None:
+    journal = opener()
+    assert await journal.open() == []
+    assert [await journal.add(message(n)) for n in (1, 2, 3)] == [True, True, True]
+    await journal.record("msg-2", "0cal-2/changing", ["cal-2", "Holidays"])
+    await journal.finish("msg-3")
+    await journal.close()
+
+    again = opener()
+    entries = await again.open()
+    await again.close()
+
+    assert [(entry.message, entry.attempts) for entry in entries] == [(message(1), 1), (message(2), 1)]
+    assert entries[1].progress == {"0cal-2/changing": ["cal-2", "Holidays"]}
+    assert entries[0].progress == {}
+
+
+async def test_each_start_counts_one_more_attempt(opener: Opener) -> None:
+    journal = opener()
+    await journal.open()
+    await journal.add(message(1))
+    await journal.close()
+
+    assert [await reopened(opener) for _ in range(3)] == [[("msg-1", 1)], [("msg-1", 2)], [("msg-1", 3)]]
+
+
+async def test_a_repeat_is_refused_while_unfinished_and_after_finishing(opener: Opener) -> None:
+    journal = opener()
+    await journal.open()
+    assert await journal.add(message(1)) is True
+    assert await journal.add(message(1)) is False
+    await journal.close()
+
+    async def finish_and_repeat(journal: Journal) -> None:
+        await journal.finish("msg-1")
+        assert await journal.add(message(1)) is False
+
+    assert await reopened(opener, finish_and_repeat) == [("msg-1", 1)]
+    assert await reopened(opener) == []
+
+
+async def test_an_unwritable_sqlite_journal_accepts_everything_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    journal = SqliteJournal(tmp_path / "file" / "journal.sqlite3", remember_seconds=600)
+
+    assert await journal.open() == []
+    assert [await journal.add(message(1)), await journal.add(message(1))] == [True, True]
+    await journal.record("msg-1", "card", True)
+    await journal.finish("msg-1")
+    await journal.close()
+
+
+def test_progress_keeps_each_targets_steps_apart_and_shares_what_was_recorded() -> None:
+    recorded = {"0a/changing": ["a", "A"]}
+    progress = Progress("m", recorded)
+
+    assert progress.scoped("0a").recorded("changing") == ["a", "A"]
+    assert progress.scoped("0b").recorded("changing") is None
+    assert progress.recorded("changing") is None
+
+
+async def test_progress_records_through_its_journal_under_the_scoped_key() -> None:
+    saved: list[tuple[str, str, object]] = []
+
+    async def save(msg_id: str, key: str, value: object) -> None:
+        saved.append((msg_id, key, value))
+
+    target = Progress("m", {}, save).scoped("1x")
+    await target.record("reply", {"outcome": "help"})
+
+    assert saved == [("m", "1x/reply", {"outcome": "help"})]
+    assert target.recorded("reply") == {"outcome": "help"}
+
+
+def test_a_reply_survives_its_round_trip_through_json() -> None:
+    reply = Reply(Outcome.UNSUBSCRIBED, {"calendar_id": "c", "name": "N"}, (Action("resubscribe", "c", "N"),))
+
+    assert reply_from_json(reply_to_json(reply)) == reply
