@@ -100,11 +100,6 @@ def main(argv: list[str]) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, secrets=[config.client_secret, config.oauth_client_secret, config.secret_key])
-    if os.environ.get("DYNO") and not config.redis_url and config.user_tokens:
-        log.warning(
-            "running on a Heroku dyno without REDIS_URL: users' connected accounts are kept in SQLite on the dyno's "
-            "disk, which the next restart or deploy erases; add Redis (REDIS_URL) to keep them"
-        )
     return uvloop.run(serve(config))  # libuv's loop: less CPU per socket event than asyncio's own
 
 

@@ -27,9 +27,9 @@ def build_journal(config: Config) -> Journal:
     if not config.redis_url:
         if config.dyno:
             log.warning(
-                "journal kept on the dyno's own disk, which does not outlive the dyno: set REDIS_URL so that commands "
-                "in flight survive a restart",
-                extra={"fields": {"dyno": config.dyno}},
+                "state kept on the dyno's own disk, which does not outlive the dyno: set REDIS_URL so that it "
+                "survives a restart or deploy",
+                extra={"fields": {"dyno": config.dyno, "lost_at_restart": _kept_on_disk(config)}},
             )
         return SqliteJournal(Path(config.state_dir) / "journal.sqlite3", remember)
     client = connect(config.redis_url, config.redis_tls_verify)
@@ -97,3 +97,13 @@ class Intake:
     async def close(self) -> None:
         await asyncio.gather(*self._finishing, return_exceptions=True)
         await self.journal.close()
+
+
+def _kept_on_disk(config: Config) -> list[str]:
+    """What a Heroku dyno loses at its next restart when the bot has no Redis: said once, in one line."""
+    kept = ["commands in flight (the journal)", "bulk previews", "audit records"]
+    if config.user_tokens:
+        kept.append("users' connected accounts")
+    if config.is_isv:
+        kept.append("the suite ticket")
+    return kept

@@ -17,6 +17,11 @@ from tests.botprocess import BotProcess
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="
 # A short command budget keeps the tests of persistent DingTalk failures quick.
 BOT_ENV = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "2"}
+# The one start-up warning on a Heroku dyno without Redis (its `lost_at_restart` field says what is lost).
+DYNO_WARNING = (
+    "state kept on the dyno's own disk, which does not outlive the dyno: set REDIS_URL so that it survives a restart "
+    "or deploy"
+)
 _numbers = itertools.count(1)
 
 

@@ -19,6 +19,7 @@ from bot.stores.limiter import MemoryLimiter
 from bot.transport import StreamClient
 from tests.botprocess import BotProcess
 from tests.helpers import (
+    DYNO_WARNING,
     calendar_calls,
     card,
     new_calendar,
@@ -36,10 +37,6 @@ ENV = {
     "BOT_API_QPS": "1000",  # every command of a burst reaches its calendar call at once
 }
 UNSUBSCRIBED = "✅ Unsubscribed"
-DYNO_WARNING = (
-    "journal kept on the dyno's own disk, which does not outlive the dyno: set REDIS_URL so that commands in flight "
-    "survive a restart"
-)
 UNWRITABLE = "journal cannot be written: serving without durability (a crash now loses the commands in flight)"
 
 
@@ -372,6 +369,7 @@ async def test_a_heroku_dyno_without_redis_is_warned_that_the_journal_dies_with_
         pass
     [warning] = [entry for entry in bot.logs(DYNO_WARNING)]
     assert warning["level"] == "warning" and warning["dyno"] == "worker.1"
+    assert warning["lost_at_restart"] == ["commands in flight (the journal)", "bulk previews", "audit records"]
 
 
 def answer_for(sandbox: Sandbox, union_id: str, special: dict[str, Held]) -> Responder:

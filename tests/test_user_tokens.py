@@ -21,7 +21,18 @@ from bot.config import Config, ConfigError
 from bot.sandbox import Sandbox
 from bot.sealing import Sealer, State, Unreadable
 from tests.botprocess import ROOT, BotProcess
-from tests.helpers import BOT_ENV, User, buttons, card, converse, new_calendar, new_user, running_bot, started_sandbox
+from tests.helpers import (
+    BOT_ENV,
+    DYNO_WARNING,
+    User,
+    buttons,
+    card,
+    converse,
+    new_calendar,
+    new_user,
+    running_bot,
+    started_sandbox,
+)
 from tests.redisserver import RedisServer, free_port
 
 SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
@@ -302,7 +313,8 @@ async def test_grants_survive_a_restart_encrypted_at_rest(
     user = new_user(platform)
     await connected(platform, user, new_calendar(platform, user))
     assert await user_bot.stop() == 0
-    assert "without REDIS_URL" in user_bot.output  # DYNO set, no Redis: the one warning line
+    [warning] = user_bot.logs(DYNO_WARNING)  # DYNO set, no Redis: the one warning line, naming the accounts
+    assert "users' connected accounts" in warning["lost_at_restart"]
     database = Path(env["BOT_STATE_DIR"]) / "bot.sqlite3"
     stored = b"".join(bytes(row[0]) for row in sqlite3.connect(database).execute("SELECT grant_blob FROM user_grants"))
     assert stored and not [secret for secret in platform.issued_secrets if secret.encode() in stored]
