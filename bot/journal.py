@@ -22,6 +22,7 @@ log = logging.getLogger("bot.journal")
 MAX_ATTEMPTS = 3  # handlings begun (each ended by the process dying) before an entry is parked
 WRITE_WAIT_MS = 1_000  # another process holding the file's write lock; the ACK must go out within DingTalk's 3 s
 PURGE_EVERY_SECONDS = 60.0
+_PURGE_FINISHED_PROGRESS = "DELETE FROM progress WHERE msg_id IN (SELECT msg_id FROM entries WHERE done_at IS NOT NULL)"
 _MESSAGE_FIELDS = tuple(field.name for field in fields(Message))
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL UNIQUE,"
@@ -138,9 +139,8 @@ class SqliteJournal:
 
     async def finish(self, msg_id: str) -> None:
         # kept, without its message, for the dedupe window: a repeat after a restart is still recognised
-        done = self._write("UPDATE entries SET message = NULL, done_at = ? WHERE msg_id = ?", (time.time(), msg_id))
-        await self._write("DELETE FROM progress WHERE msg_id = ?", (msg_id,))
-        await done
+        # its progress rows go with the periodic purge: one statement per finished message, not two
+        await self._write("UPDATE entries SET message = NULL, done_at = ? WHERE msg_id = ?", (time.time(), msg_id))
 
     def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
         return None  # one process per file: nobody else leaves entries behind while this one runs
@@ -164,9 +164,10 @@ class SqliteJournal:
                 statements = [(sql, parameters) for sql, parameters, _ in batch]
                 if time.monotonic() >= self._purge_at:
                     self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
-                    statements.append(
-                        ("DELETE FROM entries WHERE done_at < ?", (time.time() - self._remember_seconds,))
-                    )
+                    statements += [
+                        (_PURGE_FINISHED_PROGRESS, ()),
+                        ("DELETE FROM entries WHERE done_at < ?", (time.time() - self._remember_seconds,)),
+                    ]
                 try:
                     counts = await self._database.transaction(functools.partial(_apply, statements=statements))
                     self._health.succeeded()
