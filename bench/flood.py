@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.run import machine  # noqa: E402
 from bot.sandbox import Sandbox  # noqa: E402
 
 SETTLE_SECONDS = 3.0
@@ -81,18 +81,6 @@ async def run(options: argparse.Namespace) -> None:
     title = (body.get("markdown") or body["actionCard"])["title"]
     print(f"pushing the flood took {pushed - started:.2f} s; the other user's card: {title!r}")
     print(f"throttled by the platform: {sandbox.throttled}")
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.machine(),
-    )
-    return f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.run import machine  # noqa: E402
 from bot.sandbox import Sandbox  # noqa: E402
 
 FLUSH_EVERY = 5_000  # forget what the sandbox recorded this often: the bench process should not grow with the run
@@ -93,20 +93,6 @@ async def run(options: argparse.Namespace) -> None:
         f"replies: {replies.total} in {seconds:.0f} s; RSS idle {idle_mb:.0f} MB, end {rss:.0f} MB, peak {peak:.0f} MB"
     )
     print(f"RSS every {FLUSH_EVERY} commands (MB): {' '.join(f'{mb:.0f}' for mb in samples)}")
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.machine(),
-    )
-    return (
-        f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
-    )
 
 
 if __name__ == "__main__":

@@ -175,13 +175,7 @@ class App:
         await progress.record(CARD, True)
         # The reply gets its own budget: a command that used up its time still gets its card.
         with budget.spending(self.config.command_timeout) as sending:
-            try:
-                fields["route"] = await self._answer(dingtalk, message, reply, command.locale)
-            except DingTalkError as error:
-                fields.update(route="failed", reply_code=error.code)
-            except Exception:
-                log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
-                fields["route"] = "failed"
+            await self._send(dingtalk, message, reply, command.locale, fields)
         await self.intake.finish(message.msg_id)
         fields["resumed"] = resumed is not None
         retries = work.retries + sending.retries
@@ -210,13 +204,7 @@ class App:
         locale = parse(message.text, self.languages.of(message.sender_key, self.config.locale)).locale
         dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message))
         with budget.spending(self.config.command_timeout):
-            try:
-                fields["route"] = await self._answer(dingtalk, message, Reply(Outcome.BUSY), locale)
-            except DingTalkError as error:
-                fields.update(route="failed", reply_code=error.code)
-            except Exception:
-                log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
-                fields["route"] = "failed"
+            await self._send(dingtalk, message, Reply(Outcome.BUSY), locale, fields)
         await self.intake.finish(message.msg_id)
         log.info("message refused: too many waiting", extra={"fields": fields})
 
@@ -265,6 +253,18 @@ class App:
             log.exception("connect link failed", extra={"fields": {"msg_id": message.msg_id}})
             return Reply(Outcome.INTERNAL_ERROR)
         return Reply(Outcome.CONNECT_ACCOUNT, {"connect_url": url}, private=True)
+
+    async def _send(
+        self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str, fields: dict[str, object]
+    ) -> None:
+        """Send the card; `fields` gets its route ("failed" with the reason when it could not be delivered)."""
+        try:
+            fields["route"] = await self._answer(dingtalk, message, reply, locale)
+        except DingTalkError as error:
+            fields.update(route="failed", reply_code=error.code)
+        except Exception:
+            log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
+            fields["route"] = "failed"
 
     async def _answer(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         card = cards.render(reply, locale)
