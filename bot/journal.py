@@ -160,6 +160,10 @@ class SqliteJournal:
     async def _write_all(self) -> None:
         try:
             while self._pending:
+                # a commit costs as much as the statements of many messages: one more turn of the event loop lets
+                # every task that runs in it join this batch (measured: 0.45 → 0.17 ms per command in a burst; a
+                # timed window would gather more but cost latency at low load)
+                await asyncio.sleep(0)
                 batch, self._pending = self._pending, []
                 statements = [(sql, parameters) for sql, parameters, _ in batch]
                 if time.monotonic() >= self._purge_at:
