@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from packaging.requirements import Requirement
@@ -85,20 +86,31 @@ def test_the_installed_package_runs_the_demo_from_any_directory(installed: Path,
         assert title in demo.stdout
 
 
-def requirements() -> dict[str, tuple[str, str]]:
-    """requirements.txt's pins: canonical name -> (name as written, version); the project itself is the `.` line."""
-    pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.partition("#")[0].strip()
-        if line and line != ".":
-            requirement = Requirement(line)
-            [(operator, version)] = [(spec.operator, spec.version) for spec in requirement.specifier]
-            assert operator == "==", f"{line}: pin an exact version"
-            pins[canonicalize_name(requirement.name)] = (requirement.name, version)
-    return pins
+class Pin(NamedTuple):
+    version: str
+    hashes: frozenset[str]
+    applies_here: bool  # False when its environment marker excludes this platform (e.g. win32 only)
 
 
-def runtime_closure(direct: list[str]) -> set[str]:
+def pins(name: str) -> dict[str, Pin]:
+    """A file uv wrote with --generate-hashes: canonical name -> its pin, hashes and whether it applies here."""
+    found: dict[str, Pin] = {}
+    for entry in re.split(r"\n(?=\S)", (ROOT / name).read_text()):
+        entry = "\n".join(line for line in entry.splitlines() if not line.lstrip().startswith("#")).strip()
+        if not entry:
+            continue
+        head, *options = [part.strip() for part in entry.split("\\")]
+        requirement = Requirement(head)
+        [spec] = requirement.specifier
+        assert spec.operator == "==", f"{name}: {head} is not pinned exactly"
+        hashes = frozenset(option.removeprefix("--hash=") for option in options if option)
+        assert hashes and all(value.startswith("sha256:") for value in hashes), f"{name}: {head} has no hashes"
+        here = requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+        found[canonicalize_name(requirement.name)] = Pin(spec.version, hashes, here)
+    return found
+
+
+def closure(direct: list[str]) -> set[str]:
     """Every distribution the direct dependencies need on this platform, from the installed packages' metadata."""
     needed: set[str] = set()
     todo = [Requirement(line) for line in direct]
@@ -112,28 +124,42 @@ def runtime_closure(direct: list[str]) -> set[str]:
     return needed
 
 
-def test_requirements_install_the_project_first() -> None:
-    lines = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
-    assert next(line for line in lines if line and not line.startswith("#")) == "."
+RUNTIME = PYPROJECT["project"]["dependencies"]
+EVERYTHING = RUNTIME + PYPROJECT["project"]["optional-dependencies"]["test"]
 
 
-def test_requirements_pin_each_direct_dependency_at_pyprojects_version() -> None:
-    pins = requirements()
-    for line in PYPROJECT["project"]["dependencies"]:
-        requirement = Requirement(line)
-        [spec] = requirement.specifier
-        assert spec.operator == "==", f"pyproject.toml: pin {line} exactly"
-        assert pins[canonicalize_name(requirement.name)][1] == spec.version, line
+@pytest.mark.parametrize("line", EVERYTHING)
+def test_the_lock_pins_each_dependency_and_test_tool_at_pyprojects_version(line: str) -> None:
+    requirement = Requirement(line)
+    [spec] = requirement.specifier
+    assert spec.operator == "==", f"pyproject.toml: pin {line} exactly"
+    assert pins("requirements.lock")[canonicalize_name(requirement.name)].version == spec.version, line
 
 
-def test_requirements_pin_the_whole_runtime_tree_and_nothing_else() -> None:
-    pins = requirements()
-    needed = runtime_closure(PYPROJECT["project"]["dependencies"])
+def test_the_lock_holds_the_whole_tree_and_nothing_else() -> None:
+    lock = pins("requirements.lock")
+    here = {name for name, pin in lock.items() if pin.applies_here}
+    needed = closure(EVERYTHING)
 
-    assert sorted(needed - pins.keys()) == [], "needed at run time but not pinned in requirements.txt"
-    assert sorted(pins.keys() - needed) == [], "pinned in requirements.txt but nothing needs it"
-    for name, (written, version) in pins.items():
-        assert metadata.version(written) == version, f"{name}: requirements.txt pins {version}, tested with another"
+    assert sorted(needed - here) == [], "needed but not in requirements.lock: run the lock command in the README"
+    assert sorted(here - needed) == [], "in requirements.lock but nothing in pyproject.toml needs it"
+
+
+def test_the_tests_run_on_exactly_the_locked_versions() -> None:
+    for name, pin in pins("requirements.lock").items():
+        if pin.applies_here:
+            assert metadata.version(name) == pin.version, f"{name}: locked at {pin.version}, installed another"
+
+
+def test_herokus_requirements_are_the_locks_runtime_part() -> None:
+    lock, deployed = pins("requirements.lock"), pins("requirements.txt")
+    here = {name for name, pin in deployed.items() if pin.applies_here}
+
+    assert sorted(here ^ closure(RUNTIME)) == [], (
+        "requirements.txt is not the runtime tree: regenerate it from the lock"
+    )
+    for name, pin in deployed.items():
+        assert pin == lock[name], f"{name}: requirements.txt and requirements.lock disagree"
 
 
 def app_json_env() -> dict[str, dict[str, object]]:
