@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from bot.config import Config
@@ -20,10 +21,13 @@ from bot.transport import StreamClient
 from tests.botprocess import BotProcess
 from tests.helpers import (
     DYNO_WARNING,
+    buttons,
     calendar_calls,
     card,
+    converse,
     new_calendar,
     new_user,
+    pressed,
     running_bot,
     started_sandbox,
     unsubscribe_calls,
@@ -170,6 +174,45 @@ async def test_a_resubscribe_cut_short_by_a_kill_finds_it_done(tmp_path: Path) -
 
         assert titles(sandbox, data) == ["↩ Subscribed again"]
         assert len(sandbox.calls("subscribe")) == 1
+
+
+@pytest.mark.parametrize("command", ["unsubscribe", "resubscribe", "confirm"])
+async def test_a_change_dingtalk_finishes_after_the_kill_is_read_as_done_when_the_resume_asks_again(
+    tmp_path: Path, command: str
+) -> None:
+    """The resume lists the calendars (unchanged: DingTalk is still at work on the first call), asks again, and
+    DingTalk, done with the first call by then, answers "not found / already subscribed": that is the change made."""
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox(strict_subscriptions=True) as sandbox:
+        user = new_user(sandbox)
+        api = "subscribe" if command == "resubscribe" else "unsubscribe"
+        if command == "resubscribe":
+            calendar_id = "cal-late"
+            sandbox.add_calendar(calendar_id, "Late")
+        else:
+            calendar_id = new_calendar(sandbox, user, "Late")
+        async with running_bot(sandbox, env) as first:
+            if command == "confirm":
+                _, preview = await converse(sandbox, sandbox.chat("unsubscribe all", user.staff_id))
+                data = pressed(sandbox, buttons(preview)[0]["actionURL"], user.staff_id)
+            else:
+                data = sandbox.chat(f"{command} {calendar_id}", user.staff_id)
+            sandbox.finish_late(api)
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: sandbox.calls(api))
+            await kill(sandbox, first)
+        assert (calendar_id in sandbox.subscriptions[user.union_id]) == (api == "unsubscribe")  # not done yet
+
+        async with running_bot(sandbox, env) as second:
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            await second.wait_log("message handled", msg_id=data["msgId"])
+
+        [reply] = sandbox.delivered(data)
+        expected = {"unsubscribe": UNSUBSCRIBED, "resubscribe": "↩ Subscribed again", "confirm": "📋 1 calendars"}
+        assert card(reply)["title"] == expected[command]
+        assert "not found" not in card(reply)["text"]
+        assert (calendar_id in sandbox.subscriptions[user.union_id]) == (api == "subscribe")
+        assert len(sandbox.calls(api)) == 2  # asked again once: the answer of the second try is the refusal
 
 
 async def test_a_poison_command_is_parked_after_three_attempts_while_others_flow(tmp_path: Path) -> None:
