@@ -7,7 +7,7 @@ import logging
 import time
 from collections import Counter
 
-from bot import budget, cards
+from bot import budget, cards, outgoing
 from bot.api import DingTalkApi
 from bot.commands import parse
 from bot.config import Config
@@ -19,7 +19,7 @@ from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, CommandError, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
-from bot.intake import CARD, Intake, build_journal
+from bot.intake import Intake, build_journal
 from bot.isv import IsvAuthorizer, SuiteEvents
 from bot.journal import Entry
 from bot.languages import LastLanguages
@@ -172,10 +172,13 @@ class App:
                 reply = await self._run_command(dingtalk, message, command, progress)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
-        await progress.record(CARD, True)
         # The reply gets its own budget: a command that used up its time still gets its card.
-        with budget.spending(self.config.command_timeout) as sending:
-            await self._send(dingtalk, message, reply, command.locale, fields)
+        card_step = outgoing.current.set(outgoing.CardStep(progress))
+        try:
+            with budget.spending(self.config.command_timeout) as sending:
+                await self._send(dingtalk, message, reply, command.locale, fields)
+        finally:
+            outgoing.current.reset(card_step)
         await self.intake.finish(message.msg_id)
         fields["resumed"] = resumed is not None
         retries = work.retries + sending.retries

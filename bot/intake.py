@@ -14,11 +14,11 @@ from bot.config import Config
 from bot.journal import MAX_ATTEMPTS, Entry, Journal, SqliteJournal
 from bot.journal_redis import RedisJournal
 from bot.models import Message
+from bot.outgoing import answered
 from bot.progress import Progress
 from bot.stores.redis_limits import connect
 
 log = logging.getLogger("bot.intake")
-CARD = "card"  # the progress step recorded just before the card is sent
 
 
 def build_journal(config: Config) -> Journal:
@@ -78,7 +78,7 @@ class Intake:
     def answered(entry: Entry | None) -> bool:
         """The card of the handling it resumes was on its way when the process died: DingTalk most likely has it,
         and a second card would be worse than none."""
-        return entry is not None and entry.progress.get(CARD) is not None
+        return entry is not None and answered(entry.progress)
 
     @staticmethod
     def poisoned(entry: Entry | None) -> bool:

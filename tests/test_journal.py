@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -213,6 +214,34 @@ async def test_a_change_dingtalk_finishes_after_the_kill_is_read_as_done_when_th
         assert "not found" not in card(reply)["text"]
         assert (calendar_id in sandbox.subscriptions[user.union_id]) == (api == "subscribe")
         assert len(sandbox.calls(api)) == 2  # asked again once: the answer of the second try is the refusal
+
+
+async def test_a_kill_while_cards_wait_for_a_send_slot_leaves_them_to_be_sent_after_the_restart(tmp_path: Path) -> None:
+    """The card step is recorded right before the request is written: commands whose cards were still waiting for
+    the robot OpenAPI's rate-limit slot when the process died are answered after the restart; the one whose send
+    had begun is not (it may have been delivered)."""
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "BOT_API_QPS": "1"}  # one send a second: the others wait
+    async with started_sandbox() as sandbox:
+        users = [new_user(sandbox) for _ in range(4)]
+        messages = [sandbox.chat("help", user.staff_id, webhook_expires_in=-1) for user in users]  # robot OpenAPI
+        held = Held()
+        sandbox.answer_next("batchSend", held)
+        async with running_bot(sandbox, env) as first:
+            for message_id in [await sandbox.push(data) for data in messages]:
+                await sandbox.wait_ack(message_id)
+            await sandbox.wait_for(lambda: sandbox.calls("batchSend"))
+            await kill(sandbox, first)
+        held.released.set()
+        [begun] = [data for data in messages if sandbox.replies_to(data)]
+
+        async with running_bot(sandbox, env) as second:
+            waiting = [data for data in messages if data is not begun]
+            await sandbox.wait_for(lambda: all(sandbox.delivered(data) for data in waiting), timeout=15)
+            await second.wait_log("resumed message already answered", msg_id=begun["msgId"])
+
+        assert [len(sandbox.replies_to(data)) for data in messages] == [1, 1, 1, 1]  # never a second copy
+        sent = [json.loads(reply.json()["msgParam"])["title"] for data in waiting for reply in sandbox.delivered(data)]
+        assert sent == ["📅 Calendar bot"] * 3
 
 
 async def test_a_poison_command_is_parked_after_three_attempts_while_others_flow(tmp_path: Path) -> None:
