@@ -173,13 +173,16 @@ class App:
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
         # The reply gets its own budget: a command that used up its time still gets its card.
-        card_step = outgoing.current.set(outgoing.CardStep(progress))
+        card_step = outgoing.current.set(self.intake.card_step(message.msg_id, progress))
         try:
             with budget.spending(self.config.command_timeout) as sending:
                 await self._send(dingtalk, message, reply, command.locale, fields)
         finally:
             outgoing.current.reset(card_step)
-        await self.intake.finish(message.msg_id)
+        if fields.get("reply_code") == outgoing.HELD_BACK:
+            self.intake.release(message.msg_id)  # answered by whoever resumes it once Redis is back, never twice
+        else:
+            await self.intake.finish(message.msg_id)
         fields["resumed"] = resumed is not None
         retries = work.retries + sending.retries
         fields.update(attempts=work.attempts + sending.attempts, retries=retries)
@@ -265,6 +268,14 @@ class App:
             fields["route"] = await self._answer(dingtalk, message, reply, locale)
         except DingTalkError as error:
             fields.update(route="failed", reply_code=error.code)
+            problem = {"msg_id": message.msg_id, "reply_code": error.code, "status": error.status}
+            if error.code == outgoing.HELD_BACK:
+                log.warning(
+                    "card held back: its step cannot be recorded, the command is left to be resumed",
+                    extra={"fields": problem},
+                )
+            else:  # every route and retry the reply's time allowed was tried
+                log.error("card not delivered: no route took it", extra={"fields": problem})
         except Exception:
             log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
             fields["route"] = "failed"

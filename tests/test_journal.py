@@ -420,6 +420,77 @@ async def test_a_live_dynos_slow_command_is_never_taken_over(redis_server: Redis
         assert not second.logs("took over unfinished commands another dyno left")
 
 
+HELD_BACK = "card held back: its step cannot be recorded, the command is left to be resumed"
+
+
+async def test_a_card_is_never_sent_while_redis_cannot_record_it_so_a_take_over_never_sends_a_second() -> None:
+    """Redis goes away while the calendar call is under way; the dyno dies before Redis is back. The card was not
+    sent while its step could not be written, so the dyno that takes the command over sends the one card."""
+    server = await RedisServer(durable=True).start()
+    env = {**ENV, "REDIS_URL": server.url, "BOT_JOURNAL_CLAIM_SECONDS": "1"}
+    try:
+        async with started_sandbox() as sandbox:
+            sandbox.api_latency = {"unsubscribe": 1.0}
+            user = new_user(sandbox)
+            data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+            async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+                await sandbox.wait_ack(await sandbox.push(data, socket=0))
+                await sandbox.wait_for(lambda: unsubscribe_calls(sandbox, user.union_id))
+                server.stop()
+                await until(lambda: first.logs(HELD_BACK) or sandbox.replies_to(data))
+                first.signal(signal.SIGKILL)
+                assert await first.wait() == -signal.SIGKILL
+                await server.start()
+                await sandbox.wait_for(lambda: sandbox.delivered(data), timeout=15)
+                await second.wait_log("message handled", msg_id=data["msgId"])
+                await asyncio.sleep(1.0)  # a second card would come right after the first
+
+            assert titles(sandbox, data) == [UNSUBSCRIBED]
+            assert len(unsubscribe_calls(sandbox, user.union_id)) == 1  # the take-over saw the change made
+            assert first.logs(UNWRITABLE)[0]["level"] == "error"
+    finally:
+        server.stop()
+
+
+async def test_a_finish_redis_did_not_take_is_kept_and_the_entry_never_taken_over() -> None:
+    """The card went out (its step written), then Redis went away: the XACK is retried until it lands, the entry kept
+    alive meanwhile, so no other dyno takes over a command already answered."""
+    server = await RedisServer(durable=True).start()
+    env = {**ENV, "REDIS_URL": server.url, "BOT_JOURNAL_CLAIM_SECONDS": "3"}
+    try:
+        async with started_sandbox() as sandbox:
+            user = new_user(sandbox)
+            data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+            held = Held(status=200)
+            sandbox.answer_next("webhook", held)
+            async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+                await sandbox.wait_ack(await sandbox.push(data, socket=0))
+                await sandbox.wait_for(lambda: sandbox.replies_to(data))
+                server.stop()
+                held.released.set()
+                await first.wait_log("message handled", msg_id=data["msgId"])  # its finish failed
+                await server.start()
+                await asyncio.sleep(7.0)  # over twice the claim time: an entry left idle would be taken over now
+
+            assert titles(sandbox, data) == [UNSUBSCRIBED]
+            assert not second.logs("took over unfinished commands another dyno left")
+            client = server.client()
+            try:
+                assert await client.xlen(next(iter(await client.keys("calbot:*:journal")))) == 0  # crossed out
+            finally:
+                await client.aclose()
+    finally:
+        server.stop()
+
+
+async def until(condition: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Poll a condition the sandbox is not told about (a log line of the bot) until the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 async def test_a_journal_that_cannot_be_written_is_reported_loudly_and_the_bot_keeps_serving(tmp_path: Path) -> None:
     # the state folder works (a folder the bot cannot use at all stops it at start, see test_store_contract), but the
     # journal's own file cannot be opened: a folder stands where it should be
