@@ -275,7 +275,10 @@ class App:
                     extra={"fields": problem},
                 )
             else:  # every route and retry the reply's time allowed was tried
-                log.error("card not delivered: no route took it", extra={"fields": problem})
+                log.error(
+                    "card may not have reached the user: every route failed or went unanswered",
+                    extra={"fields": problem},
+                )
         except Exception:
             log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
             fields["route"] = "failed"

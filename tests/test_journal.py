@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from tests.helpers import (
     started_sandbox,
     unsubscribe_calls,
 )
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisServer, free_port
 
 ENV = {
     "BOT_RETRY_PAUSE_SCALE": "0.01",
@@ -242,6 +244,57 @@ async def test_a_kill_while_cards_wait_for_a_send_slot_leaves_them_to_be_sent_af
         assert [len(sandbox.replies_to(data)) for data in messages] == [1, 1, 1, 1]  # never a second copy
         sent = [json.loads(reply.json()["msgParam"])["title"] for data in waiting for reply in sandbox.delivered(data)]
         assert sent == ["📅 Calendar bot"] * 3
+
+
+NOT_DELIVERED = "card may not have reached the user: every route failed or went unanswered"
+
+
+async def test_a_card_that_could_not_be_sent_is_sent_after_a_kill_during_its_retries(tmp_path: Path) -> None:
+    """Connection refused on the webhook, 503 from the robot OpenAPI: nothing reached DingTalk, so the card step is
+    written back and the command killed during the retries is answered after the restart, once."""
+    closed = f"http://127.0.0.1:{free_port()}"  # the sessionWebhook's host refuses connections
+    # real backoff pauses (the 503 comes at once, the pause lasts 0.1-4 s): the kill lands in a pause
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "DINGTALK_OAPI_BASE": closed, "BOT_COMMAND_TIMEOUT": "30"}
+    env["BOT_RETRY_PAUSE_SCALE"] = "1"
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        data = sandbox.chat("help", user.staff_id, sessionWebhook=f"{closed}/robot/sendBySession?session=s1")
+        sandbox.fail_next("batchSend", 503, {"code": "ServiceUnavailable", "message": "busy"}, times=1000)
+        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: len(sandbox.calls("batchSend")) >= 2)
+            await until(lambda: card_step(tmp_path / "journal.sqlite3") == [(b"false",)])  # in a backoff pause
+            await kill(sandbox, first)
+        sandbox.clear_faults()
+        assert sandbox.delivered(data) == []
+
+        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as second:
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            await second.wait_log("message handled", msg_id=data["msgId"])
+
+        [card_sent] = sandbox.delivered(data)
+        assert card_sent.api == "batchSend" and json.loads(card_sent.json()["msgParam"])["title"] == "📅 Calendar bot"
+        assert not second.logs("resumed message already answered")
+
+
+async def test_a_card_no_route_took_is_one_error_line_and_the_entry_is_finished(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "DINGTALK_OAPI_BASE": closed, "BOT_COMMAND_TIMEOUT": "1"}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        data = sandbox.chat("help", user.staff_id, sessionWebhook=f"{closed}/robot/sendBySession?session=s1")
+        sandbox.fail_next("batchSend", 503, {"code": "ServiceUnavailable", "message": "busy"}, times=1000)
+        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            handled = await first.wait_log("message handled", msg_id=data["msgId"])
+        sandbox.clear_faults()
+        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as second:  # nothing left to resume
+            await second.wait_log("stream connected")
+
+        assert handled["route"] == "failed" and len(sandbox.calls("batchSend")) >= 2  # retried while time allowed
+        [line] = [entry for entry in first.output.splitlines() if entry.startswith("{") and '"level":"error"' in entry]
+        assert NOT_DELIVERED in line and data["msgId"] in line
+        assert not second.logs("resuming unfinished commands") and sandbox.delivered(data) == []
 
 
 async def test_a_poison_command_is_parked_after_three_attempts_while_others_flow(tmp_path: Path) -> None:
@@ -481,6 +534,12 @@ async def test_a_finish_redis_did_not_take_is_kept_and_the_entry_never_taken_ove
                 await client.aclose()
     finally:
         server.stop()
+
+
+def card_step(journal: Path) -> list[tuple[bytes]]:
+    """The card steps in a journal file, read as another process would."""
+    with contextlib.closing(sqlite3.connect(journal)) as connection:
+        return connection.execute("SELECT value FROM progress WHERE key = 'card'").fetchall()
 
 
 async def until(condition: Callable[[], Any], timeout: float = 10.0) -> None:
