@@ -102,6 +102,7 @@ class Sandbox:
         self._answering: set[asyncio.Task[Any]] = set()
         self._recent_calls: dict[str, deque[float]] = defaultdict(deque)
         self.throttled = 0  # calls refused by qps_limit
+        self.repeated_changes = 0  # with strict_subscriptions: changes asked for that were already made
         self.concurrent = 0
         self.max_concurrent = 0  # the most API calls the bot had open at once
         self._sockets: list[web.WebSocketResponse] = []
@@ -679,6 +680,7 @@ class Sandbox:
         if calendar.scope is not None and union_id not in calendar.scope:
             return _error(400, "permissionDenied", NOT_IN_SCOPE)
         if self.strict_subscriptions and (calendar_id in self.subscriptions[union_id]) == subscribe:
+            self.repeated_changes += 1
             return _error(400, "invalidParameter", "forwardErrorMessage")
         if subscribe:
             self.subscriptions[union_id].add(calendar_id)
