@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 from bot.sandbox import Sandbox  # noqa: E402
 from tests.redisserver import RedisServer  # noqa: E402
 
+REPLY_WAIT_SECONDS = 20.0  # a command left by a killed dyno is answered after the claim time (3 s) by the other
 SETTLE_SECONDS = 30.0  # after the load: time for the dynos to answer what is left (a take-over waits the claim time)
 
 
@@ -34,15 +35,11 @@ class Dyno:
 
     async def start(self) -> None:
         env = {**self.env, "DYNO": self.name, "BOT_STATE_DIR": tempfile.mkdtemp(prefix="bench-soak-")}
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        log = self.env.get("SOAK_LOG")
+        with Path(f"{log}.{self.name}" if log else os.devnull).open("ab") as output:  # noqa: ASYNC230 - per start
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", cwd=self.env.get("SOAK_ROOT", ROOT), env=env, stdout=output, stderr=output
+            )
 
     async def kill(self) -> None:
         assert self.process is not None
@@ -77,21 +74,21 @@ async def chaos(dynos: list[Dyno], server: RedisServer, seconds: float, rng: ran
 
 
 async def sender(sandbox: Sandbox, number: int, stop_at: float, pushed: list[tuple[str, dict[str, Any]]]) -> None:
-    """One employee: unsubscribe, then resubscribe, then unsubscribe… their own calendar, each command after the
-    previous one's card (or after 10 s without one), as a person pressing the card's button would."""
+    """One employee: unsubscribe or resubscribe their own calendar, whichever changes it, each command after the
+    previous one's card (or after REPLY_WAIT_SECONDS without one), as a person pressing the card's button would.
+    A change DingTalk then refuses as already made was asked twice: a command run again."""
     staff, union, calendar = f"soak{number}", f"soaku{number}", f"soakc{number}"
     sandbox.add_user(staff, union)
     sandbox.add_calendar(calendar, f"Calendar {number}")
     sandbox.subscribe(union, calendar)
-    verb = "unsubscribe"
     while time.monotonic() < stop_at:
+        verb = "unsubscribe" if calendar in sandbox.subscriptions[union] else "resubscribe"
         data = sandbox.chat(f'{verb} "{calendar}"', staff)
         try:
             pushed.append((await sandbox.push(data), data))
-            await sandbox.wait_reply(data, timeout=10)
+            await sandbox.wait_reply(data, timeout=REPLY_WAIT_SECONDS)
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
-        verb = "resubscribe" if verb == "unsubscribe" else "unsubscribe"
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,7 +102,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "REDIS_URL": server.url,
         "BOT_JOURNAL_CLAIM_SECONDS": str(args.claim_seconds),
         "BOT_STREAM_RETRY_SECONDS": "0.2",
-        "LOG_LEVEL": "WARNING",
+        "BOT_USER_RATE": "1000",  # each sender sends a command a second or so: not a flood to slow down
+        "LOG_LEVEL": "INFO" if args.log else "WARNING",
+        **({"SOAK_LOG": str(args.log)} if args.log else {}),
+        "SOAK_ROOT": str(args.root),
     }
     dynos = [Dyno("worker.1", env), Dyno("worker.2", env)]
     pushed: list[tuple[str, dict[str, Any]]] = []  # (frame id, message): only ACKed ones were accepted
@@ -125,6 +125,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
         await sandbox.close()
     cards = [len(sandbox.replies_to(data)) for frame, data in pushed if frame in sandbox.acks]
+    if args.log:
+        odd = [(data["msgId"], count) for frame, data in pushed if (count := len(sandbox.replies_to(data))) != 1]
+        print("odd:", odd[:40])
     return {
         "commands": len(pushed),
         "acked": len(cards),
@@ -140,6 +143,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=150.0, help="how long the load and the chaos last")
     parser.add_argument("--senders", type=int, default=20, help="employees sending one command after another")
     parser.add_argument("--claim-seconds", type=float, default=3.0, help="BOT_JOURNAL_CLAIM_SECONDS of the dynos")
+    parser.add_argument("--log", type=Path, help="append the dynos' INFO logs to LOG.worker.N; list odd commands")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose bot to run (e.g. an older one)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the chaos schedule")
     print(asyncio.run(run(parser.parse_args())))
 
