@@ -185,8 +185,15 @@ class RedisJournal:
             await asyncio.sleep(RETRY_SECONDS)
             try:
                 for stream_id, fields in list(self._unwritten.items()):
-                    written = dict(fields)
-                    await self._redis.send("HSET", self._progress(stream_id), *itertools.chain(*written.items()))
+                    written, progress = dict(fields), self._progress(stream_id)
+                    answers = await asyncio.gather(  # a lifetime: one written after its entry finished goes by itself
+                        self._redis.send("HSET", progress, *itertools.chain(*written.items())),
+                        self._redis.send("EXPIRE", progress, PROGRESS_DAYS * 86_400),
+                        return_exceptions=True,
+                    )
+                    for answer in answers:
+                        if isinstance(answer, BaseException):
+                            raise answer
                     for key, value in written.items():  # a step recorded again meanwhile stays to be written
                         if fields.get(key) is value:
                             del fields[key]

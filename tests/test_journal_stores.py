@@ -183,3 +183,31 @@ async def test_a_card_step_redis_does_not_take_in_time_is_refused() -> None:
         assert await journal.mark_card("msg-1", 0.6) is False
     finally:
         await journal.close()
+
+
+async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_back() -> None:
+    server = await RedisServer(durable=True).start()
+    prefix = f"test:{uuid.uuid4().hex[:6]}:"
+    journal = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+    client = server.client()
+    try:
+        await journal.open()
+        assert await journal.add(message(1)) and await journal.add(message(2))
+        server.stop()
+        await journal.record("msg-1", "0cal-1/changing", ["cal-1", "Holidays"])
+        await journal.finish("msg-2")
+        await server.start()
+
+        async with asyncio.timeout(5):
+            while await client.xlen(f"{prefix}journal") != 1:  # msg-2 crossed out, msg-1 still there
+                await asyncio.sleep(0.05)
+            while not await client.keys(f"{prefix}jprogress:*"):
+                await asyncio.sleep(0.05)
+        again = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+        [entry] = await again.open()
+        await again.close()
+        assert entry.message.msg_id == "msg-1" and entry.progress == {"0cal-1/changing": ["cal-1", "Holidays"]}
+    finally:
+        await client.aclose()
+        await journal.close()
+        server.stop()
