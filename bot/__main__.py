@@ -9,11 +9,12 @@ import os
 import signal
 import sys
 import textwrap
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvloop
 
-from bot import logs
+from bot import logs, statedir
 from bot.app import App, VitalTaskEnded
 from bot.config import VARIABLES, Config, ConfigError
 
@@ -100,7 +101,23 @@ def main(argv: list[str]) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, secrets=[config.client_secret, config.oauth_client_secret, config.secret_key])
-    return uvloop.run(serve(config))  # libuv's loop: less CPU per socket event than asyncio's own
+    state: statedir.StateDir | None = None
+    if not config.redis_url:  # the journal and the database are files: one process per folder
+        try:
+            state = statedir.claim(Path(config.state_dir))
+        except statedir.StateDirBusy as busy:
+            fields = {"state_dir": config.state_dir, "holder_pid": str(busy)}
+            log.error("another bot process is using BOT_STATE_DIR, not starting", extra={"fields": fields})
+            return 1
+        except OSError as error:
+            problem = f"BOT_STATE_DIR: {config.state_dir} cannot be used ({type(error).__name__}: {error})"
+            log.error("the bot's state cannot be kept, exiting", extra={"fields": {"problem": problem}})
+            return 1
+    try:
+        return uvloop.run(serve(config))  # libuv's loop: less CPU per socket event than asyncio's own
+    finally:
+        if state is not None:
+            state.release()
 
 
 if __name__ == "__main__":

@@ -512,7 +512,7 @@ async def test_a_state_folder_that_cannot_be_used_stops_the_bot_at_start_with_a_
 
     assert await process.wait() == 1
     [line] = process.logs("the bot's state cannot be kept, exiting")
-    assert line["problem"].startswith(f"BOT_STATE_DIR: {not_a_folder / 'bot.sqlite3'} cannot be used")
+    assert line["problem"].startswith(f"BOT_STATE_DIR: {not_a_folder} cannot be used")
     assert "Traceback" not in process.output
 
 
