@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,6 +37,8 @@ OPEN_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 2.0
 MAX_FRAME_BYTES = 4 * 2**20
 MAX_ID_CHARS = 256  # messageId, type, topic, ping opaque: DingTalk's are far shorter
+MAX_NUMBER_CHARS = 64  # a numeric field given as text: longer is no number DingTalk sends
+MAX_EXACT_INT = 2**53  # numbers are clamped here: every JSON reader (the journal's included) holds them exactly
 
 
 def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
@@ -84,10 +88,21 @@ def _scalar(value: Any) -> str:
 
 
 def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
+    """A number field read leniently (an int, a float or a numeric string) and clamped to what JSON holds exactly:
+    whatever a frame says, the message can still be written down and answered."""
+    if isinstance(value, str) and len(value) <= MAX_NUMBER_CHARS:
+        try:
+            value = int(value)
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                return 0
+    if isinstance(value, float):
+        value = int(value) if math.isfinite(value) else 0
+    if not isinstance(value, int) or isinstance(value, bool):
         return 0
+    return max(-MAX_EXACT_INT, min(MAX_EXACT_INT, value))
 
 
 def ack_frame(message_id: str, data: Any, code: int = AckMessage.STATUS_OK, text: str = "OK") -> str:
@@ -332,8 +347,20 @@ def _decoded(data: Any) -> dict[str, Any]:
     try:
         value = orjson.loads(data) if isinstance(data, str | bytes) else data
     except ValueError:
-        return {}
+        value = _lenient(data)
     return value if isinstance(value, dict) else {}
+
+
+def _lenient(data: str | bytes) -> Any:
+    """What orjson refuses for a number beyond a double (1e400): the standard library reads it as infinity, which
+    the fields then clamp. What orjson could not write back (a lone surrogate) stays refused: it could not be
+    journaled."""
+    try:
+        value = json.loads(data)
+        orjson.dumps(value)
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return value
 
 
 def _ping_answer(data: Any) -> dict[str, str]:
