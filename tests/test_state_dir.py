@@ -26,8 +26,9 @@ async def test_a_second_process_on_the_same_state_folder_refuses_to_start_and_th
     async with started_sandbox() as sandbox, running_bot(sandbox, env) as first:
         second = await BotProcess({**sandbox.bot_env(), **env}).start()
         assert await second.wait(timeout=20) == 1
-        [line] = second.lines
-        assert second.logs(BUSY)[0]["state_dir"] == str(tmp_path) and second.stderr == ""
+        [line] = second.lines  # one line, and it says why
+        assert second.logs(BUSY) == [json.loads(line)] and second.stderr == ""
+        assert json.loads(line)["state_dir"] == str(tmp_path) and json.loads(line)["level"] == "error"
         assert sandbox.connections == 1
 
         user = new_user(sandbox)
@@ -100,7 +101,7 @@ async def test_a_message_with_absurd_numbers_is_journaled_and_answered(tmp_path:
         }
         await sandbox.push_raw(json.dumps(frame))
         await sandbox.wait_ack("absurd-1")
-        reply = await sandbox.wait_reply(data)
+        await sandbox.wait_reply(data)
         await bot.wait_log("message handled", msg_id=data["msgId"])
 
         assert [_title(reply) for reply in sandbox.delivered(data)] == ["✅ Unsubscribed"]
