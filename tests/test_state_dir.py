@@ -6,10 +6,13 @@ import json
 import os
 import sqlite3
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.journal import _SCHEMA, dump_message
+from bot.models import Message
 from bot.sandbox import Recorded
 from bot.transport import CHATBOT_TOPIC, message_from_callback
 from tests.botprocess import BotProcess
@@ -131,3 +134,75 @@ async def test_a_message_with_absurd_numbers_is_journaled_and_answered(tmp_path:
 def test_a_numeric_field_is_read_leniently_and_clamped(value: object, expected: int) -> None:
     data = {"msgId": "m1", "msgtype": "text", "text": {"content": "help"}, "sessionWebhookExpiredTime": value}
     assert message_from_callback(data, "fallback").session_webhook_expires_ms == expected
+
+
+UNREADABLE = "journal unreadable: moved aside, its unfinished commands are not answered; a fresh journal is used"
+
+
+def _journal_with_unfinished(path: Path, count: int) -> None:
+    """A journal as an earlier run left it: `count` unfinished commands, each with a step recorded."""
+    with sqlite3.connect(path) as connection:
+        for statement in _SCHEMA:
+            connection.execute(statement)
+        for number in range(count):
+            message = Message(f"old-{number}", "help", "text", "1", "cid", "staff", "", "", "corp", "corp", "", 0)
+            connection.execute(
+                "INSERT INTO entries (msg_id, message) VALUES (?, ?)", (message.msg_id, dump_message(message))
+            )
+            connection.execute("INSERT INTO progress VALUES (?, 'step', '1')", (message.msg_id,))
+        connection.execute("PRAGMA journal_mode = DELETE")
+
+
+def _damage_table(path: Path, table: str) -> None:
+    """Overwrite the first page of one table with garbage, as a torn write or a bad disk sector would."""
+    with sqlite3.connect(path) as connection:
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        [(root,)] = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,))
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xa5" * page_size)
+
+
+@pytest.mark.parametrize(("damage", "unrecovered"), [("progress", 3), ("whole file", "unknown")])
+async def test_an_unreadable_journal_is_moved_aside_counted_and_a_fresh_one_keeps_commands_durable(
+    tmp_path: Path, damage: str, unrecovered: object
+) -> None:
+    journal = tmp_path / "journal.sqlite3"
+    _journal_with_unfinished(journal, 3)
+    if damage == "whole file":
+        journal.write_bytes(b"\x00not a database\x00" * 512)
+    else:
+        _damage_table(journal, damage)
+    async with started_sandbox() as sandbox, running_bot(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
+        user = new_user(sandbox)
+        data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+        _, reply = await converse(sandbox, data)
+        await bot.wait_log("message handled", msg_id=data["msgId"])
+
+        assert card(reply)["title"] == "✅ Unsubscribed"
+        [line] = bot.logs(UNREADABLE)
+        assert line["level"] == "error" and str(line["unrecovered"]).startswith(str(unrecovered))
+        [aside] = [entry for entry in tmp_path.glob("journal.sqlite3.unreadable-*") if entry.name.endswith("Z")]
+        assert line["moved_to"] == str(aside)
+        stamp = aside.name.removeprefix("journal.sqlite3.unreadable-")
+        assert abs(datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(
+            minutes=1
+        )
+        assert _entries(journal) == 1  # the fresh journal holds the new command
+        assert not bot.logs(
+            "journal cannot be written: serving without durability (a crash now loses the commands in flight)"
+        )
+
+
+async def test_a_damaged_bot_sqlite3_is_never_replaced_the_bot_stops_with_one_line_naming_it(tmp_path: Path) -> None:
+    database = tmp_path / "bot.sqlite3"
+    database.write_bytes(b"grants and tickets, damaged" * 100)
+    async with started_sandbox() as sandbox:
+        process = await BotProcess({**sandbox.bot_env(), **ENV, "BOT_STATE_DIR": str(tmp_path)}).start()
+        assert await process.wait(timeout=20) == 1
+
+    errors = [json.loads(line) for line in process.lines if json.loads(line)["level"] == "error"]
+    assert len(errors) == 1 and errors[0]["problem"].startswith(f"{database} is damaged (DatabaseError")
+    assert database.read_bytes() == b"grants and tickets, damaged" * 100
+    assert [entry.name for entry in tmp_path.iterdir() if entry.name.startswith("bot.sqlite3")] == ["bot.sqlite3"]
+    assert "Traceback" not in process.output
