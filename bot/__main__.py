@@ -97,8 +97,9 @@ def main(argv: list[str]) -> int:
         return demo.main(interactive=arguments.interactive, user_tokens=arguments.user_tokens, isv=arguments.isv)
     try:
         config = Config.from_env(os.environ)
-    except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+    except ConfigError as error:  # every problem at once: an admin fixes them in one go
+        for problem in error.problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, secrets=[config.client_secret, config.oauth_client_secret, config.secret_key])
     state: statedir.StateDir | None = None
