@@ -39,8 +39,7 @@ commands:
 
 async def serve(config: Config) -> int:
     """Run the bot until SIGTERM, SIGINT or SIGHUP (exit code 0), or until the watchdog finds it deaf (1)."""
-    hosts = {"api_host": urlsplit(config.api_base).hostname, "oapi_host": urlsplit(config.oapi_base).hostname}
-    log.info("bot starting", extra={"fields": {"client_id": config.client_id, **hosts}})
+    log.info("bot starting", extra={"fields": mode(config)})
     app = App(config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,6 +55,26 @@ async def serve(config: Config) -> int:
     except VitalTaskEnded:
         return 1
     return 0
+
+
+def mode(config: Config) -> dict[str, object]:
+    """What an admin checks first: which app, which DingTalk, which kind of app and token, where state is kept
+    (never Redis's password), whether anyone may use the admin commands."""
+    if config.redis_url:
+        redis = urlsplit(config.redis_url)
+        where = f"{redis.scheme}://{redis.path}" if redis.scheme == "unix" else f"{redis.hostname}:{redis.port or 6379}"
+        state = f"redis {where}"
+    else:
+        state = f"sqlite {os.path.abspath(config.state_dir)}"
+    return {
+        "client_id": config.client_id,
+        "api_host": urlsplit(config.api_base).hostname,
+        "oapi_host": urlsplit(config.oapi_base).hostname,
+        "app_type": config.app_type,
+        "calendar_token": config.calendar_token,
+        "state": state,
+        "admins": f"{len(config.admins)} configured" if config.admins else "none (stats and audit refused to all)",
+    }
 
 
 def parser() -> argparse.ArgumentParser:

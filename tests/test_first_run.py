@@ -1,0 +1,58 @@
+"""The first run as an admin meets it, through the real process: the start-up line, rejected credentials, why
+DingTalk is unreachable, the Heroku process types and the README's promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from tests.botprocess import BotProcess
+from tests.helpers import started_sandbox
+
+ENV = {"BOT_RETRY_PAUSE_SCALE": "0.01", "BOT_STREAM_RETRY_SECONDS": "0.1"}
+REDIS_PASSWORD = "hunter2-Redis-Password"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_start_up_line_says_the_mode_an_internal_app_with_its_own_token_and_sqlite(tmp_path: Path) -> None:
+    async with started_sandbox() as sandbox:
+        bot = await BotProcess({**sandbox.bot_env(), **ENV, "BOT_STATE_DIR": str(tmp_path / "s")}).start()
+        await sandbox.wait_connected()
+        assert await bot.stop() == 0
+
+    [starting] = bot.logs("bot starting")
+    assert starting["level"] == "info"
+    assert (starting["app_type"], starting["calendar_token"]) == ("internal", "app")
+    assert starting["state"] == f"sqlite {tmp_path / 's'}"
+    assert starting["admins"].startswith("none")
+
+
+async def test_the_start_up_line_says_the_mode_isv_user_tokens_redis_without_its_password(tmp_path: Path) -> None:
+    redis_port = free_port()  # nothing listens: the line is written before Redis is reached
+    env = {
+        **ENV,
+        "DINGTALK_APP_TYPE": "ISV",
+        "BOT_CALENDAR_TOKEN": "user",
+        "BOT_PUBLIC_URL": "https://bot.example.com",
+        "BOT_SECRET_KEY": "k3y-" + os.urandom(24).hex(),
+        "PORT": str(free_port()),
+        "REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_port}/0",
+        "BOT_ADMINS": "corp1:admin1,corp1:admin2",
+    }
+    async with started_sandbox() as sandbox:
+        bot = await BotProcess({**sandbox.bot_env(), **env}).start()
+        await bot.wait_log("bot starting")
+        await bot.stop()
+
+    [starting] = bot.logs("bot starting")
+    assert (starting["app_type"], starting["calendar_token"]) == ("isv", "user")
+    assert starting["state"] == f"redis 127.0.0.1:{redis_port}"
+    assert starting["admins"] == "2 configured"
+    assert REDIS_PASSWORD not in bot.output and REDIS_PASSWORD not in json.dumps(starting)
