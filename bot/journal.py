@@ -23,7 +23,8 @@ log = logging.getLogger("bot.journal")
 MAX_ATTEMPTS = 3  # handlings begun (each ended by the process dying) before an entry is parked
 WRITE_WAIT_MS = 1_000  # another process holding the file's write lock; the ACK must go out within DingTalk's 3 s
 PURGE_EVERY_SECONDS = 60.0
-_PURGE_FINISHED_PROGRESS = "DELETE FROM progress WHERE msg_id IN (SELECT msg_id FROM entries WHERE done_at IS NOT NULL)"
+# progress of finished entries, and of none (left by a version that did not journal connect-* commands)
+_PURGE_FINISHED_PROGRESS = "DELETE FROM progress WHERE msg_id NOT IN (SELECT msg_id FROM entries WHERE done_at IS NULL)"
 _MESSAGE_FIELDS = tuple(field.name for field in fields(Message))
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL UNIQUE,"
