@@ -6,6 +6,9 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from bot.connect import CONNECT_SECONDS
 from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import new_calendar, new_user, running_bot, started_sandbox
@@ -36,6 +39,11 @@ async def test_killed_right_after_the_callback_page_the_waiting_command_is_answe
         async with running_bot(sandbox, env) as first:
             await first.wait_log("serving the OAuth redirect")
             link = await connect_link(sandbox, user, f"unsubscribe {calendar_id}")
+            with sqlite3.connect(tmp_path / "bot.sqlite3") as database:
+                [(lifetime,)] = database.execute(
+                    "SELECT expires_at - stored_at FROM user_grants WHERE user_key LIKE 'pending:%'"
+                )
+            assert lifetime == pytest.approx(CONNECT_SECONDS)  # the waiting command expires with its link's state
             sandbox.answer_next("calendars", held)
             page = await browse(await consent(sandbox, link, user))
             assert page.status_code == 200
