@@ -292,6 +292,7 @@ class App:
             "busy_refused": self.counters["busy_refused"],
             "in_flight": self.inbox.in_flight,
             "reconnects": self.stream.reconnects,
+            "failed_connections": self.stream.failed_connections,
         }
 
     async def _heartbeat(self) -> None:

@@ -144,8 +144,10 @@ class StreamClient:
         self._sockets: set[ClientConnection] = set()
         self._readers: set[asyncio.Task[bool]] = set()
         self._trying = ""  # the host the current attempt talks to, named when it fails
-        self._credentials_reported = False
+        self._failing_since: float | None = None  # the first failed attempt since the last good connection
+        self._failed_in_a_row = 0
         self.reconnects = 0
+        self.failed_connections = 0  # attempts that failed, since start (the heartbeat shows it)
 
     async def run(self) -> None:
         """Connect, read, reconnect with backoff after a drop or at DingTalk's request; return once stop() ran."""
@@ -156,7 +158,7 @@ class StreamClient:
                 socket = await self._open()
                 if socket is None:
                     break
-                self._credentials_reported = False
+                self._failing_since, self._failed_in_a_row = None, 0
                 opened = loop.time()
                 reader = asyncio.create_task(self._read(socket))
                 self._readers.add(reader)
@@ -164,7 +166,11 @@ class StreamClient:
                 rotated = await reader
             except Exception as error:  # whatever went wrong, the loop goes on: a dead loop is a deaf bot
                 failures += 1
-                self._report_failure(error)
+                self.failed_connections += 1
+                self._failed_in_a_row += 1
+                if self._failing_since is None:
+                    self._failing_since = loop.time()
+                self._report_failure(error, self._failed_in_a_row, loop.time() - self._failing_since)
                 await self._sleep(_backoff(failures, self._config.stream_retry_seconds))
                 continue
             if self._stopping:
@@ -226,11 +232,14 @@ class StreamClient:
         log.info("stream connected", extra={"fields": {"gateway": self._trying}})
         return socket
 
-    def _report_failure(self, error: Exception) -> None:
+    def _report_failure(self, error: Exception, attempts: int, failing_seconds: float) -> None:
         log.warning("stream connection failed", extra={"fields": failure_fields(error, self._trying)})
-        if credentials_rejected(error) and not self._credentials_reported:
-            self._credentials_reported = True  # once per run of failures: the next success re-arms it
-            fields = {"client_id": self._config.client_id}
+        if credentials_rejected(error):  # at every retry: an admin who looks late still sees it, and since when
+            fields = {
+                "client_id": self._config.client_id,
+                "failing_for_seconds": round(failing_seconds, 1),
+                "attempts": attempts,
+            }
             log.error(
                 "credentials rejected: check DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET", extra={"fields": fields}
             )
