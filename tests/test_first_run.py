@@ -3,10 +3,13 @@ DingTalk is unreachable, the Heroku process types and the README's promises."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 from pathlib import Path
+
+import pytest
 
 from tests.botprocess import BotProcess
 from tests.helpers import started_sandbox
@@ -56,3 +59,42 @@ async def test_the_start_up_line_says_the_mode_isv_user_tokens_redis_without_its
     assert starting["state"] == f"redis 127.0.0.1:{redis_port}"
     assert starting["admins"] == "2 configured"
     assert REDIS_PASSWORD not in bot.output and REDIS_PASSWORD not in json.dumps(starting)
+
+
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A server that takes the connection and never answers."""
+    await reader.read()
+    writer.close()
+
+
+async def _plain_text(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A server that answers a TLS hello with plain text, as an http:// server on an https:// address does."""
+    writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+@pytest.mark.parametrize("why", ["dns", "refused", "tls", "timeout", "proxy"])
+async def test_unreachable_says_why(why: str) -> None:
+    server = None
+    env = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret-value-1234", **ENV, "BOT_HTTP_TIMEOUT": "1"}
+    base = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    if why == "dns":
+        base = "http://dingtalk-bot-test.invalid"  # RFC 2606: never resolves
+    elif why in ("tls", "timeout"):
+        server = await asyncio.start_server(_plain_text if why == "tls" else _silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        base = f"{'https' if why == 'tls' else 'http'}://127.0.0.1:{port}"
+    elif why == "proxy":
+        env["HTTP_PROXY"] = f"http://127.0.0.1:{free_port()}"  # the proxy is down, not DingTalk
+    env["DINGTALK_API_BASE"] = env["DINGTALK_OAPI_BASE"] = base
+    process = await BotProcess(env).start()
+    try:
+        failed = await process.wait_log("stream connection failed", timeout=20)
+    finally:
+        assert await process.stop() == 0
+        if server is not None:
+            server.close()
+
+    assert failed["level"] == "warning" and failed["why"] == why
+    assert failed["error"] == ("timeout" if why == "timeout" else "unreachable")
