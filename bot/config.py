@@ -320,6 +320,11 @@ class Config:
             journal_claim_seconds=read(_positive_float, env, "BOT_JOURNAL_CLAIM_SECONDS", 30.0, fallback=30.0),
             dyno=env.get("DYNO", "").strip(),
         )
+        if config.dyno.startswith("web.") and not config.user_tokens:  # Heroku would kill it: $PORT never served
+            problems.append(
+                f"DYNO is {config.dyno}: the web process type serves the OAuth redirect of BOT_CALENDAR_TOKEN=user; "
+                "with app tokens run the worker instead (heroku ps:scale web=0 worker=1)"
+            )
         if problems:
             raise ConfigError(*problems)
         return config

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
+import shlex
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.botprocess import BotProcess
+from tests.botprocess import ROOT, BotProcess
 from tests.helpers import started_sandbox
 
 ENV = {"BOT_RETRY_PAUSE_SCALE": "0.01", "BOT_STREAM_RETRY_SECONDS": "0.1"}
@@ -98,3 +101,40 @@ async def test_unreachable_says_why(why: str) -> None:
 
     assert failed["level"] == "warning" and failed["why"] == why
     assert failed["error"] == ("timeout" if why == "timeout" else "unreachable")
+
+
+def procfile_command(kind: str) -> list[str]:
+    lines = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines())
+    return shlex.split(lines[kind])
+
+
+async def test_the_procfiles_web_process_serves_port_in_user_token_mode_as_heroku_runs_it(tmp_path: Path) -> None:
+    assert procfile_command("web") == ["python", "-m", "bot"]
+    port = free_port()
+    async with started_sandbox() as sandbox:
+        env = {
+            **sandbox.bot_env(),
+            **ENV,
+            "DYNO": "web.1",
+            "PORT": str(port),
+            "BOT_CALENDAR_TOKEN": "user",
+            "BOT_PUBLIC_URL": "https://my-bot.herokuapp.com",
+            "BOT_SECRET_KEY": secrets.token_urlsafe(48),
+            "BOT_STATE_DIR": str(tmp_path),
+        }
+        bot = await BotProcess(env).start()
+        try:
+            await bot.wait_log("serving the OAuth redirect", port=port)
+            async with httpx.AsyncClient() as router:  # what Heroku's router does with the web dyno's $PORT
+                answer = await router.get(f"http://127.0.0.1:{port}/")
+        finally:
+            assert await bot.stop() == 0
+    assert answer.status_code == 200
+
+
+async def test_a_web_dyno_in_app_token_mode_stops_at_once_saying_to_run_the_worker() -> None:
+    env = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret-value-1234", "DYNO": "web.1"}
+    bot = await BotProcess({**env, "PORT": str(free_port())}).start()
+    assert await bot.wait(timeout=20) == 2
+    [line] = bot.stderr.splitlines()
+    assert line.startswith("configuration error: DYNO is web.1") and "heroku ps:scale web=0 worker=1" in line
