@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shlex
 import socket
@@ -138,3 +139,53 @@ async def test_a_web_dyno_in_app_token_mode_stops_at_once_saying_to_run_the_work
     assert await bot.wait(timeout=20) == 2
     [line] = bot.stderr.splitlines()
     assert line.startswith("configuration error: DYNO is web.1") and "heroku ps:scale web=0 worker=1" in line
+
+
+# --- the README's promises ------------------------------------------------------------------------------------------
+
+
+def _title_variants(template: Path) -> list[str]:
+    """Each title a template can give, with its data as "…": one per `### ` line, both sides of an inline if."""
+    variants = []
+    for line in template.read_text().splitlines():
+        if not line.startswith("### "):
+            continue
+        title = re.sub(r"\{\{.*?\}\}", "…", line.removeprefix("### ").strip())
+        branch = re.fullmatch(r"(.*)\{%\s*if .*?%\}(.*?)\{%\s*else\s*%\}(.*?)\{%\s*endif\s*%\}(.*)", title)
+        if branch:
+            before, first, second, after = branch.groups()
+            variants += [before + first + after, before + second + after]
+        else:
+            variants.append(title)
+    return variants
+
+
+def _readme_card_titles() -> set[str]:
+    """The first column of the README's cards table, each " / " alternative, with its *placeholders* as "…"."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| The card | What it means |") :].split("\n\n")[0]
+    cells = [row.split(" | ")[0].removeprefix("| ") for row in table.splitlines()[2:]]
+    return {re.sub(r"\*[^*]+\*", "…", title.strip()) for cell in cells for title in cell.split(" / ")}
+
+
+def test_the_readme_cards_table_lists_every_card_the_bot_sends() -> None:
+    templates = sorted((ROOT / "templates" / "en").glob("*.md.j2"))
+    titles = [title for template in templates for title in _title_variants(template)]
+    assert len(titles) > len(templates)  # one at least for each (but _support), several for some
+    assert sorted(set(titles) - _readme_card_titles()) == []
+
+
+# named in the README without existing in the repository, on purpose: the example of adding a command, and the
+# templates' place inside an installed wheel
+HYPOTHETICAL = {"bot/handlers/mute.py", "bot/templates"}
+FOLDERS = ("", "bot/", "bot/handlers/", "bot/stores/", "tests/", "bench/")
+NAMED = re.compile(r"(?<![\w/.])((?:bot|tests|bench)/[\w/]+(?:\.py|\.md)?|[\w/]+\.py)\b")
+
+
+def test_no_readme_names_a_module_that_does_not_exist() -> None:
+    missing = []
+    for document in (ROOT / "README.md", ROOT / "bench" / "README.md"):
+        for name in set(NAMED.findall(document.read_text())):
+            if name not in HYPOTHETICAL and not any((ROOT / f"{folder}{name}").exists() for folder in FOLDERS):
+                missing.append(f"{document.name}: {name}")
+    assert missing == []
