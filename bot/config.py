@@ -186,8 +186,9 @@ VARIABLES = (
     Variable(
         "BOT_SECRET_KEY",
         USER_MODE_ONLY,
-        "with BOT_CALENDAR_TOKEN=user: at least 32 random characters; signs the connect links and encrypts users' "
-        "refresh tokens at rest (changing it disconnects every user); never logged",
+        "with BOT_CALENDAR_TOKEN=user: at least 32 random characters, not a pattern (e.g. python -c 'import "
+        "secrets; print(secrets.token_urlsafe(48))'); signs the connect links and encrypts users' refresh tokens at "
+        "rest (changing it disconnects every user); never logged",
     ),
     Variable(
         "PORT",
