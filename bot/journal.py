@@ -142,8 +142,7 @@ class SqliteJournal:
         entries it held (if that can still be read), and start a fresh journal in its place."""
         path = self._database.path
         await self._database.close()
-        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-        lost = await asyncio.to_thread(_move_aside, path, aside)
+        aside, lost = await asyncio.to_thread(_move_aside, path)
         fields = {
             "moved_to": str(aside),
             "unrecovered": lost if lost is not None else "unknown: the file cannot be read at all",
@@ -225,17 +224,24 @@ def _open_entries(connection: sqlite3.Connection) -> tuple[list[tuple[Any, ...]]
     return rows, progress
 
 
-def _move_aside(path: Path, aside: Path) -> int | None:
-    """Rename the journal's files; the number of unfinished entries the moved file holds, None if unreadable."""
+def _move_aside(path: Path) -> tuple[Path, int | None]:
+    """Rename the journal's files after the time (never over an earlier one); the new name, and the number of
+    unfinished entries the moved file holds (None if it cannot be read)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.unreadable-{stamp}")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = path.with_name(f"{path.name}.unreadable-{stamp}-{number}")
     for suffix in ("", "-wal", "-shm"):
         source = path.with_name(path.name + suffix)
         if source.exists():
             source.rename(aside.with_name(aside.name + suffix))
     try:
         with contextlib.closing(sqlite3.connect(f"{aside.as_uri()}?mode=ro", uri=True)) as connection:
-            return int(connection.execute("SELECT count(*) FROM entries WHERE done_at IS NULL").fetchone()[0])
+            return aside, int(connection.execute("SELECT count(*) FROM entries WHERE done_at IS NULL").fetchone()[0])
     except sqlite3.Error:
-        return None
+        return aside, None
 
 
 def _apply(connection: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
