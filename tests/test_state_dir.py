@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.journal import _SCHEMA, dump_message
+from bot.journal import _SCHEMA, _move_aside, dump_message
 from bot.models import Message
 from bot.sandbox import Recorded
 from bot.transport import CHATBOT_TOPIC, message_from_callback
@@ -208,3 +208,14 @@ async def test_a_damaged_bot_sqlite3_is_never_replaced_the_bot_stops_with_one_li
     assert database.read_bytes() == b"grants and tickets, damaged" * 100
     assert [entry.name for entry in tmp_path.iterdir() if entry.name.startswith("bot.sqlite3")] == ["bot.sqlite3"]
     assert "Traceback" not in process.output
+
+
+def test_a_journal_moved_aside_never_replaces_one_moved_aside_before(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite3"
+    moved = []
+    for content in (b"first damaged file", b"second damaged file"):  # the same second, as in a restart loop
+        journal.write_bytes(content)
+        aside, count = _move_aside(journal)
+        moved.append(aside)
+        assert count is None and not journal.exists()
+    assert [path.read_bytes() for path in moved] == [b"first damaged file", b"second damaged file"]
