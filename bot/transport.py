@@ -38,6 +38,7 @@ CLOSE_TIMEOUT_SECONDS = 2.0
 MAX_FRAME_BYTES = 4 * 2**20
 MAX_ID_CHARS = 256  # messageId, type, topic, ping opaque: DingTalk's are far shorter
 MAX_NUMBER_CHARS = 64  # a numeric field given as text: longer is no number DingTalk sends
+MAX_LENIENT_BYTES = 64 * 1024  # a chatbot message is a few KB; the slow fallback parser reads no more than this
 MAX_EXACT_INT = 2**53  # numbers are clamped here: every JSON reader (the journal's included) holds them exactly
 
 
@@ -352,7 +353,8 @@ class StreamClient:
 
 def _decoded(data: Any) -> dict[str, Any]:
     """A frame, or its data (a JSON string holding an object); anything else decodes to {}. orjson refuses nesting
-    deeper than 1024 without recursing, and nothing here recurses into what it accepts."""
+    deeper than 1024 without recursing, and nothing here recurses into what it accepts (the standard library's
+    fallback for huge numbers stops at Python's recursion limit)."""
     try:
         value = orjson.loads(data) if isinstance(data, str | bytes) else data
     except ValueError:
@@ -363,7 +365,9 @@ def _decoded(data: Any) -> dict[str, Any]:
 def _lenient(data: str | bytes) -> Any:
     """What orjson refuses for a number beyond a double (1e400): the standard library reads it as infinity, which
     the fields then clamp. What orjson could not write back (a lone surrogate) stays refused: it could not be
-    journaled."""
+    journaled. Only for a frame of chat-message size: the standard library is several times slower than orjson."""
+    if len(data) > MAX_LENIENT_BYTES:
+        return {}
     try:
         value = json.loads(data)
         orjson.dumps(value)
