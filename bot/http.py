@@ -57,7 +57,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             async with session.request(
                 request.method,
                 yarl.URL(str(request.url), encoded=True),  # already encoded by httpx: not re-quoted
-                data=request.content or None,
+                data=request.read() or None,  # the body as built (a stream of one piece), not copied
                 headers=request.headers.multi_items(),
                 allow_redirects=False,  # a redirect could carry a token or a reply somewhere unexpected
                 proxy=proxy,
