@@ -217,7 +217,9 @@ class DingTalkClient:
             raise DingTalkError(0, "InvalidURL", "the URL cannot be requested") from None
         try:
             response = await self._transport.handle_async_request(request)
-            content = await response.aread()
+            # the transport (bot/http.py) hands the body whole and decoded: read as it is, without httpx's decoders
+            stream = response.stream  # a ByteStream, both sync and async: read at once
+            content = b"".join(stream) if isinstance(stream, httpx.SyncByteStream) else await response.aread()
         except httpx.DecodingError as error:  # an answer too large or undecodable: our own words, no secrets
             raise DingTalkError(0, type(error).__name__, str(error)) from None
         except httpx.HTTPError as error:
