@@ -59,7 +59,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request.method,
                 yarl.URL(str(request.url), encoded=True),  # already encoded by httpx: not re-quoted
                 data=request.read() or None,  # the body as built (a stream of one piece), not copied
-                headers=request.headers.multi_items(),
+                headers=_as_text(tuple(request.headers.raw)),
                 allow_redirects=False,  # a redirect could carry a token or a reply somewhere unexpected
                 proxy=proxy,
                 proxy_auth=proxy_auth,
@@ -115,6 +115,13 @@ async def _read_capped(answer: aiohttp.ClientResponse, request: httpx.Request) -
     except zlib.error as error:
         raise httpx.DecodingError(f"the answer does not decompress: {error}", request=request) from None
     return b"".join(parts), True
+
+
+@functools.lru_cache(maxsize=256)
+def _as_text(raw: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[str, str], ...]:
+    """A request's headers as aiohttp takes them, decoded as httpx decodes them, once per set of headers: requests
+    share a few (JSON, and a token's), and httpx works out their encoding again for every request."""
+    return tuple(httpx.Headers(list(raw)).multi_items())
 
 
 @functools.lru_cache(maxsize=64)
