@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import quote
 
@@ -28,18 +29,21 @@ class DingTalkApi:
         self._scope = authorization.scope
         self._lists = lists if lists is not None else RecentCalendars(seconds=0)
 
-    async def union_id(self, staff_id: str) -> str:
+    # Plain functions returning the client's awaitable, not coroutines of their own: every frame between a call and
+    # its socket is resumed at each step of the call.
+
+    def union_id(self, staff_id: str) -> Awaitable[str]:
         """The user's unionId from their staff userid (topapi/v2/user/get)."""
         body = {"userid": staff_id}
-        return await self._client.topapi(
+        return self._client.topapi(
             self._organization, "user/get", "/topapi/v2/user/get", body, answers.union_id, self._scope
         )
 
-    async def unsubscribe_calendar(self, union_id: str, calendar_id: str) -> str:
+    def unsubscribe_calendar(self, union_id: str, calendar_id: str) -> Awaitable[str]:
         """Unsubscribe the user from a subscribed calendar; returns DingTalk's request id."""
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/unsubscribe"
         self._lists.drop(self._scope, union_id)  # whatever DingTalk answers: the change may have been made
-        return await self._client.openapi(
+        return self._client.openapi(
             self._calendar, "unsubscribe", "POST", path, None, answers.confirmed, scope=self._scope
         )
 
@@ -68,9 +72,9 @@ class DingTalkApi:
         self._lists.put(self._scope, union_id, calendars, stamp)
         return calendars
 
-    async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:
+    def post_session_webhook(self, url: str, body: dict[str, Any]) -> Awaitable[None]:
         """Reply through the message's sessionWebhook (the URL is its own credential)."""
-        await self._client.post_session_webhook(url, body)
+        return self._client.post_session_webhook(url, body)
 
     async def send_to_user(self, staff_id: str, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> None:
         """Send a robot message to one user through the OpenAPI (no expiry, unlike the sessionWebhook); raises when

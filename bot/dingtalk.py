@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -94,10 +94,10 @@ class DingTalkClient:
 
     # --- replies that need no token -------------------------------------------------------------------------
 
-    async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:
+    def post_session_webhook(self, url: str, body: dict[str, Any]) -> Awaitable[None]:
         """Reply through a message's sessionWebhook; the URL itself is the credential. Sent again only after an
         answered refusal, and once: a post that got no answer may have been delivered."""
-        await self._call(
+        return self._call(
             "webhook",
             "POST",
             url,
@@ -118,7 +118,7 @@ class DingTalkClient:
 
     # --- transport ------------------------------------------------------------------------------------------
 
-    async def openapi(
+    def openapi(
         self,
         credentials: Credentials,
         api: str,
@@ -128,15 +128,16 @@ class DingTalkClient:
         read: Callable[[dict[str, Any]], T],
         retry_if: Callable[[DingTalkError], bool] | None = None,
         scope: str = "",
-    ) -> T:
+    ) -> Awaitable[T]:
         """A new-style OpenAPI call (api host), its token in a header; `scope` names whose limits it counts against
         ("" for the app's own, an organization's id in an ISV app)."""
         url = f"{self._config.api_base}{path}"  # parsed per call: most paths name a user
-        return await credentials.authorized(
+        # not a coroutine of its own: every frame between a call and its socket is resumed at each step of the call
+        return credentials.authorized(
             lambda token: self._call(api, method, url, body, read, token_headers(token), retry_if=retry_if, scope=scope)
         )
 
-    async def topapi(
+    def topapi(
         self,
         credentials: Credentials,
         api: str,
@@ -144,10 +145,10 @@ class DingTalkClient:
         body: dict[str, Any],
         read: Callable[[dict[str, Any]], T],
         scope: str = "",
-    ) -> T:
+    ) -> Awaitable[T]:
         """An old-style API call (oapi host), its token in the query."""
         url = f"{self._config.oapi_base}{path}"
-        return await credentials.authorized(
+        return credentials.authorized(
             lambda token: self._call(api, "POST", token_url(url, token), body, read, scope=scope)
         )
 
