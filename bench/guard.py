@@ -35,9 +35,10 @@ class Samples:
     def add(self, contender: str, form: str, per_command: float) -> None:
         self.cpu.setdefault((contender, form), []).append(per_command)
 
-    def ratios(self, form: str) -> list[float]:
+    def ratios(self, form: str, contender: str = "bot") -> list[float]:
         """Bot ÷ floor of each round: the two batches of a round ran seconds apart, under the same load."""
-        return [bot / floor for bot, floor in zip(self.cpu["bot", form], self.cpu["floor", form], strict=True)]
+        pairs = zip(self.cpu[contender, form], self.cpu["floor", form], strict=True)
+        return [bot / floor for bot, floor in pairs]
 
 
 async def settled(contender: run.Contender) -> float:
@@ -70,12 +71,14 @@ async def batch(sandbox: Sandbox, contender: run.Contender, socket: int, form: s
     return spent / size
 
 
-async def measure(rounds: int, size: int, latency: float) -> Samples:
-    """Both contenders on one sandbox; each round bursts each (contender, form) once, in a shuffled order, so slow
-    spells of a shared machine fall on both sides of a ratio alike."""
+async def measure(
+    rounds: int, size: int, latency: float, contenders: dict[str, run.Contender] | None = None
+) -> Samples:
+    """The contenders (the bot and the floor bot) on one sandbox; each round bursts each (contender, form) once, in a
+    shuffled order, so slow spells of a shared machine fall on both sides of a ratio alike."""
     sandbox = Sandbox(latency=latency)
     await sandbox.start()
-    contenders = {"bot": run.bot(), "floor": run.floor_bot()}
+    contenders = contenders or {"bot": run.bot(), "floor": run.floor_bot()}
     samples = Samples()
     try:
         for number, contender in enumerate(contenders.values()):

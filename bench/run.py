@@ -70,15 +70,15 @@ class Result:
 class Contender:
     """One or more processes answering through the sandbox: the bot (`python -m bot`) or a baseline."""
 
-    def __init__(self, command: list[str], env: dict[str, str], count: int = 1) -> None:
-        self.command, self.env, self.count = command, env, count
+    def __init__(self, command: list[str], env: dict[str, str], count: int = 1, cwd: Path = ROOT) -> None:
+        self.command, self.env, self.count, self.cwd = command, env, count, cwd
         self.processes: list[asyncio.subprocess.Process] = []
 
     async def start(self, sandbox: Sandbox, connected_before: int = 0) -> None:
         for number in range(connected_before, connected_before + self.count):
             process = await asyncio.create_subprocess_exec(
                 *self.command,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env={**os.environ, "BOT_STATE_DIR": tempfile.mkdtemp(prefix="bench-state-"), **self.env},
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
