@@ -296,14 +296,15 @@ def floor_bot() -> Contender:
 
 def table(results: list[Result], baselines: list[Result], floors: dict[str, Result]) -> str:
     """One row per scenario; each bot row also shows how many times the rate of each baseline it reached, and every
-    row its CPU per command as a multiple of the floor bot's for the same form of command, measured in this run."""
+    burst its CPU per command as a multiple of the floor bot's for the same form of command, measured in this run."""
     header = ["scenario", "cmds", "ok", "err", "dup", "cmd/s"]
     header += [f"× {b.name.removeprefix('SDK ')}" for b in baselines]
     header += ["p50 ms", "p95 ms", "p99 ms", "bot-added p50/p99 ms", "CPU ms/cmd", "CPU × floor", "peak RSS MB"]
     rows = [header]
     for r in results:
         row = [r.name, str(r.commands), str(r.answered - r.errors), str(r.errors), str(r.duplicates), f"{r.rate:.1f}"]
-        burst = r not in baselines and not r.qps_limit and not r.offered_rate
+        paced = bool(r.qps_limit or r.offered_rate)  # not a burst: the floor bot's burst is no comparison
+        burst = r not in baselines and not paced
         row += [f"{r.rate / b.rate:.1f}" if burst and b.rate else "—" for b in baselines]
         row += [
             f"{r.percentile(0.5):.1f}",
@@ -311,7 +312,7 @@ def table(results: list[Result], baselines: list[Result], floors: dict[str, Resu
             f"{r.percentile(0.99):.1f}",
             f"{r.percentile(0.5, r.platform_seconds):.1f} / {r.percentile(0.99, r.platform_seconds):.1f}",
             f"{r.cpu_per_command:.2f}",
-            f"{r.cpu_per_command / floors[r.form].cpu_per_command:.2f}" if r.form in floors else "—",
+            f"{r.cpu_per_command / floors[r.form].cpu_per_command:.2f}" if r.form in floors and not paced else "—",
             f"{r.peak_rss_mb:.0f}",
         ]
         rows.append(row)
