@@ -422,7 +422,7 @@ if __name__ == "__main__":
         "bench/guard.json",
     )
     parser.add_argument(
-        "--guard-rounds", type=int, default=7, help="guard: interleaved rounds, the median kept (default 7)"
+        "--guard-rounds", type=int, default=9, help="guard: interleaved rounds, the median kept (default 9)"
     )
     parser.add_argument("--guard-batch", type=int, default=200, help="guard: commands per contender and form per round")
     parser.add_argument(
