@@ -13,6 +13,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import run
 from bot.sandbox import Sandbox
@@ -23,6 +24,7 @@ FORMS = ("quoted", "typed")
 SETTLE_SECONDS = 0.05  # a contender whose CPU grows by less than SETTLE_CPU in this long has finished its batch
 SETTLE_CPU = 0.001
 MAX_SETTLE_SECONDS = 2.0
+POLL_SECONDS = 0.02  # how often a burst's replies are counted
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Samples:
         self.cpu.setdefault((contender, form), []).append(per_command)
 
     def ratios(self, form: str, contender: str = "bot") -> list[float]:
-        """Bot ÷ floor of each round: the two batches of a round ran seconds apart, under the same load."""
+        """Bot ÷ floor of each round: the two bursts of a round ran at the same time, under the same load."""
         pairs = zip(self.cpu[contender, form], self.cpu["floor", form], strict=True)
         return [bot / floor for bot, floor in pairs]
 
@@ -55,27 +57,44 @@ async def settled(contender: run.Contender) -> float:
     return before
 
 
-async def batch(sandbox: Sandbox, contender: run.Contender, socket: int, form: str, size: int, prefix: str) -> float:
-    """CPU seconds per command of one burst of `size` distinct senders' commands to one contender; raises when a
-    command was not answered with an Unsubscribed card (a broken bot is not a fast one)."""
-    messages = run.seed(sandbox, size, prefix, form)
-    before = await settled(contender)
-    await run.drive(sandbox, messages, 0, socket=socket)
-    spent = await settled(contender) - before
-    hooks = [m["sessionWebhook"].removeprefix(sandbox.base_url) for m in messages]
-    good = sum(
-        1 for hook in hooks if hook in sandbox.webhook_replies and b"Unsubscribed" in sandbox.webhook_replies[hook].body
-    )
-    if good != size:
-        raise RuntimeError(f"{prefix}: {size - good} of {size} commands not answered 'Unsubscribed'")
-    return spent / size
+async def answered(sandbox: Sandbox, messages: list[dict[str, Any]], seconds: float) -> None:
+    """Wait until every message got its reply; raises when one is not an Unsubscribed card (a broken bot is not a
+    fast one) or none came for `seconds`."""
+    hooks = [message["sessionWebhook"].removeprefix(sandbox.base_url) for message in messages]
+    replies = sandbox.webhook_replies
+    deadline = time.monotonic() + seconds
+    while not all(hook in replies for hook in hooks):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{sum(hook not in replies for hook in hooks)} of {len(hooks)} commands not answered")
+        await asyncio.sleep(POLL_SECONDS)
+    wrong = sum(b"Unsubscribed" not in replies[hook].body for hook in hooks)
+    if wrong:
+        raise RuntimeError(f"{wrong} of {len(hooks)} commands not answered 'Unsubscribed'")
+
+
+async def burst(sandbox: Sandbox, messages: list[dict[str, Any]], socket: int) -> None:
+    for message in messages:
+        await sandbox.push(message, socket=socket)
+    await answered(sandbox, messages, run.STALL_SECONDS)
+
+
+async def bursts(
+    sandbox: Sandbox, contenders: dict[str, run.Contender], form: str, size: int, prefix: str
+) -> dict[str, float]:
+    """CPU seconds per command of each contender, all sent a burst of `size` new senders' commands at the same
+    time: whatever the rest of the machine does meanwhile, it does to each of them alike. Each is charged the CPU
+    its process spent from before the burst until it went quiet after it."""
+    sent = {name: run.seed(sandbox, size, f"{prefix}{name}", form) for name in contenders}
+    before = {name: await settled(contender) for name, contender in contenders.items()}
+    await asyncio.gather(*(burst(sandbox, sent[name], socket) for socket, name in enumerate(contenders)))
+    return {name: (await settled(contender) - before[name]) / size for name, contender in contenders.items()}
 
 
 async def measure(
     rounds: int, size: int, latency: float, contenders: dict[str, run.Contender] | None = None
 ) -> Samples:
-    """The contenders (the bot and the floor bot) on one sandbox; each round bursts each (contender, form) once, in a
-    shuffled order, so slow spells of a shared machine fall on both sides of a ratio alike."""
+    """The contenders (the bot and the floor bot) on one sandbox, each on its own connection; each round sends them
+    a burst of each form of command at once, the forms in a shuffled order."""
     sandbox = Sandbox(latency=latency)
     await sandbox.start()
     contenders = contenders or {"bot": run.bot(), "floor": run.floor_bot()}
@@ -84,16 +103,13 @@ async def measure(
         for number, contender in enumerate(contenders.values()):
             contender.env.update(sandbox.bot_env())
             await contender.start(sandbox, connected_before=number)  # the bot is connection 0, the floor 1
-        sockets = {name: number for number, name in enumerate(contenders)}
-        for name, contender in contenders.items():  # first token, connections, imports: not measured
-            for form in FORMS:
-                await batch(sandbox, contender, sockets[name], form, run.WARM_UP, f"w{name}{form}")
+        for form in FORMS:  # first token, connections, imports: not measured
+            await bursts(sandbox, contenders, form, run.WARM_UP, f"w{form}")
         for round_number in range(rounds):
-            order = [(name, form) for name in contenders for form in FORMS]
-            random.shuffle(order)
-            for name, form in order:
-                prefix = f"r{round_number}{name}{form}"
-                samples.add(name, form, await batch(sandbox, contenders[name], sockets[name], form, size, prefix))
+            for form in random.sample(FORMS, len(FORMS)):
+                spent = await bursts(sandbox, contenders, form, size, f"r{round_number}{form}")
+                for name, per_command in spent.items():
+                    samples.add(name, form, per_command)
     finally:
         for contender in contenders.values():
             await contender.stop()
