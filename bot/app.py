@@ -89,7 +89,7 @@ class App:
             self.user_tokens = UserTokens(self.stores.tokens, self.stores.user_grants, sealer, self.dingtalk)
             self.authorizer = UserAuthorizer(self.authorizer, self.user_tokens)
             self.connector = Connector(config, self.stores.user_grants, sealer, self.user_tokens, self.dingtalk)
-            self.oauth = OAuthServer(self.connector, config.port, config.locale, self.inbox.accept)
+            self.oauth = OAuthServer(self.connector, config.port, config.locale, self.intake.accept)
 
     async def run(self) -> None:
         """Serve until shutdown(). If the Stream loop or the heartbeat ends before that, log it and raise
@@ -294,6 +294,7 @@ class App:
             "busy_refused": self.counters["busy_refused"],
             "in_flight": self.inbox.in_flight,
             "reconnects": self.stream.reconnects,
+            "failed_connections": self.stream.failed_connections,
         }
 
     async def _heartbeat(self) -> None:

@@ -67,7 +67,8 @@ class Connector:
             "sender_corp_id": message.sender_corp_id,
             "chatbot_corp_id": message.chatbot_corp_id,
         }
-        await self._grants.put(PENDING_PREFIX + user, self._sealer.seal(PENDING_PREFIX + user, orjson.dumps(pending)))
+        sealed = self._sealer.seal(PENDING_PREFIX + user, orjson.dumps(pending))
+        await self._grants.put(PENDING_PREFIX + user, sealed, expires_in=CONNECT_SECONDS)  # dies with its state
         query = {
             "redirect_uri": f"{self._config.public_url}/oauth/callback",
             "response_type": "code",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import jinja2
 from aiohttp import web
@@ -41,9 +41,9 @@ def page_locale(accept_language: str, default: str) -> str:
 
 
 class OAuthServer:
-    """Serves the OAuth redirect: the browser gets a short page, the pending command goes to `run`."""
+    """Serves the OAuth redirect: the browser gets a short page once the pending command went to `run`."""
 
-    def __init__(self, connector: Connector, port: int, locale: str, run: Callable[[Message], None]) -> None:
+    def __init__(self, connector: Connector, port: int, locale: str, run: Callable[[Message], Awaitable[None]]) -> None:
         self._connector = connector
         self._port = port
         self._locale = locale
@@ -71,8 +71,8 @@ class OAuthServer:
         state = request.query.get("state", "")
         browser = page_locale(request.headers.get("Accept-Language", ""), self._locale)
         completed = await self._connector.complete(code[:MAX_CODE_LENGTH], state, browser)
-        if completed.pending is not None:
-            self._run(completed.pending)
+        if completed.pending is not None:  # journaled before the page says so: a restart still answers it
+            await self._run(completed.pending)
         html = _PAGES.get_template(f"{completed.locale}/{completed.page}.html.j2").render()
         status = STATUS.get(completed.page, 400)
         return web.Response(status=status, text=html, content_type="text/html", headers=PAGE_HEADERS)

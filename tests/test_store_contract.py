@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -380,6 +380,42 @@ async def test_a_grant_is_kept_byte_for_byte_replaced_and_deleted(kind: str, bac
     assert [await grants.get(key) for key in HOSTILE_KEYS] == [key.encode() for key in HOSTILE_KEYS]
 
 
+@pytest.mark.parametrize("kind", KEPT)
+async def test_a_grant_given_a_lifetime_is_gone_after_it_and_no_longer_kept(kind: str, backends: Backends) -> None:
+    grants = await open_grants(kind, backends)
+    await grants.put("pending:corp1:staff1", b"waiting", expires_in=0.3)
+    await grants.put("corp1:staff1", b"for good")
+    assert await grants.get("pending:corp1:staff1") == b"waiting"
+    await wait_until(lambda: grants.get("pending:corp1:staff1"), None)
+    await grants.put("corp1:staff2", b"a later put")
+    assert await grants.get("corp1:staff1") == b"for good"
+    if kind == "sqlite":  # gone from the file, not only hidden
+        rows = await (await backends.database()).execute("SELECT user_key FROM user_grants ORDER BY user_key")
+        assert rows == [("corp1:staff1",), ("corp1:staff2",)]
+    if kind == "redis":
+        assert await backends.redis().send("EXISTS", f"{PREFIX}grant:pending:corp1:staff1") == 0
+
+
+async def test_grants_in_a_file_from_before_lifetimes_are_kept_and_pending_ones_expire(backends: Backends) -> None:
+    database = await backends.database()
+    await database.execute(
+        "CREATE TABLE user_grants (user_key TEXT PRIMARY KEY, grant_blob BLOB NOT NULL, stored_at REAL NOT NULL)"
+    )
+    await database.execute("INSERT INTO user_grants VALUES ('corp1:old', x'01', 0)")
+    grants = SqliteGrants(database)
+    await grants.create()
+    await grants.put("pending:corp1:new", b"waiting", expires_in=0.2)
+    assert await grants.get("corp1:old") == b"\x01"
+    await wait_until(lambda: grants.get("pending:corp1:new"), None)
+
+
+async def wait_until(read: Callable[[], Awaitable[object]], expected: object, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await read() != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"still not {expected!r}"
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("kind", DURABLE)
 async def test_a_grant_survives_a_restart(kind: str, backends: Backends) -> None:
     await (await open_grants(kind, backends)).put("corp1:staff1", BLOB)
@@ -512,7 +548,7 @@ async def test_a_state_folder_that_cannot_be_used_stops_the_bot_at_start_with_a_
 
     assert await process.wait() == 1
     [line] = process.logs("the bot's state cannot be kept, exiting")
-    assert line["problem"].startswith(f"BOT_STATE_DIR: {not_a_folder / 'bot.sqlite3'} cannot be used")
+    assert line["problem"].startswith(f"BOT_STATE_DIR: {not_a_folder} cannot be used")
     assert "Traceback" not in process.output
 
 

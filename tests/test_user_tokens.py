@@ -339,11 +339,11 @@ def test_user_token_mode_refuses_to_start_without_a_long_secret_key_or_a_public_
     with pytest.raises(ConfigError, match="BOT_SECRET_KEY"):
         Config.from_env({**base, "BOT_SECRET_KEY": "x" * 31})
     with pytest.raises(ConfigError, match="BOT_PUBLIC_URL"):
-        Config.from_env({**base, "BOT_SECRET_KEY": "x" * 32, "BOT_PUBLIC_URL": "http://bot.example.com"})
-    config = Config.from_env({**base, "BOT_SECRET_KEY": "x" * 32})
+        Config.from_env({**base, "BOT_SECRET_KEY": SECRET_KEY, "BOT_PUBLIC_URL": "http://bot.example.com"})
+    config = Config.from_env({**base, "BOT_SECRET_KEY": SECRET_KEY})
     assert config.user_tokens and config.oauth_client_id == "id" and config.oauth_client_secret == "secret"
     separate = Config.from_env(
-        {**base, "BOT_SECRET_KEY": "x" * 32, "DINGTALK_OAUTH_CLIENT_ID": "p", "DINGTALK_OAUTH_CLIENT_SECRET": "q"}
+        {**base, "BOT_SECRET_KEY": SECRET_KEY, "DINGTALK_OAUTH_CLIENT_ID": "p", "DINGTALK_OAUTH_CLIENT_SECRET": "q"}
     )
     assert (separate.oauth_client_id, separate.oauth_client_secret) == ("p", "q")
 

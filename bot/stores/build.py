@@ -17,7 +17,7 @@ from bot.stores.limiter import ApiLimiter, MemoryLimiter
 from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
 from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
 from bot.stores.redis_values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
-from bot.stores.sqlite import Database
+from bot.stores.sqlite import Database, damaged
 from bot.stores.suite_tickets import SqliteSuiteTickets, SuiteTickets
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
@@ -62,6 +62,12 @@ class Stores:
                 await table.create()
         except (OSError, sqlite3.Error) as error:
             problem = f"{type(error).__name__}: {error}"
+            if damaged(error):  # never replaced: users' grants and the suite ticket cannot be fetched again
+                raise StateUnavailable(
+                    f"{self.database.path} is damaged ({problem}); it holds users' connected accounts and the suite "
+                    "ticket, so the bot does not replace it: restore it from a backup, or move it away to start "
+                    "without them"
+                ) from None
             raise StateUnavailable(f"BOT_STATE_DIR: {self.database.path} cannot be used ({problem})") from None
 
     async def forget_organization(self, token_key: str, union_id_prefix: str) -> None:

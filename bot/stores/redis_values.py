@@ -116,8 +116,9 @@ class RedisGrants:
         value = await self._batcher.send("GET", self._prefix + user)
         return None if value is None else base64.b64decode(value)
 
-    async def put(self, user: str, blob: bytes) -> None:
-        await self._batcher.send("SET", self._prefix + user, base64.b64encode(blob).decode())
+    async def put(self, user: str, blob: bytes, expires_in: float | None = None) -> None:
+        lifetime = () if expires_in is None else ("PX", max(1, int(expires_in * 1000)))
+        await self._batcher.send("SET", self._prefix + user, base64.b64encode(blob).decode(), *lifetime)
 
     async def delete(self, user: str) -> bool:
         return bool(await self._batcher.send("DEL", self._prefix + user))
