@@ -59,6 +59,9 @@ class PublicCalendar:
     scope: set[str] | None = None  # unionIds allowed to subscribe; None means everyone
 
 
+BUTTON_LIST_LIMIT = 1_000  # characters of an actionCard's btn_json_list DingTalk accepts (errcode 34016)
+
+
 @dataclass
 class Sandbox:
     """The fake platform. Tests and the demo seed it, push messages into it and read what the bot sent."""
@@ -670,6 +673,11 @@ class Sandbox:
         return _json(200, {"response": {"calendars": entries}})
 
     async def _api_webhook(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        # An actionCard's buttons travel as btn_json_list, at most 1,000 characters: errcode 34016 beyond
+        # ([KB] 0013 server-api-error-codes, 34016 "参数长度超过限制" next to single_title 20 / single_url 500).
+        buttons = (body.get("actionCard") or {}).get("btns") if isinstance(body, dict) else None
+        if buttons and len(json.dumps(buttons, ensure_ascii=False, separators=(",", ":"))) > BUTTON_LIST_LIMIT:
+            return _json(200, {"errcode": 34016, "errmsg": "btn_json_list长度超过限制"})
         return _json(200, {"errcode": 0, "errmsg": "ok"})
 
     async def _api_batchSend(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
