@@ -260,6 +260,23 @@ async def test_robot_sends_use_the_messages_robot_code(platform: Sandbox, isv_bo
     assert token_of(reply) in platform.tokens_of("dingcorpa")
 
 
+async def test_a_message_without_its_robot_code_is_never_answered_as_the_suite(
+    platform: Sandbox, isv_bot: BotProcess
+) -> None:
+    await ready(platform, "dingcorpa")
+    staff_id, _ = employee(platform, "dingcorpa")
+    data = chat_in(platform, "dingcorpa", staff_id, "help")
+    data["sessionWebhookExpiredTime"] = 0
+    del data["robotCode"]  # documented as present in every callback; the bot must not guess it
+
+    await platform.wait_ack(await platform.push(data))
+
+    handled = await isv_bot.wait_log("message handled", msg_id=data["msgId"])
+    assert handled["route"] == "failed" and handled["reply_code"] == "missingRobotCode"
+    sends = platform.calls("batchSend") + platform.calls("groupSend")
+    assert all(send.json()["robotCode"] != platform.client_id for send in sends)
+
+
 async def test_an_event_that_cannot_be_kept_is_acked_later_so_dingtalk_pushes_it_again(
     platform: Sandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
