@@ -114,6 +114,8 @@ class Sandbox:
         self.base_url = ""
         self.signed_in = ""  # unionId of whoever the browser is signed in as on the OAuth authorize page
         self.withdrawn: set[str] = set()  # unionIds who withdrew their consent to the app
+        # permissions users' tokens are not granted: their calendar calls answer 403 naming them
+        self.user_scopes_missing: set[str] = set()
         self._user_tokens: dict[str, str] = {}  # user access token -> its unionId
         self._refresh_tokens: dict[str, str] = {}  # refresh token -> its unionId (each works once: rotated)
         self._auth_codes: dict[str, str] = {}  # authorization code -> unionId (each works once)
@@ -203,6 +205,7 @@ class Sandbox:
         self.disconnect_close_seconds = 10.0
         self.handshake_delay = 0.0
         self.connect_fault = ""
+        self.user_scopes_missing = set()
 
     def sign_in(self, union_id: str) -> None:
         """The browser that opens the OAuth authorize page is signed in to DingTalk as this user."""
@@ -598,6 +601,16 @@ class Sandbox:
             return None
         if owner in self.withdrawn or (union_id is not None and union_id != owner):
             return _error(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "没有调用该接口的权限")
+        if self.user_scopes_missing and union_id is not None:
+            # a missing permission names it (AccessDeniedDetail.requiredScopes, reference §4.2)
+            scopes = sorted(self.user_scopes_missing)
+            body = {
+                "code": "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+                "message": "没有调用该接口的权限",
+                "requestid": uuid.uuid4().hex.upper(),
+                "accessdenieddetail": {"requiredScopes": scopes},
+            }
+            return _json(403, body, body["requestid"])
         return None
 
     async def _api_corpAccessToken(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
