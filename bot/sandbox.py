@@ -603,14 +603,14 @@ class Sandbox:
             return _error(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "没有调用该接口的权限")
         if self.user_scopes_missing and union_id is not None:
             # a missing permission names it (AccessDeniedDetail.requiredScopes, reference §4.2)
-            scopes = sorted(self.user_scopes_missing)
+            request_id = uuid.uuid4().hex.upper()
             body = {
                 "code": "Forbidden.AccessDenied.AccessTokenPermissionDenied",
                 "message": "没有调用该接口的权限",
-                "requestid": uuid.uuid4().hex.upper(),
-                "accessdenieddetail": {"requiredScopes": scopes},
+                "requestid": request_id,
+                "accessdenieddetail": {"requiredScopes": sorted(self.user_scopes_missing)},
             }
-            return _json(403, body, body["requestid"])
+            return _json(403, body, request_id)
         return None
 
     async def _api_corpAccessToken(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
