@@ -15,6 +15,7 @@ from bot.models import Message
 from bot.web_guard import HEADER_SECONDS, MAX_FIELD, MAX_HEADERS, MAX_LINE, ConnectionGuard, Handler, connection_cap
 
 CALLBACK_PATH = "/oauth/callback"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the platform routes $PORT to it
 MAX_CODE_LENGTH = 512
 PAGE_HEADERS = {
     "Cache-Control": "no-store",  # the page answers a one-time link
@@ -73,10 +74,7 @@ class OAuthServer:
         await self._runner.setup()
         self.guard.factory = self._runner.server
         self._listener = await asyncio.get_running_loop().create_server(
-            self.guard,
-            "0.0.0.0",
-            self._port,
-            reuse_address=True,  # noqa: S104 - the platform routes to it
+            self.guard, ALL_INTERFACES, self._port, reuse_address=True
         )
         fields = {"port": self._port, "path": CALLBACK_PATH, "max_connections": self.guard.cap}
         log.info("serving the OAuth redirect", extra={"fields": fields})

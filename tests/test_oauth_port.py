@@ -96,3 +96,36 @@ async def _health_within(port: int, seconds: float) -> httpx.Response:
                 if asyncio.get_running_loop().time() > deadline:
                     raise
             await asyncio.sleep(0.1)
+
+
+async def test_a_store_that_fails_gets_the_bots_own_page_and_no_code_is_exchanged_without_it(
+    platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    port = free_port()
+    env = {**user_env(platform, tmp_path, port), "REDIS_URL": redis_server.url}
+    saving, unsaved = new_user(platform), new_user(platform)
+    async with bot_with(platform, env) as bot:
+        callbacks = []
+        for user in (saving, unsaved):
+            link = await connect_link(platform, user, f"unsubscribe {new_calendar(platform, user)}")
+            callbacks.append(await consent(platform, link, user))
+
+        # the store fails while the first grant is being saved (the code exchange is under way)
+        platform.api_latency["userAccessToken"] = 0.5
+        exchanges = len(platform.calls("userAccessToken"))
+        page = asyncio.create_task(browse(callbacks[0], "zh-CN,zh;q=0.9"))
+        await platform.wait_for(lambda: len(platform.calls("userAccessToken")) > exchanges)
+        redis_server.stop()
+        saved = await page
+
+        # the store is still down when the second browser comes back: its code is never exchanged
+        exchanges = len(platform.calls("userAccessToken"))
+        refused = await browse(callbacks[1], "en-US")
+
+        assert len(platform.calls("userAccessToken")) == exchanges
+        for answer, words in ((saved, "机器人暂时无法保存你的连接"), (refused, "cannot store your connection")):
+            assert answer.status_code == 503 and words in answer.text
+            assert answer.headers["content-type"].startswith("text/html")
+            assert {key: answer.headers[key] for key in PAGE_HEADERS} == PAGE_HEADERS
+            assert "Traceback" not in answer.text and "Redis" not in answer.text
+        await bot.wait_log("the OAuth redirect failed: the browser was asked to try again")
