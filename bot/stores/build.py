@@ -118,7 +118,7 @@ def build_stores(config: Config) -> Stores:
         suite_tickets=RedisSuiteTickets(batcher, prefix),
         user_grants=RedisGrants(batcher, prefix),
         previews=RedisPreviews(batcher, config.client_id),
-        audits=RedisAudit(batcher, config.client_id),
+        audits=RedisAudit(batcher, config.client_id, per_organization=config.is_isv),
         redis=batcher,
         redis_limiter=redis_limiter,
     )
