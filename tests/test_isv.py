@@ -172,7 +172,30 @@ async def test_an_isv_admin_is_named_with_their_organization_and_audits_only_it(
         assert "admins" in (await ask(platform, "dingcorpb", "manager", "audit Lunch Menu")).lower()
         audit = await ask(platform, "dingcorpa", "manager", "audit Lunch Menu")
 
-    assert "The latest 1 records" in audit  # of the two changes of a "Lunch Menu", only this organization's
+    assert "The latest 1 changes" in audit  # of the two changes of a "Lunch Menu", only this organization's
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_an_isv_admins_audit_picks_their_organization_before_the_limit(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = {**isv_env(tmp_path), "BOT_ADMINS": "dingcorpa:manager", "BOT_USER_RATE": "100"}
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    async with running_bot(platform, env):
+        await ready(platform, "dingcorpa", "dingcorpb")
+        for corp_id in ("dingcorpa", "dingcorpb"):
+            employee(platform, corp_id, "manager")
+            platform.add_calendar(f"lunch-{corp_id}", "Lunch Menu")
+            platform.subscribe(platform.org_users[(corp_id, "manager")], f"lunch-{corp_id}")
+        assert "Unsubscribed" in await ask(platform, "dingcorpa", "manager", "unsubscribe Lunch Menu")
+        for _ in range(11):  # another organization's 22 newer changes of a calendar of the same name
+            assert "Unsubscribed" in await ask(platform, "dingcorpb", "manager", "unsubscribe lunch-dingcorpb")
+            assert "Subscribed again" in await ask(platform, "dingcorpb", "manager", "resubscribe lunch-dingcorpb")
+
+        audit = await ask(platform, "dingcorpa", "manager", "audit Lunch Menu")
+
+    assert "The latest 1 changes" in audit and "unsubscribe **Lunch Menu**" in audit
 
 
 async def test_before_any_ticket_a_command_gets_a_clear_card_and_the_admin_a_clear_line(
