@@ -96,7 +96,9 @@ class SuiteEvents:
             if not isinstance(ticket, str) or not ticket or len(ticket) > MAX_TICKET_CHARS:
                 log.warning("suite_ticket event without a usable ticket", extra={"fields": fields})
                 return
-            await self._stores.suite_tickets.store(self._suite_key, ticket)
+            if not await self._stores.suite_tickets.store(self._suite_key, ticket, event.born_ms):
+                log.info("late event of an older suite ticket, ignored", extra={"fields": fields})
+                return
             log.info("stored the new suite ticket", extra={"fields": fields})  # the ticket itself is a credential
         elif event.event_type in ("org_suite_auth", "org_suite_change"):
             log.info("organization authorized the app", extra={"fields": {**fields, **_scope_of(event.data)}})

@@ -76,6 +76,7 @@ class Event:
     event_id: str
     corp_id: str  # headers.eventCorpId: the organization the event is about
     data: dict[str, Any]
+    born_ms: int = 0  # headers.eventBornTime: when DingTalk made it (a late push of an older event has an older one)
 
 
 class Outcome(StrEnum):

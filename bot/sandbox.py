@@ -120,6 +120,7 @@ class Sandbox:
         self._refresh_tokens: dict[str, str] = {}  # refresh token -> its unionId (each works once: rotated)
         self._auth_codes: dict[str, str] = {}  # authorization code -> unionId (each works once)
         self.suite_ticket = ""  # the latest suite_ticket pushed: the only one corpAccessToken accepts
+        self.suite_tickets_made: list[tuple[str, int]] = []  # every ticket pushed and its eventBornTime, oldest first
         self._token_corps: dict[str, str] = {}  # an organization's token -> its organization
         self._union_corps: dict[str, str] = {}  # unionId -> the organization of an org_users user
 
@@ -231,7 +232,13 @@ class Sandbox:
     # --- a third-party enterprise (ISV) app's events --------------------------------------------------------
 
     async def push_event(
-        self, event_type: str, data: dict[str, Any], corp_id: str = "", event_id: str = "", socket: int | None = None
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        corp_id: str = "",
+        event_id: str = "",
+        socket: int | None = None,
+        born_ms: int = 0,
     ) -> str:
         """An EVENT frame as DingTalk pushes it to an ISV app's Stream; returns its messageId (to wait for its ACK)."""
         message_id = f"event-{uuid.uuid4().hex}"
@@ -244,7 +251,7 @@ class Sandbox:
             "eventType": event_type,
             "eventId": event_id or uuid.uuid4().hex,
             "eventCorpId": corp_id or self.corp_id,
-            "eventBornTime": str(int(time.time() * 1000)),
+            "eventBornTime": str(born_ms or int(time.time() * 1000)),
             "eventUnifiedAppId": self.client_id,
         }
         frame = {"specVersion": "1.0", "type": "EVENT", "headers": headers, "data": json.dumps(data)}
@@ -255,7 +262,14 @@ class Sandbox:
         """A new suite ticket, pushed as DingTalk does every 5 hours; it replaces the one before."""
         self.suite_ticket = ticket or f"ticket-{uuid.uuid4().hex}"
         self.issued_secrets.append(self.suite_ticket)
+        self.suite_tickets_made.append((self.suite_ticket, int(time.time() * 1000)))
         return await self.push_event("suite_ticket", {"suiteTicket": self.suite_ticket}, event_id=event_id)
+
+    async def push_superseded_ticket(self, index: int = -2) -> str:
+        """An older ticket's event pushed late (a re-push, or a delivery that waited), with its own eventBornTime
+        and a new eventId: DingTalk accepts only the newest ticket, so a bot that keeps this one is not ready."""
+        ticket, born_ms = self.suite_tickets_made[index]
+        return await self.push_event("suite_ticket", {"suiteTicket": ticket}, born_ms=born_ms)
 
     async def authorize_corp(self, corp_id: str, corp_name: str = "Sandbox Org") -> str:
         """The organization authorizes the app: `org_suite_auth` is pushed."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
@@ -35,6 +36,7 @@ OPEN_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 2.0
 MAX_FRAME_BYTES = 4 * 2**20
 MAX_ID_CHARS = 256  # messageId, type, topic, ping opaque: DingTalk's are far shorter
+BORN_SKEW_MS = 3_600_000  # an event's eventBornTime is believed at most this far in the future
 
 
 def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
@@ -88,6 +90,14 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def _born_ms(value: Any) -> int:
+    """eventBornTime in epoch milliseconds; missing or unreadable: now. Never past an hour from now, so that one
+    absurd value cannot make every later event look older."""
+    now_ms = int(time.time() * 1000)
+    born = _int(value) or now_ms
+    return max(0, min(born, now_ms + BORN_SKEW_MS))
 
 
 def ack_frame(message_id: str, data: Any, code: int = AckMessage.STATUS_OK, text: str = "OK") -> str:
@@ -296,6 +306,7 @@ class StreamClient:
             event_id=_scalar(headers.get("eventId"))[:MAX_ID_CHARS] or message_id,
             corp_id=_scalar(headers.get("eventCorpId"))[:MAX_ID_CHARS],
             data=_decoded(data),
+            born_ms=_born_ms(headers.get("eventBornTime")),
         )
         try:
             await self._on_event(event)

@@ -271,6 +271,27 @@ async def test_the_ticket_survives_a_restart_and_is_never_logged(platform: Sandb
         assert secret not in first.output and secret not in second.output
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_an_older_tickets_late_event_never_replaces_the_newer_one_also_after_a_restart(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = isv_env(tmp_path)
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    staff_id, calendar_id = employee(platform, "dingcorpa")
+    async with running_bot(platform, env) as first:
+        await ready(platform, "dingcorpa")
+        await platform.wait_ack(await platform.push_suite_ticket())  # the newer ticket, DingTalk's only valid one
+        await platform.wait_ack(await platform.push_superseded_ticket())
+        assert "Your subscribed calendars" in await ask(platform, "dingcorpa", staff_id, "list")
+        await first.wait_log("late event of an older suite ticket, ignored")
+    async with running_bot(platform, env, connections=1) as second:
+        assert ack_data(await platform.wait_ack(await platform.push_superseded_ticket())) == EVENT_OK
+        assert "Unsubscribed" in await ask(platform, "dingcorpa", staff_id, f"unsubscribe {calendar_id}")
+        await second.wait_log("late event of an older suite ticket, ignored")
+    assert {r.json()["suiteTicket"] for r in platform.calls("corpAccessToken")} == {platform.suite_ticket}
+
+
 async def test_robot_sends_use_the_messages_robot_code(platform: Sandbox, isv_bot: BotProcess) -> None:
     await ready(platform, "dingcorpa")
     staff_id, _ = employee(platform, "dingcorpa")
