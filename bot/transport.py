@@ -39,7 +39,7 @@ MAX_ID_CHARS = 256  # messageId, type, topic, ping opaque: DingTalk's are far sh
 BORN_SKEW_MS = 3_600_000  # an event's eventBornTime is believed at most this far in the future
 
 
-def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
+def message_from_callback(data: dict[str, Any], fallback_id: str, per_organization: bool = False) -> Message:
     """Build a Message from a chatbot callback's decoded data, tolerating missing or odd fields."""
     msgtype = _scalar(data.get("msgtype"))
     return Message(
@@ -57,6 +57,7 @@ def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
         session_webhook_expires_ms=_int(data.get("sessionWebhookExpiredTime")),
         is_in_at_list=bool(data.get("isInAtList")),
         robot_code=_scalar(data.get("robotCode")),
+        per_organization=per_organization,
     )
 
 
@@ -334,7 +335,7 @@ class StreamClient:
             fields = {"code": error[0], "message": error[1], "stream_message_id": message_id}
             log.warning("chatbot callback carries a DingTalk error, not answered", extra={"fields": fields})
             return None
-        return message_from_callback(decoded, message_id)
+        return message_from_callback(decoded, message_id, self._config.is_isv)
 
 
 def _decoded(data: Any) -> dict[str, Any]:

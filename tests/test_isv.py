@@ -251,6 +251,29 @@ async def test_a_removed_organization_loses_its_token_and_data_and_gets_the_not_
     assert [r.json()["userid"] for r in platform.calls("user/get")] == [staff_a, staff_b, staff_a]
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_the_same_msg_id_in_two_organizations_is_two_messages_and_a_repeat_is_one(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = isv_env(tmp_path)
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    async with running_bot(platform, env) as process:
+        await ready(platform, "dingcorpa", "dingcorpb")
+        messages = []
+        for corp_id in ("dingcorpa", "dingcorpb"):
+            staff_id, _ = employee(platform, corp_id)
+            messages.append(chat_in(platform, corp_id, staff_id, "list") | {"msgId": "msg-shared-id"})
+
+        for data in messages:
+            await converse(platform, data)
+        await platform.wait_ack(await platform.push(messages[0]))  # DingTalk's repeat of the first one
+        await process.wait_log("duplicate message dropped", msg_id="msg-shared-id")
+
+    assert [len(platform.replies_to(data)) for data in messages] == [1, 1]
+    assert len(process.logs("message handled")) == 2
+
+
 async def test_a_repeated_event_is_handled_once(platform: Sandbox, isv_bot: BotProcess) -> None:
     first = await platform.push_suite_ticket("ticket-one", event_id="event-1")
     again = await platform.push_suite_ticket("ticket-two", event_id="event-1")  # a re-push of the same event
