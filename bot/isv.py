@@ -16,6 +16,7 @@ from bot.models import Event, Message
 from bot.stores.build import Stores
 from bot.stores.suite_tickets import SuiteTickets
 from bot.stores.tokens import TokenCache
+from bot.user_tokens import USER_TOKEN_PREFIX
 
 log = logging.getLogger("bot.isv")
 MAX_TICKET_CHARS = 1024  # DingTalk's tickets are about 100 characters; anything longer is not one
@@ -27,11 +28,6 @@ RE_PUSH_ADVICE = "re-push it from the developer console (the app's Stream settin
 
 def organization_token_key(corp_id: str) -> str:
     return f"org:{corp_id}"
-
-
-def organization_prefix(corp_id: str) -> str:
-    """What an organization's keys in the per-organization stores (unionIds) start with."""
-    return f"{corp_id}:"
 
 
 class IsvAuthorizer:
@@ -104,8 +100,11 @@ class SuiteEvents:
             log.info("organization authorized the app", extra={"fields": {**fields, **_scope_of(event.data)}})
         elif event.event_type == "org_suite_relieve":
             corp_id = event.corp_id
+            forgotten = 0
             if corp_id:
-                await self._stores.forget_organization(organization_token_key(corp_id), organization_prefix(corp_id))
+                prefixes = (organization_token_key(corp_id), f"{USER_TOKEN_PREFIX}{corp_id}:")
+                forgotten = await self._stores.forget_organization(corp_id, prefixes)
+            fields["forgotten"] = str(forgotten)
             log.info("organization removed the app: its token and data dropped", extra={"fields": fields})
         else:
             log.info("event needs nothing from the bot", extra={"fields": fields})

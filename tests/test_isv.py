@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -29,7 +30,7 @@ from bot.sandbox import Recorded, Sandbox
 from bot.stores.suite_tickets import MemorySuiteTickets
 from bot.stores.tokens import MemoryTokens
 from tests.botprocess import ROOT, BotProcess
-from tests.helpers import BOT_ENV, card, converse, running_bot, started_sandbox
+from tests.helpers import BOT_ENV, card, converse, pressed, running_bot, started_sandbox
 from tests.redisserver import RedisServer
 
 ROBOT_CODE = "dingisvrobot"  # an ISV robot's own code: not the SuiteKey
@@ -272,6 +273,53 @@ async def test_the_same_msg_id_in_two_organizations_is_two_messages_and_a_repeat
 
     assert [len(platform.replies_to(data)) for data in messages] == [1, 1]
     assert len(process.logs("message handled")) == 2
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_after_removal_and_a_new_authorization_an_old_confirm_does_nothing_and_nothing_of_it_is_kept(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = isv_env(tmp_path)
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    async with running_bot(platform, env) as process:
+        await ready(platform, "dingcorpa", "dingcorpb")
+        staff_a, calendar_a = employee(platform, "dingcorpa")
+        staff_b, _ = employee(platform, "dingcorpb")
+        _, preview = await converse(platform, chat_in(platform, "dingcorpa", staff_a, "unsubscribe all"))
+        _, kept = await converse(platform, chat_in(platform, "dingcorpb", staff_b, "unsubscribe all"))
+        assert "Unsubscribe from 1 calendars?" in card(preview)["title"] == card(kept)["title"]
+
+        await platform.wait_ack(await platform.relieve_corp("dingcorpa"))
+        await process.wait_log("organization removed the app: its token and data dropped", corp_id="dingcorpa")
+        if kind == "redis":
+            client = redis_server.client()
+            left = [key async for key in client.scan_iter(match="*dingcorpa*")]
+            await client.aclose()
+            # what stays: the audit records, and the markers that tell a repeated msgId (they expire on their own)
+            assert all(":audit:" in key or ":jmsg:" in key or ":msg:" in key for key in left), left
+        else:
+            with sqlite3.connect(tmp_path / "bot.sqlite3") as database:
+                rows = database.execute("SELECT COUNT(*) FROM previews WHERE owner LIKE 'dingcorpa:%'").fetchone()
+            assert rows == (0,)
+        await platform.wait_ack(await platform.authorize_corp("dingcorpa"))
+        confirm = card(preview)["btns"][0]["actionURL"]
+        _, late = await converse(platform, pressed_in(platform, "dingcorpa", staff_a, confirm))
+        other_confirm = card(kept)["btns"][0]["actionURL"]
+        _, other = await converse(platform, pressed_in(platform, "dingcorpb", staff_b, other_confirm))
+
+        assert card(late)["title"] == "⌛ Nothing to confirm"
+        assert calendar_a in platform.subscriptions[platform.org_users[("dingcorpa", staff_a)]]
+        assert "✅ unsubscribed" in card(other)["text"]  # the other organization's preview is untouched
+
+
+def pressed_in(sandbox: Sandbox, corp_id: str, staff_id: str, url: str) -> dict[str, Any]:
+    """What the client sends as the user of `corp_id` pressing a button with this link."""
+    return pressed(sandbox, url, staff_id) | {
+        "chatbotCorpId": corp_id,
+        "senderCorpId": corp_id,
+        "robotCode": ROBOT_CODE,
+    }
 
 
 async def test_a_repeated_event_is_handled_once(platform: Sandbox, isv_bot: BotProcess) -> None:

@@ -14,7 +14,7 @@ from bot.models import Verdict
 from bot.stores.admission import Admission
 from bot.stores.limiter import ApiLimiter
 from bot.stores.redis_values import RedisTokens
-from bot.stores.tokens import TokenCache
+from bot.stores.tokens import MemoryTokens
 from bot.stores.union_ids import UnionIds
 
 log = logging.getLogger("bot.redis")
@@ -84,8 +84,12 @@ class FallbackLimiter:
 class FallbackTokens:
     """The local cache is this dyno's near copy of the shared tokens (no round trip per call) and its fallback."""
 
-    def __init__(self, shared: RedisTokens, local: TokenCache, failover: Failover) -> None:
+    def __init__(self, shared: RedisTokens, local: MemoryTokens, failover: Failover) -> None:
         self._shared, self._local, self._failover = shared, local, failover
+
+    def forget(self, prefix: str) -> None:
+        """This dyno's near copies (the shared tokens go with the organization's Redis keys)."""
+        self._local.forget(prefix)
 
     async def get(self, key: str) -> str:
         token = await self._local.get(key)
