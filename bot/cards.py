@@ -149,7 +149,12 @@ def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) ->
 
 
 def button_list_length(titles: list[str], urls: list[str]) -> int:
-    """Characters of the buttons as DingTalk's btn_json_list: compact JSON, text as written (not \\u-escaped)."""
+    """Characters of the buttons as DingTalk's btn_json_list (compact JSON, text as written, not \\u-escaped), or a
+    bound on them when even the bound is within the limit."""
+    # No character takes more than 6 in JSON (links are percent-encoded): the common card needs no dump to know.
+    bound = 2 + sum(30 + 6 * len(title) + 6 * len(url) for title, url in zip(titles, urls, strict=True))
+    if bound <= BUTTON_LIST_LIMIT:
+        return bound
     buttons = [{"title": title, "actionURL": url} for title, url in zip(titles, urls, strict=True)]
     return len(json.dumps(buttons, ensure_ascii=False, separators=(",", ":")))
 
