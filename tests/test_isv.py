@@ -313,6 +313,26 @@ async def test_after_removal_and_a_new_authorization_an_old_confirm_does_nothing
         assert "✅ unsubscribed" in card(other)["text"]  # the other organization's preview is untouched
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_after_removal_a_new_authorization_starts_with_fresh_per_sender_windows(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = {**isv_env(tmp_path), "BOT_USER_RATE": "2"}
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    async with running_bot(platform, env) as process:
+        await ready(platform, "dingcorpa")
+        staff_id, _ = employee(platform, "dingcorpa")
+        for _ in range(2):
+            assert "list" in (await ask(platform, "dingcorpa", staff_id, "help")).lower()
+
+        await platform.wait_ack(await platform.relieve_corp("dingcorpa"))
+        await process.wait_log("organization removed the app: its token and data dropped", corp_id="dingcorpa")
+        await platform.wait_ack(await platform.authorize_corp("dingcorpa"))
+
+        assert "list" in (await ask(platform, "dingcorpa", staff_id, "help")).lower()  # not "slow down"
+
+
 def pressed_in(sandbox: Sandbox, corp_id: str, staff_id: str, url: str) -> dict[str, Any]:
     """What the client sends as the user of `corp_id` pressing a button with this link."""
     return pressed(sandbox, url, staff_id) | {

@@ -74,6 +74,8 @@ class Stores:
             for prefix in token_prefixes:
                 self.tokens.forget(prefix)
         await self.union_ids.forget(f"{corp_id}:")
+        if isinstance(self.admission, MemoryAdmission | FallbackAdmission):
+            self.admission.forget(f"{corp_id}:")  # per-sender windows: sender keys start with the organization
         if self.redis is not None:
             return await forget_in_redis(self.redis, f"calbot:{self.namespace}:", self.namespace, corp_id)
         if self.database is not None:

@@ -11,7 +11,7 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 
 from bot.models import Verdict
-from bot.stores.admission import Admission
+from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.limiter import ApiLimiter
 from bot.stores.redis_values import RedisTokens
 from bot.stores.tokens import MemoryTokens
@@ -61,6 +61,11 @@ class FallbackAdmission:
         return await self._failover.run(
             lambda: self._shared.admit(msg_id, sender), lambda: self._local.admit(msg_id, sender)
         )
+
+    def forget(self, prefix: str) -> None:
+        """This process's windows (the shared ones go with the organization's Redis keys)."""
+        if isinstance(self._local, MemoryAdmission):
+            self._local.forget(prefix)
 
 
 class FallbackLimiter:
