@@ -547,3 +547,19 @@ async def test_forgetting_an_organization_deletes_its_grants_and_pending_connect
     assert forgotten == 2
     assert [await grants.get(user) for user in mine] == [None, None]
     assert [await grants.get(user) for user in others] == [BLOB] * len(others)
+
+
+async def test_a_ticket_table_of_an_earlier_version_gets_its_born_time_and_keeps_its_ticket(backends: Backends) -> None:
+    database = await backends.database()
+    await database.execute(
+        "CREATE TABLE suite_tickets (suite_key TEXT PRIMARY KEY, ticket TEXT NOT NULL, stored_at REAL NOT NULL)"
+    )
+    await database.execute("INSERT INTO suite_tickets VALUES ('suite1', 'ticket-old-version', 0)")
+    tickets = SqliteSuiteTickets(database)
+
+    await tickets.create()
+
+    assert await tickets.latest("suite1") == "ticket-old-version"
+    assert await tickets.store("suite1", "ticket-newer", born_ms=1_000)
+    assert not await tickets.store("suite1", "ticket-older", born_ms=999)
+    assert await tickets.latest("suite1") == "ticket-newer"
