@@ -20,7 +20,7 @@ from bot.handlers import HANDLERS, CommandError, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
 from bot.intake import CARD, Intake, build_journal
-from bot.isv import IsvAuthorizer, SuiteEvents
+from bot.isv import IsvAuthorizer, RelievedWatcher, SuiteEvents
 from bot.journal import Entry
 from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply, Verdict
@@ -107,6 +107,9 @@ class App:
                 raise VitalTaskEnded("web server") from None
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
+        watcher = None
+        if self.config.is_isv and self.stores.redis is not None:  # other dynos may get an organization's removal
+            watcher = asyncio.create_task(RelievedWatcher(self.stores).run())
         vital = {stream: "stream loop", heartbeat: "heartbeat"}
         done, _ = await asyncio.wait(vital, return_when=asyncio.FIRST_COMPLETED)
         if not self._shutting_down:
@@ -116,6 +119,8 @@ class App:
             log.error("watchdog: a vital task ended, exiting", extra={"fields": fields}, exc_info=error)
             raise VitalTaskEnded(vital[ended])
         heartbeat.cancel()
+        if watcher is not None:
+            watcher.cancel()
         await stream
 
     async def shutdown(self, grace_seconds: float) -> None:

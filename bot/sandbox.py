@@ -277,11 +277,12 @@ class Sandbox:
         data = {"authCorpInfo": {"corpid": corp_id, "corpName": corp_name}, "permanentCode": uuid.uuid4().hex}
         return await self.push_event("org_suite_auth", data, corp_id)
 
-    async def relieve_corp(self, corp_id: str) -> str:
-        """The organization removes the app: its tokens stop working and `org_suite_relieve` is pushed."""
+    async def relieve_corp(self, corp_id: str, socket: int | None = None) -> str:
+        """The organization removes the app: its tokens stop working and `org_suite_relieve` is pushed (to one
+        connection, as every push is)."""
         self.authorized_corps.discard(corp_id)
         self._valid_tokens -= {token for token, corp in self._token_corps.items() if corp == corp_id}
-        return await self.push_event("org_suite_relieve", {}, corp_id)
+        return await self.push_event("org_suite_relieve", {}, corp_id, socket=socket)
 
     # --- messages into the bot ------------------------------------------------------------------------------
 

@@ -333,6 +333,28 @@ async def test_after_removal_a_new_authorization_starts_with_fresh_per_sender_wi
         assert "list" in (await ask(platform, "dingcorpa", staff_id, "help")).lower()  # not "slow down"
 
 
+async def test_a_removal_handled_by_one_dyno_is_forgotten_by_the_other(
+    platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = {**isv_env(tmp_path), "REDIS_URL": redis_server.url}
+    other_env = {**env, "BOT_STATE_DIR": str(tmp_path / "second")}
+    async with running_bot(platform, env) as first, running_bot(platform, other_env, connections=2) as second:
+        await ready(platform, "dingcorpa")
+        staff_id, calendar_id = employee(platform, "dingcorpa")
+        listed = chat_in(platform, "dingcorpa", staff_id, "list")
+        _, reply = await converse(platform, listed, socket=1)  # the second dyno keeps near copies of the token
+        assert calendar_id in card(reply)["text"]  # and of the unionId
+
+        await platform.wait_ack(await platform.relieve_corp("dingcorpa", socket=0))
+        await first.wait_log("organization removed the app: its token and data dropped", corp_id="dingcorpa")
+        await second.wait_log("copies of a removed organization dropped", corp_id="dingcorpa")
+        await platform.wait_ack(await platform.authorize_corp("dingcorpa"))
+        _, again = await converse(platform, chat_in(platform, "dingcorpa", staff_id, "list"), socket=1)
+
+    assert calendar_id in card(again)["text"]
+    assert [r.json()["userid"] for r in platform.calls("user/get")] == [staff_id, staff_id]  # looked up afresh
+
+
 def pressed_in(sandbox: Sandbox, corp_id: str, staff_id: str, url: str) -> dict[str, Any]:
     """What the client sends as the user of `corp_id` pressing a button with this link."""
     return pressed(sandbox, url, staff_id) | {

@@ -156,6 +156,9 @@ class FallbackUnionIds:
         await self._local.forget(prefix)
         await self._failover.run(lambda: self._shared.forget(prefix), _constant(None))
 
+    async def forget_here(self, prefix: str) -> None:
+        await self._local.forget(prefix)
+
 
 def _constant(value: T) -> Callable[[], Awaitable[T]]:
     """A fallback that needs no local state: this value."""

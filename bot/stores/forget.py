@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 
 from bot.redis_batch import CommandBatcher
 from bot.stores.sqlite import Database
@@ -65,3 +66,20 @@ async def forget_in_sqlite(database: Database, corp_id: str) -> int:
         return int(grants + previews)
 
     return await database.transaction(forget)
+
+
+RELIEVED_SECONDS = 86_400  # how long a removal is noted for the other dynos (they look every few seconds)
+
+
+async def note_relieved(redis: CommandBatcher, prefix: str, corp_id: str) -> None:
+    key = f"{prefix}relieved"
+    await redis.send("HSET", key, corp_id, int(time.time() * 1000))
+    await redis.send("EXPIRE", key, RELIEVED_SECONDS)
+
+
+async def relieved_lately(redis: CommandBatcher, prefix: str) -> dict[str, int]:
+    noted = await redis.send("HGETALL", f"{prefix}relieved") or {}
+    if isinstance(noted, list):  # a client that answers the pairs flat
+        noted = dict(zip(noted[::2], noted[1::2], strict=True))
+    since = (time.time() - RELIEVED_SECONDS) * 1000
+    return {str(corp): int(at) for corp, at in noted.items() if int(at) >= since}
