@@ -30,6 +30,7 @@ _TOKEN_HEADER = "x-acs-dingtalk-access-token"  # noqa: S105 - a header name
 _TOKENS_KEPT = 256  # tokens whose request headers and URLs are kept built (one per organization or user in use)
 # a retry is not started with less time than this left: it would end in a timeout that hides the real error
 MIN_ATTEMPT_SECONDS = 0.25
+MISSING_ROBOT_CODE = "missingRobotCode"  # an ISV message without its robot's code: nothing to send the card as
 WEBHOOK_ATTEMPTS = 2  # a webhook that answers 500 is tried once more; then the robot OpenAPI
 
 
@@ -109,8 +110,10 @@ class DingTalkClient:
         )
 
     def robot_message(self, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> dict[str, str]:
+        if not robot_code and self._config.is_isv:  # an ISV robot's code is its own, never the suite key
+            raise DingTalkError(400, MISSING_ROBOT_CODE, "the message names no robotCode to send as")
         return {
-            # the message's own robot (an ISV robot's code is not the app key); the app key for an internal app
+            # the message's own robot; the app key for an internal app's message that names none
             "robotCode": robot_code or self._config.client_id,
             "msgKey": msg_key,
             "msgParam": orjson.dumps(msg_param).decode(),

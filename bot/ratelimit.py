@@ -127,6 +127,11 @@ class UserRateLimiter:
     def __len__(self) -> int:
         return len(self._senders)
 
+    def forget(self, prefix: str) -> None:
+        """Drop the windows of the senders whose key starts with `prefix` (an organization that removed the app)."""
+        for sender in [sender for sender in self._senders if sender.startswith(prefix)]:
+            del self._senders[sender]
+
     def check(self, sender: str) -> Verdict:
         """ALLOW, SLOW_DOWN (the first refusal in a window) or DROP."""
         now = time.monotonic()
