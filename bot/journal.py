@@ -165,7 +165,7 @@ class SqliteJournal:
 
     async def add(self, message: Message) -> bool:
         forgotten = time.time() - self._remember_seconds  # finished before the dedupe window: a new message
-        return await self._write(_ADD, (message.msg_id, dump_message(message), forgotten)) != 0
+        return await self._write(_ADD, (message.key, dump_message(message), forgotten)) != 0
 
     async def record(self, msg_id: str, key: str, value: Any) -> None:
         sql = "INSERT OR REPLACE INTO progress (msg_id, key, value) VALUES (?, ?, ?)"

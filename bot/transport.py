@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
@@ -40,9 +41,10 @@ MAX_ID_CHARS = 256  # messageId, type, topic, ping opaque: DingTalk's are far sh
 MAX_NUMBER_CHARS = 64  # a numeric field given as text: longer is no number DingTalk sends
 MAX_LENIENT_BYTES = 64 * 1024  # a chatbot message is a few KB; the slow fallback parser reads no more than this
 MAX_EXACT_INT = 2**53  # numbers are clamped here: every JSON reader (the journal's included) holds them exactly
+BORN_SKEW_MS = 3_600_000  # an event's eventBornTime is believed at most this far in the future
 
 
-def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
+def message_from_callback(data: dict[str, Any], fallback_id: str, per_organization: bool = False) -> Message:
     """Build a Message from a chatbot callback's decoded data, tolerating missing or odd fields."""
     msgtype = _scalar(data.get("msgtype"))
     return Message(
@@ -60,6 +62,7 @@ def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
         session_webhook_expires_ms=_int(data.get("sessionWebhookExpiredTime")),
         is_in_at_list=bool(data.get("isInAtList")),
         robot_code=_scalar(data.get("robotCode")),
+        per_organization=per_organization,
     )
 
 
@@ -104,6 +107,14 @@ def _int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         return 0
     return max(-MAX_EXACT_INT, min(MAX_EXACT_INT, value))
+
+
+def _born_ms(value: Any) -> int:
+    """eventBornTime in epoch milliseconds; missing or unreadable: now. Never past an hour from now, so that one
+    absurd value cannot make every later event look older."""
+    now_ms = int(time.time() * 1000)
+    born = _int(value) or now_ms
+    return max(0, min(born, now_ms + BORN_SKEW_MS))
 
 
 def ack_frame(message_id: str, data: Any, code: int = AckMessage.STATUS_OK, text: str = "OK") -> str:
@@ -321,6 +332,7 @@ class StreamClient:
             event_id=_scalar(headers.get("eventId"))[:MAX_ID_CHARS] or message_id,
             corp_id=_scalar(headers.get("eventCorpId"))[:MAX_ID_CHARS],
             data=_decoded(data),
+            born_ms=_born_ms(headers.get("eventBornTime")),
         )
         try:
             await self._on_event(event)
@@ -348,7 +360,7 @@ class StreamClient:
             fields = {"code": error[0], "message": error[1], "stream_message_id": message_id}
             log.warning("chatbot callback carries a DingTalk error, not answered", extra={"fields": fields})
             return None
-        return message_from_callback(decoded, message_id)
+        return message_from_callback(decoded, message_id, self._config.is_isv)
 
 
 def _decoded(data: Any) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from bot.sandbox import Sandbox
 from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.build import build_stores
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
+from bot.stores.forget import forget_in_redis, forget_in_sqlite
 from bot.stores.grants import MemoryGrants, SqliteGrants, UserGrants
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
+from bot.stores.previews import SqlitePreviews
 from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
 from bot.stores.redis_values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
 from bot.stores.sqlite import Database
@@ -557,3 +559,43 @@ async def test_the_bot_creates_its_database_in_the_state_folder_at_start(tmp_pat
     async with started_sandbox() as sandbox, running_bot(sandbox, env) as process:  # connected: started
         assert (tmp_path / "new" / "state" / "bot.sqlite3").exists()
         assert await process.stop() == 0
+
+
+@pytest.mark.parametrize("kind", DURABLE)
+@pytest.mark.parametrize("corp", ["corp1", "co%rp_*?[1]"])
+async def test_forgetting_an_organization_deletes_its_grants_and_pending_connects_only(
+    kind: str, corp: str, backends: Backends
+) -> None:
+    grants = await open_grants(kind, backends)
+    if kind == "sqlite":
+        database = await backends.database()
+        await SqlitePreviews(database).create()
+    mine = [f"{corp}:staff1", f"pending:{corp}:staff1"]
+    others = ["corp10:staff1", "pending:corp10:staff1", "corp2:staff1", f"x{corp}:staff1"]
+    for user in mine + others:
+        await grants.put(user, BLOB)
+
+    if kind == "sqlite":
+        forgotten = await forget_in_sqlite(database, corp)
+    else:
+        forgotten = await forget_in_redis(backends.redis(), PREFIX, "contract", corp)
+
+    assert forgotten == 2
+    assert [await grants.get(user) for user in mine] == [None, None]
+    assert [await grants.get(user) for user in others] == [BLOB] * len(others)
+
+
+async def test_a_ticket_table_of_an_earlier_version_gets_its_born_time_and_keeps_its_ticket(backends: Backends) -> None:
+    database = await backends.database()
+    await database.execute(
+        "CREATE TABLE suite_tickets (suite_key TEXT PRIMARY KEY, ticket TEXT NOT NULL, stored_at REAL NOT NULL)"
+    )
+    await database.execute("INSERT INTO suite_tickets VALUES ('suite1', 'ticket-old-version', 0)")
+    tickets = SqliteSuiteTickets(database)
+
+    await tickets.create()
+
+    assert await tickets.latest("suite1") == "ticket-old-version"
+    assert await tickets.store("suite1", "ticket-newer", born_ms=1_000)
+    assert not await tickets.store("suite1", "ticket-older", born_ms=999)
+    assert await tickets.latest("suite1") == "ticket-newer"
