@@ -81,7 +81,8 @@ def confirmed(data: dict[str, Any]) -> str:
 
 def webhook_accepted(data: dict[str, Any]) -> None:
     """A 2xx answer without `errcode` delivered the card: the answer's body is not documented (reference §6.1) and
-    both official SDKs check only the HTTP status. An errcode other than 0 is still a refusal."""
+    the official SDK checks only the HTTP status (dingtalk-stream's reply_markdown). An errcode other than 0 is still
+    a refusal."""
     if "errcode" in data:
         raise_for_errcode(data)
 

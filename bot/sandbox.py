@@ -740,8 +740,8 @@ class Sandbox:
         if buttons and len(json.dumps(buttons, ensure_ascii=False, separators=(",", ":"))) > BUTTON_LIST_LIMIT:
             return _json(200, {"errcode": 34016, "errmsg": "btn_json_list长度超过限制"})
         if self.webhook_without_errcode:
-            # The response body of a sessionWebhook post is not documented (reference §6.1); both official SDKs
-            # (Python reply_markdown, Go's webhook replier) check only the HTTP status: 200 means delivered.
+            # The response body of a sessionWebhook post is not documented (reference §6.1); the official Python SDK
+            # checks only the HTTP status (dingtalk-stream 0.24.3, ChatbotHandler.reply_markdown: raise_for_status).
             return web.Response(status=200)
         return _json(200, {"errcode": 0, "errmsg": "ok"})
 
