@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -33,6 +34,9 @@ MIN_ATTEMPT_SECONDS = 0.25
 MISSING_ROBOT_CODE = "missingRobotCode"  # an ISV message without its robot's code: nothing to send the card as
 WEBHOOK_ATTEMPTS = 2  # a webhook that answers 500 is tried once more; then the robot OpenAPI
 _REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
+# a path httpx would take as it is: segments of unreserved characters and percent escapes, none starting with a dot
+# (httpx removes "." and ".." segments; such a path, and any other, goes through httpx's parser)
+_PLAIN_PATH = re.compile(r"(?:/(?!\.)(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})*)+")
 
 
 class DingTalkClient:
@@ -135,7 +139,7 @@ class DingTalkClient:
     ) -> Awaitable[T]:
         """A new-style OpenAPI call (api host), its token in a header; `scope` names whose limits it counts against
         ("" for the app's own, an organization's id in an ISV app)."""
-        url = f"{self._config.api_base}{path}"  # parsed per call: most paths name a user
+        url = with_path(self._config.api_base, path)  # most paths name a user: a new URL per call
         # not a coroutine of its own: every frame between a call and its socket is resumed at each step of the call
         return credentials.authorized(
             lambda token: self._call(api, method, url, body, read, token_headers(token), retry_if=retry_if, scope=scope)
@@ -252,6 +256,22 @@ class DingTalkClient:
 def token_headers(token: str) -> httpx.Headers:
     """The headers of a new-style OpenAPI call made with this token, built once per token."""
     return httpx.Headers({**_JSON, _TOKEN_HEADER: token})
+
+
+def with_path(base: str, path: str) -> httpx.URL | str:
+    """`base` + `path` as httpx would parse it, without parsing it again (12 µs → 1 µs a call) when `path` is plain
+    (api.py percent-encodes every value it puts in one); any other path is left to httpx's parser, as a string."""
+    parsed = _parsed_base(base)._uri_reference  # httpx's own parts of a URL (a NamedTuple); checked in the tests
+    if parsed.query is not None or parsed.fragment is not None or not _PLAIN_PATH.fullmatch(path):
+        return f"{base}{path}"
+    url = httpx.URL.__new__(httpx.URL)
+    url._uri_reference = parsed._replace(path=parsed.path + path)
+    return url
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_base(base: str) -> httpx.URL:
+    return httpx.URL(base)
 
 
 @functools.lru_cache(maxsize=_TOKENS_KEPT)
