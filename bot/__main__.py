@@ -62,7 +62,11 @@ def mode(config: Config) -> dict[str, object]:
     (never Redis's password), whether anyone may use the admin commands."""
     if config.redis_url:
         redis = urlsplit(config.redis_url)
-        where = f"{redis.scheme}://{redis.path}" if redis.scheme == "unix" else f"{redis.hostname}:{redis.port or 6379}"
+        where = (
+            f"{redis.scheme}://{redis.path}"
+            if redis.scheme == "unix"
+            else f"{redis.hostname or 'localhost'}:{redis.port or 6379}"
+        )
         state = f"redis {where}"
     else:
         state = f"sqlite {os.path.abspath(config.state_dir)}"

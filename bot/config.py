@@ -374,6 +374,12 @@ def _redis_url(env: Mapping[str, str]) -> str:
     value = env.get("REDIS_URL", "").strip()
     if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")  # the URL may hold a password
+    try:
+        urlsplit(value).port  # noqa: B018 - what redis-py reads; its error would quote the "port" (part of a password)
+    except ValueError:
+        raise ConfigError(
+            "REDIS_URL has no readable host and port: a password holding #, /, ? or @ must be percent-encoded"
+        ) from None
     return value
 
 

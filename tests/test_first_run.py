@@ -10,6 +10,8 @@ import re
 import secrets
 import shlex
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -189,3 +191,31 @@ def test_no_readme_names_a_module_that_does_not_exist() -> None:
             if name not in HYPOTHETICAL and not any((ROOT / f"{folder}{name}").exists() for folder in FOLDERS):
                 missing.append(f"{document.name}: {name}")
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2#Redis-Password@127.0.0.1:6379/0",  # '#' not percent-encoded: the rest reads as the port
+        "redis://:hunter2-Redis-Password@127.0.0.1:99999/0",
+        "rediss://default:hunter2-Redis-Password@127.0.0.1:port/0",
+    ],
+)
+def test_an_unreadable_redis_url_is_a_configuration_error_that_never_shows_its_password(url: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DINGTALK_", "BOT_", "REDIS_"))}
+    env.update(DINGTALK_CLIENT_ID="id", DINGTALK_CLIENT_SECRET="secret-value-1234", REDIS_URL=url)
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("configuration error: REDIS_URL ") and "percent-encoded" in line
+    assert "hunter2" not in done.stderr and "Redis-Password" not in done.stderr
+
+
+async def test_a_redis_url_without_a_host_says_the_host_redis_uses() -> None:
+    env = {**ENV, "DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret-value-1234"}
+    bot = await BotProcess({**env, "REDIS_URL": "redis:///0"}).start()
+    await bot.wait_log("bot starting")
+    await bot.stop()
+
+    assert bot.logs("bot starting")[0]["state"] == "redis localhost:6379"  # redis-py's default host, not "None"
