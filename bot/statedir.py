@@ -34,7 +34,8 @@ def claim(path: Path) -> StateDir:
     os.umask(PRIVATE_UMASK)
     path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     os.chmod(path, FOLDER_MODE)  # a folder made by an older version, or by hand, with wider rights
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    # never through a symbolic link: the lock file is truncated and written, whatever file it would point at
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -219,3 +219,19 @@ def test_a_journal_moved_aside_never_replaces_one_moved_aside_before(tmp_path: P
         moved.append(aside)
         assert count is None and not journal.exists()
     assert [path.read_bytes() for path in moved] == [b"first damaged file", b"second damaged file"]
+
+
+async def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_left_as_it_was(tmp_path: Path) -> None:
+    folder, elsewhere = tmp_path / "state", tmp_path / "someone-elses-file"
+    folder.mkdir()
+    elsewhere.write_text("not the bot's: never to be truncated or written\n")
+    (folder / "bot.lock").symlink_to(elsewhere)
+    async with started_sandbox() as sandbox:
+        process = await BotProcess({**sandbox.bot_env(), **ENV, "BOT_STATE_DIR": str(folder)}).start()
+        assert await process.wait(timeout=20) == 1
+        assert sandbox.connections == 0
+
+    assert elsewhere.read_text() == "not the bot's: never to be truncated or written\n"
+    [line] = process.lines
+    assert json.loads(line)["level"] == "error" and "bot.lock" in json.loads(line)["problem"]
+    assert "Traceback" not in process.output
