@@ -294,3 +294,21 @@ async def test_a_redis_journal_entry_whose_step_is_not_json_is_dropped_with_a_li
             await bot.wait_log("journal entry unreadable, dropped", msg_id="odd-1")
         assert await bot.wait() == 0
     assert "Traceback" not in bot.output
+
+
+async def test_a_shared_folder_such_as_tmp_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # what /tmp is: every user writes there
+    (shared / "another-users-file").write_text("x")
+    os.chmod(shared / "another-users-file", 0o644)
+    async with started_sandbox() as sandbox:
+        process = await BotProcess({**sandbox.bot_env(), **ENV, "BOT_STATE_DIR": str(shared)}).start()
+        assert await process.wait(timeout=20) == 1
+        assert sandbox.connections == 0
+
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((shared / "another-users-file").stat().st_mode) == 0o644
+    [line] = process.lines
+    assert json.loads(line)["level"] == "error" and "a folder of its own" in json.loads(line)["problem"]
+    assert sorted(entry.name for entry in shared.iterdir()) == ["another-users-file"]
