@@ -91,7 +91,11 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", help=argparse.SUPPRESS)
-    demo = commands.add_parser("demo", description="Run the real bot against the built-in loopback DingTalk sandbox.")
+    demo = commands.add_parser(
+        "demo",
+        prog="python -m bot demo",  # argparse would build it from the main usage, which names the demo already
+        description="Run the real bot against the built-in loopback DingTalk sandbox.",
+    )
     modes = demo.add_mutually_exclusive_group()
     modes.add_argument("--interactive", action="store_true", help="type the messages yourself")
     modes.add_argument("--isv", action="store_true", help="a third-party enterprise app serving two organizations")

@@ -130,6 +130,16 @@ def test_unknown_arguments_exit_2_with_the_usage(arguments: list[str]) -> None:
     assert "usage: python -m bot" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("arguments", "stream"), [(["demo", "--help"], "stdout"), (["demo", "--isv", "--interactive"], "stderr")]
+)
+def test_the_demos_usage_names_the_demo_command_once(arguments: list[str], stream: str) -> None:
+    shown = run_bot(*arguments)
+
+    first = getattr(shown, stream).splitlines()[0]
+    assert first == "usage: python -m bot demo [-h] [--interactive | --isv | --user-tokens]"
+
+
 USER_MODE = {**CREDENTIALS, "BOT_CALENDAR_TOKEN": "user", "BOT_PUBLIC_URL": "https://bot.example.com"}
 
 
