@@ -27,6 +27,7 @@ from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.names import CalendarNames
 from bot.oauth_web import OAuthServer
 from bot.progress import Progress
+from bot.recent_calendars import RecentCalendars
 from bot.replies import deliver, deliver_privately
 from bot.sealing import Sealer
 from bot.stats import Stats
@@ -62,6 +63,7 @@ class App:
             self.authorizer = AppAuthorizer(self.stores.tokens, self.dingtalk.app_access_token)
         self.users = UserDirectory(self.stores.union_ids, per_organization=config.is_isv)
         self.names = CalendarNames()
+        self.calendar_lists = RecentCalendars()
         self.languages = LastLanguages()
         self.inbox = Inbox(
             self.handle,
@@ -163,7 +165,7 @@ class App:
             await self.intake.finish(message.key)
             return
         command = parse(message.text, self.languages.of(message.sender_key, self.config.locale))
-        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message))
+        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message), self.calendar_lists)
         if command.understood:
             self.languages.remember(message.sender_key, command.locale)
         with budget.spending(self.config.command_timeout) as work:
@@ -205,7 +207,7 @@ class App:
     async def _answer_busy(self, message: Message) -> None:
         fields: dict[str, object] = {"msg_id": message.msg_id, "told": True}
         locale = parse(message.text, self.languages.of(message.sender_key, self.config.locale)).locale
-        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message))
+        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message), self.calendar_lists)
         with budget.spending(self.config.command_timeout):
             await self._send(dingtalk, message, Reply(Outcome.BUSY), locale, fields)
         await self.intake.finish(message.key)

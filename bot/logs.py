@@ -44,7 +44,9 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         line = orjson.dumps(entry, default=str).decode()
-        return self.redact(_INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", line))
+        if not line.isascii():  # every invisible character is outside ASCII: most lines need no search
+            line = _INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", line)
+        return self.redact(line)
 
     def redact(self, line: str) -> str:
         for secret in self._secrets:
@@ -64,6 +66,14 @@ class LineHandler(logging.Handler):
     def __init__(self, fd: int) -> None:
         super().__init__()
         self._fd = fd
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """As logging.Handler.handle, without its lock: one os.write per line needs none (the lock cost more than
+        the write)."""
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
