@@ -135,6 +135,39 @@ async def test_the_procfiles_web_process_serves_port_in_user_token_mode_as_herok
     assert answer.status_code == 200
 
 
+WORKER_GETS_NO_REDIRECTS = (
+    "this worker dyno's OAuth port is not reachable: Heroku routes $PORT to web dynos only, so users' consent needs a "
+    "web dyno"
+)
+
+
+@pytest.mark.parametrize(("dyno", "warned"), [("worker.1", True), ("web.1", False)])
+async def test_a_worker_dyno_in_user_token_mode_says_that_users_consent_needs_a_web_dyno(
+    dyno: str, warned: bool, tmp_path: Path
+) -> None:
+    port = free_port()
+    async with started_sandbox() as sandbox:
+        env = {
+            **sandbox.bot_env(),
+            **ENV,
+            "DYNO": dyno,  # app.json starts the worker: an admin who only sets BOT_CALENDAR_TOKEN=user gets this one
+            "PORT": str(port),
+            "BOT_CALENDAR_TOKEN": "user",
+            "BOT_PUBLIC_URL": "https://my-bot.herokuapp.com",
+            "BOT_SECRET_KEY": secrets.token_urlsafe(48),
+            "BOT_STATE_DIR": str(tmp_path),
+        }
+        bot = await BotProcess(env).start()
+        await bot.wait_log("serving the OAuth redirect", port=port)
+        await sandbox.wait_connected()
+        assert await bot.stop() == 0
+
+    lines = bot.logs(WORKER_GETS_NO_REDIRECTS)
+    assert len(lines) == int(warned)
+    if warned:
+        assert lines[0]["level"] == "warning" and "heroku ps:scale worker=0 web=1" in lines[0]["fix"]
+
+
 async def test_a_web_dyno_in_app_token_mode_stops_at_once_saying_to_run_the_worker() -> None:
     env = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret-value-1234", "DYNO": "web.1"}
     bot = await BotProcess({**env, "PORT": str(free_port())}).start()
