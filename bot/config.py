@@ -374,6 +374,12 @@ def _redis_url(env: Mapping[str, str]) -> str:
     value = env.get("REDIS_URL", "").strip()
     if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")  # the URL may hold a password
+    try:
+        urlsplit(value).port  # noqa: B018 - what redis-py reads; its error would quote the "port" (part of a password)
+    except ValueError:
+        raise ConfigError(
+            "REDIS_URL has no readable host and port: a password holding #, /, ? or @ must be percent-encoded"
+        ) from None
     return value
 
 
@@ -454,12 +460,16 @@ def _user_token_settings(
 
 
 def key_weakness(key: str) -> str:
-    """Why `key` is no real secret key ("" when it is one): too short, a repeated pattern, or too little variety
-    (its characters' Shannon entropy, times its length, under MIN_SECRET_KEY_BITS)."""
+    """Why `key` is no real secret key ("" when it is one): too short, a repeated pattern (or mostly one), or too
+    little variety (its characters' Shannon entropy, times its length, under MIN_SECRET_KEY_BITS)."""
     if len(key) < MIN_SECRET_KEY_LENGTH:
         return f"must be at least {MIN_SECRET_KEY_LENGTH} characters"
     if any(key == key[:size] * (len(key) // size) for size in range(1, len(key) // 2 + 1) if len(key) % size == 0):
         return "is one short pattern repeated, not a key"
+    # a pattern with a character or two added (password × 4 + "1"): most of its three-character pieces recur
+    trigrams = len(key) - 2
+    if len({key[start : start + 3] for start in range(trigrams)}) * 2 < trigrams:
+        return "is mostly one short pattern repeated, not a key"
     counts = Counter(key).values()
     bits = -sum(count * math.log2(count / len(key)) for count in counts)
     if bits < MIN_SECRET_KEY_BITS:
