@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -309,7 +310,8 @@ class Config:
             redis_url=read(_redis_url, env, fallback=""),
             redis_tls_verify=read(_flag, env, "REDIS_TLS_VERIFY", fallback=False),
             retry_pause_scale=read(_positive_float, env, "BOT_RETRY_PAUSE_SCALE", 1.0, fallback=1.0),
-            state_dir=env.get("BOT_STATE_DIR", "").strip() or "./state",
+            # A quoted value or a dyno's config keeps "~" as written: expand it as the admin meant.
+            state_dir=os.path.expanduser(env.get("BOT_STATE_DIR", "").strip() or "./state"),
             inbox_capacity=read(_positive_int, env, "BOT_INBOX_CAPACITY", 10_000, fallback=10_000),
             max_in_flight_per_sender=read(_positive_int, env, "BOT_MAX_IN_FLIGHT_PER_SENDER", 1, fallback=1),
             user_rate_window=read(_positive_float, env, "BOT_USER_RATE_WINDOW", 60.0, fallback=60.0),

@@ -222,3 +222,9 @@ def test_a_repeated_pattern_with_a_character_added_is_refused_by_the_process(key
 def test_other_usual_random_keys_are_accepted(make: Callable[[], str]) -> None:
     for _ in range(500):
         assert Config.from_env({**USER_MODE, "BOT_SECRET_KEY": make()}).user_tokens
+
+
+def test_a_state_folder_under_home_is_the_admins_home_not_a_folder_named_tilde() -> None:
+    config = Config.from_env({**CREDENTIALS, "BOT_STATE_DIR": "~/calendar-bot"})
+
+    assert config.state_dir == os.path.join(os.path.expanduser("~"), "calendar-bot") != "~/calendar-bot"
