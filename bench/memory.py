@@ -58,8 +58,9 @@ class Replies:
 class Snapshots:
     """tracemalloc snapshots of the bot (run under bench/traced.py), asked for over its stdin."""
 
-    def __init__(self, process: asyncio.subprocess.Process, directory: str) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, directory: str, frames: int) -> None:
         self.process = process
+        self.frames = frames
         self.directory = directory
         self.taken: list[tuple[int, Path]] = []
 
@@ -87,9 +88,10 @@ class Snapshots:
             for stat in snapshot.statistics("lineno")[:TOP]:
                 frame = stat.traceback[0]
                 print(f"  {stat.size / 2**20:7.2f} MiB {stat.count:9d} blocks  {_short(frame.filename)}:{frame.lineno}")
-            print("  by the bot's own line that allocated (innermost bot/ frame of each trace):")
-            for line, (size, count) in _by_bot_line(snapshot)[:TOP]:
-                print(f"  {size / 2**20:7.2f} MiB {count:9d} blocks  {line}")
+            if self.frames > 1:
+                print("  by the bot's own line that allocated (innermost bot/ frame of each trace):")
+                for line, (size, count) in _by_bot_line(snapshot)[:TOP]:
+                    print(f"  {size / 2**20:7.2f} MiB {count:9d} blocks  {line}")
             first = first or snapshot
         if first is not None and len(self.taken) > 1:
             last = tracemalloc.Snapshot.load(str(self.taken[-1][1])).filter_traces(ignore)
@@ -131,6 +133,7 @@ async def run(options: argparse.Namespace) -> None:
         "BOT_STATE_DIR": state.name,  # a fresh journal: an earlier run's entries are not this run's memory
         "LOG_LEVEL": "WARNING",
         **dict(pair.split("=", 1) for pair in options.env),
+        "TRACEMALLOC_FRAMES": str(options.frames),
     }
     command = [str(ROOT / "bench" / "traced.py")] if options.tracemalloc else ["-m", "bot"]
     process = await asyncio.create_subprocess_exec(
@@ -141,7 +144,7 @@ async def run(options: argparse.Namespace) -> None:
         stdout=asyncio.subprocess.DEVNULL,
         stdin=asyncio.subprocess.PIPE if options.tracemalloc else None,
     )
-    snapshots = Snapshots(process, state.name) if options.tracemalloc else None
+    snapshots = Snapshots(process, state.name, options.frames) if options.tracemalloc else None
     await sandbox.wait_connected(timeout=30)
     replies = Replies(sandbox)
     started = time.monotonic()
@@ -190,4 +193,5 @@ if __name__ == "__main__":
     parser.add_argument("--settle", type=float, default=10.0, help="seconds without a reply before the run ends")
     parser.add_argument("--env", nargs="*", default=[], help="extra NAME=value settings for the bot")
     parser.add_argument("--tracemalloc", action="store_true", help="trace the bot's allocations (slower, RSS inflated)")
+    parser.add_argument("--frames", type=int, default=1, help="frames kept per allocation with --tracemalloc")
     asyncio.run(run(parser.parse_args()))

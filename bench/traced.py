@@ -8,7 +8,7 @@ import sys
 import threading
 import tracemalloc
 
-FRAMES = 8  # enough to see which of the bot's own lines an allocation in a library came from
+FRAMES = int(os.environ.get("TRACEMALLOC_FRAMES", "1"))  # more show who called, at several times the CPU
 
 
 def dump_on_request() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 from bot.dedupe import RecentIds
+from bot.ratelimit import UserRateLimiter
 
 
 def _bytes_per_item(fill: object, count: int) -> float:
@@ -51,3 +52,26 @@ def test_recent_ids_forget_the_older_generation_whole_at_capacity() -> None:
     assert "m499" not in ids  # the first generation (m0…m499) went whole
     assert "m500" in ids and "m1499" in ids
     assert not ids.claim("m1499") and ids.claim("m499")
+
+
+def test_a_sender_with_one_command_in_the_window_costs_the_limiter_little() -> None:
+    count = 20_000
+    keys = [f"ding{number:032d}:0147{number:08d}8602" for number in range(count)]  # as long as DingTalk's ids
+
+    def fill() -> UserRateLimiter:
+        limiter = UserRateLimiter(rate=10)
+        for key in keys:
+            limiter.check(key)
+        return limiter
+
+    assert _bytes_per_item(fill, count) <= 150  # the key itself is not counted: the caller holds it
+
+
+def test_the_limiter_still_counts_every_command_of_a_sender_with_one_kept_compactly() -> None:
+    limiter = UserRateLimiter(rate=2, window=60)
+    for number in range(50):
+        assert limiter.check(f"other-{number}") == "allow"  # each kept as one time
+    assert [limiter.check("s1") for _ in range(4)] == ["allow", "allow", "slow_down", "drop"]
+    assert limiter.check("other-0") == "allow"
+    assert limiter.check("other-0") == "slow_down"
+    assert len(limiter) == 51
