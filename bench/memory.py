@@ -160,6 +160,8 @@ async def run(options: argparse.Namespace) -> None:
             replies.flush()
         if number % options.every == 0 or number == options.senders:
             curve.append((number, memory_mb(process.pid)[0]))
+            elapsed = time.monotonic() - started
+            print(f"{number:,} senders: RSS {curve[-1][1]:.0f} MB ({elapsed:.0f} s)", file=sys.stderr, flush=True)
             if snapshots is not None:
                 await snapshots.take(number)
     while await replies.wait_beyond(replies.total, options.settle):
