@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import uvloop
 
+from bench.redisserver import RedisServer
 from bot.redis_batch import CommandBatcher
 from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
-from tests.redisserver import RedisServer
 
 OPERATIONS = 20_000
 

@@ -8,6 +8,7 @@ import asyncio
 import functools
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -22,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
+from bench.redisserver import RedisServer  # noqa: E402
 from bot.sandbox import Sandbox  # noqa: E402
-from tests.redisserver import RedisServer  # noqa: E402
 
 WARM_UP = 20  # commands before measuring: process start, connection and the first token are not the burst
 STALL_SECONDS = 30.0
@@ -48,6 +49,7 @@ class Result:
     qps_limit: int
     throttled: int
     note: str = ""
+    form: str = "quoted"  # how the commands name their calendar: "quoted" (an exact id) or "typed" (listed first)
     token_fetches: Counter[str] | None = None  # ISV: corpAccessToken calls per organization during the burst
 
     @property
@@ -68,15 +70,15 @@ class Result:
 class Contender:
     """One or more processes answering through the sandbox: the bot (`python -m bot`) or a baseline."""
 
-    def __init__(self, command: list[str], env: dict[str, str], count: int = 1) -> None:
-        self.command, self.env, self.count = command, env, count
+    def __init__(self, command: list[str], env: dict[str, str], count: int = 1, cwd: Path = ROOT) -> None:
+        self.command, self.env, self.count, self.cwd = command, env, count, cwd
         self.processes: list[asyncio.subprocess.Process] = []
 
-    async def start(self, sandbox: Sandbox) -> None:
-        for number in range(self.count):
+    async def start(self, sandbox: Sandbox, connected_before: int = 0) -> None:
+        for number in range(connected_before, connected_before + self.count):
             process = await asyncio.create_subprocess_exec(
                 *self.command,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env={**os.environ, "BOT_STATE_DIR": tempfile.mkdtemp(prefix="bench-state-"), **self.env},
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
@@ -84,13 +86,21 @@ class Contender:
             self.processes.append(process)
             await sandbox.wait_connected(number + 1, timeout=30)
 
+    async def profile(self) -> asyncio.subprocess.Process | None:
+        """With BENCH_PROFILE=<file>, py-spy samples the first process during the burst (raw, flamegraph.pl's input)."""
+        target = os.environ.get("BENCH_PROFILE")
+        if not target or not self.processes:
+            return None
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        command = [spy, "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", target]
+        spy_process = await asyncio.create_subprocess_exec(
+            *command, "--pid", str(self.processes[0].pid), stdout=asyncio.subprocess.DEVNULL
+        )
+        await asyncio.sleep(0.5)  # attached before the burst starts
+        return spy_process
+
     def cpu_seconds(self) -> float:
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for process in self.processes:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-        return total
+        return sum(process_cpu_seconds(process.pid) for process in self.processes)
 
     def peak_rss_mb(self) -> float:
         peaks = []
@@ -107,16 +117,28 @@ class Contender:
             await process.wait()
 
 
-def seed(sandbox: Sandbox, count: int, prefix: str) -> list[dict[str, Any]]:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a whole process (every thread, those ended too), to the nanosecond: the kernel's CPU
+    clock of another process (clock_getcpuclockid's id, CPUCLOCK_SCHED), not /proc's 10 ms ticks."""
+    return time.clock_gettime_ns(((~pid) << 3) | 2) / 1e9
+
+
+def seed(sandbox: Sandbox, count: int, prefix: str, form: str = "quoted") -> list[dict[str, Any]]:
+    """`count` distinct senders, each subscribed to one calendar, each sending one unsubscribe: "quoted" is the form a
+    card's button sends (an exact id: one calendar call), "typed" the id as typed (listed first: one call more)."""
     messages = []
     for number in range(count):
         staff, union, calendar = f"{prefix}s{number}", f"{prefix}u{number}", f"{prefix}c{number}"
         sandbox.add_user(staff, union)
         sandbox.add_calendar(calendar, f"Calendar {number}")
         sandbox.subscribe(union, calendar)
-        # the form a card's button sends (an exact, quoted id: one calendar call); a typed text is listed first
-        messages.append(sandbox.chat(f'unsubscribe "{calendar}"', staff))
+        text = f'unsubscribe "{calendar}"' if form == "quoted" else f"unsubscribe {calendar}"
+        messages.append(sandbox.chat(text, staff))
     return messages
+
+
+def seed_typed(sandbox: Sandbox, count: int, prefix: str) -> list[dict[str, Any]]:
+    return seed(sandbox, count, prefix, "typed")
 
 
 def seed_isv(sandbox: Sandbox, count: int, prefix: str) -> list[dict[str, Any]]:
@@ -138,10 +160,17 @@ async def push_suite_ticket(sandbox: Sandbox) -> None:
     await sandbox.wait_ack(await sandbox.push_suite_ticket())
 
 
-async def drive(sandbox: Sandbox, messages: list[dict[str, Any]], rate: float, duplicate_every: int = 0) -> list[float]:
+async def drive(
+    sandbox: Sandbox,
+    messages: list[dict[str, Any]],
+    rate: float,
+    duplicate_every: int = 0,
+    socket: int | None = None,
+) -> list[float]:
     """Push the messages (all at once, or `rate` per second); returns each one's delivery→reply seconds. A message
     that cannot be delivered (the contender dropped its connection) or gets no reply counts as an error. With
-    `duplicate_every`, every so many messages go to the first two connections both instead of to one at random."""
+    `duplicate_every`, every so many messages go to the first two connections both instead of to one at random;
+    with `socket`, every message goes to that connection (the oldest is 0)."""
     pushed: dict[str, float] = {}
     replied_before = len(sandbox.webhook_replies)
     started = time.monotonic()
@@ -154,7 +183,7 @@ async def drive(sandbox: Sandbox, messages: list[dict[str, Any]], rate: float, d
                 await sandbox.push(data, socket=0)
                 await sandbox.push(data, socket=1)
             else:
-                await sandbox.push(data)
+                await sandbox.push(data, socket=socket)
         except (ConnectionError, aiohttp.ClientError, TimeoutError):
             continue
         pushed[path] = time.monotonic()
@@ -192,10 +221,14 @@ async def measure(
         fetched_before = len(sandbox.calls("corpAccessToken"))
         sandbox.qps_limit = qps_limit
         messages = seeder(sandbox, count, "m")
+        spy = await contender.profile()
         cpu_before, started = contender.cpu_seconds(), time.monotonic()
         latencies = await drive(sandbox, messages, rate, duplicate_every)
         seconds = time.monotonic() - started
         cpu = contender.cpu_seconds() - cpu_before
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            await spy.wait()
         answered = [sandbox.webhook_replies.get(m["sessionWebhook"].removeprefix(sandbox.base_url)) for m in messages]
         ok = sum(1 for reply in answered if reply is not None and "Unsubscribed" in reply.body.decode())
         fetches = Counter(request.json()["authCorpId"] for request in sandbox.calls("corpAccessToken")[fetched_before:])
@@ -256,15 +289,22 @@ def baseline(kind: str) -> Contender:
     return Contender([sys.executable, str(ROOT / "bench" / "baselines.py"), kind], {})
 
 
-def table(results: list[Result], baselines: list[Result]) -> str:
-    """One row per scenario; each bot row also shows how many times the rate of each baseline it reached."""
+def floor_bot() -> Contender:
+    """The floor bot (bench/floor.py): the same calls with raw aiohttp, no safety; every figure is a ratio to it."""
+    return Contender([sys.executable, str(ROOT / "bench" / "floor.py")], {})
+
+
+def table(results: list[Result], baselines: list[Result], floors: dict[str, Result]) -> str:
+    """One row per scenario; each bot row also shows how many times the rate of each baseline it reached, and every
+    burst its CPU per command as a multiple of the floor bot's for the same form of command, measured in this run."""
     header = ["scenario", "cmds", "ok", "err", "dup", "cmd/s"]
     header += [f"× {b.name.removeprefix('SDK ')}" for b in baselines]
-    header += ["p50 ms", "p95 ms", "p99 ms", "bot-added p50/p99 ms", "CPU ms/cmd", "peak RSS MB"]
+    header += ["p50 ms", "p95 ms", "p99 ms", "bot-added p50/p99 ms", "CPU ms/cmd", "CPU × floor", "peak RSS MB"]
     rows = [header]
     for r in results:
         row = [r.name, str(r.commands), str(r.answered - r.errors), str(r.errors), str(r.duplicates), f"{r.rate:.1f}"]
-        burst = r not in baselines and not r.qps_limit and not r.offered_rate
+        paced = bool(r.qps_limit or r.offered_rate)  # not a burst: the floor bot's burst is no comparison
+        burst = r not in baselines and not paced
         row += [f"{r.rate / b.rate:.1f}" if burst and b.rate else "—" for b in baselines]
         row += [
             f"{r.percentile(0.5):.1f}",
@@ -272,6 +312,7 @@ def table(results: list[Result], baselines: list[Result]) -> str:
             f"{r.percentile(0.99):.1f}",
             f"{r.percentile(0.5, r.platform_seconds):.1f} / {r.percentile(0.99, r.platform_seconds):.1f}",
             f"{r.cpu_per_command:.2f}",
+            f"{r.cpu_per_command / floors[r.form].cpu_per_command:.2f}" if r.form in floors and not paced else "—",
             f"{r.peak_rss_mb:.0f}",
         ]
         rows.append(row)
@@ -301,7 +342,13 @@ async def main(options: argparse.Namespace) -> None:
     print(f"burst of {n} unsubscribe commands (distinct senders), platform latency {options.latency:.0f} ms per call")
     qps = options.qps_limit
     limited = {"BOT_API_QPS": str(qps)}  # the bot's default matches DingTalk's limit; here it matches the sandbox
-    results = [await median_burst("bot (burst)", bot, options)]
+    floors = {"quoted": await median_burst("floor bot (burst)", floor_bot, options)}
+    results = [floors["quoted"], await median_burst("bot (burst)", bot, options)]
+    if "typed" in scenarios:
+        floors["typed"] = await median_burst("floor bot, typed id (burst)", floor_bot, options, seeder=seed_typed)
+        floors["typed"].form = "typed"
+        results += [floors["typed"], await median_burst("bot, typed id (burst)", bot, options, seeder=seed_typed)]
+        results[-1].form = "typed"
     baselines: list[Result] = []
     if "isv" in scenarios:
         with tempfile.TemporaryDirectory(prefix="calbot-bench-") as state:  # the suite ticket's SQLite file
@@ -330,13 +377,13 @@ async def main(options: argparse.Namespace) -> None:
                 )
         finally:
             server.stop()
-    print(table(results, baselines))
+    print(table(results, baselines, floors))
     for r in results:
         if r.note:
             print(r.note)
     for r in results:
         if r.token_fetches is not None:
-            internal = results[0].cpu_per_command
+            internal = results[1].cpu_per_command  # the internal-app burst (results[0] is the floor bot)
             print(
                 f"{r.name}: {sum(r.token_fetches.values())} organization token fetches for {len(r.token_fetches)} "
                 f"organizations, at most {max(r.token_fetches.values(), default=0)} per organization; CPU per command "
@@ -365,13 +412,31 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-commands", type=int, default=0, help="commands for the baselines (default: same)")
     parser.add_argument(
         "--scenarios",
-        default="isv,baselines,steady,qps,redis",
-        help="comma-separated extra scenarios: isv, baselines, steady, qps, redis (default: all)",
+        default="typed,isv,baselines,steady,qps,redis",
+        help="comma-separated extra scenarios: typed, isv, baselines, steady, qps, redis (default: all)",
     )
+    parser.add_argument(
+        "--guard",
+        action="store_true",
+        help="only the speed guard: CPU per command against the floor bot, quoted and typed; exit 1 when over "
+        "bench/guard.json",
+    )
+    parser.add_argument(
+        "--guard-rounds", type=int, default=9, help="guard: interleaved rounds, the median kept (default 9)"
+    )
+    parser.add_argument("--guard-batch", type=int, default=200, help="guard: commands per contender and form per round")
+    parser.add_argument(
+        "--record", default="", help="guard: write the measured ratios to bench/guard.json with this note"
+    )
+    options = parser.parse_args()
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main(parser.parse_args()))
+    if options.guard:
+        from bench import guard
+
+        sys.exit(asyncio.run(guard.main(options)))
+    asyncio.run(main(options))

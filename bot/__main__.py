@@ -9,11 +9,12 @@ import os
 import signal
 import sys
 import textwrap
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvloop
 
-from bot import logs
+from bot import logs, statedir
 from bot.app import App, VitalTaskEnded
 from bot.config import VARIABLES, Config, ConfigError
 
@@ -38,8 +39,7 @@ commands:
 
 async def serve(config: Config) -> int:
     """Run the bot until SIGTERM, SIGINT or SIGHUP (exit code 0), or until the watchdog finds it deaf (1)."""
-    hosts = {"api_host": urlsplit(config.api_base).hostname, "oapi_host": urlsplit(config.oapi_base).hostname}
-    log.info("bot starting", extra={"fields": {"client_id": config.client_id, **hosts}})
+    log.info("bot starting", extra={"fields": mode(config)})
     app = App(config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -55,6 +55,26 @@ async def serve(config: Config) -> int:
     except VitalTaskEnded:
         return 1
     return 0
+
+
+def mode(config: Config) -> dict[str, object]:
+    """What an admin checks first: which app, which DingTalk, which kind of app and token, where state is kept
+    (never Redis's password), whether anyone may use the admin commands."""
+    if config.redis_url:
+        redis = urlsplit(config.redis_url)
+        where = f"{redis.scheme}://{redis.path}" if redis.scheme == "unix" else f"{redis.hostname}:{redis.port or 6379}"
+        state = f"redis {where}"
+    else:
+        state = f"sqlite {os.path.abspath(config.state_dir)}"
+    return {
+        "client_id": config.client_id,
+        "api_host": urlsplit(config.api_base).hostname,
+        "oapi_host": urlsplit(config.oapi_base).hostname,
+        "app_type": config.app_type,
+        "calendar_token": config.calendar_token,
+        "state": state,
+        "admins": f"{len(config.admins)} configured" if config.admins else "none (stats and audit refused to all)",
+    }
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,11 +116,28 @@ def main(argv: list[str]) -> int:
         return demo.main(interactive=arguments.interactive, user_tokens=arguments.user_tokens, isv=arguments.isv)
     try:
         config = Config.from_env(os.environ)
-    except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+    except ConfigError as error:  # every problem at once: an admin fixes them in one go
+        for problem in error.problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, secrets=[config.client_secret, config.oauth_client_secret, config.secret_key])
-    return uvloop.run(serve(config))  # libuv's loop: less CPU per socket event than asyncio's own
+    state: statedir.StateDir | None = None
+    if not config.redis_url:  # the journal and the database are files: one process per folder
+        try:
+            state = statedir.claim(Path(config.state_dir))
+        except statedir.StateDirBusy as busy:
+            fields = {"state_dir": config.state_dir, "holder_pid": str(busy)}
+            log.error("another bot process is using BOT_STATE_DIR, not starting", extra={"fields": fields})
+            return 1
+        except OSError as error:
+            problem = f"BOT_STATE_DIR: {config.state_dir} cannot be used ({type(error).__name__}: {error})"
+            log.error("the bot's state cannot be kept, exiting", extra={"fields": {"problem": problem}})
+            return 1
+    try:
+        return uvloop.run(serve(config))  # libuv's loop: less CPU per socket event than asyncio's own
+    finally:
+        if state is not None:
+            state.release()
 
 
 if __name__ == "__main__":

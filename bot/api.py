@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import quote
 
@@ -10,53 +11,70 @@ from bot.credentials import Authorization
 from bot.dingtalk import DingTalkClient, safe_to_resend
 from bot.errors import request_id_of
 from bot.models import Calendar
+from bot.recent_calendars import RecentCalendars
 
 
 class DingTalkApi:
     """User lookups and robot sends with the organization's credentials, calendar calls with the calendar's; the
     caller never sees which kind of token either is."""
 
-    __slots__ = ("_calendar", "_client", "_organization", "_scope")
+    __slots__ = ("_calendar", "_client", "_lists", "_organization", "_scope")
 
-    def __init__(self, client: DingTalkClient, authorization: Authorization) -> None:
+    def __init__(
+        self, client: DingTalkClient, authorization: Authorization, lists: RecentCalendars | None = None
+    ) -> None:
         self._client = client
         self._organization = authorization.organization
         self._calendar = authorization.calendar
         self._scope = authorization.scope
+        self._lists = lists if lists is not None else RecentCalendars(seconds=0)
 
-    async def union_id(self, staff_id: str) -> str:
+    # Plain functions returning the client's awaitable, not coroutines of their own: every frame between a call and
+    # its socket is resumed at each step of the call.
+
+    def union_id(self, staff_id: str) -> Awaitable[str]:
         """The user's unionId from their staff userid (topapi/v2/user/get)."""
         body = {"userid": staff_id}
-        return await self._client.topapi(
+        return self._client.topapi(
             self._organization, "user/get", "/topapi/v2/user/get", body, answers.union_id, self._scope
         )
 
-    async def unsubscribe_calendar(self, union_id: str, calendar_id: str) -> str:
+    def unsubscribe_calendar(self, union_id: str, calendar_id: str) -> Awaitable[str]:
         """Unsubscribe the user from a subscribed calendar; returns DingTalk's request id."""
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/unsubscribe"
-        return await self._client.openapi(
+        self._lists.drop(self._scope, union_id)  # whatever DingTalk answers: the change may have been made
+        return self._client.openapi(
             self._calendar, "unsubscribe", "POST", path, None, answers.confirmed, scope=self._scope
         )
 
     async def subscribe_calendar(self, union_id: str, calendar_id: str) -> str:
         """Subscribe the user to a subscribed (public) calendar again; DingTalk answers 200 with no body."""
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars/{_segment(calendar_id)}/subscribe"
+        self._lists.drop(self._scope, union_id)
         return request_id_of(
             await self._client.openapi(
                 self._calendar, "subscribe", "POST", path, None, answers.as_is, scope=self._scope
             )
         )
 
-    async def list_calendars(self, union_id: str) -> list[Calendar]:
-        """All of the user's calendars (primary, subscribed, shared), as DingTalk lists them."""
+    async def list_calendars(self, union_id: str, *, recent: bool = False) -> list[Calendar]:
+        """All of the user's calendars (primary, subscribed, shared), as DingTalk lists them; with `recent`, as it
+        listed them a few seconds ago if the bot changed none of them since (bot/recent_calendars.py)."""
+        if recent:
+            kept = self._lists.get(self._scope, union_id)
+            if kept is not None:
+                return kept
+        stamp = self._lists.begin(self._scope, union_id)
         path = f"/v1.0/calendar/users/{_segment(union_id)}/calendars"
-        return await self._client.openapi(
+        calendars = await self._client.openapi(
             self._calendar, "calendars", "GET", path, None, answers.calendars, scope=self._scope
         )
+        self._lists.put(self._scope, union_id, calendars, stamp)
+        return calendars
 
-    async def post_session_webhook(self, url: str, body: dict[str, Any]) -> None:
+    def post_session_webhook(self, url: str, body: dict[str, Any]) -> Awaitable[None]:
         """Reply through the message's sessionWebhook (the URL is its own credential)."""
-        await self._client.post_session_webhook(url, body)
+        return self._client.post_session_webhook(url, body)
 
     async def send_to_user(self, staff_id: str, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> None:
         """Send a robot message to one user through the OpenAPI (no expiry, unlike the sessionWebhook); raises when

@@ -20,13 +20,14 @@ from bot.handlers import HANDLERS, CommandError, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
 from bot.intake import CARD, Intake, build_journal
-from bot.isv import IsvAuthorizer, SuiteEvents
+from bot.isv import IsvAuthorizer, RelievedWatcher, SuiteEvents
 from bot.journal import Entry
 from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.names import CalendarNames
 from bot.oauth_web import OAuthServer
 from bot.progress import Progress
+from bot.recent_calendars import RecentCalendars
 from bot.replies import deliver, deliver_privately
 from bot.sealing import Sealer
 from bot.stats import Stats
@@ -62,6 +63,7 @@ class App:
             self.authorizer = AppAuthorizer(self.stores.tokens, self.dingtalk.app_access_token)
         self.users = UserDirectory(self.stores.union_ids, per_organization=config.is_isv)
         self.names = CalendarNames()
+        self.calendar_lists = RecentCalendars()
         self.languages = LastLanguages()
         self.inbox = Inbox(
             self.handle,
@@ -87,7 +89,7 @@ class App:
             self.user_tokens = UserTokens(self.stores.tokens, self.stores.user_grants, sealer, self.dingtalk)
             self.authorizer = UserAuthorizer(self.authorizer, self.user_tokens)
             self.connector = Connector(config, self.stores.user_grants, sealer, self.user_tokens, self.dingtalk)
-            self.oauth = OAuthServer(self.connector, config.port, config.locale, self.inbox.accept)
+            self.oauth = OAuthServer(self.connector, config.port, config.locale, self.intake.accept)
 
     async def run(self) -> None:
         """Serve until shutdown(). If the Stream loop or the heartbeat ends before that, log it and raise
@@ -107,6 +109,9 @@ class App:
                 raise VitalTaskEnded("web server") from None
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
+        watcher = None
+        if self.config.is_isv and self.stores.redis is not None:  # other dynos may get an organization's removal
+            watcher = asyncio.create_task(RelievedWatcher(self.stores).run())
         vital = {stream: "stream loop", heartbeat: "heartbeat"}
         done, _ = await asyncio.wait(vital, return_when=asyncio.FIRST_COMPLETED)
         if not self._shutting_down:
@@ -116,6 +121,8 @@ class App:
             log.error("watchdog: a vital task ended, exiting", extra={"fields": fields}, exc_info=error)
             raise VitalTaskEnded(vital[ended])
         heartbeat.cancel()
+        if watcher is not None:
+            watcher.cancel()
         await stream
 
     async def shutdown(self, grace_seconds: float) -> None:
@@ -140,28 +147,26 @@ class App:
         progress, resumed = self.intake.take(message)
         if self.intake.answered(resumed):
             log.warning("resumed message already answered", extra={"fields": {"msg_id": message.msg_id}})
-            await self.intake.finish(message.msg_id)
+            await self.intake.finish(message.key)
             return
         # a resumed message was admitted (and counted against its sender) by the handling it resumes
-        # an ISV app's duplicate claims are kept per organization, as its senders' limits are (sender_key)
-        claim = f"{message.chatbot_corp_id}:{message.msg_id}" if self.config.is_isv else message.msg_id
         sender = message.sender_key  # built once: the sender's limit and language share one string, not a copy each
-        verdict = Verdict.ALLOW if resumed else await self.stores.admission.admit(claim, sender)
+        verdict = Verdict.ALLOW if resumed else await self.stores.admission.admit(message.key, sender)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
         if self.config.is_isv:
             fields["corp_id"] = message.chatbot_corp_id
         if verdict == Verdict.TAKEN:
             self.counters["taken_elsewhere"] += 1
             log.info("message taken by another dyno", extra={"fields": fields})
-            await self.intake.finish(message.msg_id)
+            await self.intake.finish(message.key)
             return
         if verdict == Verdict.DROP:
             self.counters["rate_limited"] += 1
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
-            await self.intake.finish(message.msg_id)
+            await self.intake.finish(message.key)
             return
         command = parse(message.text, self.languages.of(sender, self.config.locale))
-        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message))
+        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message), self.calendar_lists)
         if command.understood:
             self.languages.remember(sender, command.locale)
         with budget.spending(self.config.command_timeout) as work:
@@ -177,7 +182,7 @@ class App:
         # The reply gets its own budget: a command that used up its time still gets its card.
         with budget.spending(self.config.command_timeout) as sending:
             await self._send(dingtalk, message, reply, command.locale, fields)
-        await self.intake.finish(message.msg_id)
+        await self.intake.finish(message.key)
         fields["resumed"] = resumed is not None
         retries = work.retries + sending.retries
         fields.update(attempts=work.attempts + sending.attempts, retries=retries)
@@ -194,7 +199,7 @@ class App:
         self.counters["busy_refused"] += 1
         if len(self._busy_replies) >= MAX_BUSY_REPLIES or not self._told_busy.claim(message.sender_key):
             log.info("message refused: too many waiting", extra={"fields": {"msg_id": message.msg_id, "told": False}})
-            self.intake.finish_later(message.msg_id)
+            self.intake.finish_later(message.key)
             return
         reply = asyncio.create_task(self._answer_busy(message))
         self._busy_replies.add(reply)
@@ -203,10 +208,10 @@ class App:
     async def _answer_busy(self, message: Message) -> None:
         fields: dict[str, object] = {"msg_id": message.msg_id, "told": True}
         locale = parse(message.text, self.languages.of(message.sender_key, self.config.locale)).locale
-        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message))
+        dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message), self.calendar_lists)
         with budget.spending(self.config.command_timeout):
             await self._send(dingtalk, message, Reply(Outcome.BUSY), locale, fields)
-        await self.intake.finish(message.msg_id)
+        await self.intake.finish(message.key)
         log.info("message refused: too many waiting", extra={"fields": fields})
 
     async def _busy_replies_sent(self, seconds: float) -> None:
@@ -293,6 +298,7 @@ class App:
             "busy_refused": self.counters["busy_refused"],
             "in_flight": self.inbox.in_flight,
             "reconnects": self.stream.reconnects,
+            "failed_connections": self.stream.failed_connections,
         }
 
     async def _heartbeat(self) -> None:

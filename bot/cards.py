@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from pathlib import Path
@@ -32,6 +33,7 @@ MSG_PARAM_LIMIT = 15_000  # bytes of the robot OpenAPI's msgParam JSON (UTF-8: a
 _MSG_PARAM_FIELD_BYTES = 40  # per field: its key ("actionTitle5"), quotes, colon and comma, generously
 BUTTON_TITLE_LIMIT = 20
 BUTTON_URL_LIMIT = 500  # DingTalk rejects a longer button link (errcode 34016); a markdown link has no such limit
+BUTTON_LIST_LIMIT = 1_000  # characters of the buttons as DingTalk's btn_json_list (errcode 34016)
 MAX_LISTED = 50  # calendars or actions one card shows at most; beyond, it says how many more
 MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five; more become links
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="  # the host must be lower case or clients ignore it
@@ -128,18 +130,33 @@ def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) ->
     as_links = len(actions) > MAX_BUTTONS or any(len(url) > BUTTON_URL_LIMIT for url in urls)
     labels = [_label(action, locale) for action in actions]
     shown_labels = labels if as_links else [_shorten(label) for label in labels]
-    if len({_looks(label) for label in shown_labels}) < len(shown_labels):
+    numbered = len({_looks(label) for label in shown_labels}) < len(shown_labels)
+    if numbered:
         # Labels a user cannot tell apart get numbers first; the body says what each number is.
         shown_labels = [f"{number}. {label}" for number, label in enumerate(labels, start=1)]
         if not as_links:
             shown_labels = [_shorten(label) for label in shown_labels]
-        if reply.outcome not in LISTS_ITS_ACTIONS:
-            markdown = f"{markdown}\n\n{_legend(actions, labels)}"
+    if not as_links and button_list_length(shown_labels, urls) > BUTTON_LIST_LIMIT:
+        as_links = True  # links in the body instead: their labels need not be short
+        shown_labels = [f"{number}. {label}" for number, label in enumerate(labels, start=1)] if numbered else labels
+    if numbered and reply.outcome not in LISTS_ITS_ACTIONS:
+        markdown = f"{markdown}\n\n{_legend(actions, labels)}"
     if as_links:
         links = "\n".join(f"- [{escape_markdown(label)}]({url})" for label, url in zip(shown_labels, urls, strict=True))
         return Card(title, f"{markdown}\n\n{links}", (), interactive=True)
     buttons = tuple(Button(label, url) for label, url in zip(shown_labels, urls, strict=True))
     return Card(title, markdown, buttons, interactive=True)
+
+
+def button_list_length(titles: list[str], urls: list[str]) -> int:
+    """Characters of the buttons as DingTalk's btn_json_list (compact JSON, text as written, not \\u-escaped), or a
+    bound on them when even the bound is within the limit."""
+    # No character takes more than 6 in JSON (links are percent-encoded): the common card needs no dump to know.
+    bound = 2 + sum(30 + 6 * len(title) + 6 * len(url) for title, url in zip(titles, urls, strict=True))
+    if bound <= BUTTON_LIST_LIMIT:
+        return bound
+    buttons = [{"title": title, "actionURL": url} for title, url in zip(titles, urls, strict=True)]
+    return len(json.dumps(buttons, ensure_ascii=False, separators=(",", ":")))
 
 
 def _looks(label: str) -> str:

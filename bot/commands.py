@@ -110,6 +110,9 @@ def quote_target(calendar_id: str) -> str:
     return '"' + calendar_id.replace('"', '""') + '"'
 
 
+_WHITESPACE = re.compile(r"\s")  # what str.isspace() calls whitespace, searched in C
+
+
 def calendar_id_problem(value: str) -> str | None:
     """Why this text cannot be a calendar id ("missing", "dot_segment", "too_long", "whitespace",
     "bad_characters"), or None."""
@@ -119,9 +122,10 @@ def calendar_id_problem(value: str) -> str | None:
         return "dot_segment"
     if len(value) > MAX_CALENDAR_ID_LENGTH:
         return "too_long"
-    if any(unicodedata.category(char).startswith("C") for char in value):
+    # A printable text has no control or format character: the per-character look is needed only for the others.
+    if not value.isprintable() and any(unicodedata.category(char).startswith("C") for char in value):
         return "bad_characters"
-    if any(char.isspace() for char in value):
+    if _WHITESPACE.search(value):
         return "whitespace"
     return None
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 REGIONS = {
@@ -16,11 +17,14 @@ REGIONS = {
 LOCALES = ("zh_CN", "en")
 CALENDAR_TOKENS = ("app", "user")  # BOT_CALENDAR_TOKEN: calendar calls with the app's token or each user's own
 MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_BITS = 80.0  # estimated from its characters: 32 random hex digits give 95-125, 32 × "a" none
+MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 USER_MODE_ONLY = "(required with BOT_CALENDAR_TOKEN=user)"
 FAULTS = ("", "stream-loop-ends", "heartbeat-ends")  # BOT_FAULT: make a vital task end, to test the watchdog
 APP_TYPES = ("internal", "isv")  # DINGTALK_APP_TYPE: an internal app, or a third-party enterprise app (suite)
 
 
+T = TypeVar("T")
 REQUIRED = "(required)"
 UNSET = "(unset)"
 
@@ -182,8 +186,9 @@ VARIABLES = (
     Variable(
         "BOT_SECRET_KEY",
         USER_MODE_ONLY,
-        "with BOT_CALENDAR_TOKEN=user: at least 32 random characters; signs the connect links and encrypts users' "
-        "refresh tokens at rest (changing it disconnects every user); never logged",
+        "with BOT_CALENDAR_TOKEN=user: at least 32 random characters, not a pattern (e.g. python -c 'import "
+        "secrets; print(secrets.token_urlsafe(48))'); signs the connect links and encrypts users' refresh tokens at "
+        "rest (changing it disconnects every user); never logged",
     ),
     Variable(
         "PORT",
@@ -216,7 +221,11 @@ VARIABLES = (
 
 
 class ConfigError(ValueError):
-    """A setting is missing or invalid; the message names the variable."""
+    """Settings are missing or invalid: one problem per variable, each naming it."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,50 +274,61 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
-        client_id = _required(env, "DINGTALK_CLIENT_ID")
-        client_secret = _required(env, "DINGTALK_CLIENT_SECRET")
-        region = env.get("DINGTALK_REGION", "cn").strip().lower() or "cn"
-        if region not in REGIONS:
-            raise ConfigError(f"DINGTALK_REGION must be one of {', '.join(REGIONS)}, not {region!r}")
+        """The configuration, or ConfigError listing every problem found (not only the first)."""
+        problems: list[str] = []
+
+        def read(parse: Callable[..., T], *arguments: Any, fallback: T) -> T:
+            try:
+                return parse(*arguments)
+            except ConfigError as error:
+                problems.extend(error.problems)
+                return fallback
+
+        client_id = read(_required, env, "DINGTALK_CLIENT_ID", fallback="")
+        client_secret = read(_required, env, "DINGTALK_CLIENT_SECRET", fallback="")
+        region = read(_choice, env, "DINGTALK_REGION", REGIONS, "cn", str.lower, fallback="cn")
         default_api, default_oapi = REGIONS[region]
-        locale = env.get("BOT_LOCALE", "zh_CN").strip() or "zh_CN"
-        if locale not in LOCALES:
-            raise ConfigError(f"BOT_LOCALE must be one of {', '.join(LOCALES)}, not {locale!r}")
-        log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
-        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
-        return cls(
+        log_levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+        config = cls(
             client_id=client_id,
             client_secret=client_secret,
-            api_base=_base_url(env, "DINGTALK_API_BASE", default_api),
-            oapi_base=_base_url(env, "DINGTALK_OAPI_BASE", default_oapi),
-            locale=locale,
-            http_timeout=_positive_float(env, "BOT_HTTP_TIMEOUT", 10.0),
-            log_level=log_level,
-            max_in_flight=_positive_int(env, "BOT_MAX_IN_FLIGHT", 256),
-            command_timeout=_positive_float(env, "BOT_COMMAND_TIMEOUT", 20.0),
-            api_qps=_positive_float(env, "BOT_API_QPS", 20.0),
-            user_rate=_positive_int(env, "BOT_USER_RATE", 10),
-            heartbeat_seconds=_positive_float(env, "BOT_HEARTBEAT_SECONDS", 60.0),
-            ping_seconds=_positive_float(env, "BOT_STREAM_PING_SECONDS", 20.0),
-            stream_retry_seconds=_positive_float(env, "BOT_STREAM_RETRY_SECONDS", 1.0),
-            fault=_fault(env),
-            redis_url=_redis_url(env),
-            redis_tls_verify=_flag(env, "REDIS_TLS_VERIFY"),
-            retry_pause_scale=_positive_float(env, "BOT_RETRY_PAUSE_SCALE", 1.0),
+            api_base=read(_base_url, env, "DINGTALK_API_BASE", default_api, fallback=default_api),
+            oapi_base=read(_base_url, env, "DINGTALK_OAPI_BASE", default_oapi, fallback=default_oapi),
+            locale=read(_choice, env, "BOT_LOCALE", LOCALES, "zh_CN", str, fallback="zh_CN"),
+            http_timeout=read(_positive_float, env, "BOT_HTTP_TIMEOUT", 10.0, fallback=10.0),
+            log_level=read(_choice, env, "LOG_LEVEL", log_levels, "INFO", str.upper, fallback="INFO"),
+            max_in_flight=read(_positive_int, env, "BOT_MAX_IN_FLIGHT", 256, fallback=256),
+            command_timeout=read(_positive_float, env, "BOT_COMMAND_TIMEOUT", 20.0, fallback=20.0),
+            api_qps=read(_positive_float, env, "BOT_API_QPS", 20.0, fallback=20.0),
+            user_rate=read(_positive_int, env, "BOT_USER_RATE", 10, fallback=10),
+            heartbeat_seconds=read(_positive_float, env, "BOT_HEARTBEAT_SECONDS", 60.0, fallback=60.0),
+            ping_seconds=read(_positive_float, env, "BOT_STREAM_PING_SECONDS", 20.0, fallback=20.0),
+            stream_retry_seconds=read(_positive_float, env, "BOT_STREAM_RETRY_SECONDS", 1.0, fallback=1.0),
+            fault=read(_fault, env, fallback=""),
+            redis_url=read(_redis_url, env, fallback=""),
+            redis_tls_verify=read(_flag, env, "REDIS_TLS_VERIFY", fallback=False),
+            retry_pause_scale=read(_positive_float, env, "BOT_RETRY_PAUSE_SCALE", 1.0, fallback=1.0),
             state_dir=env.get("BOT_STATE_DIR", "").strip() or "./state",
-            inbox_capacity=_positive_int(env, "BOT_INBOX_CAPACITY", 10_000),
-            max_in_flight_per_sender=_positive_int(env, "BOT_MAX_IN_FLIGHT_PER_SENDER", 1),
-            user_rate_window=_positive_float(env, "BOT_USER_RATE_WINDOW", 60.0),
-            dedupe_seconds=_positive_float(env, "BOT_DEDUPE_SECONDS", 600.0),
+            inbox_capacity=read(_positive_int, env, "BOT_INBOX_CAPACITY", 10_000, fallback=10_000),
+            max_in_flight_per_sender=read(_positive_int, env, "BOT_MAX_IN_FLIGHT_PER_SENDER", 1, fallback=1),
+            user_rate_window=read(_positive_float, env, "BOT_USER_RATE_WINDOW", 60.0, fallback=60.0),
+            dedupe_seconds=read(_positive_float, env, "BOT_DEDUPE_SECONDS", 600.0, fallback=600.0),
             region=region,
             admins=_staff_ids(env, "BOT_ADMINS"),
-            confirm_seconds=_positive_float(env, "BOT_CONFIRM_SECONDS", 600.0),
-            **_user_token_settings(env, client_id, client_secret),
-            app_type=_app_type(env),
-            journal_claim_seconds=_positive_float(env, "BOT_JOURNAL_CLAIM_SECONDS", 30.0),
+            confirm_seconds=read(_positive_float, env, "BOT_CONFIRM_SECONDS", 600.0, fallback=600.0),
+            **_user_token_settings(env, client_id, client_secret, problems),
+            app_type=read(_choice, env, "DINGTALK_APP_TYPE", APP_TYPES, "internal", str.lower, fallback="internal"),
+            journal_claim_seconds=read(_positive_float, env, "BOT_JOURNAL_CLAIM_SECONDS", 30.0, fallback=30.0),
             dyno=env.get("DYNO", "").strip(),
         )
+        if config.dyno.startswith("web.") and not config.user_tokens:  # Heroku would kill it: $PORT never served
+            problems.append(
+                f"DYNO is {config.dyno}: the web process type serves the OAuth redirect of BOT_CALENDAR_TOKEN=user; "
+                "with app tokens run the worker instead (heroku ps:scale web=0 worker=1)"
+            )
+        if problems:
+            raise ConfigError(*problems)
+        return config
 
     @property
     def is_isv(self) -> bool:
@@ -364,10 +384,13 @@ def _fault(env: Mapping[str, str]) -> str:
     return value
 
 
-def _app_type(env: Mapping[str, str]) -> str:
-    value = env.get("DINGTALK_APP_TYPE", "").strip().lower() or "internal"
-    if value not in APP_TYPES:
-        raise ConfigError(f"DINGTALK_APP_TYPE must be one of {', '.join(APP_TYPES)}, not {value!r}")
+def _choice(
+    env: Mapping[str, str], name: str, choices: Iterable[str], default: str, normal: Callable[[str], str]
+) -> str:
+    """One of `choices`, read through `normal` (case-insensitively where that is str.lower or str.upper)."""
+    value = normal(env.get(name, "").strip()) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
 
 
@@ -382,38 +405,66 @@ def _staff_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(part.strip() for part in env.get(name, "").replace("，", ",").split(",") if part.strip())
 
 
-def _user_token_settings(env: Mapping[str, str], client_id: str, client_secret: str) -> dict[str, Any]:
+def _user_token_settings(
+    env: Mapping[str, str], client_id: str, client_secret: str, problems: list[str]
+) -> dict[str, Any]:
     """BOT_CALENDAR_TOKEN and what user-token mode needs; the mode refuses to start without its public address and
-    a long enough secret key."""
+    a real secret key. Problems are added to `problems`."""
     mode = env.get("BOT_CALENDAR_TOKEN", "").strip().lower() or "app"
     if mode not in CALENDAR_TOKENS:
-        raise ConfigError(f"BOT_CALENDAR_TOKEN must be one of {', '.join(CALENDAR_TOKENS)}, not {mode!r}")
+        problems.append(f"BOT_CALENDAR_TOKEN must be one of {', '.join(CALENDAR_TOKENS)}, not {mode!r}")
+        mode = "app"
+    try:
+        login_base = _base_url(env, "DINGTALK_LOGIN_BASE", "https://login.dingtalk.com")
+    except ConfigError as error:
+        problems.extend(error.problems)
+        login_base = "https://login.dingtalk.com"
+    try:
+        port = _port(env)
+    except ConfigError as error:
+        problems.extend(error.problems)
+        port = 5000
     public_url = env.get("BOT_PUBLIC_URL", "").strip().rstrip("/")
     secret_key = env.get("BOT_SECRET_KEY", "").strip()
     settings: dict[str, Any] = {
         "calendar_token": mode,
         "oauth_client_id": env.get("DINGTALK_OAUTH_CLIENT_ID", "").strip() or client_id,
         "oauth_client_secret": env.get("DINGTALK_OAUTH_CLIENT_SECRET", "").strip() or client_secret,
-        "login_base": _base_url(env, "DINGTALK_LOGIN_BASE", "https://login.dingtalk.com"),
+        "login_base": login_base,
         "public_url": public_url,
         "secret_key": secret_key,
-        "port": _port(env),
+        "port": port,
     }
     if mode != "user":
         return settings
     parts = urlsplit(public_url)
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if not parts.netloc or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
-        raise ConfigError(
+        problems.append(
             "BOT_PUBLIC_URL must be the bot's public https address (e.g. https://my-bot.herokuapp.com) with "
             f"BOT_CALENDAR_TOKEN=user, not {public_url!r}"
         )
-    if len(secret_key) < MIN_SECRET_KEY_LENGTH:  # its value is never echoed
-        raise ConfigError(
-            f"BOT_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters with BOT_CALENDAR_TOKEN=user "
-            "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+    weakness = key_weakness(secret_key)
+    if weakness:  # its value is never echoed
+        problems.append(
+            f"BOT_SECRET_KEY {weakness} with BOT_CALENDAR_TOKEN=user: make one with "
+            f"`{MAKE_A_KEY}` and keep it (changing it disconnects every user)"
         )
     return settings
+
+
+def key_weakness(key: str) -> str:
+    """Why `key` is no real secret key ("" when it is one): too short, a repeated pattern, or too little variety
+    (its characters' Shannon entropy, times its length, under MIN_SECRET_KEY_BITS)."""
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"must be at least {MIN_SECRET_KEY_LENGTH} characters"
+    if any(key == key[:size] * (len(key) // size) for size in range(1, len(key) // 2 + 1) if len(key) % size == 0):
+        return "is one short pattern repeated, not a key"
+    counts = Counter(key).values()
+    bits = -sum(count * math.log2(count / len(key)) for count in counts)
+    if bits < MIN_SECRET_KEY_BITS:
+        return f"has too little variety to be a key ({len(counts)} different characters in {len(key)})"
+    return ""
 
 
 def _port(env: Mapping[str, str]) -> int:

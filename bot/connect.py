@@ -67,7 +67,8 @@ class Connector:
             "sender_corp_id": message.sender_corp_id,
             "chatbot_corp_id": message.chatbot_corp_id,
         }
-        await self._grants.put(PENDING_PREFIX + user, self._sealer.seal(PENDING_PREFIX + user, orjson.dumps(pending)))
+        sealed = self._sealer.seal(PENDING_PREFIX + user, orjson.dumps(pending))
+        await self._grants.put(PENDING_PREFIX + user, sealed, expires_in=CONNECT_SECONDS)  # dies with its state
         query = {
             "redirect_uri": f"{self._config.public_url}/oauth/callback",
             "response_type": "code",
@@ -107,7 +108,8 @@ class Connector:
             log.warning("connecting an account failed", extra={"fields": {"code": error.code, "status": error.status}})
             return Completed("failed", locale)
         log.info("account connected", extra={"fields": {"staff_id": pending["staff_id"]}})
-        return Completed("connected", locale, _message(state, pending) if pending["text"] else None)
+        pending_message = _message(state, pending, self._config.is_isv) if pending["text"] else None
+        return Completed("connected", locale, pending_message)
 
     async def _pending(self, state: State) -> dict[str, object] | None:
         """The command waiting for this state's user, if it is this state's (a newer link replaces an older one)."""
@@ -127,7 +129,7 @@ class Connector:
         return Completed(page, locale)
 
 
-def _message(state: State, pending: dict[str, object]) -> Message:
+def _message(state: State, pending: dict[str, object], per_organization: bool) -> Message:
     """The pending command as a 1:1 message from its sender, answered through the robot OpenAPI (no webhook)."""
     return Message(
         msg_id=f"connect-{state.nonce}",
@@ -143,4 +145,5 @@ def _message(state: State, pending: dict[str, object]) -> Message:
         session_webhook="",
         session_webhook_expires_ms=0,
         robot_code=str(pending["robot_code"]),
+        per_organization=per_organization,
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from websockets.exceptions import InvalidStatus, InvalidURI
+import aiohttp
+import httpx
+from websockets.exceptions import InvalidStatus, InvalidURI, ProxyError
 
 from bot.errors import DingTalkError
 
@@ -14,6 +18,15 @@ _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
 _REJECTED_CREDENTIALS = {(401, "authFailed"), (400, "invalidClientIdOrSecret"), (401, "invalidClientIdOrSecret")}
 _MAX_HOST_CHARS = 253
 _MAX_REASON_CHARS = 200
+_MAX_CAUSES = 8
+# first match wins: a proxy that is refused is "proxy", not "refused"; a TLS failure is a connection error too
+_WHY: tuple[tuple[str, type[BaseException] | tuple[type[BaseException], ...]], ...] = (
+    ("proxy", (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError, ProxyError)),
+    ("dns", (aiohttp.ClientConnectorDNSError, socket.gaierror)),
+    ("tls", (aiohttp.ClientSSLError, ssl.SSLError)),
+    ("refused", ConnectionRefusedError),
+    ("timeout", (TimeoutError, httpx.TimeoutException)),
+)
 _UNREADABLE_ANSWERS = frozenset({"AnswerTooLarge", "DecodingError"})  # refused by bot.http, in its own words
 
 
@@ -59,7 +72,7 @@ def failure_fields(error: BaseException, host: str) -> dict[str, Any]:
             return {"error": error.code, "message": error.message[:_MAX_REASON_CHARS], "host": host}
         if error.status == 0:
             kind = "timeout" if "Timeout" in error.code else "unreachable"
-            return {"error": kind, "host": host}
+            return {"error": kind, "why": unreachable_why(error), "host": host}
         return {
             "error": "DingTalkError",
             "status": error.status,
@@ -68,14 +81,28 @@ def failure_fields(error: BaseException, host: str) -> dict[str, Any]:
             "host": host,
         }
     if isinstance(error, TimeoutError):
-        return {"error": "timeout", "host": host}
-    if isinstance(error, OSError):  # refused, reset, no route, name not known
-        return {"error": "unreachable", "host": host, "reason": _short(error)}
+        return {"error": "timeout", "why": "timeout", "host": host}
+    if isinstance(error, OSError | ProxyError):  # refused, reset, no route, name not known, TLS, the proxy
+        return {"error": "unreachable", "why": unreachable_why(error), "host": host, "reason": _short(error)}
     if isinstance(error, InvalidStatus):
         return {"error": "InvalidStatus", "code": error.response.status_code, "host": host}
     if isinstance(error, InvalidURI):  # its text is the URL, ticket included
         return {"error": "InvalidURI", "host": host}
     return {"error": type(error).__name__, "reason": _short(error), "host": host}
+
+
+def unreachable_why(error: BaseException) -> str:
+    """Why nothing came back, in an admin's words: dns, refused, tls, timeout, proxy, or network (reset, no route).
+    The bot's own DingTalkError hides the library's exception as its context (raised `from None`): read it there."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and len(seen) < _MAX_CAUSES:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for kind, types in _WHY:
+        if any(isinstance(each, types) for each in seen):
+            return kind
+    return "network"
 
 
 def _short(error: BaseException) -> str:

@@ -23,7 +23,8 @@ class AnswerTooLarge(httpx.DecodingError):
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx's request and response types on aiohttp's pool.
+    """httpx's request and response types on aiohttp's pool. Its responses carry the whole body, already decoded,
+    as their stream (response.stream; response.read() works too, through httpx's decoders).
 
     httpx's own pool costs more CPU per request the more requests queue (upstream httpx issue 3215). The
     httpx-aiohttp package fixes that but streams every body through several generator layers; DingTalk's answers
@@ -57,8 +58,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             async with session.request(
                 request.method,
                 yarl.URL(str(request.url), encoded=True),  # already encoded by httpx: not re-quoted
-                data=request.content or None,
-                headers=request.headers.multi_items(),
+                data=request.read() or None,  # the body as built (a stream of one piece), not copied
+                headers=_as_text(tuple(request.headers.raw)),
                 allow_redirects=False,  # a redirect could carry a token or a reply somewhere unexpected
                 proxy=proxy,
                 proxy_auth=proxy_auth,
@@ -74,7 +75,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers = answer.raw_headers
         if rewritten:  # the content is plain bytes now: httpx must not decode it again
             headers = tuple((key, value) for key, value in headers if key.lower() not in _HEADERS_OF_THE_WIRE)
-        return httpx.Response(answer.status, headers=headers, content=content, request=request)
+        # The body, already whole and decoded, as the response's stream: httpx's content decoders have nothing left to
+        # do, and it is read in one piece (1.8 µs against 11 for content=, which encodes and decodes it again).
+        return httpx.Response(answer.status, headers=headers, stream=httpx.ByteStream(content), request=request)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -112,6 +115,13 @@ async def _read_capped(answer: aiohttp.ClientResponse, request: httpx.Request) -
     except zlib.error as error:
         raise httpx.DecodingError(f"the answer does not decompress: {error}", request=request) from None
     return b"".join(parts), True
+
+
+@functools.lru_cache(maxsize=256)
+def _as_text(raw: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[str, str], ...]:
+    """A request's headers as aiohttp takes them, decoded as httpx decodes them, once per set of headers: requests
+    share a few (JSON, and a token's), and httpx works out their encoding again for every request."""
+    return tuple(httpx.Headers(list(raw)).multi_items())
 
 
 @functools.lru_cache(maxsize=64)

@@ -76,7 +76,7 @@ class Inbox:
     def accept(self, message: Message) -> None:
         """Queue a message (already ACKed); a msgId seen within the dedupe window is dropped, one beyond the
         capacity refused."""
-        if not self._handled.claim(message.msg_id):
+        if not self._handled.claim(message.key):
             self.deduplicated += 1
             log.info("duplicate message dropped", extra={"fields": {"msg_id": message.msg_id}})
             return

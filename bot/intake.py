@@ -66,13 +66,13 @@ class Intake:
 
     def resume(self, entries: list[Entry]) -> None:
         for entry in entries:
-            self._resumed[entry.message.msg_id] = entry
+            self._resumed[entry.message.key] = entry
             self._queue(entry.message)
 
     def take(self, message: Message) -> tuple[Progress, Entry | None]:
         """The progress of this message's handling, and the entry it resumes, if any."""
-        entry = self._resumed.pop(message.msg_id, None)
-        return Progress(message.msg_id, entry.progress if entry else {}, self.journal.record), entry
+        entry = self._resumed.pop(message.key, None)
+        return Progress(message.key, entry.progress if entry else {}, self.journal.record), entry
 
     @staticmethod
     def answered(entry: Entry | None) -> bool:

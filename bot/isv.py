@@ -16,10 +16,12 @@ from bot.models import Event, Message
 from bot.stores.build import Stores
 from bot.stores.suite_tickets import SuiteTickets
 from bot.stores.tokens import TokenCache
+from bot.user_tokens import USER_TOKEN_PREFIX
 
 log = logging.getLogger("bot.isv")
 MAX_TICKET_CHARS = 1024  # DingTalk's tickets are about 100 characters; anything longer is not one
 MAX_EVENTS_REMEMBERED = 10_000  # eventIds kept to skip repeats (a few events an hour per organization)
+RELIEVED_POLL_SECONDS = 5.0  # how soon the other dynos drop their copies of a removed organization's data
 EVENT_SECONDS = 2.0  # an event's work before its ACK; DingTalk waits 3 s, then pushes it again
 # (no "ticket" before a space or colon in a log line: the log redactor would take what follows for a ticket)
 RE_PUSH_ADVICE = "re-push it from the developer console (the app's Stream settings)"
@@ -27,11 +29,6 @@ RE_PUSH_ADVICE = "re-push it from the developer console (the app's Stream settin
 
 def organization_token_key(corp_id: str) -> str:
     return f"org:{corp_id}"
-
-
-def organization_prefix(corp_id: str) -> str:
-    """What an organization's keys in the per-organization stores (unionIds) start with."""
-    return f"{corp_id}:"
 
 
 class IsvAuthorizer:
@@ -96,17 +93,50 @@ class SuiteEvents:
             if not isinstance(ticket, str) or not ticket or len(ticket) > MAX_TICKET_CHARS:
                 log.warning("suite_ticket event without a usable ticket", extra={"fields": fields})
                 return
-            await self._stores.suite_tickets.store(self._suite_key, ticket)
+            if not await self._stores.suite_tickets.store(self._suite_key, ticket, event.born_ms):
+                log.info("late event of an older suite ticket, ignored", extra={"fields": fields})
+                return
             log.info("stored the new suite ticket", extra={"fields": fields})  # the ticket itself is a credential
         elif event.event_type in ("org_suite_auth", "org_suite_change"):
             log.info("organization authorized the app", extra={"fields": {**fields, **_scope_of(event.data)}})
         elif event.event_type == "org_suite_relieve":
             corp_id = event.corp_id
+            forgotten = 0
             if corp_id:
-                await self._stores.forget_organization(organization_token_key(corp_id), organization_prefix(corp_id))
+                forgotten = await self._stores.forget_organization(corp_id, token_prefixes(corp_id))
+            fields["forgotten"] = str(forgotten)
             log.info("organization removed the app: its token and data dropped", extra={"fields": fields})
         else:
             log.info("event needs nothing from the bot", extra={"fields": fields})
+
+
+class RelievedWatcher:
+    """With Redis and several dynos, an event reaches one dyno: every RELIEVED_POLL_SECONDS each dyno reads which
+    organizations removed the app lately and drops its own copies of theirs (tokens, unionIds, sender windows)."""
+
+    def __init__(self, stores: Stores) -> None:
+        self._stores = stores
+        self._seen: dict[str, int] = {}
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.look()
+            except Exception as error:  # Redis away: the next look tries again
+                log.info("removed organizations not read", extra={"fields": {"error": type(error).__name__}})
+            await asyncio.sleep(RELIEVED_POLL_SECONDS)
+
+    async def look(self) -> None:
+        for corp_id, at in (await self._stores.relieved()).items():
+            if self._seen.get(corp_id) != at:
+                self._seen[corp_id] = at
+                await self._stores.forget_here(corp_id, token_prefixes(corp_id))
+                log.info("copies of a removed organization dropped", extra={"fields": {"corp_id": corp_id}})
+
+
+def token_prefixes(corp_id: str) -> tuple[str, ...]:
+    """The token cache keys of an organization: its own token and its users'."""
+    return (organization_token_key(corp_id), f"{USER_TOKEN_PREFIX}{corp_id}:")
 
 
 def _fields(event: Event) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -15,14 +16,15 @@ from typing import Any, Protocol
 import orjson
 
 from bot.models import Message
-from bot.stores.sqlite import Database
+from bot.stores.sqlite import Database, damaged
 
 log = logging.getLogger("bot.journal")
 
 MAX_ATTEMPTS = 3  # handlings begun (each ended by the process dying) before an entry is parked
 WRITE_WAIT_MS = 1_000  # another process holding the file's write lock; the ACK must go out within DingTalk's 3 s
 PURGE_EVERY_SECONDS = 60.0
-_PURGE_FINISHED_PROGRESS = "DELETE FROM progress WHERE msg_id IN (SELECT msg_id FROM entries WHERE done_at IS NOT NULL)"
+# progress of finished entries, and of none (left by a version that did not journal connect-* commands)
+_PURGE_FINISHED_PROGRESS = "DELETE FROM progress WHERE msg_id NOT IN (SELECT msg_id FROM entries WHERE done_at IS NULL)"
 _MESSAGE_FIELDS = tuple(field.name for field in fields(Message))
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL UNIQUE,"
@@ -113,7 +115,13 @@ class SqliteJournal:
 
     async def open(self) -> list[Entry]:
         try:
-            rows, progress = await self._database.transaction(_open_entries)
+            try:
+                rows, progress = await self._database.transaction(_open_entries)
+            except sqlite3.DatabaseError as error:
+                if not damaged(error):
+                    raise
+                await self._set_aside(error)  # durability comes back by itself, with a fresh file
+                rows, progress = await self._database.transaction(_open_entries)
         except (sqlite3.Error, OSError) as error:
             self._health.failed(error)
             return []
@@ -129,9 +137,26 @@ class SqliteJournal:
                 await self.finish(msg_id)
         return entries
 
+    async def _set_aside(self, error: sqlite3.DatabaseError) -> None:
+        """Move the unreadable file (and its -wal, -shm) aside under a name that says when, say how many unfinished
+        entries it held (if that can still be read), and start a fresh journal in its place."""
+        path = self._database.path
+        await self._database.close()
+        aside, lost = await asyncio.to_thread(_move_aside, path)
+        fields = {
+            "moved_to": str(aside),
+            "unrecovered": lost if lost is not None else "unknown: the file cannot be read at all",
+            "error": f"{type(error).__name__}: {error}"[:200],
+        }
+        log.error(
+            "journal unreadable: moved aside, its unfinished commands are not answered; a fresh journal is used",
+            extra={"fields": fields},
+        )
+        self._database = Database(path)
+
     async def add(self, message: Message) -> bool:
         forgotten = time.time() - self._remember_seconds  # finished before the dedupe window: a new message
-        return await self._write(_ADD, (message.msg_id, dump_message(message), forgotten)) != 0
+        return await self._write(_ADD, (message.key, dump_message(message), forgotten)) != 0
 
     async def record(self, msg_id: str, key: str, value: Any) -> None:
         sql = "INSERT OR REPLACE INTO progress (msg_id, key, value) VALUES (?, ?, ?)"
@@ -197,6 +222,26 @@ def _open_entries(connection: sqlite3.Connection) -> tuple[list[tuple[Any, ...]]
     ).fetchall()
     connection.execute("UPDATE entries SET attempts = attempts + 1 WHERE done_at IS NULL")
     return rows, progress
+
+
+def _move_aside(path: Path) -> tuple[Path, int | None]:
+    """Rename the journal's files after the time (never over an earlier one); the new name, and the number of
+    unfinished entries the moved file holds (None if it cannot be read)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.unreadable-{stamp}")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = path.with_name(f"{path.name}.unreadable-{stamp}-{number}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(aside.with_name(aside.name + suffix))
+    try:
+        with contextlib.closing(sqlite3.connect(f"{aside.as_uri()}?mode=ro", uri=True)) as connection:
+            return aside, int(connection.execute("SELECT count(*) FROM entries WHERE done_at IS NULL").fetchone()[0])
+    except sqlite3.Error:
+        return aside, None
 
 
 def _apply(connection: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:

@@ -65,7 +65,7 @@ class RedisJournal:
             return []
 
     async def add(self, message: Message) -> bool:
-        keys = (f"{self._prefix}jmsg:{message.msg_id}", self._stream)
+        keys = (f"{self._prefix}jmsg:{message.key}", self._stream)
         arguments = (self._remember_seconds, dump_message(message), GROUP, self._consumer)
         try:
             stream_id = await self._redis.send("EVAL", _ADD, 2, *keys, *arguments)
@@ -75,7 +75,7 @@ class RedisJournal:
         self._health.succeeded()
         if stream_id is None:
             return False
-        self._ids[message.msg_id] = str(stream_id)
+        self._ids[message.key] = str(stream_id)
         return True
 
     async def record(self, msg_id: str, key: str, value: Any) -> None:
@@ -121,8 +121,8 @@ class RedisJournal:
             except (KeyError, ValueError, TypeError):
                 self._redis.send("XACK", self._stream, GROUP, stream_id).add_done_callback(_ignore_failure)
                 continue
-            if message.msg_id not in self._ids:  # else claimed back from itself: not resumed twice
-                self._ids[message.msg_id] = stream_id
+            if message.key not in self._ids:  # else claimed back from itself: not resumed twice
+                self._ids[message.key] = stream_id
                 found.append((stream_id, message))
         # one round trip for all of them: the batcher pipelines what is sent together
         answers = await asyncio.gather(*(self._resumed_progress(stream_id) for stream_id, _ in found))

@@ -12,9 +12,12 @@ from collections.abc import Iterable
 
 import orjson
 
+# a parameter's value, only where it is given one (`=`, `:`, JSON's `":"`): prose such as DingTalk's "ticket expired"
+# or "无效的clientId或者clientSecret" is left as it was written
 _SECRET_PARAMETERS = re.compile(
-    r"((?:access_token|accessToken|ticket|session|appSecret|clientSecret)[=:\"' ]+)[^&\s\"',}]+"
+    r"((?:access_token|accessToken|ticket|session|appSecret|clientSecret)[\\\"']*\s*[=:]\s*[\\\"']*)[^&\s\\\"',}]+"
 )
+MIN_REDACTED_CHARS = 8  # a shorter "secret" (a wrong one typed for a try) would cut words out of every line
 # JSON leaves these readable but invisible or reordering (bidi, zero-width, line separators): a log line that echoes
 # user text must show them as escapes.
 _INVISIBLE = re.compile("[\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
@@ -26,7 +29,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = [secret for secret in secrets if secret]
+        self._secrets = [secret for secret in secrets if len(secret) >= MIN_REDACTED_CHARS]
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -41,7 +44,9 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         line = orjson.dumps(entry, default=str).decode()
-        return self.redact(_INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", line))
+        if not line.isascii():  # every invisible character is outside ASCII: most lines need no search
+            line = _INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", line)
+        return self.redact(line)
 
     def redact(self, line: str) -> str:
         for secret in self._secrets:
@@ -61,6 +66,14 @@ class LineHandler(logging.Handler):
     def __init__(self, fd: int) -> None:
         super().__init__()
         self._fd = fd
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """As logging.Handler.handle, without its lock: one os.write per line needs none (the lock cost more than
+        the write)."""
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -28,10 +28,17 @@ class Message:
     session_webhook_expires_ms: int
     is_in_at_list: bool = False
     robot_code: str = ""  # the robot the message was sent to: the one that answers through the robot OpenAPI
+    per_organization: bool = False  # an ISV app's: msgIds are told apart per organization (see `key`)
 
     @property
     def is_group(self) -> bool:
         return self.conversation_type == GROUP
+
+    @property
+    def key(self) -> str:
+        """What makes two deliveries "the same message" for the journal, the inbox and admission alike: the msgId,
+        and for an ISV app (many organizations on one Stream) the robot's organization with it."""
+        return f"{self.chatbot_corp_id}:{self.msg_id}" if self.per_organization else self.msg_id
 
     @property
     def sender_key(self) -> str:
@@ -76,6 +83,7 @@ class Event:
     event_id: str
     corp_id: str  # headers.eventCorpId: the organization the event is about
     data: dict[str, Any]
+    born_ms: int = 0  # headers.eventBornTime: when DingTalk made it (a late push of an older event has an older one)
 
 
 class Outcome(StrEnum):

@@ -7,8 +7,6 @@ import contextlib
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from bot.models import Verdict
 
@@ -43,22 +41,14 @@ class ApiRateLimiter:
         """APIs with a window kept."""
         return len(self._apis)
 
-    @asynccontextmanager
-    async def slot(self, api: str) -> AsyncIterator[float]:
-        """Wait for a free slot for one call of `api`; yields how long that took."""
+    def slot(self, api: str) -> Slot:
+        """Wait for a free slot for one call of `api` (async with); yields how long that took."""
         window = self._apis.get(api)
         if window is None:
             if len(self._apis) >= self._sweep_at:
                 self._forget_idle_windows()
             window = self._apis[api] = _Window()
-        started = time.monotonic()
-        async with window.lock:
-            call = await self._reserve(window)
-        try:
-            yield time.monotonic() - started
-        finally:
-            call[0] = time.monotonic()
-            window.finished.set()
+        return Slot(self, window)
 
     def _forget_idle_windows(self) -> None:
         """Drop the windows no caller holds or waits for and whose calls all ended a window ago."""
@@ -69,21 +59,58 @@ class ApiRateLimiter:
                 del self._apis[api]
         self._sweep_at = max(self._sweep_from, 2 * len(self._apis))
 
-    async def _reserve(self, window: _Window) -> list[float | None]:
+    def _take(self, window: _Window) -> list[float | None] | None:
+        """A slot now, or None when the window is full."""
         calls = window.calls
-        while True:
-            now = time.monotonic()
-            while calls and (end := calls[0][0]) is not None and end <= now - self._window:
-                calls.popleft()
-            if len(calls) < self._rate:
-                call: list[float | None] = [None]
-                calls.append(call)
-                return call
-            oldest_end = calls[0][0]
+        now = time.monotonic()
+        while calls and (end := calls[0][0]) is not None and end <= now - self._window:
+            calls.popleft()
+        if len(calls) < self._rate:
+            call: list[float | None] = [None]
+            calls.append(call)
+            return call
+        return None
+
+    async def _reserve(self, window: _Window) -> list[float | None]:
+        while (call := self._take(window)) is None:
+            oldest_end = window.calls[0][0]
             window.finished.clear()
-            timeout = None if oldest_end is None else oldest_end + self._window - now
+            timeout = None if oldest_end is None else oldest_end + self._window - time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(window.finished.wait(), timeout)
+        return call
+
+
+class Slot:
+    """One call's hold on a slot of its API (async with). A class rather than a generator-based context manager,
+    and no lock or await when a slot is free and nobody waits: it is entered for every DingTalk call."""
+
+    __slots__ = ("_call", "_limiter", "_window")
+
+    def __init__(self, limiter: ApiRateLimiter, window: _Window) -> None:
+        self._limiter = limiter
+        self._window = window
+        self._call: list[float | None] | None = None
+
+    def take_now(self) -> bool:
+        """Take a slot if one is free and nobody waits for one (first come, first served); never waits."""
+        if self._window.lock.locked():
+            return False
+        self._call = self._limiter._take(self._window)
+        return self._call is not None
+
+    async def __aenter__(self) -> float:
+        if self.take_now():
+            return 0.0
+        started = time.monotonic()
+        async with self._window.lock:
+            self._call = await self._limiter._reserve(self._window)
+        return time.monotonic() - started
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._call is not None
+        self._call[0] = time.monotonic()
+        self._window.finished.set()
 
 
 class UserRateLimiter:
@@ -101,6 +128,11 @@ class UserRateLimiter:
 
     def __len__(self) -> int:
         return len(self._senders)
+
+    def forget(self, prefix: str) -> None:
+        """Drop the windows of the senders whose key starts with `prefix` (an organization that removed the app)."""
+        for sender in [sender for sender in self._senders if sender.startswith(prefix)]:
+            del self._senders[sender]
 
     def check(self, sender: str) -> Verdict:
         """ALLOW, SLOW_DOWN (the first refusal in a window) or DROP."""

@@ -90,6 +90,9 @@ class PublicCalendar:
     scope: set[str] | None = None  # unionIds allowed to subscribe; None means everyone
 
 
+BUTTON_LIST_LIMIT = 1_000  # characters of an actionCard's btn_json_list DingTalk accepts (errcode 34016)
+
+
 @dataclass
 class Sandbox:
     """The fake platform. Tests and the demo seed it, push messages into it and read what the bot sent."""
@@ -141,10 +144,13 @@ class Sandbox:
         self.base_url = ""
         self.signed_in = ""  # unionId of whoever the browser is signed in as on the OAuth authorize page
         self.withdrawn: set[str] = set()  # unionIds who withdrew their consent to the app
+        # permissions users' tokens are not granted: their calendar calls answer 403 naming them
+        self.user_scopes_missing: set[str] = set()
         self._user_tokens: dict[str, str] = {}  # user access token -> its unionId
         self._refresh_tokens: dict[str, str] = {}  # refresh token -> its unionId (each works once: rotated)
         self._auth_codes: dict[str, str] = {}  # authorization code -> unionId (each works once)
         self.suite_ticket = ""  # the latest suite_ticket pushed: the only one corpAccessToken accepts
+        self.suite_tickets_made: list[tuple[str, int]] = []  # every ticket pushed and its eventBornTime, oldest first
         self._token_corps: dict[str, str] = {}  # an organization's token -> its organization
         self._union_corps: dict[str, str] = {}  # unionId -> the organization of an org_users user
 
@@ -230,6 +236,7 @@ class Sandbox:
         self.disconnect_close_seconds = 10.0
         self.handshake_delay = 0.0
         self.connect_fault = ""
+        self.user_scopes_missing = set()
 
     def sign_in(self, union_id: str) -> None:
         """The browser that opens the OAuth authorize page is signed in to DingTalk as this user."""
@@ -255,7 +262,13 @@ class Sandbox:
     # --- a third-party enterprise (ISV) app's events --------------------------------------------------------
 
     async def push_event(
-        self, event_type: str, data: dict[str, Any], corp_id: str = "", event_id: str = "", socket: int | None = None
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        corp_id: str = "",
+        event_id: str = "",
+        socket: int | None = None,
+        born_ms: int = 0,
     ) -> str:
         """An EVENT frame as DingTalk pushes it to an ISV app's Stream; returns its messageId (to wait for its ACK)."""
         message_id = f"event-{uuid.uuid4().hex}"
@@ -268,7 +281,7 @@ class Sandbox:
             "eventType": event_type,
             "eventId": event_id or uuid.uuid4().hex,
             "eventCorpId": corp_id or self.corp_id,
-            "eventBornTime": str(int(time.time() * 1000)),
+            "eventBornTime": str(born_ms or int(time.time() * 1000)),
             "eventUnifiedAppId": self.client_id,
         }
         frame = {"specVersion": "1.0", "type": "EVENT", "headers": headers, "data": json.dumps(data)}
@@ -279,7 +292,14 @@ class Sandbox:
         """A new suite ticket, pushed as DingTalk does every 5 hours; it replaces the one before."""
         self.suite_ticket = ticket or f"ticket-{uuid.uuid4().hex}"
         self.issued_secrets.append(self.suite_ticket)
+        self.suite_tickets_made.append((self.suite_ticket, int(time.time() * 1000)))
         return await self.push_event("suite_ticket", {"suiteTicket": self.suite_ticket}, event_id=event_id)
+
+    async def push_superseded_ticket(self, index: int = -2) -> str:
+        """An older ticket's event pushed late (a re-push, or a delivery that waited), with its own eventBornTime
+        and a new eventId: DingTalk accepts only the newest ticket, so a bot that keeps this one is not ready."""
+        ticket, born_ms = self.suite_tickets_made[index]
+        return await self.push_event("suite_ticket", {"suiteTicket": ticket}, born_ms=born_ms)
 
     async def authorize_corp(self, corp_id: str, corp_name: str = "Sandbox Org") -> str:
         """The organization authorizes the app: `org_suite_auth` is pushed."""
@@ -287,11 +307,12 @@ class Sandbox:
         data = {"authCorpInfo": {"corpid": corp_id, "corpName": corp_name}, "permanentCode": uuid.uuid4().hex}
         return await self.push_event("org_suite_auth", data, corp_id)
 
-    async def relieve_corp(self, corp_id: str) -> str:
-        """The organization removes the app: its tokens stop working and `org_suite_relieve` is pushed."""
+    async def relieve_corp(self, corp_id: str, socket: int | None = None) -> str:
+        """The organization removes the app: its tokens stop working and `org_suite_relieve` is pushed (to one
+        connection, as every push is)."""
         self.authorized_corps.discard(corp_id)
         self._valid_tokens -= {token for token, corp in self._token_corps.items() if corp == corp_id}
-        return await self.push_event("org_suite_relieve", {}, corp_id)
+        return await self.push_event("org_suite_relieve", {}, corp_id, socket=socket)
 
     # --- messages into the bot ------------------------------------------------------------------------------
 
@@ -629,6 +650,16 @@ class Sandbox:
             return None
         if owner in self.withdrawn or (union_id is not None and union_id != owner):
             return _error(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "没有调用该接口的权限")
+        if self.user_scopes_missing and union_id is not None:
+            # a missing permission names it (AccessDeniedDetail.requiredScopes, reference §4.2)
+            request_id = uuid.uuid4().hex.upper()
+            body = {
+                "code": "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+                "message": "没有调用该接口的权限",
+                "requestid": request_id,
+                "accessdenieddetail": {"requiredScopes": sorted(self.user_scopes_missing)},
+            }
+            return _json(403, body, request_id)
         return None
 
     async def _api_corpAccessToken(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
@@ -704,6 +735,11 @@ class Sandbox:
         return _json(200, {"response": {"calendars": entries}})
 
     async def _api_webhook(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
+        # An actionCard's buttons travel as btn_json_list, at most 1,000 characters: errcode 34016 beyond
+        # ([KB] 0013 server-api-error-codes, 34016 "参数长度超过限制" next to single_title 20 / single_url 500).
+        buttons = (body.get("actionCard") or {}).get("btns") if isinstance(body, dict) else None
+        if buttons and len(json.dumps(buttons, ensure_ascii=False, separators=(",", ":"))) > BUTTON_LIST_LIMIT:
+            return _json(200, {"errcode": 34016, "errmsg": "btn_json_list长度超过限制"})
         return _json(200, {"errcode": 0, "errmsg": "ok"})
 
     async def _api_batchSend(self, request: web.Request, segments: list[str], body: Any) -> web.Response:

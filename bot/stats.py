@@ -50,6 +50,7 @@ class Stats:
         self._since_start = Window()
         self._today = Window()
         self._day = _day(self.started_at)
+        self._next_day_at = _next_day_at(self.started_at)
         self._at_day_start: Mapping[str, int] = {}
 
     def record(self, outcome: str, codes: list[str], latency_ms: float, retries: int) -> None:
@@ -58,7 +59,9 @@ class Stats:
         bucket = int(math.log(max(latency_ms, 1.0)) / _BUCKET_GROWTH)
         for window in (self._since_start, self._today):
             window.outcomes[outcome] += 1
-            window.codes.update(code for code in codes if code)
+            for code in codes:
+                if code:
+                    window.codes[code] += 1
             window.latencies[bucket] += 1
             window.counts["retries"] += retries
 
@@ -75,13 +78,22 @@ class Stats:
         }
 
     def _roll_over(self) -> None:
-        day = _day(self._clock())
+        now = self._clock()
+        if now < self._next_day_at:  # once per command: no date formatting until the day may have changed
+            return
+        day = _day(now)
+        self._next_day_at = _next_day_at(now)
         if day != self._day:
             self._day, self._today, self._at_day_start = day, Window(), dict(self._outside())
 
 
 def _day(epoch: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(epoch))
+
+
+def _next_day_at(epoch: float) -> float:
+    """The next UTC midnight after `epoch`."""
+    return (epoch // 86_400 + 1) * 86_400
 
 
 def _summary(window: Window, outside: Mapping[str, int]) -> dict[str, Any]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
@@ -35,9 +38,13 @@ OPEN_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 2.0
 MAX_FRAME_BYTES = 4 * 2**20
 MAX_ID_CHARS = 256  # messageId, type, topic, ping opaque: DingTalk's are far shorter
+MAX_NUMBER_CHARS = 64  # a numeric field given as text: longer is no number DingTalk sends
+MAX_LENIENT_BYTES = 64 * 1024  # a chatbot message is a few KB; the slow fallback parser reads no more than this
+MAX_EXACT_INT = 2**53  # numbers are clamped here: every JSON reader (the journal's included) holds them exactly
+BORN_SKEW_MS = 3_600_000  # an event's eventBornTime is believed at most this far in the future
 
 
-def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
+def message_from_callback(data: dict[str, Any], fallback_id: str, per_organization: bool = False) -> Message:
     """Build a Message from a chatbot callback's decoded data, tolerating missing or odd fields."""
     msgtype = _scalar(data.get("msgtype"))
     return Message(
@@ -55,6 +62,7 @@ def message_from_callback(data: dict[str, Any], fallback_id: str) -> Message:
         session_webhook_expires_ms=_int(data.get("sessionWebhookExpiredTime")),
         is_in_at_list=bool(data.get("isInAtList")),
         robot_code=_scalar(data.get("robotCode")),
+        per_organization=per_organization,
     )
 
 
@@ -84,10 +92,29 @@ def _scalar(value: Any) -> str:
 
 
 def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
+    """A number field read leniently (an int, a float or a numeric string) and clamped to what JSON holds exactly:
+    whatever a frame says, the message can still be written down and answered."""
+    if isinstance(value, str) and len(value) <= MAX_NUMBER_CHARS:
+        try:
+            value = int(value)
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                return 0
+    if isinstance(value, float):
+        value = int(value) if math.isfinite(value) else 0
+    if not isinstance(value, int) or isinstance(value, bool):
         return 0
+    return max(-MAX_EXACT_INT, min(MAX_EXACT_INT, value))
+
+
+def _born_ms(value: Any) -> int:
+    """eventBornTime in epoch milliseconds; missing or unreadable: now. Never past an hour from now, so that one
+    absurd value cannot make every later event look older."""
+    now_ms = int(time.time() * 1000)
+    born = _int(value) or now_ms
+    return max(0, min(born, now_ms + BORN_SKEW_MS))
 
 
 def ack_frame(message_id: str, data: Any, code: int = AckMessage.STATUS_OK, text: str = "OK") -> str:
@@ -129,8 +156,10 @@ class StreamClient:
         self._sockets: set[ClientConnection] = set()
         self._readers: set[asyncio.Task[bool]] = set()
         self._trying = ""  # the host the current attempt talks to, named when it fails
-        self._credentials_reported = False
+        self._failing_since: float | None = None  # the first failed attempt since the last good connection
+        self._failed_in_a_row = 0
         self.reconnects = 0
+        self.failed_connections = 0  # attempts that failed, since start (the heartbeat shows it)
 
     async def run(self) -> None:
         """Connect, read, reconnect with backoff after a drop or at DingTalk's request; return once stop() ran."""
@@ -141,7 +170,7 @@ class StreamClient:
                 socket = await self._open()
                 if socket is None:
                     break
-                self._credentials_reported = False
+                self._failing_since, self._failed_in_a_row = None, 0
                 opened = loop.time()
                 reader = asyncio.create_task(self._read(socket))
                 self._readers.add(reader)
@@ -149,7 +178,11 @@ class StreamClient:
                 rotated = await reader
             except Exception as error:  # whatever went wrong, the loop goes on: a dead loop is a deaf bot
                 failures += 1
-                self._report_failure(error)
+                self.failed_connections += 1
+                self._failed_in_a_row += 1
+                if self._failing_since is None:
+                    self._failing_since = loop.time()
+                self._report_failure(error, self._failed_in_a_row, loop.time() - self._failing_since)
                 await self._sleep(_backoff(failures, self._config.stream_retry_seconds))
                 continue
             if self._stopping:
@@ -211,11 +244,14 @@ class StreamClient:
         log.info("stream connected", extra={"fields": {"gateway": self._trying}})
         return socket
 
-    def _report_failure(self, error: Exception) -> None:
+    def _report_failure(self, error: Exception, attempts: int, failing_seconds: float) -> None:
         log.warning("stream connection failed", extra={"fields": failure_fields(error, self._trying)})
-        if credentials_rejected(error) and not self._credentials_reported:
-            self._credentials_reported = True  # once per run of failures: the next success re-arms it
-            fields = {"client_id": self._config.client_id}
+        if credentials_rejected(error):  # at every retry: an admin who looks late still sees it, and since when
+            fields = {
+                "client_id": self._config.client_id,
+                "failing_for_seconds": round(failing_seconds, 1),
+                "attempts": attempts,
+            }
             log.error(
                 "credentials rejected: check DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET", extra={"fields": fields}
             )
@@ -296,6 +332,7 @@ class StreamClient:
             event_id=_scalar(headers.get("eventId"))[:MAX_ID_CHARS] or message_id,
             corp_id=_scalar(headers.get("eventCorpId"))[:MAX_ID_CHARS],
             data=_decoded(data),
+            born_ms=_born_ms(headers.get("eventBornTime")),
         )
         try:
             await self._on_event(event)
@@ -323,17 +360,32 @@ class StreamClient:
             fields = {"code": error[0], "message": error[1], "stream_message_id": message_id}
             log.warning("chatbot callback carries a DingTalk error, not answered", extra={"fields": fields})
             return None
-        return message_from_callback(decoded, message_id)
+        return message_from_callback(decoded, message_id, self._config.is_isv)
 
 
 def _decoded(data: Any) -> dict[str, Any]:
     """A frame, or its data (a JSON string holding an object); anything else decodes to {}. orjson refuses nesting
-    deeper than 1024 without recursing, and nothing here recurses into what it accepts."""
+    deeper than 1024 without recursing, and nothing here recurses into what it accepts (the standard library's
+    fallback for huge numbers stops at Python's recursion limit)."""
     try:
         value = orjson.loads(data) if isinstance(data, str | bytes) else data
     except ValueError:
-        return {}
+        value = _lenient(data)
     return value if isinstance(value, dict) else {}
+
+
+def _lenient(data: str | bytes) -> Any:
+    """What orjson refuses for a number beyond a double (1e400): the standard library reads it as infinity, which
+    the fields then clamp. What orjson could not write back (a lone surrogate) stays refused: it could not be
+    journaled. Only for a frame of chat-message size: the standard library is several times slower than orjson."""
+    if len(data) > MAX_LENIENT_BYTES:
+        return {}
+    try:
+        value = json.loads(data)
+        orjson.dumps(value)
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return value
 
 
 def _ping_answer(data: Any) -> dict[str, str]:

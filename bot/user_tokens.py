@@ -37,8 +37,9 @@ def user_key(message: Message) -> str:
 
 
 def consent_withdrawn(error: DingTalkError) -> bool:
-    """A 403 on a call with the user's token that is not a limit: the user withdrew consent (reference §10.7)."""
-    return error.status == 403 and not error.is_throttle and error.code != QUOTA_EXHAUSTED
+    """A 403 on a call with the user's token that is not a limit: the user withdrew consent (reference §10.7) —
+    unless DingTalk names a permission the token lacks (§4.2): connecting again would not grant it."""
+    return error.status == 403 and not error.is_throttle and error.code != QUOTA_EXHAUSTED and not error.required_scopes
 
 
 class UserTokens:
@@ -107,6 +108,9 @@ class UserCredentials:
         try:
             return await self._tokens.cached(self._user).authorized(call)
         except DingTalkError as error:
+            if error.status == 403 and error.required_scopes:
+                fields = {"code": error.code, "scopes": list(error.required_scopes), "request_id": error.request_id}
+                log.error("a user's token lacks a permission: grant it to the app's users", extra={"fields": fields})
             if not consent_withdrawn(error):
                 raise
         log.info("consent withdrawn: the user is asked to connect again")

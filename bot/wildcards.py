@@ -14,8 +14,11 @@ MAX_PATTERN_LENGTH = 256
 MAX_MATCHED_LENGTH = 1_000  # characters of a name or id looked at
 
 
+_WILDCARDS = ANY_RUN | ANY_ONE
+
+
 def is_pattern(text: str) -> bool:
-    return any(char in ANY_RUN or char in ANY_ONE for char in text)
+    return not _WILDCARDS.isdisjoint(text)  # asked of every unsubscribe: one pass in C
 
 
 def matches(pattern: str, text: str) -> bool:

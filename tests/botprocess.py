@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import sys
 import tempfile
@@ -17,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 class BotProcess:
     """The bot as a child process with its own environment; stdout lines are kept for assertions."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], open_files: int = 0) -> None:
+        self.open_files = open_files  # the child's RLIMIT_NOFILE when set (as `prlimit --nofile` would)
         # a journal of its own unless the test gives one (to restart on it): no process resumes another test's work
         self.env = {"BOT_STATE_DIR": tempfile.mkdtemp(prefix="bot-state-"), **env}
         self.lines: list[str] = []
@@ -40,9 +42,13 @@ class BotProcess:
             env={**clean, **self.env},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=self._limit if self.open_files else None,
         )
         self._readers = [asyncio.create_task(self._read_stdout()), asyncio.create_task(self._read_stderr())]
         return self
+
+    def _limit(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     async def _read_stdout(self) -> None:
         assert self._process is not None and self._process.stdout is not None

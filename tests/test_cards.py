@@ -308,6 +308,7 @@ DINGTALK_MARKDOWN_LIMIT = 5_000
 DINGTALK_MAX_BUTTONS = 5
 DINGTALK_BUTTON_TITLE_LIMIT = 20
 DINGTALK_BUTTON_URL_LIMIT = 500
+DINGTALK_BUTTON_LIST_LIMIT = 1_000  # the buttons as btn_json_list
 DINGTALK_MSG_PARAM_LIMIT = 15_000
 
 
@@ -317,6 +318,8 @@ def assert_within_dingtalks_limits(card: Card) -> None:
     assert len(card.buttons) <= DINGTALK_MAX_BUTTONS
     assert all(len(button.title) <= DINGTALK_BUTTON_TITLE_LIMIT for button in card.buttons)
     assert all(len(button.url) <= DINGTALK_BUTTON_URL_LIMIT for button in card.buttons)
+    button_list = [{"title": button.title, "actionURL": button.url} for button in card.buttons]
+    assert len(json.dumps(button_list, ensure_ascii=False, separators=(",", ":"))) <= DINGTALK_BUTTON_LIST_LIMIT
     assert msg_param_bytes(card) <= DINGTALK_MSG_PARAM_LIMIT
 
 

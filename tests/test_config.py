@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
@@ -123,3 +125,62 @@ def test_unknown_arguments_exit_2_with_the_usage(arguments: list[str]) -> None:
 
     assert refused.returncode == 2 and refused.stdout == ""
     assert "usage: python -m bot" in refused.stderr and "Traceback" not in refused.stderr
+
+
+USER_MODE = {**CREDENTIALS, "BOT_CALENDAR_TOKEN": "user", "BOT_PUBLIC_URL": "https://bot.example.com"}
+
+
+def test_every_configuration_problem_is_reported_in_one_run() -> None:
+    env = {
+        "DINGTALK_CLIENT_SECRET": "secret",
+        "BOT_CALENDAR_TOKEN": "user",
+        "BOT_PUBLIC_URL": "http://bot.example.com",
+        "BOT_SECRET_KEY": "short",
+        "DINGTALK_REGION": "mars",
+        "BOT_HTTP_TIMEOUT": "soon",
+        "PORT": "99999",
+        "DINGTALK_APP_TYPE": "suite",
+    }
+    with pytest.raises(ConfigError) as raised:
+        Config.from_env(env)
+    named = [problem.split()[0] for problem in raised.value.problems]
+    assert named == [
+        "DINGTALK_CLIENT_ID",
+        "DINGTALK_REGION",
+        "BOT_HTTP_TIMEOUT",
+        "PORT",
+        "BOT_PUBLIC_URL",
+        "BOT_SECRET_KEY",
+        "DINGTALK_APP_TYPE",
+    ]
+
+
+def test_the_process_prints_every_configuration_problem_one_line_each_and_exits_2() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DINGTALK_", "BOT_"))}
+    env.update(USER_MODE, BOT_PUBLIC_URL="", BOT_SECRET_KEY="a" * 32, DINGTALK_REGION="mars")
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert [line.split()[2] for line in lines] == ["DINGTALK_REGION", "BOT_PUBLIC_URL", "BOT_SECRET_KEY"]
+    assert all(line.startswith("configuration error: ") for line in lines) and "a" * 32 not in done.stderr
+
+
+@pytest.mark.parametrize("key", ["a" * 32, "ab" * 16, "a" * 31 + "b", "password" * 4, "x" * 64, "0123" * 8])
+def test_a_secret_key_with_too_little_variety_is_refused_and_the_error_says_how_to_make_one(key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Config.from_env({**USER_MODE, "BOT_SECRET_KEY": key})
+    [problem] = raised.value.problems
+    assert problem.startswith("BOT_SECRET_KEY ") and "secrets.token_urlsafe(48)" in problem and key not in problem
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: secrets.token_urlsafe(48), lambda: secrets.token_hex(16), lambda: secrets.token_hex(32)]
+)
+def test_a_random_secret_key_is_accepted(make: Callable[[], str]) -> None:
+    for _ in range(200):  # random keys of every usual kind, not one lucky draw
+        assert Config.from_env({**USER_MODE, "BOT_SECRET_KEY": make()}).user_tokens
+
+
+@pytest.mark.parametrize(("written", "isv"), [("ISV", True), (" Isv ", True), ("isv", True), ("Internal", False)])
+def test_the_app_type_is_read_case_insensitively(written: str, isv: bool) -> None:
+    assert Config.from_env({**CREDENTIALS, "DINGTALK_APP_TYPE": written}).is_isv is isv

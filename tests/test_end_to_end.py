@@ -435,3 +435,21 @@ async def test_system_pings_are_answered_with_their_opaque_and_odd_frames_do_not
     user = new_user(sandbox)
     _, reply = await converse(sandbox, sandbox.chat("help", user.staff_id))
     assert card(reply)["title"] == "📅 Calendar bot"
+
+
+async def test_buttons_over_dingtalks_button_list_limit_become_links_in_the_cards_body(sandbox: Sandbox) -> None:
+    user = new_user(sandbox)
+    # five buttons whose links are each well under 500 characters, but together over btn_json_list's 1,000
+    calendar_ids = [f"cal-{user.staff_id}-{n}-" + "x" * 150 for n in range(5)]
+    for number, calendar_id in enumerate(calendar_ids):
+        sandbox.add_calendar(calendar_id, f"Team {number}")
+        sandbox.subscribe(user.union_id, calendar_id)
+    data = sandbox.chat("list", user.staff_id)
+
+    _, reply = await converse(sandbox, data)
+
+    assert reply.api == "webhook" and sandbox.replies_to(data) == [reply]  # accepted: no second route
+    body = card(reply)
+    assert "btns" not in body
+    for calendar_id in calendar_ids:
+        assert f"{SEND_AS_USER}unsubscribe%20%22{quote(calendar_id, safe='')}%22)" in body["text"]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -29,7 +30,7 @@ from bot.sandbox import Recorded, Sandbox
 from bot.stores.suite_tickets import MemorySuiteTickets
 from bot.stores.tokens import MemoryTokens
 from tests.botprocess import ROOT, BotProcess
-from tests.helpers import BOT_ENV, card, converse, running_bot, started_sandbox
+from tests.helpers import BOT_ENV, card, converse, pressed, running_bot, started_sandbox
 from tests.redisserver import RedisServer
 
 ROBOT_CODE = "dingisvrobot"  # an ISV robot's own code: not the SuiteKey
@@ -172,7 +173,30 @@ async def test_an_isv_admin_is_named_with_their_organization_and_audits_only_it(
         assert "admins" in (await ask(platform, "dingcorpb", "manager", "audit Lunch Menu")).lower()
         audit = await ask(platform, "dingcorpa", "manager", "audit Lunch Menu")
 
-    assert "The latest 1 records" in audit  # of the two changes of a "Lunch Menu", only this organization's
+    assert "The latest 1 changes" in audit  # of the two changes of a "Lunch Menu", only this organization's
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_an_isv_admins_audit_picks_their_organization_before_the_limit(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = {**isv_env(tmp_path), "BOT_ADMINS": "dingcorpa:manager", "BOT_USER_RATE": "100"}
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    async with running_bot(platform, env):
+        await ready(platform, "dingcorpa", "dingcorpb")
+        for corp_id in ("dingcorpa", "dingcorpb"):
+            employee(platform, corp_id, "manager")
+            platform.add_calendar(f"lunch-{corp_id}", "Lunch Menu")
+            platform.subscribe(platform.org_users[(corp_id, "manager")], f"lunch-{corp_id}")
+        assert "Unsubscribed" in await ask(platform, "dingcorpa", "manager", "unsubscribe Lunch Menu")
+        for _ in range(11):  # another organization's 22 newer changes of a calendar of the same name
+            assert "Unsubscribed" in await ask(platform, "dingcorpb", "manager", "unsubscribe lunch-dingcorpb")
+            assert "Subscribed again" in await ask(platform, "dingcorpb", "manager", "resubscribe lunch-dingcorpb")
+
+        audit = await ask(platform, "dingcorpa", "manager", "audit Lunch Menu")
+
+    assert "The latest 1 changes" in audit and "unsubscribe **Lunch Menu**" in audit
 
 
 async def test_before_any_ticket_a_command_gets_a_clear_card_and_the_admin_a_clear_line(
@@ -228,6 +252,118 @@ async def test_a_removed_organization_loses_its_token_and_data_and_gets_the_not_
     assert [r.json()["userid"] for r in platform.calls("user/get")] == [staff_a, staff_b, staff_a]
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_the_same_msg_id_in_two_organizations_is_two_messages_and_a_repeat_is_one(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = isv_env(tmp_path)
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    async with running_bot(platform, env) as process:
+        await ready(platform, "dingcorpa", "dingcorpb")
+        messages = []
+        for corp_id in ("dingcorpa", "dingcorpb"):
+            staff_id, _ = employee(platform, corp_id)
+            messages.append(chat_in(platform, corp_id, staff_id, "list") | {"msgId": "msg-shared-id"})
+
+        for data in messages:
+            await converse(platform, data)
+        await platform.wait_ack(await platform.push(messages[0]))  # DingTalk's repeat of the first one
+        await process.wait_log("duplicate message dropped", msg_id="msg-shared-id")
+
+    assert [len(platform.replies_to(data)) for data in messages] == [1, 1]
+    assert len(process.logs("message handled")) == 2
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_after_removal_and_a_new_authorization_an_old_confirm_does_nothing_and_nothing_of_it_is_kept(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = isv_env(tmp_path)
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    async with running_bot(platform, env) as process:
+        await ready(platform, "dingcorpa", "dingcorpb")
+        staff_a, calendar_a = employee(platform, "dingcorpa")
+        staff_b, _ = employee(platform, "dingcorpb")
+        _, preview = await converse(platform, chat_in(platform, "dingcorpa", staff_a, "unsubscribe all"))
+        _, kept = await converse(platform, chat_in(platform, "dingcorpb", staff_b, "unsubscribe all"))
+        assert "Unsubscribe from 1 calendars?" in card(preview)["title"] == card(kept)["title"]
+
+        await platform.wait_ack(await platform.relieve_corp("dingcorpa"))
+        await process.wait_log("organization removed the app: its token and data dropped", corp_id="dingcorpa")
+        if kind == "redis":
+            client = redis_server.client()
+            left = [key async for key in client.scan_iter(match="*dingcorpa*")]
+            await client.aclose()
+            # what stays: the audit records, and the markers that tell a repeated msgId (they expire on their own)
+            assert all(":audit:" in key or ":jmsg:" in key or ":msg:" in key for key in left), left
+        else:
+            with sqlite3.connect(tmp_path / "bot.sqlite3") as database:
+                rows = database.execute("SELECT COUNT(*) FROM previews WHERE owner LIKE 'dingcorpa:%'").fetchone()
+            assert rows == (0,)
+        await platform.wait_ack(await platform.authorize_corp("dingcorpa"))
+        confirm = card(preview)["btns"][0]["actionURL"]
+        _, late = await converse(platform, pressed_in(platform, "dingcorpa", staff_a, confirm))
+        other_confirm = card(kept)["btns"][0]["actionURL"]
+        _, other = await converse(platform, pressed_in(platform, "dingcorpb", staff_b, other_confirm))
+
+        assert card(late)["title"] == "⌛ Nothing to confirm"
+        assert calendar_a in platform.subscriptions[platform.org_users[("dingcorpa", staff_a)]]
+        assert "✅ unsubscribed" in card(other)["text"]  # the other organization's preview is untouched
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_after_removal_a_new_authorization_starts_with_fresh_per_sender_windows(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = {**isv_env(tmp_path), "BOT_USER_RATE": "2"}
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    async with running_bot(platform, env) as process:
+        await ready(platform, "dingcorpa")
+        staff_id, _ = employee(platform, "dingcorpa")
+        for _ in range(2):
+            assert "list" in (await ask(platform, "dingcorpa", staff_id, "help")).lower()
+
+        await platform.wait_ack(await platform.relieve_corp("dingcorpa"))
+        await process.wait_log("organization removed the app: its token and data dropped", corp_id="dingcorpa")
+        await platform.wait_ack(await platform.authorize_corp("dingcorpa"))
+
+        assert "list" in (await ask(platform, "dingcorpa", staff_id, "help")).lower()  # not "slow down"
+
+
+async def test_a_removal_handled_by_one_dyno_is_forgotten_by_the_other(
+    platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = {**isv_env(tmp_path), "REDIS_URL": redis_server.url}
+    other_env = {**env, "BOT_STATE_DIR": str(tmp_path / "second")}
+    async with running_bot(platform, env) as first, running_bot(platform, other_env, connections=2) as second:
+        await ready(platform, "dingcorpa")
+        staff_id, calendar_id = employee(platform, "dingcorpa")
+        listed = chat_in(platform, "dingcorpa", staff_id, "list")
+        _, reply = await converse(platform, listed, socket=1)  # the second dyno keeps near copies of the token
+        assert calendar_id in card(reply)["text"]  # and of the unionId
+
+        await platform.wait_ack(await platform.relieve_corp("dingcorpa", socket=0))
+        await first.wait_log("organization removed the app: its token and data dropped", corp_id="dingcorpa")
+        await second.wait_log("copies of a removed organization dropped", corp_id="dingcorpa")
+        await platform.wait_ack(await platform.authorize_corp("dingcorpa"))
+        _, again = await converse(platform, chat_in(platform, "dingcorpa", staff_id, "list"), socket=1)
+
+    assert calendar_id in card(again)["text"]
+    assert [r.json()["userid"] for r in platform.calls("user/get")] == [staff_id, staff_id]  # looked up afresh
+
+
+def pressed_in(sandbox: Sandbox, corp_id: str, staff_id: str, url: str) -> dict[str, Any]:
+    """What the client sends as the user of `corp_id` pressing a button with this link."""
+    return pressed(sandbox, url, staff_id) | {
+        "chatbotCorpId": corp_id,
+        "senderCorpId": corp_id,
+        "robotCode": ROBOT_CODE,
+    }
+
+
 async def test_a_repeated_event_is_handled_once(platform: Sandbox, isv_bot: BotProcess) -> None:
     first = await platform.push_suite_ticket("ticket-one", event_id="event-1")
     again = await platform.push_suite_ticket("ticket-two", event_id="event-1")  # a re-push of the same event
@@ -248,6 +384,27 @@ async def test_the_ticket_survives_a_restart_and_is_never_logged(platform: Sandb
         assert secret not in first.output and secret not in second.output
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_an_older_tickets_late_event_never_replaces_the_newer_one_also_after_a_restart(
+    kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = isv_env(tmp_path)
+    if kind == "redis":
+        env["REDIS_URL"] = redis_server.url
+    staff_id, calendar_id = employee(platform, "dingcorpa")
+    async with running_bot(platform, env) as first:
+        await ready(platform, "dingcorpa")
+        await platform.wait_ack(await platform.push_suite_ticket())  # the newer ticket, DingTalk's only valid one
+        await platform.wait_ack(await platform.push_superseded_ticket())
+        assert "Your subscribed calendars" in await ask(platform, "dingcorpa", staff_id, "list")
+        await first.wait_log("late event of an older suite ticket, ignored")
+    async with running_bot(platform, env, connections=1) as second:
+        assert ack_data(await platform.wait_ack(await platform.push_superseded_ticket())) == EVENT_OK
+        assert "Unsubscribed" in await ask(platform, "dingcorpa", staff_id, f"unsubscribe {calendar_id}")
+        await second.wait_log("late event of an older suite ticket, ignored")
+    assert {r.json()["suiteTicket"] for r in platform.calls("corpAccessToken")} == {platform.suite_ticket}
+
+
 async def test_robot_sends_use_the_messages_robot_code(platform: Sandbox, isv_bot: BotProcess) -> None:
     await ready(platform, "dingcorpa")
     staff_id, _ = employee(platform, "dingcorpa")
@@ -258,6 +415,23 @@ async def test_robot_sends_use_the_messages_robot_code(platform: Sandbox, isv_bo
 
     assert reply.api == "batchSend" and reply.json()["robotCode"] == ROBOT_CODE
     assert token_of(reply) in platform.tokens_of("dingcorpa")
+
+
+async def test_a_message_without_its_robot_code_is_never_answered_as_the_suite(
+    platform: Sandbox, isv_bot: BotProcess
+) -> None:
+    await ready(platform, "dingcorpa")
+    staff_id, _ = employee(platform, "dingcorpa")
+    data = chat_in(platform, "dingcorpa", staff_id, "help")
+    data["sessionWebhookExpiredTime"] = 0
+    del data["robotCode"]  # documented as present in every callback; the bot must not guess it
+
+    await platform.wait_ack(await platform.push(data))
+
+    handled = await isv_bot.wait_log("message handled", msg_id=data["msgId"])
+    assert handled["route"] == "failed" and handled["reply_code"] == "missingRobotCode"
+    sends = platform.calls("batchSend") + platform.calls("groupSend")
+    assert all(send.json()["robotCode"] != platform.client_id for send in sends)
 
 
 async def test_an_event_that_cannot_be_kept_is_acked_later_so_dingtalk_pushes_it_again(

@@ -44,3 +44,11 @@ def test_recent_ids_claims_each_id_once_until_it_expires() -> None:
     assert ids.claim("a")
     expired = RecentIds(ttl=0)
     assert expired.claim("a") and expired.claim("a")
+
+
+def test_prose_that_names_a_secret_parameter_and_short_secrets_are_left_as_written() -> None:
+    message = "ticket expired; session timeout; 无效的clientId或者clientSecret; invalid appSecret"
+    line = JsonFormatter(["id", "secret"]).format(record("stream connection failed", reason=message))
+    assert json.loads(line)["reason"] == message and json.loads(line)["event"] == "stream connection failed"
+    quoted = JsonFormatter().format(record("x", body="{\"accessToken\": \"tok-9\", 'ticket': 't-2'}"))
+    assert "tok-9" not in quoted and "t-2" not in quoted

@@ -180,8 +180,10 @@ def test_app_json_gives_each_variable_its_default_and_whether_it_is_required(var
     assert isinstance(entry["description"], str) and len(entry["description"]) > 10
 
 
-def test_the_procfile_runs_a_worker_and_the_python_version_is_pinned() -> None:
-    assert (ROOT / "Procfile").read_text().strip() == "worker: python -m bot"
+def test_the_procfile_offers_a_worker_and_a_web_process_the_worker_scaled_up_and_the_python_version_is_pinned() -> None:
+    assert (ROOT / "Procfile").read_text().splitlines() == ["worker: python -m bot", "web: python -m bot"]
+    formation = json.loads((ROOT / "app.json").read_text())["formation"]
+    assert {kind: scale["quantity"] for kind, scale in formation.items()} == {"worker": 1, "web": 0}
     assert re.fullmatch(r"3\.11(\.\d+)?", (ROOT / ".python-version").read_text().strip())
 
 

@@ -25,7 +25,7 @@ async def own_sandbox() -> AsyncIterator[Sandbox]:
 @pytest.mark.parametrize(
     ("env", "named"),
     [
-        ({}, "DINGTALK_CLIENT_ID"),
+        ({"DINGTALK_CLIENT_SECRET": "y"}, "DINGTALK_CLIENT_ID"),
         ({"DINGTALK_CLIENT_ID": "x"}, "DINGTALK_CLIENT_SECRET"),
         ({"DINGTALK_CLIENT_ID": "x", "DINGTALK_CLIENT_SECRET": "y", "DINGTALK_REGION": "mars"}, "DINGTALK_REGION"),
     ],

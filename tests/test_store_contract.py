@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,10 @@ from bot.sandbox import Sandbox
 from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.build import build_stores
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
+from bot.stores.forget import forget_in_redis, forget_in_sqlite
 from bot.stores.grants import MemoryGrants, SqliteGrants, UserGrants
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
+from bot.stores.previews import SqlitePreviews
 from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
 from bot.stores.redis_values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
 from bot.stores.sqlite import Database
@@ -380,6 +382,42 @@ async def test_a_grant_is_kept_byte_for_byte_replaced_and_deleted(kind: str, bac
     assert [await grants.get(key) for key in HOSTILE_KEYS] == [key.encode() for key in HOSTILE_KEYS]
 
 
+@pytest.mark.parametrize("kind", KEPT)
+async def test_a_grant_given_a_lifetime_is_gone_after_it_and_no_longer_kept(kind: str, backends: Backends) -> None:
+    grants = await open_grants(kind, backends)
+    await grants.put("pending:corp1:staff1", b"waiting", expires_in=0.3)
+    await grants.put("corp1:staff1", b"for good")
+    assert await grants.get("pending:corp1:staff1") == b"waiting"
+    await wait_until(lambda: grants.get("pending:corp1:staff1"), None)
+    await grants.put("corp1:staff2", b"a later put")
+    assert await grants.get("corp1:staff1") == b"for good"
+    if kind == "sqlite":  # gone from the file, not only hidden
+        rows = await (await backends.database()).execute("SELECT user_key FROM user_grants ORDER BY user_key")
+        assert rows == [("corp1:staff1",), ("corp1:staff2",)]
+    if kind == "redis":
+        assert await backends.redis().send("EXISTS", f"{PREFIX}grant:pending:corp1:staff1") == 0
+
+
+async def test_grants_in_a_file_from_before_lifetimes_are_kept_and_pending_ones_expire(backends: Backends) -> None:
+    database = await backends.database()
+    await database.execute(
+        "CREATE TABLE user_grants (user_key TEXT PRIMARY KEY, grant_blob BLOB NOT NULL, stored_at REAL NOT NULL)"
+    )
+    await database.execute("INSERT INTO user_grants VALUES ('corp1:old', x'01', 0)")
+    grants = SqliteGrants(database)
+    await grants.create()
+    await grants.put("pending:corp1:new", b"waiting", expires_in=0.2)
+    assert await grants.get("corp1:old") == b"\x01"
+    await wait_until(lambda: grants.get("pending:corp1:new"), None)
+
+
+async def wait_until(read: Callable[[], Awaitable[object]], expected: object, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await read() != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"still not {expected!r}"
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("kind", DURABLE)
 async def test_a_grant_survives_a_restart(kind: str, backends: Backends) -> None:
     await (await open_grants(kind, backends)).put("corp1:staff1", BLOB)
@@ -512,7 +550,7 @@ async def test_a_state_folder_that_cannot_be_used_stops_the_bot_at_start_with_a_
 
     assert await process.wait() == 1
     [line] = process.logs("the bot's state cannot be kept, exiting")
-    assert line["problem"].startswith(f"BOT_STATE_DIR: {not_a_folder / 'bot.sqlite3'} cannot be used")
+    assert line["problem"].startswith(f"BOT_STATE_DIR: {not_a_folder} cannot be used")
     assert "Traceback" not in process.output
 
 
@@ -521,3 +559,43 @@ async def test_the_bot_creates_its_database_in_the_state_folder_at_start(tmp_pat
     async with started_sandbox() as sandbox, running_bot(sandbox, env) as process:  # connected: started
         assert (tmp_path / "new" / "state" / "bot.sqlite3").exists()
         assert await process.stop() == 0
+
+
+@pytest.mark.parametrize("kind", DURABLE)
+@pytest.mark.parametrize("corp", ["corp1", "co%rp_*?[1]"])
+async def test_forgetting_an_organization_deletes_its_grants_and_pending_connects_only(
+    kind: str, corp: str, backends: Backends
+) -> None:
+    grants = await open_grants(kind, backends)
+    if kind == "sqlite":
+        database = await backends.database()
+        await SqlitePreviews(database).create()
+    mine = [f"{corp}:staff1", f"pending:{corp}:staff1"]
+    others = ["corp10:staff1", "pending:corp10:staff1", "corp2:staff1", f"x{corp}:staff1"]
+    for user in mine + others:
+        await grants.put(user, BLOB)
+
+    if kind == "sqlite":
+        forgotten = await forget_in_sqlite(database, corp)
+    else:
+        forgotten = await forget_in_redis(backends.redis(), PREFIX, "contract", corp)
+
+    assert forgotten == 2
+    assert [await grants.get(user) for user in mine] == [None, None]
+    assert [await grants.get(user) for user in others] == [BLOB] * len(others)
+
+
+async def test_a_ticket_table_of_an_earlier_version_gets_its_born_time_and_keeps_its_ticket(backends: Backends) -> None:
+    database = await backends.database()
+    await database.execute(
+        "CREATE TABLE suite_tickets (suite_key TEXT PRIMARY KEY, ticket TEXT NOT NULL, stored_at REAL NOT NULL)"
+    )
+    await database.execute("INSERT INTO suite_tickets VALUES ('suite1', 'ticket-old-version', 0)")
+    tickets = SqliteSuiteTickets(database)
+
+    await tickets.create()
+
+    assert await tickets.latest("suite1") == "ticket-old-version"
+    assert await tickets.store("suite1", "ticket-newer", born_ms=1_000)
+    assert not await tickets.store("suite1", "ticket-older", born_ms=999)
+    assert await tickets.latest("suite1") == "ticket-newer"

@@ -103,25 +103,49 @@ async def test_start_up_says_once_which_app_and_hosts_the_bot_uses(sandbox: Sand
     assert sandbox.client_secret not in json.dumps(starting)
 
 
-async def test_rejected_credentials_are_named_once_per_run_of_failures(own_sandbox: Sandbox) -> None:
+async def test_rejected_credentials_are_named_at_every_retry_with_how_long_and_counted_by_the_heartbeat(
+    own_sandbox: Sandbox,
+) -> None:
     sandbox = own_sandbox
     env = {**sandbox.bot_env(), **ENV, "DINGTALK_CLIENT_SECRET": "wrong-secret-do-not-log"}
-    process = await BotProcess(env).start()
+    process = await BotProcess({**env, "BOT_HEARTBEAT_SECONDS": "0.2"}).start()
     try:
         await sandbox.wait_for(lambda: len(sandbox.calls("gateway")) >= 4)
         failed = await process.wait_log("stream connection failed", error="DingTalkError")
+        beat = await sandbox.wait_for(lambda: [e for e in process.logs("heartbeat") if e["failed_connections"] >= 3])
     finally:
         assert await process.stop() == 0
 
     assert failed["level"] == "warning" and failed["host"] == "127.0.0.1"
     assert (failed["status"], failed["code"]) == (401, "invalidClientIdOrSecret") and failed["message"]
-    assert len(process.logs("stream connection failed")) >= 4
-    [rejected] = process.logs(REJECTED)
-    assert rejected["level"] == "error"
+    failures = process.logs("stream connection failed")
+    rejected = process.logs(REJECTED)
+    assert len(failures) >= 4 and len(rejected) == len(failures)
+    assert all(entry["level"] == "error" for entry in rejected)
+    assert [entry["attempts"] for entry in rejected] == list(range(1, len(rejected) + 1))
+    waited = [entry["failing_for_seconds"] for entry in rejected]
+    assert waited[0] == 0 and waited == sorted(waited) and waited[-1] > 0
+    assert beat[0]["failed_connections"] >= 3 and beat[0]["reconnects"] == 0
     assert "wrong-secret-do-not-log" not in process.output
 
 
-async def test_credentials_rejected_again_after_a_good_connection_are_named_again(own_sandbox: Sandbox) -> None:
+async def test_dingtalks_own_message_is_logged_as_written_whatever_the_secret(own_sandbox: Sandbox) -> None:
+    sandbox = own_sandbox
+    # a short wrong secret, as typed for a first try: redacting it would cut words out of every line
+    process = await BotProcess({**sandbox.bot_env(), **ENV, "DINGTALK_CLIENT_SECRET": "id"}).start()
+    try:
+        failed = await process.wait_log("stream connection failed", error="DingTalkError")
+    finally:
+        assert await process.stop() == 0
+
+    assert failed["code"] == "invalidClientIdOrSecret"
+    assert failed["message"] == "无效的clientId或者clientSecret"  # the sandbox's, as DingTalk writes it
+    assert all(line.startswith("{") and json.loads(line)["event"] for line in process.lines)
+
+
+async def test_credentials_rejected_again_after_a_good_connection_count_their_time_afresh(
+    own_sandbox: Sandbox,
+) -> None:
     sandbox = own_sandbox
     auth_failed = {"code": "authFailed", "message": "鉴权失败"}
     sandbox.fail_next("gateway", 401, auth_failed, times=3)
@@ -132,7 +156,10 @@ async def test_credentials_rejected_again_after_a_good_connection_are_named_agai
         await sandbox.wait_connected()
 
         assert len([e for e in bot.logs("stream connection failed") if e.get("code") == "authFailed"]) == 6
-        assert len(bot.logs(REJECTED)) == 2
+        assert [entry["attempts"] for entry in bot.logs(REJECTED)] == [1, 2, 3, 1, 2, 3]
+        waited = [entry["failing_for_seconds"] for entry in bot.logs(REJECTED)]
+        assert waited[0] == waited[3] == 0 and waited[:3] == sorted(waited[:3]) and waited[3:] == sorted(waited[3:])
+        assert waited[2] > 0 and waited[5] > 0
 
 
 async def test_an_unreachable_host_is_named() -> None:

@@ -281,6 +281,25 @@ async def test_withdrawn_consent_leads_back_to_the_connect_card(platform: Sandbo
     assert len(platform.calls("userAccessToken")) == refreshes
 
 
+async def test_a_permission_users_tokens_lack_is_named_for_the_admin_not_offered_as_a_connect_loop(
+    platform: Sandbox, user_bot: BotProcess
+) -> None:
+    user = new_user(platform)
+    await connected(platform, user, new_calendar(platform, user))
+    calendar_id = new_calendar(platform, user)
+    platform.user_scopes_missing = {"Calendar.Calendar.Write"}
+
+    for _ in range(2):  # the grant is kept: the same card again, never the connect card
+        answer = await ask(platform, user, f"unsubscribe {calendar_id}")
+        assert "lacks a permission" in answer["title"] and "Calendar.Calendar.Write" in answer["text"]
+        assert "btns" not in answer
+
+    assert subscribed(platform, user, calendar_id)
+    line = await user_bot.wait_log("a user's token lacks a permission: grant it to the app's users")
+    assert line["scopes"] == ["Calendar.Calendar.Write"]
+    assert [r.json()["grantType"] for r in platform.calls("userAccessToken")][-1] == "authorization_code"
+
+
 async def test_a_refused_refresh_leads_back_to_the_connect_card(platform: Sandbox, user_bot: BotProcess) -> None:
     user = new_user(platform)
     await connected(platform, user, new_calendar(platform, user))
@@ -339,11 +358,11 @@ def test_user_token_mode_refuses_to_start_without_a_long_secret_key_or_a_public_
     with pytest.raises(ConfigError, match="BOT_SECRET_KEY"):
         Config.from_env({**base, "BOT_SECRET_KEY": "x" * 31})
     with pytest.raises(ConfigError, match="BOT_PUBLIC_URL"):
-        Config.from_env({**base, "BOT_SECRET_KEY": "x" * 32, "BOT_PUBLIC_URL": "http://bot.example.com"})
-    config = Config.from_env({**base, "BOT_SECRET_KEY": "x" * 32})
+        Config.from_env({**base, "BOT_SECRET_KEY": SECRET_KEY, "BOT_PUBLIC_URL": "http://bot.example.com"})
+    config = Config.from_env({**base, "BOT_SECRET_KEY": SECRET_KEY})
     assert config.user_tokens and config.oauth_client_id == "id" and config.oauth_client_secret == "secret"
     separate = Config.from_env(
-        {**base, "BOT_SECRET_KEY": "x" * 32, "DINGTALK_OAUTH_CLIENT_ID": "p", "DINGTALK_OAUTH_CLIENT_SECRET": "q"}
+        {**base, "BOT_SECRET_KEY": SECRET_KEY, "DINGTALK_OAUTH_CLIENT_ID": "p", "DINGTALK_OAUTH_CLIENT_SECRET": "q"}
     )
     assert (separate.oauth_client_id, separate.oauth_client_secret) == ("p", "q")
 

@@ -24,13 +24,14 @@ async def audit(context: Context, command: Command) -> Reply:
     subject = (targets[0].text if targets else command.argument.strip())[:MAX_SUBJECT_LENGTH]
     if not context.is_admin:
         return await _refuse(context, "audit", subject)
-    records = await context.audits.latest(subject, AUDIT_SHOWN)
-    if context.config.is_isv:  # an organization's admin sees only their organization's records
-        corp_id = context.message.chatbot_corp_id
-        records = [record for record in records if record.corp_id == corp_id]
+    if not subject:
+        return Reply(Outcome.AUDIT, {"subject": "", "entries": await _refusals(context)}, private=True)
+    # an ISV organization's admin sees only their organization's records: chosen in the query, before the limit
+    corp_id = context.message.chatbot_corp_id if context.config.is_isv else None
+    records = await context.audits.latest(subject, AUDIT_SHOWN, corp_id)
     entries = [
         {
-            "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.at)),
+            "when": _when(record.at),
             "staff_id": record.staff_id,
             "action": record.action,
             "calendar": record.name or record.calendar_id,
@@ -41,6 +42,24 @@ async def audit(context: Context, command: Command) -> Reply:
         for record in records
     ]
     return Reply(Outcome.AUDIT, {"subject": subject, "entries": entries}, private=True)
+
+
+async def _refusals(context: Context) -> list[dict[str, object]]:
+    refusals = await context.audits.refusals(context.organization)
+    return [
+        {
+            "when": _when(refusal.at),
+            "staff_id": refusal.staff_id,
+            "action": refusal.action,
+            "calendar": refusal.subject,
+            "count": refusal.count,
+        }
+        for refusal in refusals
+    ]
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
 async def _refuse(context: Context, action: str, subject: str) -> Reply:

@@ -19,7 +19,7 @@ from bot.names import CalendarNames
 from bot.progress import Progress, reply_from_json, reply_to_json
 from bot.resolve import subscribed
 from bot.stats import Stats
-from bot.stores.audit import MAX_SUBJECT_LENGTH, AuditRecord, AuditStore
+from bot.stores.audit import AuditRecord, AuditStore, Refusal
 from bot.stores.previews import PreviewStore
 from bot.user_tokens import UserTokens
 from bot.users import ForeignSender, UserDirectory, is_member
@@ -103,18 +103,26 @@ class Context:
         """An admin command asked for by someone else: logged and recorded like a change."""
         fields = {"action": action, "staff_id": self.message.sender_staff_id, "msg_id": self.message.msg_id}
         audit_log.info("admin command refused", extra={"fields": fields})
-        await self._record(action, "", subject[:MAX_SUBJECT_LENGTH], "", Outcome.ADMINS_ONLY, "", "")
+        refusal = Refusal(time.time(), action, self.message.sender_staff_id, self.organization, subject, 1)
+        try:
+            await self.audits.refuse(refusal)
+        except Exception:  # the refusal is logged; a store that fails must not hide its card
+            audit_log.exception("audit record not stored", extra={"fields": {"msg_id": self.message.msg_id}})
+
+    @property
+    def organization(self) -> str:
+        """The organization audit records are kept under: the sender's."""
+        return self.message.sender_corp_id or self.message.chatbot_corp_id
 
     async def _record(
         self, action: str, union_id: str, calendar_id: str, name: str, result: str, code: str, request_id: str
     ) -> None:
         message = self.message
-        corp_id = message.sender_corp_id or message.chatbot_corp_id
         entry = AuditRecord(
             time.time(),
             action,
             message.sender_staff_id,
-            corp_id,
+            self.organization,
             union_id,
             calendar_id,
             name,

@@ -42,8 +42,9 @@ def _refused_locally(text: str) -> bool:
 
 
 class SenderCalendars:
-    """The sender's calendars, listed at most once per command and only when a target needs them; the names seen
-    are remembered for later cards."""
+    """The sender's calendars, listed at most once per command and only when a target needs them (a list of the last
+    few seconds will do, unless the bot changed their calendars since); the names seen are remembered for later
+    cards."""
 
     def __init__(self, dingtalk: DingTalkApi, names: CalendarNames, union_id: str) -> None:
         self._dingtalk = dingtalk
@@ -66,7 +67,7 @@ class SenderCalendars:
         return await asyncio.shield(self._left[calendar_id])
 
     async def _list(self) -> list[Calendar]:
-        calendars = await self._dingtalk.list_calendars(self._union_id)
+        calendars = await self._dingtalk.list_calendars(self._union_id, recent=True)
         self._names.remember(self._union_id, calendars)
         return calendars
 

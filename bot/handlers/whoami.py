@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from importlib import metadata
-
+from bot import __version__
 from bot.errors import DingTalkError
 from bot.handlers.base import Context
 from bot.models import Command, Outcome, Reply
 from bot.users import ForeignSender, is_member
-
-
-def _version() -> str:
-    try:
-        return metadata.version("dingtalk-calendar-bot")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-VERSION = _version()
 
 
 async def whoami(context: Context, command: Command) -> Reply:
@@ -40,7 +29,7 @@ async def whoami(context: Context, command: Command) -> Reply:
         "member": is_member(message),
         "group": message.is_group,
         "admin": context.is_admin,
-        "version": VERSION,
+        "version": __version__,
         "region": context.config.region,
         "internal_app": internal,
     }

@@ -26,3 +26,6 @@ class MemoryAdmission:
         if not self._claimed.claim(msg_id):
             return Verdict.TAKEN
         return self._senders.check(sender)
+
+    def forget(self, prefix: str) -> None:
+        self._senders.forget(prefix)

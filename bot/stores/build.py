@@ -12,12 +12,13 @@ from bot.redis_batch import CommandBatcher
 from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.audit import AuditStore, RedisAudit, SqliteAudit
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
+from bot.stores.forget import forget_in_redis, forget_in_sqlite, note_relieved, relieved_lately
 from bot.stores.grants import SqliteGrants, UserGrants
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
 from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
 from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
 from bot.stores.redis_values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
-from bot.stores.sqlite import Database
+from bot.stores.sqlite import Database, damaged
 from bot.stores.suite_tickets import SqliteSuiteTickets, SuiteTickets
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
@@ -51,6 +52,7 @@ class Stores:
     tables: tuple[Table, ...] = ()
     redis: CommandBatcher | None = None
     redis_limiter: RedisLimiter | None = None
+    namespace: str = ""  # the client id: what Redis keys start with (calbot:{namespace}:)
 
     async def open(self) -> None:
         """Create the database and its tables if they do not exist; StateUnavailable if that cannot be done."""
@@ -62,14 +64,44 @@ class Stores:
                 await table.create()
         except (OSError, sqlite3.Error) as error:
             problem = f"{type(error).__name__}: {error}"
+            if damaged(error):  # never replaced: users' grants and the suite ticket cannot be fetched again
+                raise StateUnavailable(
+                    f"{self.database.path} is damaged ({problem}); it holds users' connected accounts and the suite "
+                    "ticket, so the bot does not replace it: restore it from a backup, or move it away to start "
+                    "without them"
+                ) from None
             raise StateUnavailable(f"BOT_STATE_DIR: {self.database.path} cannot be used ({problem})") from None
 
-    async def forget_organization(self, token_key: str, union_id_prefix: str) -> None:
-        """An organization removed the app (ISV): its cached token and its unionIds are dropped."""
-        token = await self.tokens.get(token_key)
-        if token:
-            await self.tokens.drop(token_key, token)
-        await self.union_ids.forget(union_id_prefix)
+    async def forget_organization(self, corp_id: str, token_prefixes: tuple[str, ...]) -> int:
+        """An organization removed the app (ISV): its token and its users' tokens (keys starting with
+        `token_prefixes`), unionIds, user grants and pending connects, bulk previews and rate-limit windows are
+        dropped, in the shared store and in this process. Returns how many stored keys or rows went."""
+        await self.union_ids.forget(f"{corp_id}:")
+        await self.forget_here(corp_id, token_prefixes)
+        if self.redis is not None:
+            prefix = f"calbot:{self.namespace}:"
+            forgotten = await forget_in_redis(self.redis, prefix, self.namespace, corp_id)
+            await note_relieved(self.redis, prefix, corp_id)  # the other dynos forget their copies (RelievedWatcher)
+            return forgotten
+        if self.database is not None:
+            return await forget_in_sqlite(self.database, corp_id)
+        return 0
+
+    async def forget_here(self, corp_id: str, token_prefixes: tuple[str, ...]) -> None:
+        """This process's copies of an organization's tokens, unionIds and per-sender windows."""
+        if isinstance(self.tokens, MemoryTokens | FallbackTokens):
+            for prefix in token_prefixes:
+                self.tokens.forget(prefix)
+        if isinstance(self.union_ids, MemoryUnionIds | FallbackUnionIds):
+            await self.union_ids.forget_here(f"{corp_id}:")
+        if isinstance(self.admission, MemoryAdmission | FallbackAdmission):
+            self.admission.forget(f"{corp_id}:")  # per-sender windows: sender keys start with the organization
+
+    async def relieved(self) -> dict[str, int]:
+        """Organizations that removed the app lately (Redis: noted by whichever dyno got the event), with when."""
+        if self.redis is None:
+            return {}
+        return await relieved_lately(self.redis, f"calbot:{self.namespace}:")
 
     async def close(self) -> None:
         if self.redis_limiter is not None:
@@ -118,7 +150,8 @@ def build_stores(config: Config) -> Stores:
         suite_tickets=RedisSuiteTickets(batcher, prefix),
         user_grants=RedisGrants(batcher, prefix),
         previews=RedisPreviews(batcher, config.client_id),
-        audits=RedisAudit(batcher, config.client_id),
+        audits=RedisAudit(batcher, config.client_id, per_organization=config.is_isv),
         redis=batcher,
         redis_limiter=redis_limiter,
+        namespace=config.client_id,
     )

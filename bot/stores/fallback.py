@@ -11,10 +11,10 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 
 from bot.models import Verdict
-from bot.stores.admission import Admission
+from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.limiter import ApiLimiter
 from bot.stores.redis_values import RedisTokens
-from bot.stores.tokens import TokenCache
+from bot.stores.tokens import MemoryTokens
 from bot.stores.union_ids import UnionIds
 
 log = logging.getLogger("bot.redis")
@@ -62,6 +62,11 @@ class FallbackAdmission:
             lambda: self._shared.admit(msg_id, sender), lambda: self._local.admit(msg_id, sender)
         )
 
+    def forget(self, prefix: str) -> None:
+        """This process's windows (the shared ones go with the organization's Redis keys)."""
+        if isinstance(self._local, MemoryAdmission):
+            self._local.forget(prefix)
+
 
 class FallbackLimiter:
     """While Redis fails, this dyno counts its own calls against the whole limit."""
@@ -84,8 +89,12 @@ class FallbackLimiter:
 class FallbackTokens:
     """The local cache is this dyno's near copy of the shared tokens (no round trip per call) and its fallback."""
 
-    def __init__(self, shared: RedisTokens, local: TokenCache, failover: Failover) -> None:
+    def __init__(self, shared: RedisTokens, local: MemoryTokens, failover: Failover) -> None:
         self._shared, self._local, self._failover = shared, local, failover
+
+    def forget(self, prefix: str) -> None:
+        """This dyno's near copies (the shared tokens go with the organization's Redis keys)."""
+        self._local.forget(prefix)
 
     async def get(self, key: str) -> str:
         token = await self._local.get(key)
@@ -146,6 +155,9 @@ class FallbackUnionIds:
     async def forget(self, prefix: str) -> None:
         await self._local.forget(prefix)
         await self._failover.run(lambda: self._shared.forget(prefix), _constant(None))
+
+    async def forget_here(self, prefix: str) -> None:
+        await self._local.forget(prefix)
 
 
 def _constant(value: T) -> Callable[[], Awaitable[T]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from typing import Protocol
@@ -12,9 +13,11 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS user_grants (
     user_key TEXT PRIMARY KEY,
     grant_blob BLOB NOT NULL,
-    stored_at REAL NOT NULL
+    stored_at REAL NOT NULL,
+    expires_at REAL
 )
 """
+_PURGE = "DELETE FROM user_grants WHERE expires_at < ?"
 
 
 class UserGrants(Protocol):
@@ -22,8 +25,8 @@ class UserGrants(Protocol):
         """The user's blob as stored, or None."""
         ...
 
-    async def put(self, user: str, blob: bytes) -> None:
-        """Keep `blob` for the user, in place of any before it."""
+    async def put(self, user: str, blob: bytes, expires_in: float | None = None) -> None:
+        """Keep `blob` for the user, in place of any before it; gone after `expires_in` seconds if given."""
         ...
 
     async def delete(self, user: str) -> bool:
@@ -35,13 +38,16 @@ class MemoryGrants:
     """Grants of this process: for tests and tools only, since they do not survive a restart."""
 
     def __init__(self) -> None:
-        self._grants: dict[str, bytes] = {}
+        self._grants: dict[str, tuple[bytes, float]] = {}
 
     async def get(self, user: str) -> bytes | None:
-        return self._grants.get(user)
+        blob, expires_at = self._grants.get(user, (None, math.inf))
+        return blob if expires_at > time.monotonic() else None
 
-    async def put(self, user: str, blob: bytes) -> None:
-        self._grants[user] = bytes(blob)
+    async def put(self, user: str, blob: bytes, expires_in: float | None = None) -> None:
+        now = time.monotonic()
+        self._grants = {key: kept for key, kept in self._grants.items() if kept[1] > now}
+        self._grants[user] = (bytes(blob), math.inf if expires_in is None else now + expires_in)
 
     async def delete(self, user: str) -> bool:
         return self._grants.pop(user, None) is not None
@@ -54,18 +60,36 @@ class SqliteGrants:
         self._database = database
 
     async def create(self) -> None:
-        await self._database.execute(SCHEMA)
+        def create(connection: sqlite3.Connection) -> None:
+            connection.execute(SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(user_grants)")}
+            if "expires_at" not in columns:  # a file from a version whose pending connects never expired
+                connection.execute("ALTER TABLE user_grants ADD COLUMN expires_at REAL")
+            connection.execute(_PURGE, (time.time(),))
+
+        await self._database.run(create)
 
     async def get(self, user: str) -> bytes | None:
-        rows = await self._database.execute("SELECT grant_blob FROM user_grants WHERE user_key = ?", (user,))
+        rows = await self._database.execute(
+            "SELECT grant_blob FROM user_grants WHERE user_key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (user, time.time()),
+        )
         return bytes(rows[0][0]) if rows else None
 
-    async def put(self, user: str, blob: bytes) -> None:
-        await self._database.execute(
-            "INSERT INTO user_grants (user_key, grant_blob, stored_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (user_key) DO UPDATE SET grant_blob = excluded.grant_blob, stored_at = excluded.stored_at",
-            (user, bytes(blob), time.time()),
-        )
+    async def put(self, user: str, blob: bytes, expires_in: float | None = None) -> None:
+        now = time.time()
+        expires_at = None if expires_in is None else now + expires_in
+
+        def put(connection: sqlite3.Connection) -> None:
+            connection.execute(_PURGE, (now,))  # puts are rare (a connect, a token refresh): the purge rides along
+            connection.execute(
+                "INSERT INTO user_grants (user_key, grant_blob, stored_at, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (user_key) DO UPDATE SET grant_blob = excluded.grant_blob, "
+                "stored_at = excluded.stored_at, expires_at = excluded.expires_at",
+                (user, bytes(blob), now, expires_at),
+            )
+
+        await self._database.transaction(put)
 
     async def delete(self, user: str) -> bool:
         def delete(connection: sqlite3.Connection) -> bool:

@@ -90,6 +90,16 @@ class RedisUnionIds:
                 return
 
 
+# The ticket (KEYS[1]) and when it was made (KEYS[2]) replaced together, unless the stored one was made later.
+_STORE_IF_NEWER = """
+local born = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if tonumber(ARGV[2]) < born then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
 class RedisSuiteTickets:
     """The latest ticket per suite, kept without expiry (Redis persistence keeps it across restarts)."""
 
@@ -101,8 +111,9 @@ class RedisSuiteTickets:
         value = await self._batcher.send("GET", self._prefix + suite_key)
         return None if value is None else str(value)
 
-    async def store(self, suite_key: str, ticket: str) -> None:
-        await self._batcher.send("SET", self._prefix + suite_key, ticket)
+    async def store(self, suite_key: str, ticket: str, born_ms: int = 0) -> bool:
+        keys = [self._prefix + suite_key, f"{self._prefix}born:{suite_key}"]
+        return bool(await self._batcher.send("EVAL", _STORE_IF_NEWER, 2, *keys, ticket, born_ms))
 
 
 class RedisGrants:
@@ -116,8 +127,9 @@ class RedisGrants:
         value = await self._batcher.send("GET", self._prefix + user)
         return None if value is None else base64.b64decode(value)
 
-    async def put(self, user: str, blob: bytes) -> None:
-        await self._batcher.send("SET", self._prefix + user, base64.b64encode(blob).decode())
+    async def put(self, user: str, blob: bytes, expires_in: float | None = None) -> None:
+        lifetime = () if expires_in is None else ("PX", max(1, int(expires_in * 1000)))
+        await self._batcher.send("SET", self._prefix + user, base64.b64encode(blob).decode(), *lifetime)
 
     async def delete(self, user: str) -> bool:
         return bool(await self._batcher.send("DEL", self._prefix + user))

@@ -11,6 +11,13 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5_000  # another process (a second bot on the same disk) holding the write lock
+DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def damaged(error: BaseException) -> bool:
+    """The file is not a database, or its contents are corrupt (not: busy, locked, read-only, cannot be opened)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.DatabaseError) and code is not None and code & 0xFF in DAMAGED
 
 
 class Database:
@@ -29,9 +36,13 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # autocommit: each statement is its own transaction unless a caller opens one with transaction()
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        connection.execute("PRAGMA journal_mode = WAL")  # readers never wait for the writer
-        connection.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across a process crash, one fsync less
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")  # readers never wait for the writer
+            connection.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across a crash, one fsync less
+        except BaseException:
+            connection.close()  # a damaged file is not held open: it may be moved aside
+            raise
         self._connection = connection
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:

@@ -79,3 +79,8 @@ class MemoryTokens:
 
     def fetching(self, key: str) -> AbstractAsyncContextManager[None]:
         return self._locks.holding(key)
+
+    def forget(self, prefix: str) -> None:
+        """Drop every token whose key starts with `prefix` (an organization's, when it removed the app)."""
+        for key in [key for key in self._tokens if key.startswith(prefix)]:
+            del self._tokens[key]

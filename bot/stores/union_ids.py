@@ -39,3 +39,6 @@ class MemoryUnionIds:
     async def forget(self, prefix: str) -> None:
         for key in [key for key in self._union_ids if key.startswith(prefix)]:
             del self._union_ids[key]
+
+    async def forget_here(self, prefix: str) -> None:
+        await self.forget(prefix)
