@@ -41,7 +41,7 @@ async def one_command(journal: Journal, item: Message) -> None:
     assert await journal.add(item)
     await journal.record(item.msg_id, "0cal/changing", ["cal-1", ""])
     await journal.record(item.msg_id, "0cal/reply", REPLY)
-    await journal.record(item.msg_id, "card", True)
+    assert await journal.mark_card(item.msg_id, 1.0)
     await journal.finish(item.msg_id)
 
 

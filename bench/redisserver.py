@@ -21,9 +21,10 @@ def free_port() -> int:
 class RedisServer:
     """Start, stop and restart a real redis-server on the same port."""
 
-    def __init__(self, tls: bool = False) -> None:
+    def __init__(self, tls: bool = False, durable: bool = False) -> None:
         self.port = free_port()
         self.tls = tls
+        self.durable = durable  # every write fsynced to the append-only file: a restart keeps everything
         self.directory = Path(tempfile.mkdtemp(prefix="redis-test-"))
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -34,7 +35,8 @@ class RedisServer:
     async def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (Debian package redis-server)"
-        arguments = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
+        arguments = [binary, "--bind", "127.0.0.1", "--save", "", *persistence, "--dir", str(self.directory)]
         if self.tls:
             self._make_certificate()
             arguments += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]

@@ -7,7 +7,7 @@ import logging
 import time
 from collections import Counter
 
-from bot import budget, cards
+from bot import budget, cards, outgoing
 from bot.api import DingTalkApi
 from bot.commands import parse
 from bot.config import Config
@@ -19,7 +19,7 @@ from bot.errors import DingTalkError
 from bot.handlers import HANDLERS, CommandError, Context
 from bot.http import AiohttpTransport
 from bot.inbox import Inbox
-from bot.intake import CARD, Intake, build_journal
+from bot.intake import Intake, build_journal
 from bot.isv import IsvAuthorizer, RelievedWatcher, SuiteEvents
 from bot.journal import Entry
 from bot.languages import LastLanguages
@@ -178,11 +178,17 @@ class App:
                 reply = await self._run_command(dingtalk, message, command, progress)
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
-        await progress.record(CARD, True)
         # The reply gets its own budget: a command that used up its time still gets its card.
-        with budget.spending(self.config.command_timeout) as sending:
-            await self._send(dingtalk, message, reply, command.locale, fields)
-        await self.intake.finish(message.key)
+        card_step = outgoing.current.set(self.intake.card_step(message.key, progress))
+        try:
+            with budget.spending(self.config.command_timeout) as sending:
+                await self._send(dingtalk, message, reply, command.locale, fields)
+        finally:
+            outgoing.current.reset(card_step)
+        if fields.get("reply_code") == outgoing.HELD_BACK:
+            self.intake.release(message.key)  # answered by whoever resumes it once Redis is back, never twice
+        else:
+            await self.intake.finish(message.key)
         fields["resumed"] = resumed is not None
         retries = work.retries + sending.retries
         fields.update(attempts=work.attempts + sending.attempts, retries=retries)
@@ -268,6 +274,17 @@ class App:
             fields["route"] = await self._answer(dingtalk, message, reply, locale)
         except DingTalkError as error:
             fields.update(route="failed", reply_code=error.code)
+            problem = {"msg_id": message.msg_id, "reply_code": error.code, "status": error.status}
+            if error.code == outgoing.HELD_BACK:
+                log.warning(
+                    "card held back: its step cannot be recorded, the command is left to be resumed",
+                    extra={"fields": problem},
+                )
+            else:  # every route and retry the reply's time allowed was tried
+                log.error(
+                    "card may not have reached the user: every route failed or went unanswered",
+                    extra={"fields": problem},
+                )
         except Exception:
             log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
             fields["route"] = "failed"

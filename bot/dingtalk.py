@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import orjson
 
-from bot import answers, budget
+from bot import answers, budget, outgoing
 from bot.config import Config
 from bot.credentials import Credentials
 from bot.errors import MALFORMED, DingTalkError, error_from, malformed, retry_delay
@@ -32,6 +32,7 @@ _TOKENS_KEPT = 256  # tokens whose request headers and URLs are kept built (one 
 MIN_ATTEMPT_SECONDS = 0.25
 MISSING_ROBOT_CODE = "missingRobotCode"  # an ISV message without its robot's code: nothing to send the card as
 WEBHOOK_ATTEMPTS = 2  # a webhook that answers 500 is tried once more; then the robot OpenAPI
+_REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
 
 
 class DingTalkClient:
@@ -187,9 +188,14 @@ class DingTalkClient:
                     if timeout <= 0:
                         raise DingTalkError(0, "CommandTimeout", "the command ran out of time")
                     self.calls[api] += 1
+                    card_step = outgoing.current.get() if api in _REPLY_APIS else None
+                    if card_step is not None:  # as late as it can be: slot taken, the request is written next
+                        await card_step.sending()
                     data = await self._request(method, url, body, headers, timeout)
                 return read(data)
             except DingTalkError as error:
+                if api in _REPLY_APIS and error.is_safe_to_resend and (card_step := outgoing.current.get()):
+                    await card_step.not_sent()
                 if error.code in _UNEXPECTED_ANSWERS:
                     fields = {"api": api, "status": error.status, "problem": error.message}
                     log.warning("unexpected answer from DingTalk", extra={"fields": fields})

@@ -4,6 +4,7 @@ process left behind queued again, oldest first, with the progress it had made.""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -14,11 +15,11 @@ from bot.config import Config
 from bot.journal import MAX_ATTEMPTS, Entry, Journal, SqliteJournal
 from bot.journal_redis import RedisJournal
 from bot.models import Message
+from bot.outgoing import CardStep, answered
 from bot.progress import Progress
 from bot.stores.redis_limits import connect
 
 log = logging.getLogger("bot.intake")
-CARD = "card"  # the progress step recorded just before the card is sent
 
 
 def build_journal(config: Config) -> Journal:
@@ -74,11 +75,14 @@ class Intake:
         entry = self._resumed.pop(message.key, None)
         return Progress(message.key, entry.progress if entry else {}, self.journal.record), entry
 
+    def card_step(self, msg_id: str, progress: Progress) -> CardStep:
+        return CardStep(progress, functools.partial(self.journal.mark_card, msg_id))
+
     @staticmethod
     def answered(entry: Entry | None) -> bool:
         """The card of the handling it resumes was on its way when the process died: DingTalk most likely has it,
         and a second card would be worse than none."""
-        return entry is not None and entry.progress.get(CARD) is not None
+        return entry is not None and answered(entry.progress)
 
     @staticmethod
     def poisoned(entry: Entry | None) -> bool:
@@ -87,6 +91,10 @@ class Intake:
 
     async def finish(self, msg_id: str) -> None:
         await self.journal.finish(msg_id)
+
+    def release(self, msg_id: str) -> None:
+        """Its card could not be sent here without risking a second one: left for a later resumption."""
+        self.journal.release(msg_id)
 
     def finish_later(self, msg_id: str) -> None:
         """Cross out a message answered by no card (refused while the bot is flooded)."""

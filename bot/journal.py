@@ -20,6 +20,7 @@ from bot.stores.sqlite import Database, damaged
 
 log = logging.getLogger("bot.journal")
 
+CARD = "card"  # the progress step: a card may have gone out (true), or surely none did (false)
 MAX_ATTEMPTS = 3  # handlings begun (each ended by the process dying) before an entry is parked
 WRITE_WAIT_MS = 1_000  # another process holding the file's write lock; the ACK must go out within DingTalk's 3 s
 PURGE_EVERY_SECONDS = 60.0
@@ -59,10 +60,18 @@ class Journal(Protocol):
         """Write the message down; False when its msgId is already there (unfinished, or finished recently)."""
 
     async def record(self, msg_id: str, key: str, value: Any) -> None:
-        """Keep one step's result, so a resumed handling never repeats the step."""
+        """Keep one step's result, so a resumed handling never repeats the step (kept and written later if the store
+        does not answer now)."""
+
+    async def mark_card(self, msg_id: str, seconds: float) -> bool:
+        """Record, within `seconds`, that the card is about to go out (the CARD step); False when this process must
+        not send it: the step cannot be written, or another process has taken the message over."""
 
     async def finish(self, msg_id: str) -> None:
-        """Its card went out: the entry is done."""
+        """Its card went out: the entry is done (kept and retried until the store has it)."""
+
+    def release(self, msg_id: str) -> None:
+        """Not answered here: left for a later resumption (by this process or another)."""
 
     def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
         """Hand over entries that another process left behind while this one runs (only where they can be seen)."""
@@ -161,6 +170,14 @@ class SqliteJournal:
     async def record(self, msg_id: str, key: str, value: Any) -> None:
         sql = "INSERT OR REPLACE INTO progress (msg_id, key, value) VALUES (?, ?, ?)"
         await self._write(sql, (msg_id, key, orjson.dumps(value)))
+
+    async def mark_card(self, msg_id: str, seconds: float) -> bool:
+        # one process per file; a file that cannot be written is said loudly and served without durability
+        await self.record(msg_id, CARD, True)
+        return True
+
+    def release(self, msg_id: str) -> None:
+        return None  # never asked: a step written here has landed (or the journal serves without durability)
 
     async def finish(self, msg_id: str) -> None:
         # kept, without its message, for the dedupe window: a repeat after a restart is still recognised

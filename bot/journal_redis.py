@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +15,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from bot.journal import Entry, Unwritable, dump_message, load_message
+from bot.journal import CARD, Entry, Unwritable, dump_message, load_message
 from bot.models import Message
 from bot.redis_batch import CommandBatcher
 
@@ -23,6 +25,7 @@ GROUP = "bot"
 CLAIM_COUNT = 100  # entries taken over per XAUTOCLAIM
 PROGRESS_DAYS = 7  # a progress hash outlives any handling; one left behind by an odd failure goes by itself
 RESUMED = "#resumed"  # the progress field counting resumptions; step keys never start with "#"
+RETRY_SECONDS = 0.5  # how often writes that failed (progress, finish) are tried again while Redis is away
 # Written down and taken by this dyno in one step: no other dyno reads it while its receiver lives. The msgId claim
 # drops a repeat on any dyno for the dedupe window.
 _ADD = """
@@ -30,6 +33,14 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return false en
 local id = redis.call('XADD', KEYS[2], '*', 'm', ARGV[2])
 redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', 1, 'STREAMS', KEYS[2], '>')
 return id
+"""
+# The card step, only while this consumer still holds the entry; its claim renewed (idle reset) in the same step.
+_MARK_CARD = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+return 1
 """
 _FAILED = (RedisError, OSError, TimeoutError)
 
@@ -48,9 +59,14 @@ class RedisJournal:
         self._consumer = consumer
         self._remember_seconds = max(1, round(remember_seconds))
         self._claim_seconds = claim_seconds
-        self._ids: dict[str, str] = {}  # msgId -> stream id, for the entries this process handles
+        self._ids: dict[str, str] = {}  # msgId -> stream id, for the entries this process handles (kept alive)
         self._tasks: list[asyncio.Task[None]] = []
         self._health = Unwritable()
+        # Writes that failed, kept until Redis has them: a finished entry whose XACK never lands would be taken over
+        # and run again by another dyno, a card step never written would let a resumption send a second card.
+        self._unwritten: dict[str, dict[str, bytes]] = {}  # stream id -> progress fields, in the order recorded
+        self._unfinished: set[str] = set()  # msgIds answered here whose XACK has not landed yet (still kept alive)
+        self._retrying: asyncio.Task[None] | None = None
 
     async def open(self) -> list[Entry]:
         """This consumer's own unfinished entries (a restart of the same dyno resumes them at once)."""
@@ -80,27 +96,119 @@ class RedisJournal:
 
     async def record(self, msg_id: str, key: str, value: Any) -> None:
         stream_id = self._ids.get(msg_id)
-        if stream_id is not None:
-            await self._guarded(self._redis.send("HSET", self._progress(stream_id), key, orjson.dumps(value)))
+        if stream_id is None:
+            return  # not journaled (accepted while Redis was away): nothing to resume it from
+        raw = orjson.dumps(value)
+        unwritten = self._unwritten.get(stream_id)
+        if unwritten is None:  # else behind the steps still waiting: written after them, in order
+            try:
+                await self._redis.send("HSET", self._progress(stream_id), key, raw)
+                return
+            except _FAILED as error:
+                self._health.failed(error)
+                unwritten = self._unwritten.setdefault(stream_id, {})
+        unwritten.pop(key, None)
+        unwritten[key] = raw
+        self._retry_soon()
+
+    async def mark_card(self, msg_id: str, seconds: float) -> bool:
+        """The card step, written only while this dyno still holds the entry (and its claim renewed in the same
+        step): a dyno that took the entry over while Redis was away answers it instead, never both."""
+        stream_id = self._ids.get(msg_id)
+        if stream_id is None:
+            return True  # not journaled: nobody else can resume it
+        keys = (self._stream, self._progress(stream_id))
+        arguments = (GROUP, stream_id, self._consumer, CARD, orjson.dumps(True))
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                held = await self._redis.send("EVAL", _MARK_CARD, 2, *keys, *arguments)
+                break
+            except _FAILED as error:
+                self._health.failed(error)
+                if time.monotonic() + RETRY_SECONDS > deadline:
+                    return False
+                await asyncio.sleep(RETRY_SECONDS)
+        if not held:
+            log.warning("message taken over by another dyno: it answers it", extra={"fields": {"msg_id": msg_id}})
+            self._ids.pop(msg_id, None)
+            self._unwritten.pop(stream_id, None)
+        return bool(held)
 
     async def finish(self, msg_id: str) -> None:
-        stream_id = self._ids.pop(msg_id, None)
+        stream_id = self._ids.get(msg_id)
         if stream_id is None:
             return
-        await asyncio.gather(
-            self._guarded(self._redis.send("XACK", self._stream, GROUP, stream_id)),
-            self._guarded(self._redis.send("XDEL", self._stream, stream_id)),
-            self._guarded(self._redis.send("DEL", self._progress(stream_id))),
-        )
+        self._unwritten.pop(stream_id, None)  # the entry's progress goes with it
+        if await self._crossed_out(stream_id):
+            self._ids.pop(msg_id, None)
+        else:  # kept alive (and so never taken over) until the XACK lands
+            self._unfinished.add(msg_id)
+            self._retry_soon()
+
+    def release(self, msg_id: str) -> None:
+        """No longer kept alive here: once idle for the claim time, a dyno (this one too) takes it over."""
+        self._ids.pop(msg_id, None)
 
     def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
         self._tasks = [asyncio.create_task(self._keep_alive()), asyncio.create_task(self._claim(resume))]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._retrying] if self._retrying else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._redis.aclose()
+
+    async def _crossed_out(self, stream_id: str) -> bool:
+        answers = await asyncio.gather(
+            self._redis.send("XACK", self._stream, GROUP, stream_id),
+            self._redis.send("XDEL", self._stream, stream_id),
+            self._redis.send("DEL", self._progress(stream_id)),
+            return_exceptions=True,
+        )
+        failed = next((answer for answer in answers if isinstance(answer, BaseException)), None)
+        if failed is None:
+            return True
+        if not isinstance(failed, _FAILED):
+            raise failed
+        self._health.failed(failed)
+        return False
+
+    def _retry_soon(self) -> None:
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.create_task(self._retry())
+
+    async def _retry(self) -> None:
+        """Write what failed, oldest first, every RETRY_SECONDS until Redis has all of it."""
+        while self._unwritten or self._unfinished:
+            await asyncio.sleep(RETRY_SECONDS)
+            try:
+                for stream_id, fields in list(self._unwritten.items()):
+                    written, progress = dict(fields), self._progress(stream_id)
+                    answers = await asyncio.gather(  # a lifetime: one written after its entry finished goes by itself
+                        self._redis.send("HSET", progress, *itertools.chain(*written.items())),
+                        self._redis.send("EXPIRE", progress, PROGRESS_DAYS * 86_400),
+                        return_exceptions=True,
+                    )
+                    for answer in answers:
+                        if isinstance(answer, BaseException):
+                            raise answer
+                    for key, value in written.items():  # a step recorded again meanwhile stays to be written
+                        if fields.get(key) is value:
+                            del fields[key]
+                    if not fields and self._unwritten.get(stream_id) is fields:
+                        del self._unwritten[stream_id]
+            except _FAILED as error:
+                self._health.failed(error)
+                continue
+            for msg_id in list(self._unfinished):
+                entry = self._ids.get(msg_id)
+                if entry is not None and not await self._crossed_out(entry):
+                    break
+                self._unfinished.discard(msg_id)
+                self._ids.pop(msg_id, None)
+        self._health.succeeded()
 
     def _progress(self, stream_id: str) -> str:
         return f"{self._prefix}jprogress:{stream_id}"

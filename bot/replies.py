@@ -12,6 +12,7 @@ from bot import budget
 from bot.api import DingTalkApi
 from bot.errors import DingTalkError
 from bot.models import Card, Message
+from bot.outgoing import HELD_BACK
 
 WEBHOOK_MARGIN_MS = 10_000  # do not start a post to a webhook that expires while it is under way
 DINGTALK_WEBHOOK_HOSTS = frozenset({"oapi.dingtalk.com", "api.dingtalk.com", "oapi.dingtalk.io", "api.dingtalk.io"})
@@ -82,6 +83,8 @@ async def deliver(dingtalk: DingTalkApi, message: Message, card: Card, oapi_base
                 await dingtalk.post_session_webhook(message.session_webhook, webhook_body(card, mention))
             return "webhook"
         except DingTalkError as error:  # refused, failed or unanswered; the OpenAPI still reaches the conversation
+            if error.code == HELD_BACK:
+                raise
             fields = {"msg_id": message.msg_id, "code": error.code, "status": error.status}
             log.warning("webhook reply failed, sending through the robot OpenAPI", extra={"fields": fields})
             route = "webhook-failed:openapi"
@@ -102,6 +105,8 @@ async def deliver_privately(dingtalk: DingTalkApi, message: Message, card: Card,
         with budget.keeping(FALLBACK_SHARE):
             await dingtalk.send_to_user(message.sender_staff_id, message.robot_code, msg_key, msg_param)
     except DingTalkError as error:
+        if error.code == HELD_BACK:
+            raise
         fields = {"msg_id": message.msg_id, "code": error.code, "status": error.status}
         log.warning("private reply failed, answering in the group", extra={"fields": fields})
         return "group-fallback:" + await deliver(dingtalk, message, card, oapi_base)

@@ -118,6 +118,11 @@ class Sandbox:
     authorized_corps: set[str] = field(default_factory=set)  # organizations that authorized the app
     org_users: dict[tuple[str, str], str] = field(default_factory=dict)  # (corpId, staffId) -> unionId
     api_latency: dict[str, float] = field(default_factory=dict)  # per API, instead of `latency`
+    # Unsubscribing from a calendar the user does not follow, or subscribing to one they do, is refused with the
+    # generic documented error (400 invalidParameter, §1.1): whether DingTalk's calls are idempotent is not
+    # documented (reference §9.1), so tests of a repeated change assume the stricter answer.
+    strict_subscriptions: bool = False
+    webhook_without_errcode: bool = False  # the sessionWebhook answers 200 with an empty body (see _api_webhook)
 
     def __post_init__(self) -> None:
         self._valid_tokens: set[str] = set()
@@ -126,10 +131,12 @@ class Sandbox:
         self._tickets: dict[str, float] = {}
         self._faults: dict[str, deque[Responder]] = defaultdict(deque)
         self._receivers_refused: dict[str, deque[str]] = defaultdict(deque)  # staffId -> batchSend lists to answer
+        self._late: dict[str, list[tuple[str, str]]] = defaultdict(list)  # api -> changes carried out on its next call
         self.undelivered: list[Recorded] = []  # replies refused, or answered 200 with their receiver listed
         self._answering: set[asyncio.Task[Any]] = set()
         self._recent_calls: dict[str, deque[float]] = defaultdict(deque)
         self.throttled = 0  # calls refused by qps_limit
+        self.repeated_changes = 0  # with strict_subscriptions: changes asked for that were already made
         self.concurrent = 0
         self.max_concurrent = 0  # the most API calls the bot had open at once
         self._sockets: list[web.WebSocketResponse] = []
@@ -214,6 +221,21 @@ class Sandbox:
         """The next `times` calls of `api` are answered by `responder` (see the answers below the class)."""
         self._faults[api].extend([responder] * times)
 
+    def finish_late(self, api: str) -> None:
+        """The next call of `api` ("unsubscribe" or "subscribe") is never answered, and DingTalk carries it out only
+        when the following call of the same API arrives: still working on the first try when the client died, done
+        by the time its second try is read."""
+        self.answer_next(api, self._carried_out_later(api))
+
+    def _carried_out_later(self, api: str) -> Responder:
+        async def respond(request: web.Request) -> web.StreamResponse:
+            segments = request.raw_path.partition("?")[0].split("/")
+            self._late[api].append((unquote(segments[4]), unquote(segments[6])))
+            await self._closing.wait()  # the client gives up or dies first
+            return _error(500, "ServiceUnavailable", "gone")
+
+        return respond
+
     def refuse_receiver(self, staff_id: str, listed_in: str, times: int = 1) -> None:
         """The next `times` batchSends to this user answer 200 with them in `listed_in` (one of UNDELIVERED_LISTS),
         and do not deliver, as DingTalk does."""
@@ -234,6 +256,9 @@ class Sandbox:
         self.robot_codes = set()
         self.token_lifetime = 7200
         self.disconnect_close_seconds = 10.0
+        self.strict_subscriptions = False
+        self.webhook_without_errcode = False
+        self._late.clear()
         self.handshake_delay = 0.0
         self.connect_fault = ""
         self.user_scopes_missing = set()
@@ -698,6 +723,11 @@ class Sandbox:
 
     def _change_subscription(self, request: web.Request, segments: list[str], *, subscribe: bool) -> web.Response:
         union_id, calendar_id = unquote(segments[4]), unquote(segments[6])
+        for late_union_id, late_calendar_id in self._late.pop("subscribe" if subscribe else "unsubscribe", []):
+            if subscribe:
+                self.subscriptions[late_union_id].add(late_calendar_id)
+            else:
+                self.subscriptions[late_union_id].discard(late_calendar_id)
         token = request.headers.get("x-acs-dingtalk-access-token", "")
         denied = self._check_token(request) or self._check_user_token(token, union_id)
         if denied is not None:
@@ -714,6 +744,9 @@ class Sandbox:
             return _error(400, "invalidParameter", "forwardErrorMessage")
         if calendar.scope is not None and union_id not in calendar.scope:
             return _error(400, "permissionDenied", NOT_IN_SCOPE)
+        if self.strict_subscriptions and (calendar_id in self.subscriptions[union_id]) == subscribe:
+            self.repeated_changes += 1
+            return _error(400, "invalidParameter", "forwardErrorMessage")
         if subscribe:
             self.subscriptions[union_id].add(calendar_id)
             return web.Response(status=200, headers={"x-acs-request-id": _acs_request_id()})
@@ -740,6 +773,10 @@ class Sandbox:
         buttons = (body.get("actionCard") or {}).get("btns") if isinstance(body, dict) else None
         if buttons and len(json.dumps(buttons, ensure_ascii=False, separators=(",", ":"))) > BUTTON_LIST_LIMIT:
             return _json(200, {"errcode": 34016, "errmsg": "btn_json_list长度超过限制"})
+        if self.webhook_without_errcode:
+            # The response body of a sessionWebhook post is not documented (reference §6.1); the official Python SDK
+            # checks only the HTTP status (dingtalk-stream 0.24.3, ChatbotHandler.reply_markdown: raise_for_status).
+            return web.Response(status=200)
         return _json(200, {"errcode": 0, "errmsg": "ok"})
 
     async def _api_batchSend(self, request: web.Request, segments: list[str], body: Any) -> web.Response:

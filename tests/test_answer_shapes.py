@@ -47,11 +47,16 @@ def test_an_errcode_other_than_zero_or_none_at_all_is_an_error(data: dict[str, A
         (answers.stream_endpoint, {}),
         (answers.sent, {}),
         (answers.delivered_to("s1"), {"invalidStaffIdList": []}),
-        (answers.webhook_accepted, {"ok": True}),
     ],
 )
 def test_an_answer_missing_what_the_api_documents_is_malformed(read: Any, data: dict[str, Any]) -> None:
     assert code_of(read, data) == "malformedAnswer"
+
+
+@pytest.mark.parametrize("data", [{}, {"success": True}, {"errcode": 0}, {"errcode": "0", "errmsg": "ok"}])
+def test_a_webhook_answer_without_errcode_or_with_errcode_zero_delivered_the_card(data: dict[str, Any]) -> None:
+    answers.webhook_accepted(data)
+    assert code_of(answers.webhook_accepted, {"errcode": 310000, "errmsg": "x"}) == "310000"
 
 
 def test_calendars_are_read_and_entries_without_an_id_skipped() -> None:

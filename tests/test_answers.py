@@ -373,6 +373,22 @@ async def test_a_command_that_used_up_its_time_still_gets_its_card_after_a_faili
     assert entry["route"] == "webhook-failed:openapi"
 
 
+@pytest.mark.parametrize("group", [False, True], ids=["1:1", "group"])
+async def test_a_webhook_answering_200_without_errcode_delivered_the_card_no_second_copy(
+    sandbox: Sandbox, bot: BotProcess, group: bool
+) -> None:
+    user = new_user(sandbox)
+    sandbox.webhook_without_errcode = True  # 200, empty body: the official SDKs read only the status
+    data = sandbox.chat("help", user.staff_id, group=group)
+    unexpected = len(bot.logs("unexpected answer from DingTalk"))
+
+    entry = await handled(sandbox, bot, data)
+
+    [reply] = sandbox.replies_to(data)
+    assert (reply.api, title(reply), entry["route"]) == ("webhook", "📅 Calendar bot", "webhook")
+    assert len(bot.logs("unexpected answer from DingTalk")) == unexpected
+
+
 @pytest.mark.parametrize(
     "webhook",
     [

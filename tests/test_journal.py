@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from bot.config import Config
@@ -20,15 +24,18 @@ from bot.transport import StreamClient
 from tests.botprocess import BotProcess
 from tests.helpers import (
     DYNO_WARNING,
+    buttons,
     calendar_calls,
     card,
+    converse,
     new_calendar,
     new_user,
+    pressed,
     running_bot,
     started_sandbox,
     unsubscribe_calls,
 )
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisServer, free_port
 
 ENV = {
     "BOT_RETRY_PAUSE_SCALE": "0.01",
@@ -170,6 +177,124 @@ async def test_a_resubscribe_cut_short_by_a_kill_finds_it_done(tmp_path: Path) -
 
         assert titles(sandbox, data) == ["↩ Subscribed again"]
         assert len(sandbox.calls("subscribe")) == 1
+
+
+@pytest.mark.parametrize("command", ["unsubscribe", "resubscribe", "confirm"])
+async def test_a_change_dingtalk_finishes_after_the_kill_is_read_as_done_when_the_resume_asks_again(
+    tmp_path: Path, command: str
+) -> None:
+    """The resume lists the calendars (unchanged: DingTalk is still at work on the first call), asks again, and
+    DingTalk, done with the first call by then, answers "not found / already subscribed": that is the change made."""
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox(strict_subscriptions=True) as sandbox:
+        user = new_user(sandbox)
+        api = "subscribe" if command == "resubscribe" else "unsubscribe"
+        if command == "resubscribe":
+            calendar_id = "cal-late"
+            sandbox.add_calendar(calendar_id, "Late")
+        else:
+            calendar_id = new_calendar(sandbox, user, "Late")
+        async with running_bot(sandbox, env) as first:
+            if command == "confirm":
+                _, preview = await converse(sandbox, sandbox.chat("unsubscribe all", user.staff_id))
+                data = pressed(sandbox, buttons(preview)[0]["actionURL"], user.staff_id)
+            else:
+                data = sandbox.chat(f"{command} {calendar_id}", user.staff_id)
+            sandbox.finish_late(api)
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: sandbox.calls(api))
+            await kill(sandbox, first)
+        assert (calendar_id in sandbox.subscriptions[user.union_id]) == (api == "unsubscribe")  # not done yet
+
+        async with running_bot(sandbox, env) as second:
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            await second.wait_log("message handled", msg_id=data["msgId"])
+
+        [reply] = sandbox.delivered(data)
+        expected = {"unsubscribe": UNSUBSCRIBED, "resubscribe": "↩ Subscribed again", "confirm": "📋 1 calendars"}
+        assert card(reply)["title"] == expected[command]
+        assert "not found" not in card(reply)["text"]
+        assert (calendar_id in sandbox.subscriptions[user.union_id]) == (api == "subscribe")
+        assert len(sandbox.calls(api)) == 2  # asked again once: the answer of the second try is the refusal
+
+
+async def test_a_kill_while_cards_wait_for_a_send_slot_leaves_them_to_be_sent_after_the_restart(tmp_path: Path) -> None:
+    """The card step is recorded right before the request is written: commands whose cards were still waiting for
+    the robot OpenAPI's rate-limit slot when the process died are answered after the restart; the one whose send
+    had begun is not (it may have been delivered)."""
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "BOT_API_QPS": "1"}  # one send a second: the others wait
+    async with started_sandbox() as sandbox:
+        users = [new_user(sandbox) for _ in range(4)]
+        messages = [sandbox.chat("help", user.staff_id, webhook_expires_in=-1) for user in users]  # robot OpenAPI
+        held = Held()
+        sandbox.answer_next("batchSend", held)
+        async with running_bot(sandbox, env) as first:
+            for message_id in [await sandbox.push(data) for data in messages]:
+                await sandbox.wait_ack(message_id)
+            await sandbox.wait_for(lambda: sandbox.calls("batchSend"))
+            await kill(sandbox, first)
+        held.released.set()
+        [begun] = [data for data in messages if sandbox.replies_to(data)]
+
+        async with running_bot(sandbox, env) as second:
+            waiting = [data for data in messages if data is not begun]
+            await sandbox.wait_for(lambda: all(sandbox.delivered(data) for data in waiting), timeout=15)
+            await second.wait_log("resumed message already answered", msg_id=begun["msgId"])
+
+        assert [len(sandbox.replies_to(data)) for data in messages] == [1, 1, 1, 1]  # never a second copy
+        sent = [json.loads(reply.json()["msgParam"])["title"] for data in waiting for reply in sandbox.delivered(data)]
+        assert sent == ["📅 Calendar bot"] * 3
+
+
+NOT_DELIVERED = "card may not have reached the user: every route failed or went unanswered"
+
+
+async def test_a_card_that_could_not_be_sent_is_sent_after_a_kill_during_its_retries(tmp_path: Path) -> None:
+    """Connection refused on the webhook, 503 from the robot OpenAPI: nothing reached DingTalk, so the card step is
+    written back and the command killed during the retries is answered after the restart, once."""
+    closed = f"http://127.0.0.1:{free_port()}"  # the sessionWebhook's host refuses connections
+    # real backoff pauses (the 503 comes at once, the pause lasts 0.1-4 s): the kill lands in a pause
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "DINGTALK_OAPI_BASE": closed, "BOT_COMMAND_TIMEOUT": "30"}
+    env["BOT_RETRY_PAUSE_SCALE"] = "1"
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        data = sandbox.chat("help", user.staff_id, sessionWebhook=f"{closed}/robot/sendBySession?session=s1")
+        sandbox.fail_next("batchSend", 503, {"code": "ServiceUnavailable", "message": "busy"}, times=1000)
+        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: len(sandbox.calls("batchSend")) >= 2)
+            await until(lambda: card_step(tmp_path / "journal.sqlite3") == [(b"false",)])  # in a backoff pause
+            await kill(sandbox, first)
+        sandbox.clear_faults()
+        assert sandbox.delivered(data) == []
+
+        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as second:
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            await second.wait_log("message handled", msg_id=data["msgId"])
+
+        [card_sent] = sandbox.delivered(data)
+        assert card_sent.api == "batchSend" and json.loads(card_sent.json()["msgParam"])["title"] == "📅 Calendar bot"
+        assert not second.logs("resumed message already answered")
+
+
+async def test_a_card_no_route_took_is_one_error_line_and_the_entry_is_finished(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "DINGTALK_OAPI_BASE": closed, "BOT_COMMAND_TIMEOUT": "1"}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        data = sandbox.chat("help", user.staff_id, sessionWebhook=f"{closed}/robot/sendBySession?session=s1")
+        sandbox.fail_next("batchSend", 503, {"code": "ServiceUnavailable", "message": "busy"}, times=1000)
+        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            handled = await first.wait_log("message handled", msg_id=data["msgId"])
+        sandbox.clear_faults()
+        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as second:  # nothing left to resume
+            await second.wait_log("stream connected")
+
+        assert handled["route"] == "failed" and len(sandbox.calls("batchSend")) >= 2  # retried while time allowed
+        [line] = [entry for entry in first.output.splitlines() if entry.startswith("{") and '"level":"error"' in entry]
+        assert NOT_DELIVERED in line and data["msgId"] in line
+        assert not second.logs("resuming unfinished commands") and sandbox.delivered(data) == []
 
 
 async def test_a_poison_command_is_parked_after_three_attempts_while_others_flow(tmp_path: Path) -> None:
@@ -346,6 +471,83 @@ async def test_a_live_dynos_slow_command_is_never_taken_over(redis_server: Redis
         assert titles(sandbox, data) == [UNSUBSCRIBED]
         assert len(unsubscribe_calls(sandbox, user.union_id)) == 1
         assert not second.logs("took over unfinished commands another dyno left")
+
+
+HELD_BACK = "card held back: its step cannot be recorded, the command is left to be resumed"
+
+
+async def test_a_card_is_never_sent_while_redis_cannot_record_it_so_a_take_over_never_sends_a_second() -> None:
+    """Redis goes away while the calendar call is under way; the dyno dies before Redis is back. The card was not
+    sent while its step could not be written, so the dyno that takes the command over sends the one card."""
+    server = await RedisServer(durable=True).start()
+    env = {**ENV, "REDIS_URL": server.url, "BOT_JOURNAL_CLAIM_SECONDS": "1"}
+    try:
+        async with started_sandbox() as sandbox:
+            sandbox.api_latency = {"unsubscribe": 1.0}
+            user = new_user(sandbox)
+            data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+            async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+                await sandbox.wait_ack(await sandbox.push(data, socket=0))
+                await sandbox.wait_for(lambda: unsubscribe_calls(sandbox, user.union_id))
+                server.stop()
+                await until(lambda: first.logs(HELD_BACK) or sandbox.replies_to(data))
+                first.signal(signal.SIGKILL)
+                assert await first.wait() == -signal.SIGKILL
+                await server.start()
+                await sandbox.wait_for(lambda: sandbox.delivered(data), timeout=15)
+                await second.wait_log("message handled", msg_id=data["msgId"])
+                await asyncio.sleep(1.0)  # a second card would come right after the first
+
+            assert titles(sandbox, data) == [UNSUBSCRIBED]
+            assert len(unsubscribe_calls(sandbox, user.union_id)) == 1  # the take-over saw the change made
+            assert first.logs(UNWRITABLE)[0]["level"] == "error"
+    finally:
+        server.stop()
+
+
+async def test_a_finish_redis_did_not_take_is_kept_and_the_entry_never_taken_over() -> None:
+    """The card went out (its step written), then Redis went away: the XACK is retried until it lands, the entry kept
+    alive meanwhile, so no other dyno takes over a command already answered."""
+    server = await RedisServer(durable=True).start()
+    env = {**ENV, "REDIS_URL": server.url, "BOT_JOURNAL_CLAIM_SECONDS": "3"}
+    try:
+        async with started_sandbox() as sandbox:
+            user = new_user(sandbox)
+            data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+            held = Held(status=200)
+            sandbox.answer_next("webhook", held)
+            async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+                await sandbox.wait_ack(await sandbox.push(data, socket=0))
+                await sandbox.wait_for(lambda: sandbox.replies_to(data))
+                server.stop()
+                held.released.set()
+                await first.wait_log("message handled", msg_id=data["msgId"])  # its finish failed
+                await server.start()
+                await asyncio.sleep(7.0)  # over twice the claim time: an entry left idle would be taken over now
+
+            assert titles(sandbox, data) == [UNSUBSCRIBED]
+            assert not second.logs("took over unfinished commands another dyno left")
+            client = server.client()
+            try:
+                assert await client.xlen(next(iter(await client.keys("calbot:*:journal")))) == 0  # crossed out
+            finally:
+                await client.aclose()
+    finally:
+        server.stop()
+
+
+def card_step(journal: Path) -> list[tuple[bytes]]:
+    """The card steps in a journal file, read as another process would."""
+    with contextlib.closing(sqlite3.connect(journal)) as connection:
+        return connection.execute("SELECT value FROM progress WHERE key = 'card'").fetchall()
+
+
+async def until(condition: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Poll a condition the sandbox is not told about (a log line of the bot) until the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
 
 
 async def test_a_journal_that_cannot_be_written_is_reported_loudly_and_the_bot_keeps_serving(tmp_path: Path) -> None:

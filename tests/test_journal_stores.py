@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.journal import Journal, SqliteJournal
+from bot.journal import Entry, Journal, SqliteJournal
 from bot.journal_redis import RedisJournal
 from bot.models import Action, Message, Outcome, Reply
 from bot.progress import Progress, reply_from_json, reply_to_json
@@ -139,3 +140,74 @@ def test_a_reply_survives_its_round_trip_through_json() -> None:
     reply = Reply(Outcome.UNSUBSCRIBED, {"calendar_id": "c", "name": "N"}, (Action("resubscribe", "c", "N"),))
 
     assert reply_from_json(reply_to_json(reply)) == reply
+
+
+async def test_the_card_step_is_written_only_by_the_dyno_that_holds_the_entry() -> None:
+    """After an outage another dyno may have taken an entry over: the first dyno's card step is refused (it sends no
+    card), the new holder's is written, and a resumption sees it."""
+    server = await RedisServer().start()
+    prefix = f"test:{uuid.uuid4().hex[:6]}:"
+    first = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+    second = RedisJournal(connect(server.url, False), prefix, "worker.2", 600, claim_seconds=0.1)
+    taken: list[Entry] = []
+    try:
+        await first.open()
+        await second.open()
+        assert await first.add(message(1))
+        second.resume_elsewhere(taken.extend)  # the first dyno keeps nothing alive here, as during an outage
+        async with asyncio.timeout(5):
+            while not taken:
+                await asyncio.sleep(0.02)
+
+        assert await first.mark_card("msg-1", 1.0) is False
+        assert await second.mark_card("msg-1", 1.0) is True
+        assert [entry.message.msg_id for entry in taken] == ["msg-1"]
+        third = RedisJournal(connect(server.url, False), prefix, "worker.2", 600, claim_seconds=30)
+        [entry] = await third.open()
+        assert entry.progress == {"card": True}
+        await third.close()
+    finally:
+        await first.close()
+        await second.close()
+        server.stop()
+
+
+async def test_a_card_step_redis_does_not_take_in_time_is_refused() -> None:
+    server = await RedisServer().start()
+    journal = RedisJournal(connect(server.url, False), "test:x:", "worker.1", 600, claim_seconds=30)
+    try:
+        await journal.open()
+        assert await journal.add(message(1))
+        server.stop()
+
+        assert await journal.mark_card("msg-1", 0.6) is False
+    finally:
+        await journal.close()
+
+
+async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_back() -> None:
+    server = await RedisServer(durable=True).start()
+    prefix = f"test:{uuid.uuid4().hex[:6]}:"
+    journal = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+    client = server.client()
+    try:
+        await journal.open()
+        assert await journal.add(message(1)) and await journal.add(message(2))
+        server.stop()
+        await journal.record("msg-1", "0cal-1/changing", ["cal-1", "Holidays"])
+        await journal.finish("msg-2")
+        await server.start()
+
+        async with asyncio.timeout(5):
+            while await client.xlen(f"{prefix}journal") != 1:  # msg-2 crossed out, msg-1 still there
+                await asyncio.sleep(0.05)
+            while not await client.keys(f"{prefix}jprogress:*"):
+                await asyncio.sleep(0.05)
+        again = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+        [entry] = await again.open()
+        await again.close()
+        assert entry.message.msg_id == "msg-1" and entry.progress == {"0cal-1/changing": ["cal-1", "Holidays"]}
+    finally:
+        await client.aclose()
+        await journal.close()
+        server.stop()

@@ -200,14 +200,22 @@ async def change_calendar(
     an interrupted handling was making this very change, the sender's calendars say whether it happened: then it
     is done, never asked again (DingTalk might refuse a change already made)."""
     began = interrupted_change(context)
-    if began is not None and began.id == calendar.id and await _already_changed(context, action, union_id, calendar):
+    again = began is not None and began.id == calendar.id
+    if again and await _already_changed(context, action, union_id, calendar):
         reply = done("")
     else:
-        await context.progress.record("changing", [calendar.id, calendar.name])
+        if not again:
+            await context.progress.record("changing", [calendar.id, calendar.name])
         try:
             request_id = await call()
         except DingTalkError as error:
             reply = explain_calendar_error(error, calendar.id, name=calendar.name)
+            # "not found / not subscribed / already subscribed" to the call an interrupted handling had begun:
+            # DingTalk finished that one after the listing above; unless a new listing says the change is not
+            # there (the calendar does not exist at all), it happened and is no error
+            finished_first = again and reply.outcome == Outcome.UNKNOWN_CALENDAR
+            if finished_first and await _changed(context, action, union_id, calendar) is not False:
+                reply = done(error.request_id)
         else:
             reply = done(request_id)
     await context.audit(action, union_id, reply)
@@ -215,10 +223,15 @@ async def change_calendar(
 
 
 async def _already_changed(context: Context, action: str, union_id: str, calendar: Calendar) -> bool:
+    return await _changed(context, action, union_id, calendar) is True  # unknown: ask for the change
+
+
+async def _changed(context: Context, action: str, union_id: str, calendar: Calendar) -> bool | None:
+    """Whether the sender's calendars show the change made; None when they cannot be listed."""
     try:
         listed = await context.dingtalk.list_calendars(union_id)
     except DingTalkError:
-        return False  # unknown: ask for the change
+        return None
     followed = any(listed_calendar.id == calendar.id for listed_calendar in subscribed(listed))
     return followed if action == "resubscribe" else not followed
 
