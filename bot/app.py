@@ -107,6 +107,13 @@ class App:
             except OSError as unbound:
                 log.error("the OAuth redirect cannot be served, exiting", extra={"fields": {"problem": str(unbound)}})
                 raise VitalTaskEnded("web server") from None
+            if self.config.dyno.startswith("worker."):  # app.json starts the worker; its port is nobody's
+                fix = "heroku ps:scale worker=0 web=1 (or, with REDIS_URL, web=1 beside the workers)"
+                log.warning(
+                    "this worker dyno's OAuth port is not reachable: Heroku routes $PORT to web dynos only, so "
+                    "users' consent needs a web dyno",
+                    extra={"fields": {"dyno": self.config.dyno, "fix": fix}},
+                )
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
         watcher = None
