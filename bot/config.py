@@ -204,14 +204,15 @@ VARIABLES = (
     Variable(
         "BOT_JOURNAL_CLAIM_SECONDS",
         "30",
-        "with REDIS_URL: how long an unfinished command of a dyno that stopped answering waits before another dyno "
-        "takes it over and finishes it",
+        "with REDIS_URL: how long an unfinished command of a process that is gone (killed, crashed, or restarted: "
+        "its successor included) waits before a live process takes it over and finishes it",
     ),
     Variable(
         "DYNO",
         "(set by Heroku)",
-        "this process's name, e.g. worker.1: a restarted dyno of the same name resumes its unfinished commands from "
-        "Redis at once; without REDIS_URL, it means a journal that does not survive the dyno (a warning at start)",
+        "this process's name, e.g. worker.1: with REDIS_URL it begins the journal's consumer name "
+        "(worker.1:<pid>:<random>, one per process); without REDIS_URL, it means a journal that does not survive "
+        "the dyno (a warning at start)",
     ),
     Variable(
         "REDIS_TLS_VERIFY",

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,8 @@ def build_journal(config: Config) -> Journal:
             )
         return SqliteJournal(Path(config.state_dir) / "journal.sqlite3", remember)
     client = connect(config.redis_url, config.redis_tls_verify)
-    consumer = config.dyno or f"{socket.gethostname()}:{os.getpid()}"
+    # Never DYNO alone: a restarted dyno starts while the old process still finishes its work under that name
+    consumer = f"{config.dyno or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
     prefix = f"calbot:{config.client_id}:"
     return RedisJournal(client, prefix, consumer, remember, config.journal_claim_seconds)
 

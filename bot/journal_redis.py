@@ -42,6 +42,23 @@ redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
 return 1
 """
+# At start: consumers with nothing pending and idle past the claim time are gone (a process's name is its own, so one
+# is left behind at every restart; a live one is made again by its next read); what the others hold is counted.
+_CONSUMERS = """
+local held = 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local fields = {}
+  for i = 1, #consumer, 2 do fields[consumer[i]] = consumer[i + 1] end
+  if fields['name'] ~= ARGV[2] then
+    if fields['pending'] > 0 then
+      held = held + fields['pending']
+    elseif fields['idle'] > tonumber(ARGV[3]) then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields['name'])
+    end
+  end
+end
+return held
+"""
 _FAILED = (RedisError, OSError, TimeoutError)
 
 
@@ -69,10 +86,19 @@ class RedisJournal:
         self._retrying: asyncio.Task[None] | None = None
 
     async def open(self) -> list[Entry]:
-        """This consumer's own unfinished entries (a restart of the same dyno resumes them at once)."""
+        """Entries pending under this very consumer name: none for the bot, whose every process has a name of its
+        own (another process's entries are taken over only once idle, see resume_elsewhere); a journal reopened
+        under a name it owns resumes them."""
         try:
             with contextlib.suppress(RedisError):  # BUSYGROUP: it exists
                 await self._redis.send("XGROUP", "CREATE", self._stream, GROUP, "0", "MKSTREAM")
+            idle_ms = max(1, round(self._claim_seconds * 1000))
+            held = await self._redis.send("EVAL", _CONSUMERS, 1, self._stream, GROUP, self._consumer, idle_ms)
+            if held:
+                fields = {"count": held, "claim_seconds": self._claim_seconds}
+                log.info(
+                    "unfinished commands of other processes: taken over if they stay idle", extra={"fields": fields}
+                )
             answer = await self._redis.send("XREADGROUP", "GROUP", GROUP, self._consumer, "STREAMS", self._stream, "0")
             pending = answer[0][1] if answer else []
             return await self._entries(pending)

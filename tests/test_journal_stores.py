@@ -211,3 +211,35 @@ async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_bac
         await client.aclose()
         await journal.close()
         server.stop()
+
+
+async def test_a_start_forgets_consumers_left_behind_with_nothing_pending_and_keeps_those_holding_entries() -> None:
+    """Every process has a consumer name of its own, so each restart leaves one behind: the group must not grow."""
+    server = await RedisServer().start()
+    prefix = f"test:{uuid.uuid4().hex[:6]}:"
+    client = server.client()
+
+    def journal(name: str) -> RedisJournal:
+        return RedisJournal(connect(server.url, False), prefix, name, 600, claim_seconds=0.05)
+
+    try:
+        done, holding = journal("worker.1:7:aaaa"), journal("worker.1:7:bbbb")
+        await done.open()
+        await holding.open()
+        assert await done.add(message(1)) and await holding.add(message(2))
+        await done.finish("msg-1")
+        await done.close()
+        await holding.close()  # as if killed: its entry stays pending
+        async with asyncio.timeout(5):
+            while min(c["idle"] for c in await client.xinfo_consumers(f"{prefix}journal", "bot")) <= 50:
+                await asyncio.sleep(0.02)
+
+        newcomer = journal("worker.1:8:cccc")
+        await newcomer.open()
+        await newcomer.close()
+
+        consumers = {c["name"]: c["pending"] for c in await client.xinfo_consumers(f"{prefix}journal", "bot")}
+        assert consumers == {"worker.1:7:bbbb": 1, "worker.1:8:cccc": 0}
+    finally:
+        await client.aclose()
+        server.stop()

@@ -285,7 +285,8 @@ async def test_a_redis_journal_entry_whose_step_is_not_json_is_dropped_with_a_li
         await client.hset(progress, "step", '{"half')
         await client.aclose()
 
-        env = {**ENV, "REDIS_URL": redis_server.url, "DYNO": "worker.1"}  # the same dyno resumes its entries at once
+        # the entry of a process that is gone is taken over once idle for the claim time
+        env = {**ENV, "REDIS_URL": redis_server.url, "DYNO": "worker.1", "BOT_JOURNAL_CLAIM_SECONDS": "0.5"}
         async with running_bot(sandbox, env) as bot:
             user = new_user(sandbox)
             data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
