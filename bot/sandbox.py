@@ -119,6 +119,7 @@ class Sandbox:
         self.connect_attempts = 0  # WebSocket handshakes begun, including refused and abandoned ones
         self.connected_at: list[float] = []  # time.monotonic() of every WebSocket the sandbox accepted
         self.base_url = ""
+        self.oapi_url = ""  # set by serve_oapi(): sessionWebhooks and old-style APIs on a host of their own
         self.signed_in = ""  # unionId of whoever the browser is signed in as on the OAuth authorize page
         self.withdrawn: set[str] = set()  # unionIds who withdrew their consent to the app
         # permissions users' tokens are not granted: their calendar calls answer 403 naming them
@@ -144,6 +145,17 @@ class Sandbox:
         self.base_url = f"http://{bound[0]}:{bound[1]}"
         return self.base_url
 
+    async def serve_oapi(self, host: str = "127.0.0.1") -> str:
+        """Serve the same platform on a second port, which the bot then uses as its OAPI host and messages name in
+        their sessionWebhook: as on DingTalk, where sessionWebhooks and the old-style APIs are on oapi.dingtalk.com and
+        the OpenAPI on api.dingtalk.com (reference §6.1, §6.2), a reply then needs a connection of its own."""
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, host, 0)
+        await site.start()
+        bound = self._runner.addresses[-1]
+        self.oapi_url = f"http://{bound[0]}:{bound[1]}"
+        return self.oapi_url
+
     async def close(self) -> None:
         self._closing.set()
         for closer in list(self._closers):
@@ -160,7 +172,7 @@ class Sandbox:
             "DINGTALK_CLIENT_ID": self.client_id,
             "DINGTALK_CLIENT_SECRET": self.client_secret,
             "DINGTALK_API_BASE": self.base_url,
-            "DINGTALK_OAPI_BASE": self.base_url,
+            "DINGTALK_OAPI_BASE": self.oapi_url or self.base_url,
         }
 
     # --- seeding and fault knobs ----------------------------------------------------------------------------
@@ -196,6 +208,16 @@ class Sandbox:
         when the following call of the same API arrives: still working on the first try when the client died, done
         by the time its second try is read."""
         self.answer_next(api, self._carried_out_later(api))
+
+    def never_answer(self, api: str, times: int = 1) -> None:
+        """The next `times` calls of `api` are received and carried out (a reply counts as delivered, as on DingTalk,
+        where a message it took stays sent whether or not its answer reaches the client) but never answered."""
+
+        async def respond(request: web.Request) -> web.StreamResponse:
+            await self._closing.wait()  # the client gives up or dies first
+            return _json(200, {"errcode": 0, "errmsg": "ok"})
+
+        self.answer_next(api, respond, times)
 
     def _carried_out_later(self, api: str) -> Responder:
         async def respond(request: web.Request) -> web.StreamResponse:
@@ -335,7 +357,7 @@ class Sandbox:
             "senderStaffId": staff_id,
             "senderId": f"$:LWCP_v1:${staff_id}",
             "senderCorpId": self.corp_id,
-            "sessionWebhook": f"{self.base_url}/robot/sendBySession?session=s{uuid.uuid4().hex}",
+            "sessionWebhook": f"{self.oapi_url or self.base_url}/robot/sendBySession?session=s{uuid.uuid4().hex}",
             "sessionWebhookExpiredTime": now_ms + int(webhook_expires_in * 1000),
             "createAt": now_ms,
             "isInAtList": True,
@@ -438,7 +460,8 @@ class Sandbox:
         """What the bot sent into this payload's conversation since it was pushed: to its sessionWebhook, or
         through the robot OpenAPI to its group or, for a 1:1 chat, to its sender."""
         webhook = data["sessionWebhook"]
-        own_path = webhook.removeprefix(self.base_url) if webhook.startswith(self.base_url + "/") else None
+        own = [base for base in (self.base_url, self.oapi_url) if base and webhook.startswith(base + "/")]
+        own_path = webhook.removeprefix(own[0]) if own else None
         since = self._pushed_at.get(str(data.get("msgId")), 0)
         return [request for request in self.requests[since:] if self._answers(request, data, own_path)]
 
@@ -913,6 +936,23 @@ def trickle_answer(body: Any, interval: float) -> Responder:
             for byte in range(len(content)):
                 await response.write(content[byte : byte + 1])
                 await asyncio.sleep(interval)
+        return response
+
+    return respond
+
+
+def cut_off_answer(body: Any) -> Responder:
+    """200 with this JSON body, of which only the headers and the first half are sent before the connection is
+    closed: the request was received and carried out, its answer lost on the way."""
+    content = json.dumps(body).encode()
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(content)
+        await response.prepare(request)
+        await response.write(content[: len(content) // 2])
+        assert request.transport is not None
+        request.transport.close()
         return response
 
     return respond
