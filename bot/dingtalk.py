@@ -226,7 +226,7 @@ class DingTalkClient:
         self._descriptors_warned_at = now
         fields = {"api": api, "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
         log.warning(
-            "too many open files: no connection to DingTalk can be opened until descriptors are freed; retrying",
+            "too many open files: no connection can be opened until descriptors are freed; retrying",
             extra={"fields": fields},
         )
 

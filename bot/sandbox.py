@@ -92,6 +92,9 @@ class Sandbox:
     # documented (reference §9.1), so tests of a repeated change assume the stricter answer.
     strict_subscriptions: bool = False
     webhook_without_errcode: bool = False  # the sessionWebhook answers 200 with an empty body (see _api_webhook)
+    # every HTTP answer says `Connection: close` (as an HTTP/1.1 server or proxy may, RFC 9112 §9.6): each call of
+    # the bot then needs a connection, and so a file descriptor, of its own
+    close_connections: bool = False
 
     def __post_init__(self) -> None:
         self._valid_tokens: set[str] = set()
@@ -119,7 +122,6 @@ class Sandbox:
         self.connect_attempts = 0  # WebSocket handshakes begun, including refused and abandoned ones
         self.connected_at: list[float] = []  # time.monotonic() of every WebSocket the sandbox accepted
         self.base_url = ""
-        self.oapi_url = ""  # set by serve_oapi(): sessionWebhooks and old-style APIs on a host of their own
         self.signed_in = ""  # unionId of whoever the browser is signed in as on the OAuth authorize page
         self.withdrawn: set[str] = set()  # unionIds who withdrew their consent to the app
         # permissions users' tokens are not granted: their calendar calls answer 403 naming them
@@ -145,17 +147,6 @@ class Sandbox:
         self.base_url = f"http://{bound[0]}:{bound[1]}"
         return self.base_url
 
-    async def serve_oapi(self, host: str = "127.0.0.1") -> str:
-        """Serve the same platform on a second port, which the bot then uses as its OAPI host and messages name in
-        their sessionWebhook: as on DingTalk, where sessionWebhooks and the old-style APIs are on oapi.dingtalk.com and
-        the OpenAPI on api.dingtalk.com (reference §6.1, §6.2), a reply then needs a connection of its own."""
-        assert self._runner is not None
-        site = web.TCPSite(self._runner, host, 0)
-        await site.start()
-        bound = self._runner.addresses[-1]
-        self.oapi_url = f"http://{bound[0]}:{bound[1]}"
-        return self.oapi_url
-
     async def close(self) -> None:
         self._closing.set()
         for closer in list(self._closers):
@@ -172,7 +163,7 @@ class Sandbox:
             "DINGTALK_CLIENT_ID": self.client_id,
             "DINGTALK_CLIENT_SECRET": self.client_secret,
             "DINGTALK_API_BASE": self.base_url,
-            "DINGTALK_OAPI_BASE": self.oapi_url or self.base_url,
+            "DINGTALK_OAPI_BASE": self.base_url,
         }
 
     # --- seeding and fault knobs ----------------------------------------------------------------------------
@@ -250,6 +241,7 @@ class Sandbox:
         self.disconnect_close_seconds = 10.0
         self.strict_subscriptions = False
         self.webhook_without_errcode = False
+        self.close_connections = False
         self._late.clear()
         self.handshake_delay = 0.0
         self.connect_fault = ""
@@ -357,7 +349,7 @@ class Sandbox:
             "senderStaffId": staff_id,
             "senderId": f"$:LWCP_v1:${staff_id}",
             "senderCorpId": self.corp_id,
-            "sessionWebhook": f"{self.oapi_url or self.base_url}/robot/sendBySession?session=s{uuid.uuid4().hex}",
+            "sessionWebhook": f"{self.base_url}/robot/sendBySession?session=s{uuid.uuid4().hex}",
             "sessionWebhookExpiredTime": now_ms + int(webhook_expires_in * 1000),
             "createAt": now_ms,
             "isInAtList": True,
@@ -460,8 +452,7 @@ class Sandbox:
         """What the bot sent into this payload's conversation since it was pushed: to its sessionWebhook, or
         through the robot OpenAPI to its group or, for a 1:1 chat, to its sender."""
         webhook = data["sessionWebhook"]
-        own = [base for base in (self.base_url, self.oapi_url) if base and webhook.startswith(base + "/")]
-        own_path = webhook.removeprefix(own[0]) if own else None
+        own_path = webhook.removeprefix(self.base_url) if webhook.startswith(self.base_url + "/") else None
         since = self._pushed_at.get(str(data.get("msgId")), 0)
         return [request for request in self.requests[since:] if self._answers(request, data, own_path)]
 
@@ -508,6 +499,8 @@ class Sandbox:
         self._answering.add(answering)
         try:
             response = await self._answer(request, api, segments, body, now)
+            if self.close_connections:
+                response.force_close()
             if api in _REPLY_APIS and not 200 <= response.status < 300:
                 self.undelivered.append(record)
             return response
