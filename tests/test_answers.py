@@ -121,6 +121,24 @@ async def test_when_the_private_card_is_not_delivered_the_group_gets_the_card_it
     assert entry["route"] == "group-fallback:webhook"
 
 
+async def test_a_private_card_without_an_answer_is_neither_sent_to_the_group_nor_announced_there(
+    sandbox: Sandbox, bot: BotProcess
+) -> None:
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    sandbox.never_answer("batchSend")
+    data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id, group=True)
+
+    entry = await handled(sandbox, bot, data)
+
+    [private] = [r for r in sandbox.calls("batchSend") if r.json()["userIds"] == [user.staff_id]]
+    assert json.loads(private.json()["msgParam"])["title"] == "✅ Unsubscribed"
+    assert sandbox.replies_to(data) == []  # the user may have it privately: nothing more, not even the notice
+    assert entry["route"] == "private:unanswered"
+    [line] = [line for line in bot.logs(UNANSWERED) if line["msg_id"] == data["msgId"]]
+    assert (line["route"], line["reply_code"]) == ("private", "ReadTimeout")
+
+
 async def test_a_receiver_flow_controlled_for_good_gets_the_card_in_the_group_within_the_budget(
     sandbox: Sandbox, bot: BotProcess
 ) -> None:
