@@ -62,7 +62,11 @@ def mode(config: Config) -> dict[str, object]:
     (never Redis's password), whether anyone may use the admin commands."""
     if config.redis_url:
         redis = urlsplit(config.redis_url)
-        where = f"{redis.scheme}://{redis.path}" if redis.scheme == "unix" else f"{redis.hostname}:{redis.port or 6379}"
+        where = (
+            f"{redis.scheme}://{redis.path}"
+            if redis.scheme == "unix"
+            else f"{redis.hostname or 'localhost'}:{redis.port or 6379}"
+        )
         state = f"redis {where}"
     else:
         state = f"sqlite {os.path.abspath(config.state_dir)}"
@@ -87,7 +91,11 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", help=argparse.SUPPRESS)
-    demo = commands.add_parser("demo", description="Run the real bot against the built-in loopback DingTalk sandbox.")
+    demo = commands.add_parser(
+        "demo",
+        prog="python -m bot demo",  # argparse would build it from the main usage, which names the demo already
+        description="Run the real bot against the built-in loopback DingTalk sandbox.",
+    )
     modes = demo.add_mutually_exclusive_group()
     modes.add_argument("--interactive", action="store_true", help="type the messages yourself")
     modes.add_argument("--isv", action="store_true", help="a third-party enterprise app serving two organizations")

@@ -107,6 +107,13 @@ class App:
             except OSError as unbound:
                 log.error("the OAuth redirect cannot be served, exiting", extra={"fields": {"problem": str(unbound)}})
                 raise VitalTaskEnded("web server") from None
+            if self.config.dyno.startswith("worker."):  # app.json starts the worker; its port is nobody's
+                fix = "heroku ps:scale worker=0 web=1 (or, with REDIS_URL, web=1 beside the workers)"
+                log.warning(
+                    "this worker dyno's OAuth port is not reachable: Heroku routes $PORT to web dynos only, so "
+                    "users' consent needs a web dyno",
+                    extra={"fields": {"dyno": self.config.dyno, "fix": fix}},
+                )
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
         watcher = None
@@ -150,7 +157,8 @@ class App:
             await self.intake.finish(message.key)
             return
         # a resumed message was admitted (and counted against its sender) by the handling it resumes
-        verdict = Verdict.ALLOW if resumed else await self.stores.admission.admit(message.key, message.sender_key)
+        sender = message.sender_key  # built once: the sender's limit and language share one string, not a copy each
+        verdict = Verdict.ALLOW if resumed else await self.stores.admission.admit(message.key, sender)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
         if self.config.is_isv:
             fields["corp_id"] = message.chatbot_corp_id
@@ -164,10 +172,10 @@ class App:
             log.info("message dropped: sender over the rate limit", extra={"fields": fields})
             await self.intake.finish(message.key)
             return
-        command = parse(message.text, self.languages.of(message.sender_key, self.config.locale))
+        command = parse(message.text, self.languages.of(sender, self.config.locale))
         dingtalk = DingTalkApi(self.dingtalk, await self.authorizer.authorize(message), self.calendar_lists)
         if command.understood:
-            self.languages.remember(message.sender_key, command.locale)
+            self.languages.remember(sender, command.locale)
         with budget.spending(self.config.command_timeout) as work:
             if resumed is not None and self.intake.poisoned(resumed):
                 reply = self._parked(message, resumed)

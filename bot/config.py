@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -308,7 +309,8 @@ class Config:
             redis_url=read(_redis_url, env, fallback=""),
             redis_tls_verify=read(_flag, env, "REDIS_TLS_VERIFY", fallback=False),
             retry_pause_scale=read(_positive_float, env, "BOT_RETRY_PAUSE_SCALE", 1.0, fallback=1.0),
-            state_dir=env.get("BOT_STATE_DIR", "").strip() or "./state",
+            # A quoted value or a dyno's config keeps "~" as written: expand it as the admin meant.
+            state_dir=os.path.expanduser(env.get("BOT_STATE_DIR", "").strip() or "./state"),
             inbox_capacity=read(_positive_int, env, "BOT_INBOX_CAPACITY", 10_000, fallback=10_000),
             max_in_flight_per_sender=read(_positive_int, env, "BOT_MAX_IN_FLIGHT_PER_SENDER", 1, fallback=1),
             user_rate_window=read(_positive_float, env, "BOT_USER_RATE_WINDOW", 60.0, fallback=60.0),
@@ -374,6 +376,12 @@ def _redis_url(env: Mapping[str, str]) -> str:
     value = env.get("REDIS_URL", "").strip()
     if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")  # the URL may hold a password
+    try:
+        urlsplit(value).port  # noqa: B018 - what redis-py reads; its error would quote the "port" (part of a password)
+    except ValueError:
+        raise ConfigError(
+            "REDIS_URL has no readable host and port: a password holding #, /, ? or @ must be percent-encoded"
+        ) from None
     return value
 
 
@@ -454,12 +462,16 @@ def _user_token_settings(
 
 
 def key_weakness(key: str) -> str:
-    """Why `key` is no real secret key ("" when it is one): too short, a repeated pattern, or too little variety
-    (its characters' Shannon entropy, times its length, under MIN_SECRET_KEY_BITS)."""
+    """Why `key` is no real secret key ("" when it is one): too short, a repeated pattern (or mostly one), or too
+    little variety (its characters' Shannon entropy, times its length, under MIN_SECRET_KEY_BITS)."""
     if len(key) < MIN_SECRET_KEY_LENGTH:
         return f"must be at least {MIN_SECRET_KEY_LENGTH} characters"
     if any(key == key[:size] * (len(key) // size) for size in range(1, len(key) // 2 + 1) if len(key) % size == 0):
         return "is one short pattern repeated, not a key"
+    # a pattern with a character or two added (password × 4 + "1"): most of its three-character pieces recur
+    trigrams = len(key) - 2
+    if len({key[start : start + 3] for start in range(trigrams)}) * 2 < trigrams:
+        return "is mostly one short pattern repeated, not a key"
     counts = Counter(key).values()
     bits = -sum(count * math.log2(count / len(key)) for count in counts)
     if bits < MIN_SECRET_KEY_BITS:

@@ -8,6 +8,7 @@ import functools
 import logging
 import sqlite3
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,6 +28,7 @@ PURGE_EVERY_SECONDS = 60.0
 # progress of finished entries, and of none (left by a version that did not journal connect-* commands)
 _PURGE_FINISHED_PROGRESS = "DELETE FROM progress WHERE msg_id NOT IN (SELECT msg_id FROM entries WHERE done_at IS NULL)"
 _MESSAGE_FIELDS = tuple(field.name for field in fields(Message))
+_MESSAGE_TYPES = typing.get_type_hints(Message)  # what each field must hold when read back
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL UNIQUE,"
     " message BLOB, attempts INTEGER NOT NULL DEFAULT 1, done_at REAL)",
@@ -84,8 +86,13 @@ def dump_message(message: Message) -> bytes:
 
 
 def load_message(raw: bytes | str) -> Message:
+    """The message as dump_message wrote it; TypeError when a field has another type (another version wrote it)."""
     values = orjson.loads(raw)
-    return Message(**{name: values[name] for name in _MESSAGE_FIELDS if name in values})
+    message = Message(**{name: values[name] for name in _MESSAGE_FIELDS if name in values})
+    for name, kind in _MESSAGE_TYPES.items():
+        if not isinstance(getattr(message, name), kind):
+            raise TypeError(f"journal entry: {name} is not {kind}")
+    return message
 
 
 class Unwritable:
@@ -136,12 +143,13 @@ class SqliteJournal:
             return []
         steps: dict[str, dict[str, Any]] = {}
         for msg_id, key, value in progress:
-            steps.setdefault(msg_id, {})[key] = orjson.loads(value)
+            steps.setdefault(msg_id, {})[key] = value
         entries = []
         for msg_id, raw, attempts in rows:
             try:
-                entries.append(Entry(load_message(raw), attempts, steps.get(msg_id, {})))
-            except (ValueError, TypeError):
+                done = {key: orjson.loads(value) for key, value in steps.get(msg_id, {}).items()}
+                entries.append(Entry(load_message(raw), attempts, done))
+            except (ValueError, TypeError):  # without its steps, a resumed handling could repeat a change
                 log.error("journal entry unreadable, dropped", extra={"fields": {"msg_id": msg_id}})
                 await self.finish(msg_id)
         return entries

@@ -234,7 +234,17 @@ class RedisJournal:
                 found.append((stream_id, message))
         # one round trip for all of them: the batcher pipelines what is sent together
         answers = await asyncio.gather(*(self._resumed_progress(stream_id) for stream_id, _ in found))
-        return [Entry(message, resumed, steps) for (_, message), (resumed, steps) in zip(found, answers, strict=True)]
+        entries = []
+        for (stream_id, message), (resumed, steps) in zip(found, answers, strict=True):
+            try:
+                done = {name: orjson.loads(value) for name, value in steps.items() if not name.startswith("#")}
+            except ValueError:  # without its steps, a resumed handling could repeat a change
+                log.error("journal entry unreadable, dropped", extra={"fields": {"msg_id": message.msg_id}})
+                self._ids.pop(message.key, None)
+                self._redis.send("XACK", self._stream, GROUP, stream_id).add_done_callback(_ignore_failure)
+                continue
+            entries.append(Entry(message, resumed, done))
+        return entries
 
     async def _resumed_progress(self, stream_id: str) -> tuple[int, dict[str, Any]]:
         key = self._progress(stream_id)
@@ -243,7 +253,7 @@ class RedisJournal:
             self._redis.send("HINCRBY", key, RESUMED, 1),
             self._redis.send("EXPIRE", key, PROGRESS_DAYS * 86_400),
         )
-        return int(resumed), {name: orjson.loads(value) for name, value in steps.items() if not name.startswith("#")}
+        return int(resumed), steps
 
     async def _keep_alive(self) -> None:
         while True:

@@ -12,7 +12,16 @@ from aiohttp import web
 from bot.cards import TEMPLATES_DIR, templates_in_memory
 from bot.connect import Connector
 from bot.models import Message
-from bot.web_guard import HEADER_SECONDS, MAX_FIELD, MAX_HEADERS, MAX_LINE, ConnectionGuard, Handler, connection_cap
+from bot.web_guard import (
+    HEADER_SECONDS,
+    MAX_FIELD,
+    MAX_HEADERS,
+    MAX_LINE,
+    ConnectionGuard,
+    Handler,
+    connection_cap,
+    server_logger,
+)
 
 CALLBACK_PATH = "/oauth/callback"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the platform routes $PORT to it
@@ -70,6 +79,7 @@ class OAuthServer:
             max_line_size=MAX_LINE,
             max_field_size=MAX_FIELD,
             max_headers=MAX_HEADERS,
+            logger=server_logger(),
         )
         await self._runner.setup()
         self.guard.factory = self._runner.server

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gzip
-import itertools
+import hashlib
 import json
+import os
 import random
 import time
 import uuid
@@ -25,6 +27,35 @@ NOT_IN_SCOPE = "The user is not within the subscription scope"
 _REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
 UNDELIVERED_LISTS = ("invalidStaffIdList", "flowControlledStaffIdList", "filteredStaffIdList")
 Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def staff_id_of(number: int) -> str:
+    """The `number`th staff id, as long as DingTalk's generated userids (16 digits; "0147xxxx8602" masked in the
+    receive-message doc, [KB] 0718): caches keyed by staff id then hold what they hold in production."""
+    return f"0147{number:08d}8602"
+
+
+def union_id_of(number: int) -> str:
+    """The `number`th unionId, shaped like DingTalk's (26 characters, e.g. "z21HjQliSzpw0YWCOCHPQAiEiE" in the
+    topapi/v2/user/get doc, [KB] 0056)."""
+    return _opaque(f"union{number}", 22) + "iEiE"
+
+
+def _opaque(seed: str, length: int) -> str:
+    """`length` base64 characters derived from seed: DingTalk's ids are opaque base64-looking strings."""
+    digest = hashlib.blake2b(seed.encode(), digest_size=48).digest()
+    return base64.b64encode(digest).decode()[:length]
+
+
+def _base64_id(prefix: str, size: int = 16) -> str:
+    """A random id like DingTalk's msgId ("msgrK2xxxxU+riw==") or conversationId ("cid6EUxxxxsg=="): a prefix and
+    `size` random bytes in base64, padding included ([KB] 0718's examples)."""
+    return prefix + base64.b64encode(uuid.uuid4().bytes + os.urandom(size - 16)).decode()
+
+
+def _frame_message_id() -> str:
+    """A Stream frame's messageId as DingTalk writes it ("212ca9d7_974_1898c159aa6_1783b", [PEDIA] protocol.md)."""
+    return f"{uuid.uuid4().hex[:8]}_{random.randrange(4096):x}_{int(time.time() * 1000):x}_{uuid.uuid4().hex[:5]}"  # noqa: S311
 
 
 @dataclass(frozen=True)
@@ -68,7 +99,7 @@ class Sandbox:
 
     client_id: str = field(default_factory=lambda: f"sandbox-{uuid.uuid4().hex[:8]}")
     client_secret: str = "sandbox-client-secret"  # noqa: S105 - a loopback fake's credential
-    corp_id: str = "dingsandboxcorp"
+    corp_id: str = "dingsandbox0c3ac0f26a2123a5135c2f46"  # 36 characters, as "ding" and 32 hex digits are
     latency: float = 0.0  # seconds added to every answer, replies included; not to opening a connection
     qps_limit: int = 0  # when set, more calls of one API than this in any second are refused, as DingTalk does
     silent_connections: int = 0  # the next this many WebSockets neither answer pings nor send anything
@@ -114,7 +145,6 @@ class Sandbox:
         self._sockets: list[web.WebSocketResponse] = []
         self._silent: set[web.WebSocketResponse] = set()
         self._changed = asyncio.Condition()
-        self._counter = itertools.count(1)
         self._pushed_at: dict[str, int] = {}  # msgId -> how many requests had arrived when it was pushed
         self._runner: web.AppRunner | None = None
         self._closers: set[asyncio.Task[None]] = set()
@@ -337,24 +367,28 @@ class Sandbox:
     ) -> dict[str, Any]:
         """A chatbot callback payload as DingTalk sends it; `text=None` makes a picture message, `voice=True` an audio
         message whose speech-to-text (`content.recognition`) is `text`."""
-        number = next(self._counter)
         now_ms = int(time.time() * 1000)
+        # every field and id shaped as in [KB] 0718's examples, so what the bot keeps of a message is its real size
         data: dict[str, Any] = {
-            "conversationId": f"cid-group-{number}" if group else f"cid-single-{number}",
+            "conversationId": _base64_id("cid", 18),
             "conversationType": "2" if group else "1",
             "chatbotCorpId": self.corp_id,
-            "chatbotUserId": "$:LWCP_v1:$bot",
-            "msgId": f"msg{uuid.uuid4().hex}",
+            "chatbotUserId": f"$:LWCP_v1:${_opaque(self.client_id, 32)}",
+            "msgId": _base64_id("msg"),
             "senderNick": "Sandbox User",
+            "isAdmin": False,
             "senderStaffId": staff_id,
-            "senderId": f"$:LWCP_v1:${staff_id}",
+            "senderId": f"$:LWCP_v1:${_opaque(staff_id, 32)}",
             "senderCorpId": self.corp_id,
-            "sessionWebhook": f"{self.base_url}/robot/sendBySession?session=s{uuid.uuid4().hex}",
+            "senderPlatform": "Mac",
+            "sessionWebhook": f"{self.base_url}/robot/sendBySession?session={uuid.uuid4().hex}",
             "sessionWebhookExpiredTime": now_ms + int(webhook_expires_in * 1000),
             "createAt": now_ms,
             "isInAtList": True,
             "robotCode": self.client_id,
         }
+        if group:
+            data.update(conversationTitle="测试群", atUsers=[{"dingtalkId": data["chatbotUserId"]}])
         if voice:
             data.update(msgtype="audio", content={"downloadCode": "dc-1", "duration": 2300, "recognition": text})
         elif text is None:
@@ -374,7 +408,7 @@ class Sandbox:
 
     async def push(self, data: dict[str, Any], message_id: str = "", socket: int | None = None) -> str:
         """Send a chatbot CALLBACK frame to the bot; returns the frame's messageId."""
-        message_id = message_id or f"stream-{uuid.uuid4().hex}"
+        message_id = message_id or _frame_message_id()
         self._pushed_at.setdefault(str(data.get("msgId")), len(self.requests))
         frame = {
             "specVersion": "1.0",
@@ -693,9 +727,9 @@ class Sandbox:
         staff_id = body.get("userid", "")
         union_id = self.users.get(staff_id) if corp_id is None else self.org_users.get((corp_id, staff_id))
         if union_id is None:
-            return _json(200, {"errcode": 60121, "errmsg": "找不到该用户", "request_id": uuid.uuid4().hex})
-        result = {"userid": body["userid"], "unionid": union_id, "name": "Sandbox User"}
-        return _json(200, {"errcode": 0, "errmsg": "ok", "result": result, "request_id": uuid.uuid4().hex})
+            return _json(200, {"errcode": 60121, "errmsg": "找不到该用户", "request_id": _topapi_request_id()})
+        result = {**_USER_DETAILS, "userid": body["userid"], "unionid": union_id, "name": "Sandbox User"}
+        return _json(200, {"errcode": 0, "errmsg": "ok", "result": result, "request_id": _topapi_request_id()})
 
     async def _api_unsubscribe(self, request: web.Request, segments: list[str], body: Any) -> web.Response:
         return self._change_subscription(request, segments, subscribe=False)
@@ -731,7 +765,7 @@ class Sandbox:
             return _error(400, "invalidParameter", "forwardErrorMessage")
         if subscribe:
             self.subscriptions[union_id].add(calendar_id)
-            return web.Response(status=200, headers={"x-acs-request-id": uuid.uuid4().hex.upper()})
+            return web.Response(status=200, headers={"x-acs-request-id": _acs_request_id()})
         self.subscriptions[union_id].discard(calendar_id)
         return _json(200, {"result": True})
 
@@ -827,6 +861,42 @@ def _api_name(method: str, segments: list[str]) -> str:
         ("POST", "/v1.0/robot/groupMessages/send"): "groupSend",
     }
     return known.get((method, path), "unknown")
+
+
+# The rest of a topapi/v2/user/get result as the doc's example shows it ([KB] 0056): the bot reads only `unionid`, but
+# parses all of it, so the sandbox sends all of it
+_USER_DETAILS: dict[str, Any] = {
+    "active": True,
+    "admin": False,
+    "avatar": "https://static-legacy.dingtalk.com/media/lADPDg7mViaUW2jNAu7NAu4_750_750.jpg",
+    "boss": False,
+    "dept_id_list": [2, 3, 4],
+    "dept_order_list": [{"dept_id": 2, "order": 1}],
+    "email": "test@xxx.com",
+    "exclusive_account": False,
+    "extension": '{"爱好":"旅游","年龄":"24"}',
+    "hide_mobile": False,
+    "hired_date": 1597573616828,
+    "job_number": "4",
+    "leader_in_dept": [{"dept_id": 2, "leader": False}],
+    "manager_userid": "manager240",
+    "mobile": "18513027676",
+    "org_email": "test@xxx.com",
+    "real_authed": True,
+    "remark": "备注",
+    "role_list": [{"group_name": "默认", "id": 1, "name": "负责人"}],
+    "senior": False,
+    "state_code": "86",
+    "telephone": "010-86123456-2345",
+    "title": "技术总监",
+    "union_emp_ext": {},
+    "work_place": "未来park",
+}
+
+
+def _topapi_request_id() -> str:
+    """topapi's request_id: 12 lowercase letters and digits ("4e7exhl6pm0t" in [KB] 0056)."""
+    return uuid.uuid4().hex[:12]
 
 
 def _calendar_entry(calendar_id: str, summary: str, kind: str) -> dict[str, str]:
@@ -963,10 +1033,15 @@ def late_answer(seconds: float, body: Any) -> Responder:
 
 def _json(status: int, body: Any, request_id: str = "") -> web.Response:
     response = web.json_response(body, status=status, dumps=lambda value: json.dumps(value, ensure_ascii=False))
-    response.headers["x-acs-request-id"] = request_id or uuid.uuid4().hex.upper()
+    response.headers["x-acs-request-id"] = request_id or _acs_request_id()
     return response
 
 
+def _acs_request_id() -> str:
+    """The new-style API's request id: an upper-case UUID ("30EE8654-…" in satorijs/satori#240, reference §4.1)."""
+    return str(uuid.uuid4()).upper()
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
-    request_id = uuid.uuid4().hex.upper()
+    request_id = _acs_request_id()
     return _json(status, {"code": code, "message": message, "requestid": request_id}, request_id)

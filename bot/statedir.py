@@ -17,6 +17,10 @@ class StateDirBusy(Exception):
     """Another live process holds the state folder (it would resume the entries that process is working on)."""
 
 
+class SharedFolder(OSError):
+    """BOT_STATE_DIR is a folder others write to: its mode is theirs, and they could plant files for the bot."""
+
+
 class StateDir:
     """The claimed folder; the lock lasts as long as this process (the kernel drops it when the process dies)."""
 
@@ -33,8 +37,14 @@ def claim(path: Path) -> StateDir:
     StateDirBusy when another process holds it; OSError when it cannot be made or locked."""
     os.umask(PRIVATE_UMASK)
     path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    if os.stat(path).st_mode & (stat.S_ISVTX | stat.S_IWOTH):  # /tmp and its like: never made private, nor used
+        raise SharedFolder(
+            f"{path} is a folder every user can write to (such as /tmp): give the bot a folder of its own, e.g. "
+            f"{path / 'calendar-bot'}"
+        )
     os.chmod(path, FOLDER_MODE)  # a folder made by an older version, or by hand, with wider rights
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    # never through a symbolic link: the lock file is truncated and written, whatever file it would point at
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

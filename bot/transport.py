@@ -110,11 +110,11 @@ def _int(value: Any) -> int:
 
 
 def _born_ms(value: Any) -> int:
-    """eventBornTime in epoch milliseconds; missing or unreadable: now. Never past an hour from now, so that one
-    absurd value cannot make every later event look older."""
+    """eventBornTime in epoch milliseconds; missing, unreadable or further ahead than clocks drift apart: now (its
+    arrival), so that one absurd value cannot make the later events, the admin's re-push too, look older."""
     now_ms = int(time.time() * 1000)
     born = _int(value) or now_ms
-    return max(0, min(born, now_ms + BORN_SKEW_MS))
+    return max(0, born if born <= now_ms + BORN_SKEW_MS else now_ms)
 
 
 def ack_frame(message_id: str, data: Any, code: int = AckMessage.STATUS_OK, text: str = "OK") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -17,6 +18,38 @@ MAX_FIELD = 4_096  # one header
 MAX_HEADERS = 32
 log = logging.getLogger("bot.web_guard")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BAD_REQUESTS_EVENT = "OAuth port: requests that are not HTTP refused"
+
+
+class BadRequests(logging.Filter):
+    """The web server's own error lines (a request it cannot parse: what a scanner or a TLS hello on $PORT sends)
+    become one warning a minute with a count: no traceback, none of what was sent (a request line may hold an
+    authorization code), and nobody paged for each of an attacker's requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+        self._logged_at = -60.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._logged_at < 60:
+            return False
+        self._logged_at = now
+        problem = type(record.exc_info[1]).__name__ if record.exc_info and record.exc_info[1] else ""
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args, record.exc_info, record.exc_text = BAD_REQUESTS_EVENT, (), None, None
+        record.fields = {"refused": self.refused, "problem": problem}
+        return True
+
+
+def server_logger() -> logging.Logger:
+    """The logger the OAuth port's web server reports its errors to (BadRequests filters it)."""
+    server = logging.getLogger("bot.web_guard.server")
+    if not server.filters:
+        server.addFilter(BadRequests())
+    return server
 
 
 def connection_cap() -> int:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+import string
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 
 import pytest
@@ -127,6 +130,16 @@ def test_unknown_arguments_exit_2_with_the_usage(arguments: list[str]) -> None:
     assert "usage: python -m bot" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("arguments", "stream"), [(["demo", "--help"], "stdout"), (["demo", "--isv", "--interactive"], "stderr")]
+)
+def test_the_demos_usage_names_the_demo_command_once(arguments: list[str], stream: str) -> None:
+    shown = run_bot(*arguments)
+
+    first = getattr(shown, stream).splitlines()[0]
+    assert first == "usage: python -m bot demo [-h] [--interactive | --isv | --user-tokens]"
+
+
 USER_MODE = {**CREDENTIALS, "BOT_CALENDAR_TOKEN": "user", "BOT_PUBLIC_URL": "https://bot.example.com"}
 
 
@@ -184,3 +197,34 @@ def test_a_random_secret_key_is_accepted(make: Callable[[], str]) -> None:
 @pytest.mark.parametrize(("written", "isv"), [("ISV", True), (" Isv ", True), ("isv", True), ("Internal", False)])
 def test_the_app_type_is_read_case_insensitively(written: str, isv: bool) -> None:
     assert Config.from_env({**CREDENTIALS, "DINGTALK_APP_TYPE": written}).is_isv is isv
+
+
+@pytest.mark.parametrize(
+    "key", ["password" * 4 + "1", "1" + "password" * 4, "changeme-" * 4, "abcdefgh" * 4 + "x!", "a" * 100 + "bcdefghij"]
+)
+def test_a_repeated_pattern_with_a_character_added_is_refused_by_the_process(key: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DINGTALK_", "BOT_"))}
+    env.update(USER_MODE, BOT_SECRET_KEY=key)
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("configuration error: BOT_SECRET_KEY ") and "token_urlsafe" in line and key not in line
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: str(uuid.uuid4()),
+        lambda: base64.b64encode(os.urandom(24)).decode(),  # openssl rand -base64 24
+        lambda: "".join(secrets.choice(string.digits) for _ in range(40)),
+    ],
+)
+def test_other_usual_random_keys_are_accepted(make: Callable[[], str]) -> None:
+    for _ in range(500):
+        assert Config.from_env({**USER_MODE, "BOT_SECRET_KEY": make()}).user_tokens
+
+
+def test_a_state_folder_under_home_is_the_admins_home_not_a_folder_named_tilde() -> None:
+    config = Config.from_env({**CREDENTIALS, "BOT_STATE_DIR": "~/calendar-bot"})
+
+    assert config.state_dir == os.path.join(os.path.expanduser("~"), "calendar-bot") != "~/calendar-bot"

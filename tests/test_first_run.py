@@ -10,6 +10,8 @@ import re
 import secrets
 import shlex
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -133,6 +135,39 @@ async def test_the_procfiles_web_process_serves_port_in_user_token_mode_as_herok
     assert answer.status_code == 200
 
 
+WORKER_GETS_NO_REDIRECTS = (
+    "this worker dyno's OAuth port is not reachable: Heroku routes $PORT to web dynos only, so users' consent needs a "
+    "web dyno"
+)
+
+
+@pytest.mark.parametrize(("dyno", "warned"), [("worker.1", True), ("web.1", False)])
+async def test_a_worker_dyno_in_user_token_mode_says_that_users_consent_needs_a_web_dyno(
+    dyno: str, warned: bool, tmp_path: Path
+) -> None:
+    port = free_port()
+    async with started_sandbox() as sandbox:
+        env = {
+            **sandbox.bot_env(),
+            **ENV,
+            "DYNO": dyno,  # app.json starts the worker: an admin who only sets BOT_CALENDAR_TOKEN=user gets this one
+            "PORT": str(port),
+            "BOT_CALENDAR_TOKEN": "user",
+            "BOT_PUBLIC_URL": "https://my-bot.herokuapp.com",
+            "BOT_SECRET_KEY": secrets.token_urlsafe(48),
+            "BOT_STATE_DIR": str(tmp_path),
+        }
+        bot = await BotProcess(env).start()
+        await bot.wait_log("serving the OAuth redirect", port=port)
+        await sandbox.wait_connected()
+        assert await bot.stop() == 0
+
+    lines = bot.logs(WORKER_GETS_NO_REDIRECTS)
+    assert len(lines) == int(warned)
+    if warned:
+        assert lines[0]["level"] == "warning" and "heroku ps:scale worker=0 web=1" in lines[0]["fix"]
+
+
 async def test_a_web_dyno_in_app_token_mode_stops_at_once_saying_to_run_the_worker() -> None:
     env = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret-value-1234", "DYNO": "web.1"}
     bot = await BotProcess({**env, "PORT": str(free_port())}).start()
@@ -189,3 +224,31 @@ def test_no_readme_names_a_module_that_does_not_exist() -> None:
             if name not in HYPOTHETICAL and not any((ROOT / f"{folder}{name}").exists() for folder in FOLDERS):
                 missing.append(f"{document.name}: {name}")
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2#Redis-Password@127.0.0.1:6379/0",  # '#' not percent-encoded: the rest reads as the port
+        "redis://:hunter2-Redis-Password@127.0.0.1:99999/0",
+        "rediss://default:hunter2-Redis-Password@127.0.0.1:port/0",
+    ],
+)
+def test_an_unreadable_redis_url_is_a_configuration_error_that_never_shows_its_password(url: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DINGTALK_", "BOT_", "REDIS_"))}
+    env.update(DINGTALK_CLIENT_ID="id", DINGTALK_CLIENT_SECRET="secret-value-1234", REDIS_URL=url)
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("configuration error: REDIS_URL ") and "percent-encoded" in line
+    assert "hunter2" not in done.stderr and "Redis-Password" not in done.stderr
+
+
+async def test_a_redis_url_without_a_host_says_the_host_redis_uses() -> None:
+    env = {**ENV, "DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret-value-1234"}
+    bot = await BotProcess({**env, "REDIS_URL": "redis:///0"}).start()
+    await bot.wait_log("bot starting")
+    await bot.stop()
+
+    assert bot.logs("bot starting")[0]["state"] == "redis localhost:6379"  # redis-py's default host, not "None"

@@ -405,6 +405,22 @@ async def test_an_older_tickets_late_event_never_replaces_the_newer_one_also_aft
     assert {r.json()["suiteTicket"] for r in platform.calls("corpAccessToken")} == {platform.suite_ticket}
 
 
+async def test_a_ticket_born_in_an_absurd_future_never_holds_back_the_newer_ones(
+    platform: Sandbox, isv_bot: BotProcess
+) -> None:
+    staff_id, _ = employee(platform, "dingcorpa")
+    await ready(platform, "dingcorpa")
+    platform.suite_ticket = "ticket-with-an-odd-born-time"  # DingTalk made it, with a glitch in its header
+    platform.issued_secrets.append(platform.suite_ticket)
+    await platform.wait_ack(
+        await platform.push_event("suite_ticket", {"suiteTicket": platform.suite_ticket}, born_ms=10**30)
+    )
+    await platform.wait_ack(await platform.push_suite_ticket())  # the next one (or the admin's re-push): the valid one
+
+    assert "Your subscribed calendars" in await ask(platform, "dingcorpa", staff_id, "list")
+    assert {r.json()["suiteTicket"] for r in platform.calls("corpAccessToken")} == {platform.suite_ticket}
+
+
 async def test_robot_sends_use_the_messages_robot_code(platform: Sandbox, isv_bot: BotProcess) -> None:
     await ready(platform, "dingcorpa")
     staff_id, _ = employee(platform, "dingcorpa")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import resource
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -129,3 +130,34 @@ async def test_a_store_that_fails_gets_the_bots_own_page_and_no_code_is_exchange
             assert {key: answer.headers[key] for key in PAGE_HEADERS} == PAGE_HEADERS
             assert "Traceback" not in answer.text and "Redis" not in answer.text
         await bot.wait_log("the OAuth redirect failed: the browser was asked to try again")
+
+
+MALFORMED = [
+    b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % number for number in range(100)) + b"\r\n",  # too many headers
+    b"GET /oauth/callback?state=" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n",  # request line too long
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello on the plain port
+]
+
+
+async def refused_at_once(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return answer
+
+
+async def test_requests_that_are_not_http_are_refused_with_a_warning_a_minute_not_an_error_each(
+    platform: Sandbox, tmp_path: Path
+) -> None:
+    port = free_port()
+    async with bot_with(platform, user_env(platform, tmp_path, port)) as bot:
+        answers = [await refused_at_once(port, request) for request in MALFORMED * 25]
+        health = await _health_within(port, seconds=5)
+        await bot.wait_log("OAuth port: requests that are not HTTP refused")
+
+    assert all(answer.startswith(b"HTTP/1.0 400 ") for answer in answers if answer) and health.text == "ok\n"
+    port_lines = [line for line in bot.lines if "aiohttp" in line or "not HTTP" in line]
+    assert len(port_lines) == 1 and json.loads(port_lines[0])["level"] == "warning"  # a scanner pages nobody
+    assert "Traceback" not in bot.output and "aaaaaaaa" not in bot.output  # what they sent is not echoed

@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 
 from bot.journal import _SCHEMA, _move_aside, dump_message
+from bot.journal_redis import RedisJournal
 from bot.models import Message
 from bot.sandbox import Recorded
+from bot.stores.redis_limits import connect
 from bot.transport import CHATBOT_TOPIC, message_from_callback
 from tests.botprocess import BotProcess
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
+from tests.redisserver import RedisServer
 
 ENV = {"BOT_RETRY_PAUSE_SCALE": "0.01", "BOT_STREAM_RETRY_SECONDS": "0.1", "BOT_COMMAND_TIMEOUT": "5"}
 BUSY = "another bot process is using BOT_STATE_DIR, not starting"
@@ -219,3 +222,93 @@ def test_a_journal_moved_aside_never_replaces_one_moved_aside_before(tmp_path: P
         moved.append(aside)
         assert count is None and not journal.exists()
     assert [path.read_bytes() for path in moved] == [b"first damaged file", b"second damaged file"]
+
+
+async def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_left_as_it_was(tmp_path: Path) -> None:
+    folder, elsewhere = tmp_path / "state", tmp_path / "someone-elses-file"
+    folder.mkdir()
+    elsewhere.write_text("not the bot's: never to be truncated or written\n")
+    (folder / "bot.lock").symlink_to(elsewhere)
+    async with started_sandbox() as sandbox:
+        process = await BotProcess({**sandbox.bot_env(), **ENV, "BOT_STATE_DIR": str(folder)}).start()
+        assert await process.wait(timeout=20) == 1
+        assert sandbox.connections == 0
+
+    assert elsewhere.read_text() == "not the bot's: never to be truncated or written\n"
+    [line] = process.lines
+    assert json.loads(line)["level"] == "error" and "bot.lock" in json.loads(line)["problem"]
+    assert "Traceback" not in process.output
+
+
+def _journal_with_odd_entries(path: Path) -> None:
+    """Rows SQLite reads back fine but the bot cannot use: a step that is not JSON (a torn page inside a value, or a
+    bad sector), and a message whose fields have other types (written by another version)."""
+    message = dump_message(Message("odd-1", "help", "text", "1", "cid", "staff", "", "", "corp", "corp", "", 0))
+    other_version = {**json.loads(message), "msg_id": "odd-2", "text": 123, "session_webhook_expires_ms": "soon"}
+    with sqlite3.connect(path) as connection:
+        for statement in _SCHEMA:
+            connection.execute(statement)
+        connection.execute("INSERT INTO entries (msg_id, message) VALUES ('odd-1', ?)", (message,))
+        connection.execute("INSERT INTO progress VALUES ('odd-1', 'step', ?)", (b'{"half',))
+        connection.execute("INSERT INTO entries (msg_id, message) VALUES ('odd-2', ?)", (json.dumps(other_version),))
+
+
+async def test_journal_entries_the_bot_cannot_use_are_dropped_with_a_line_each_and_the_bot_serves(
+    tmp_path: Path,
+) -> None:
+    _journal_with_odd_entries(tmp_path / "journal.sqlite3")
+    async with started_sandbox() as sandbox, running_bot(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
+        user = new_user(sandbox)
+        _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id))
+        assert card(reply)["title"] == "✅ Unsubscribed"
+    assert await bot.wait() == 0
+
+    dropped = bot.logs("journal entry unreadable, dropped")
+    assert sorted(line["msg_id"] for line in dropped) == ["odd-1", "odd-2"]
+    assert "Traceback" not in bot.output
+    with sqlite3.connect(tmp_path / "journal.sqlite3") as journal:  # crossed out: the next start does not fail on them
+        assert journal.execute("SELECT count(*) FROM entries WHERE done_at IS NULL").fetchone() == (0,)
+
+
+async def test_a_redis_journal_entry_whose_step_is_not_json_is_dropped_with_a_line_and_the_dyno_serves(
+    redis_server: RedisServer,
+) -> None:
+    async with started_sandbox() as sandbox:
+        seeding = RedisJournal(connect(redis_server.url, False), f"calbot:{sandbox.client_id}:", "worker.1", 600, 30)
+        await seeding.open()
+        message = Message("odd-1", "help", "text", "1", "cid", "staff", "", "", "corp", "corp", "", 0)
+        await seeding.add(message)
+        await seeding.record("odd-1", "step", 1)
+        await seeding.close()
+        client = redis_server.client()
+        [progress] = [key async for key in client.scan_iter(match=f"calbot:{sandbox.client_id}:jprogress:*")]
+        await client.hset(progress, "step", '{"half')
+        await client.aclose()
+
+        env = {**ENV, "REDIS_URL": redis_server.url, "DYNO": "worker.1"}  # the same dyno resumes its entries at once
+        async with running_bot(sandbox, env) as bot:
+            user = new_user(sandbox)
+            data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+            _, reply = await converse(sandbox, data)
+            assert card(reply)["title"] == "✅ Unsubscribed"
+            await bot.wait_log("journal entry unreadable, dropped", msg_id="odd-1")
+        assert await bot.wait() == 0
+    assert "Traceback" not in bot.output
+
+
+async def test_a_shared_folder_such_as_tmp_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # what /tmp is: every user writes there
+    (shared / "another-users-file").write_text("x")
+    os.chmod(shared / "another-users-file", 0o644)
+    async with started_sandbox() as sandbox:
+        process = await BotProcess({**sandbox.bot_env(), **ENV, "BOT_STATE_DIR": str(shared)}).start()
+        assert await process.wait(timeout=20) == 1
+        assert sandbox.connections == 0
+
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((shared / "another-users-file").stat().st_mode) == 0o644
+    [line] = process.lines
+    assert json.loads(line)["level"] == "error" and "a folder of its own" in json.loads(line)["problem"]
+    assert sorted(entry.name for entry in shared.iterdir()) == ["another-users-file"]

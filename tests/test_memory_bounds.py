@@ -1,0 +1,77 @@
+"""The in-memory structures that grow with distinct senders and messages stay within bounds, in count and bytes."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from bot.dedupe import RecentIds
+from bot.ratelimit import UserRateLimiter
+
+
+def _bytes_per_item(fill: object, count: int) -> float:
+    """Memory still held after `fill()` (which adds `count` items) divided by `count`, measured by tracemalloc."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = fill()  # type: ignore[operator]
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert kept is not None
+    return (after - before) / count
+
+
+def test_recent_ids_cost_the_same_few_bytes_per_id_however_long_the_ids_are() -> None:
+    count = 20_000
+
+    def fill() -> RecentIds:
+        ids = RecentIds(ttl=600, capacity=2 * count)
+        for number in range(count):
+            ids.claim(f"msg{number:0200d}")  # 203 characters: a string kept would cost over 250 bytes
+        return ids
+
+    assert _bytes_per_item(fill, count) <= 40
+
+
+def test_recent_ids_refuse_every_repeat_after_growing() -> None:
+    ids = RecentIds(ttl=600, capacity=100_000)
+    keys = [f"msgrK2{number}U+riw==" for number in range(30_000)]  # grows its table several times
+
+    assert all(ids.claim(key) for key in keys)
+    assert not any(ids.claim(key) for key in keys)
+    assert all(key in ids for key in keys) and "msg-never-seen" not in ids
+    assert len(ids) == len(keys)
+
+
+def test_recent_ids_forget_the_older_generation_whole_at_capacity() -> None:
+    ids = RecentIds(ttl=600, capacity=1000)
+    for number in range(1500):
+        assert ids.claim(f"m{number}")
+
+    assert len(ids) == 1000
+    assert "m499" not in ids  # the first generation (m0…m499) went whole
+    assert "m500" in ids and "m1499" in ids
+    assert not ids.claim("m1499") and ids.claim("m499")
+
+
+def test_a_sender_with_one_command_in_the_window_costs_the_limiter_little() -> None:
+    count = 20_000
+    keys = [f"ding{number:032d}:0147{number:08d}8602" for number in range(count)]  # as long as DingTalk's ids
+
+    def fill() -> UserRateLimiter:
+        limiter = UserRateLimiter(rate=10)
+        for key in keys:
+            limiter.check(key)
+        return limiter
+
+    assert _bytes_per_item(fill, count) <= 150  # the key itself is not counted: the caller holds it
+
+
+def test_the_limiter_still_counts_every_command_of_a_sender_with_one_kept_compactly() -> None:
+    limiter = UserRateLimiter(rate=2, window=60)
+    for number in range(50):
+        assert limiter.check(f"other-{number}") == "allow"  # each kept as one time
+    assert [limiter.check("s1") for _ in range(4)] == ["allow", "allow", "slow_down", "drop"]
+    assert limiter.check("other-0") == "allow"
+    assert limiter.check("other-0") == "slow_down"
+    assert len(limiter) == 51
