@@ -231,8 +231,9 @@ class Sandbox:
         self.answer_next(api, self._carried_out_later(api))
 
     def never_answer(self, api: str, times: int = 1) -> None:
-        """The next `times` calls of `api` are received and carried out (a reply counts as delivered, as on DingTalk,
-        where a message it took stays sent whether or not its answer reaches the client) but never answered."""
+        """The next `times` calls of `api` are received and carried out but never answered: a reply counts as
+        delivered. DingTalk documents no undo of a message it took; like any HTTP server that has done the work, it
+        cannot take it back when its answer does not reach the client (a timeout, a dropped connection)."""
 
         async def respond(request: web.Request) -> web.StreamResponse:
             await self._closing.wait()  # the client gives up or dies first
