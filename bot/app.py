@@ -287,11 +287,8 @@ class App:
                     "card held back: its step cannot be recorded, the command is left to be resumed",
                     extra={"fields": problem},
                 )
-            else:  # every route and retry the reply's time allowed was tried
-                log.error(
-                    "card may not have reached the user: every route failed or went unanswered",
-                    extra={"fields": problem},
-                )
+            else:  # every route and retry the reply's time allowed was tried (a send with no answer is not here)
+                log.error("card not delivered: every route and retry failed", extra={"fields": problem})
         except Exception:
             log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
             fields["route"] = "failed"

@@ -24,6 +24,15 @@ def _templates_dir() -> Path:
 
 
 TEMPLATES_DIR = _templates_dir()
+
+
+def templates_in_memory(folder: Path) -> jinja2.DictLoader:
+    """Every template under `folder`, read once at start (a few KB): rendering a card never opens a file, so it
+    works when the process has no file descriptor left (the card of a command that waited for one)."""
+    files = sorted(path for path in folder.rglob("*.j2") if path.is_file())
+    return jinja2.DictLoader({path.relative_to(folder).as_posix(): path.read_text("utf-8") for path in files})
+
+
 MAX_ECHO_LENGTH = 80
 TITLE_LIMIT = 64  # DingTalk rejects longer card titles (errcode 34016)
 MARKDOWN_LIMIT = 5_000  # DingTalk rejects longer markdown (errcode 34016)
@@ -86,7 +95,7 @@ def _visible(char: str) -> str:
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        loader=templates_in_memory(TEMPLATES_DIR),
         undefined=jinja2.StrictUndefined,
         # Every {{ expression }} is escaped: a template cannot forget to, and user text is never a template.
         finalize=escape_markdown,

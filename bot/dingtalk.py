@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import re
+import resource
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -18,7 +21,7 @@ import orjson
 from bot import answers, budget, outgoing
 from bot.config import Config
 from bot.credentials import Credentials
-from bot.errors import MALFORMED, DingTalkError, error_from, malformed, retry_delay
+from bot.errors import MALFORMED, TOO_MANY_OPEN_FILES, DingTalkError, error_from, malformed, retry_delay
 from bot.stores.limiter import ApiLimiter
 
 log = logging.getLogger("bot.dingtalk")
@@ -32,7 +35,7 @@ _TOKENS_KEPT = 256  # tokens whose request headers and URLs are kept built (one 
 # a retry is not started with less time than this left: it would end in a timeout that hides the real error
 MIN_ATTEMPT_SECONDS = 0.25
 MISSING_ROBOT_CODE = "missingRobotCode"  # an ISV message without its robot's code: nothing to send the card as
-WEBHOOK_ATTEMPTS = 2  # a webhook that answers 500 is tried once more; then the robot OpenAPI
+DESCRIPTORS_WARNING_SECONDS = 10.0  # "no file descriptor left" is said at once, then at most this often
 _REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
 # a path httpx would take as it is: segments of unreserved characters and percent escapes, none starting with a dot
 # (httpx removes "." and ".." segments; such a path, and any other, goes through httpx's parser)
@@ -50,6 +53,7 @@ class DingTalkClient:
         self._transport = transport
         self._limiter = limiter
         self.calls: Counter[str] = Counter()  # requests sent, by API: what `stats` shows an admin
+        self._descriptors_warned_at = -math.inf
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -103,8 +107,10 @@ class DingTalkClient:
     # --- replies that need no token -------------------------------------------------------------------------
 
     def post_session_webhook(self, url: str, body: dict[str, Any]) -> Awaitable[None]:
-        """Reply through a message's sessionWebhook; the URL itself is the credential. Sent again only after an
-        answered refusal, and once: a post that got no answer may have been delivered."""
+        """Reply through a message's sessionWebhook; the URL itself is the credential. Sent again, with backoff while
+        the budget allows, only when DingTalk surely did not take it (no connection, a 5xx, a throttle): a post that
+        got no answer may have been delivered. Any 2xx answer but an errcode refusal delivered it, whatever its body
+        (the official SDK checks only the status: dingtalk-stream 0.24.3, ChatbotHandler.reply_markdown)."""
         return self._call(
             "webhook",
             "POST",
@@ -112,8 +118,8 @@ class DingTalkClient:
             body,
             answers.webhook_accepted,
             limited=False,  # not an OpenAPI call
-            attempts=WEBHOOK_ATTEMPTS,
             retry_if=safe_to_resend,
+            any_body=True,
         )
 
     def robot_message(self, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> dict[str, str]:
@@ -175,11 +181,13 @@ class DingTalkClient:
         attempts: int = 0,
         retry_if: Callable[[DingTalkError], bool] | None = None,
         scope: str = "",
+        any_body: bool = False,
     ) -> T:
         """One DingTalk call, its 2xx answer checked by `read`: paced by the per-API rate limiter and, inside a
         command, retried with backoff while `retry_if` says so (default: throttling, server errors, odd answers and
         timeouts) until the command's budget runs out or `attempts` (when set) were made. Other errors are final.
-        An ISV app's calls are paced per organization (`scope`): DingTalk counts them per suite, organization, API."""
+        An ISV app's calls are paced per organization (`scope`): DingTalk counts them per suite, organization, API.
+        `any_body`: a 2xx answer that is not a JSON object is read as {} instead of being an odd answer."""
         spending = budget.current.get()
         attempt = 0
         while True:
@@ -197,12 +205,14 @@ class DingTalkClient:
                     card_step = outgoing.current.get() if api in _REPLY_APIS else None
                     if card_step is not None:  # as late as it can be: slot taken, the request is written next
                         await card_step.sending()
-                    data = await self._request(method, url, body, headers, timeout)
+                    data = await self._request(method, url, body, headers, timeout, any_body)
                 return read(data)
             except DingTalkError as error:
                 if api in _REPLY_APIS and error.is_safe_to_resend and (card_step := outgoing.current.get()):
                     await card_step.not_sent()
-                if error.code in _UNEXPECTED_ANSWERS:
+                if error.code == TOO_MANY_OPEN_FILES:
+                    self._out_of_descriptors(api)
+                elif error.code in _UNEXPECTED_ANSWERS:
                     fields = {"api": api, "status": error.status, "problem": error.message}
                     log.warning("unexpected answer from DingTalk", extra={"fields": fields})
                 again = retry_if(error) if retry_if is not None else error.is_temporary
@@ -214,8 +224,26 @@ class DingTalkClient:
                 spending.retries += 1
                 await asyncio.sleep(delay)
 
+    def _out_of_descriptors(self, api: str) -> None:
+        """Said at once, so that an admin sees why commands wait; then at most every DESCRIPTORS_WARNING_SECONDS."""
+        now = time.monotonic()
+        if now < self._descriptors_warned_at + DESCRIPTORS_WARNING_SECONDS:
+            return
+        self._descriptors_warned_at = now
+        fields = {"api": api, "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
+        log.warning(
+            "too many open files: no connection can be opened until descriptors are freed; retrying",
+            extra={"fields": fields},
+        )
+
     async def _request(
-        self, method: str, url: str | httpx.URL, body: dict[str, Any] | None, headers: httpx.Headers, seconds: float
+        self,
+        method: str,
+        url: str | httpx.URL,
+        body: dict[str, Any] | None,
+        headers: httpx.Headers,
+        seconds: float,
+        any_body: bool = False,
     ) -> dict[str, Any]:
         # httpx requests straight to the transport: the client's cookie, auth and redirect layers would cost more
         # CPU than the call itself, and no DingTalk API uses cookies; redirects are never followed. The request is
@@ -244,6 +272,8 @@ class DingTalkClient:
         if not response.is_success:
             raise _echo_removed(error_from(response, data or {}), str(url), body, headers)
         if data is None:
+            if any_body:
+                return {}
             kind = response.headers.get("content-type", "no content type")[:60]
             problem = f"the answer is not a JSON object ({kind}, {len(content)} bytes)"
             raise malformed(problem, status=response.status_code)

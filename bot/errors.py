@@ -17,6 +17,10 @@ QUOTA_EXHAUSTED = "Forbidden.AccessDenied.ApiCountLimitForOrg"  # the organizati
 MALFORMED = "malformedAnswer"  # a 2xx answer that is not the documented shape (HTML, `{}`, a field missing)
 FLOW_CONTROLLED = "flowControlledStaffIdList"  # batchSend answered 200 but throttled this receiver
 _NEVER_WORKS = frozenset({QUOTA_EXHAUSTED, "InvalidURL"})
+TOO_MANY_OPEN_FILES = "TooManyOpenFiles"  # no connection: the process (or the system) is out of file descriptors
+_NOT_CONNECTED = frozenset({"ConnectError", TOO_MANY_OPEN_FILES})  # nothing was sent
+# the request may have been written and carried out, but its answer timed out, was cut off or could not be read
+_UNANSWERED = frozenset({"ReadTimeout", "WriteTimeout", "RemoteProtocolError", "AnswerTooLarge", "DecodingError"})
 _TOPAPI_THROTTLE_ERRCODES = ("90002", "90018")
 _TOPAPI_BUSY_ERRCODE = "-1"
 _TOPAPI_TOKEN_ERRCODES = ("40014", "42001", "40001")
@@ -67,7 +71,12 @@ class DingTalkError(Exception):
     def is_safe_to_resend(self) -> bool:
         """The request was surely not carried out: DingTalk answered a server error or a throttle, or no connection
         was made. No answer (a timeout) or an odd one may hide a message that was delivered."""
-        return self.status >= 500 or (self.status > 0 and self.is_throttle) or self.code == "ConnectError"
+        return self.status >= 500 or (self.status > 0 and self.is_throttle) or self.code in _NOT_CONNECTED
+
+    @property
+    def is_unanswered(self) -> bool:
+        """The request may have reached DingTalk and been carried out; no answer (or no readable one) came back."""
+        return self.status == 0 and self.code in _UNANSWERED
 
     @property
     def is_token_rejected(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import zlib
 
@@ -16,6 +17,11 @@ from bot.proxies import proxy_for
 MAX_ANSWER_BYTES = 2 * 2**20
 _DECOMPRESSED = ("gzip", "deflate")
 _HEADERS_OF_THE_WIRE = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+class TooManyOpenFiles(httpx.ConnectError):
+    """No connection was made: the process (EMFILE) or the system (ENFILE) has no file descriptor left."""
 
 
 class AnswerTooLarge(httpx.DecodingError):
@@ -69,6 +75,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except TimeoutError as error:
             raise httpx.ReadTimeout(str(error), request=request) from error
         except aiohttp.ClientConnectorError as error:  # no connection was made: nothing was sent
+            if error.os_error.errno in _OUT_OF_DESCRIPTORS:
+                raise TooManyOpenFiles(str(error), request=request) from error
             raise httpx.ConnectError(str(error), request=request) from error
         except aiohttp.ClientError as error:  # sent, maybe carried out, but the answer was lost
             raise httpx.RemoteProtocolError(str(error), request=request) from error

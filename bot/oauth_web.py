@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import jinja2
 from aiohttp import web
 
-from bot.cards import TEMPLATES_DIR
+from bot.cards import TEMPLATES_DIR, templates_in_memory
 from bot.connect import Connector
 from bot.models import Message
 from bot.web_guard import (
@@ -35,7 +35,7 @@ PAGE_HEADERS = {
 STATUS = {"connected": 200, "failed": 502}  # every refusal is 400; a failure of the bot's own (its store) 503
 log = logging.getLogger("bot.oauth_web")
 _PAGES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES_DIR / "pages"),
+    loader=templates_in_memory(TEMPLATES_DIR / "pages"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     auto_reload=False,

@@ -73,7 +73,9 @@ def robot_message(card: Card) -> tuple[str, dict[str, str]]:
 
 async def deliver(dingtalk: DingTalkApi, message: Message, card: Card, oapi_base: str) -> str:
     """Send the card where the message came from; returns the route taken: "webhook", "openapi" (no usable
-    webhook) or "webhook-failed:openapi". The webhook may use only part of the budget: the rest is the fallback's."""
+    webhook) or "webhook-failed:openapi", with ":unanswered" when its send got no answer. The webhook may use only
+    part of the budget: the rest is the fallback's. A send that got no answer may have been delivered: it is never
+    followed by another copy, by any route."""
     route = "openapi"
     webhook_valid = message.session_webhook_expires_ms > time.time() * 1000 + WEBHOOK_MARGIN_MS
     if webhook_valid and webhook_is_trusted(message.session_webhook, oapi_base):
@@ -82,24 +84,31 @@ async def deliver(dingtalk: DingTalkApi, message: Message, card: Card, oapi_base
             with budget.keeping(FALLBACK_SHARE):
                 await dingtalk.post_session_webhook(message.session_webhook, webhook_body(card, mention))
             return "webhook"
-        except DingTalkError as error:  # refused, failed or unanswered; the OpenAPI still reaches the conversation
+        except DingTalkError as error:  # refused, or surely not taken: the OpenAPI still reaches the conversation
             if error.code == HELD_BACK:
                 raise
+            if error.is_unanswered:
+                return unanswered(message, "webhook", error)
             fields = {"msg_id": message.msg_id, "code": error.code, "status": error.status}
             log.warning("webhook reply failed, sending through the robot OpenAPI", extra={"fields": fields})
             route = "webhook-failed:openapi"
     msg_key, msg_param = robot_message(card)
-    if message.is_group:
-        await dingtalk.send_to_group(message.conversation_id, message.robot_code, msg_key, msg_param)
-    else:
-        await dingtalk.send_to_user(message.sender_staff_id, message.robot_code, msg_key, msg_param)
+    try:
+        if message.is_group:
+            await dingtalk.send_to_group(message.conversation_id, message.robot_code, msg_key, msg_param)
+        else:
+            await dingtalk.send_to_user(message.sender_staff_id, message.robot_code, msg_key, msg_param)
+    except DingTalkError as error:
+        if error.is_unanswered:
+            return unanswered(message, route, error)
+        raise
     return route
 
 
 async def deliver_privately(dingtalk: DingTalkApi, message: Message, card: Card, notice: Card, oapi_base: str) -> str:
     """A card with buttons, asked for in a group: to the sender 1:1, since a button pressed in a group posts its
     command without @-mentioning the bot; the group gets a short notice. If the private send fails (or DingTalk
-    answers that it did not deliver it), the group gets the card itself."""
+    answers that it did not deliver it), the group gets the card itself; if it got no answer, nothing more is sent."""
     msg_key, msg_param = robot_message(card)
     try:
         with budget.keeping(FALLBACK_SHARE):
@@ -107,7 +116,17 @@ async def deliver_privately(dingtalk: DingTalkApi, message: Message, card: Card,
     except DingTalkError as error:
         if error.code == HELD_BACK:
             raise
+        if error.is_unanswered:
+            return unanswered(message, "private", error)
         fields = {"msg_id": message.msg_id, "code": error.code, "status": error.status}
         log.warning("private reply failed, answering in the group", extra={"fields": fields})
         return "group-fallback:" + await deliver(dingtalk, message, card, oapi_base)
     return "private+" + await deliver(dingtalk, message, notice, oapi_base)
+
+
+def unanswered(message: Message, route: str, error: DingTalkError) -> str:
+    """The one line for a card whose send got no answer: DingTalk may have it, so it is not sent again (two cards
+    would be worse than a missing one); the command is finished."""
+    fields = {"msg_id": message.msg_id, "route": route, "reply_code": error.code}
+    log.warning("card unanswered: it may have been delivered, so it is not sent again", extra={"fields": fields})
+    return f"{route}:unanswered"

@@ -123,6 +123,9 @@ class Sandbox:
     # documented (reference §9.1), so tests of a repeated change assume the stricter answer.
     strict_subscriptions: bool = False
     webhook_without_errcode: bool = False  # the sessionWebhook answers 200 with an empty body (see _api_webhook)
+    # every HTTP answer says `Connection: close` (as an HTTP/1.1 server or proxy may, RFC 9112 §9.6): each call of
+    # the bot then needs a connection, and so a file descriptor, of its own
+    close_connections: bool = False
 
     def __post_init__(self) -> None:
         self._valid_tokens: set[str] = set()
@@ -227,6 +230,17 @@ class Sandbox:
         by the time its second try is read."""
         self.answer_next(api, self._carried_out_later(api))
 
+    def never_answer(self, api: str, times: int = 1) -> None:
+        """The next `times` calls of `api` are received and carried out but never answered: a reply counts as
+        delivered. DingTalk documents no undo of a message it took; like any HTTP server that has done the work, it
+        cannot take it back when its answer does not reach the client (a timeout, a dropped connection)."""
+
+        async def respond(request: web.Request) -> web.StreamResponse:
+            await self._closing.wait()  # the client gives up or dies first
+            return _json(200, {"errcode": 0, "errmsg": "ok"})
+
+        self.answer_next(api, respond, times)
+
     def _carried_out_later(self, api: str) -> Responder:
         async def respond(request: web.Request) -> web.StreamResponse:
             segments = request.raw_path.partition("?")[0].split("/")
@@ -258,6 +272,7 @@ class Sandbox:
         self.disconnect_close_seconds = 10.0
         self.strict_subscriptions = False
         self.webhook_without_errcode = False
+        self.close_connections = False
         self._late.clear()
         self.handshake_delay = 0.0
         self.connect_fault = ""
@@ -519,6 +534,8 @@ class Sandbox:
         self._answering.add(answering)
         try:
             response = await self._answer(request, api, segments, body, now)
+            if self.close_connections:
+                response.force_close()
             if api in _REPLY_APIS and not 200 <= response.status < 300:
                 self.undelivered.append(record)
             return response
@@ -983,6 +1000,23 @@ def trickle_answer(body: Any, interval: float) -> Responder:
             for byte in range(len(content)):
                 await response.write(content[byte : byte + 1])
                 await asyncio.sleep(interval)
+        return response
+
+    return respond
+
+
+def cut_off_answer(body: Any) -> Responder:
+    """200 with this JSON body, of which only the headers and the first half are sent before the connection is
+    closed: the request was received and carried out, its answer lost on the way."""
+    content = json.dumps(body).encode()
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(content)
+        await response.prepare(request)
+        await response.write(content[: len(content) // 2])
+        assert request.transport is not None
+        request.transport.close()
         return response
 
     return respond

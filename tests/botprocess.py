@@ -59,6 +59,21 @@ class BotProcess:
         assert self._process is not None and self._process.stderr is not None
         self.stderr = (await self._process.stderr.read()).decode()
 
+    def exhaust_open_files(self) -> tuple[int, int]:
+        """Lower the running process's soft RLIMIT_NOFILE (as `prlimit --pid` does) to its lowest free descriptor
+        number: the descriptors it holds are kept, it can open no more. Returns the limits to give back."""
+        assert self._process is not None
+        held = {int(name) for name in os.listdir(f"/proc/{self._process.pid}/fd")}
+        lowest_free = min(set(range(len(held) + 1)) - held)  # the kernel hands out the lowest free number
+        limits = resource.prlimit(self._process.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(self._process.pid, resource.RLIMIT_NOFILE, (lowest_free, limits[1]))
+        return limits
+
+    def restore_open_files(self, limits: tuple[int, int]) -> None:
+        """Give the process its descriptors back (a limit exhaust_open_files returned)."""
+        assert self._process is not None
+        resource.prlimit(self._process.pid, resource.RLIMIT_NOFILE, limits)
+
     def peak_memory_mib(self) -> float:
         """The most resident memory the process has used so far (VmHWM), in MiB."""
         assert self._process is not None

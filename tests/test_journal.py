@@ -246,35 +246,33 @@ async def test_a_kill_while_cards_wait_for_a_send_slot_leaves_them_to_be_sent_af
         assert sent == ["📅 Calendar bot"] * 3
 
 
-NOT_DELIVERED = "card may not have reached the user: every route failed or went unanswered"
+NOT_DELIVERED = "card not delivered: every route and retry failed"
 
 
 async def test_a_card_that_could_not_be_sent_is_sent_after_a_kill_during_its_retries(tmp_path: Path) -> None:
-    """Connection refused on the webhook, 503 from the robot OpenAPI: nothing reached DingTalk, so the card step is
-    written back and the command killed during the retries is answered after the restart, once."""
+    """Connection refused on the webhook: nothing reached DingTalk, so the card step is written back, and the command
+    killed while the webhook is retried is answered after the restart, once."""
     closed = f"http://127.0.0.1:{free_port()}"  # the sessionWebhook's host refuses connections
-    # real backoff pauses (the 503 comes at once, the pause lasts 0.1-4 s): the kill lands in a pause
+    # real backoff pauses (a refused try fails at once, the pause lasts 0.1-4 s): the kill lands in a pause
     env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "DINGTALK_OAPI_BASE": closed, "BOT_COMMAND_TIMEOUT": "30"}
     env["BOT_RETRY_PAUSE_SCALE"] = "1"
     async with started_sandbox() as sandbox:
         user = new_user(sandbox)
         data = sandbox.chat("help", user.staff_id, sessionWebhook=f"{closed}/robot/sendBySession?session=s1")
-        sandbox.fail_next("batchSend", 503, {"code": "ServiceUnavailable", "message": "busy"}, times=1000)
         async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as first:
             await sandbox.wait_ack(await sandbox.push(data))
-            await sandbox.wait_for(lambda: len(sandbox.calls("batchSend")) >= 2)
             await until(lambda: card_step(tmp_path / "journal.sqlite3") == [(b"false",)])  # in a backoff pause
             await kill(sandbox, first)
-        sandbox.clear_faults()
-        assert sandbox.delivered(data) == []
+        assert sandbox.replies_to(data) == []
 
-        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as second:
+        # the webhook's half of a 2 s reply runs out soon after the restart: the robot OpenAPI sends the card
+        async with running_bot(sandbox, {**sandbox.bot_env(), **env, "BOT_COMMAND_TIMEOUT": "2"}) as second:
             await sandbox.wait_for(lambda: sandbox.delivered(data))
-            await second.wait_log("message handled", msg_id=data["msgId"])
+            handled = await second.wait_log("message handled", msg_id=data["msgId"])
 
         [card_sent] = sandbox.delivered(data)
         assert card_sent.api == "batchSend" and json.loads(card_sent.json()["msgParam"])["title"] == "📅 Calendar bot"
-        assert not second.logs("resumed message already answered")
+        assert handled["resumed"] and not second.logs("resumed message already answered")
 
 
 async def test_a_card_no_route_took_is_one_error_line_and_the_entry_is_finished(tmp_path: Path) -> None:
