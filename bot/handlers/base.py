@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from bot import budget
 from bot.api import DingTalkApi
 from bot.commands import MAX_TARGETS, Target, calendar_id_problem, split_targets
 from bot.config import Config
@@ -16,6 +17,7 @@ from bot.errors import DingTalkError
 from bot.handlers.explain import explain_calendar_error, explain_lookup_error
 from bot.models import Action, Calendar, Command, Message, Outcome, Reply
 from bot.names import CalendarNames
+from bot.outgoing import LANDING_SHARE
 from bot.progress import Progress, reply_from_json, reply_to_json
 from bot.resolve import subscribed
 from bot.stats import Stats
@@ -208,8 +210,10 @@ async def change_calendar(
     if again and await _already_changed(context, action, union_id, calendar):
         reply = done("")
     else:
-        if began is None or began.id != calendar.id:
-            await context.progress.record("changing", [calendar.id, calendar.name, followed])
+        if began is None or began.id != calendar.id:  # durable before the call, or the call is not made here
+            spending = budget.current.get()
+            seconds = max(spending.remaining, 0.0) * LANDING_SHARE if spending else 0.0
+            await context.progress.record_held("changing", [calendar.id, calendar.name, followed], seconds)
         try:
             request_id = await call()
         except DingTalkError as error:
