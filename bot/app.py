@@ -26,7 +26,7 @@ from bot.languages import LastLanguages
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.names import CalendarNames
 from bot.oauth_web import OAuthServer
-from bot.progress import Progress
+from bot.progress import Progress, StepHeldBack
 from bot.recent_calendars import RecentCalendars
 from bot.replies import deliver, deliver_privately
 from bot.sealing import Sealer
@@ -182,7 +182,13 @@ class App:
             elif verdict == Verdict.SLOW_DOWN:
                 reply = Reply(Outcome.SLOW_DOWN)
             else:
-                reply = await self._run_command(dingtalk, message, command, progress)
+                try:
+                    reply = await self._run_command(dingtalk, message, command, progress)
+                except StepHeldBack:  # nothing asked of DingTalk without its step: whoever resumes it asks
+                    fields["command"] = command.name
+                    log.warning("command held back: its step cannot be recorded", extra={"fields": fields})
+                    self.intake.release(message.key)
+                    return
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
         # The reply gets its own budget: a command that used up its time still gets its card.
@@ -256,6 +262,8 @@ class App:
             return await HANDLERS[command.name](context, command)
         except CommandError as ended:
             return ended.reply
+        except StepHeldBack:
+            raise
         except ConsentNeeded:
             return await self._offer_connect(dingtalk, message, command)
         except Exception:

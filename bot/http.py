@@ -72,6 +72,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=timeout,  # aiohttp's total covers connecting, sending and reading the whole body
             ) as answer:
                 content, rewritten = await _read_capped(answer, request)
+        except aiohttp.ConnectionTimeoutError as error:  # no connection within the time: nothing was sent
+            raise httpx.ConnectError(str(error), request=request) from error
         except TimeoutError as error:
             raise httpx.ReadTimeout(str(error), request=request) from error
         except aiohttp.ClientConnectorError as error:  # no connection was made: nothing was sent
@@ -132,8 +134,14 @@ def _as_text(raw: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[str, str], ...
     return tuple(httpx.Headers(list(raw)).multi_items())
 
 
+CONNECT_SHARE = 0.9  # of a call's time, the most its connection may take to open
+
+
 @functools.lru_cache(maxsize=64)
 def _client_timeout(total: float | None) -> aiohttp.ClientTimeout:
     """One timeout object per limit, reused: most calls share one. A call near the end of its command's budget has a
     limit of its own, so the cache is bounded rather than one entry per such call for ever."""
-    return aiohttp.ClientTimeout(total=total)
+    # the connect phase (a pool slot, then the handshake) ends a little before the total, so that a connection never
+    # made is told apart (ConnectionTimeoutError: nothing sent, safe to send again) from an answer that never came
+    connect = total * CONNECT_SHARE if total is not None else None
+    return aiohttp.ClientTimeout(total=total, connect=connect)

@@ -75,7 +75,9 @@ class Intake:
     def take(self, message: Message) -> tuple[Progress, Entry | None]:
         """The progress of this message's handling, and the entry it resumes, if any."""
         entry = self._resumed.pop(message.key, None)
-        return Progress(message.key, entry.progress if entry else {}, self.journal.record), entry
+        return Progress(
+            message.key, entry.progress if entry else {}, self.journal.record, land=self.journal.record_held
+        ), entry
 
     def card_step(self, msg_id: str, progress: Progress) -> CardStep:
         return CardStep(progress, functools.partial(self.journal.mark_card, msg_id))

@@ -65,6 +65,10 @@ class Journal(Protocol):
         """Keep one step's result, so a resumed handling never repeats the step (kept and written later if the store
         does not answer now)."""
 
+    async def record_held(self, msg_id: str, key: str, value: Any, seconds: float) -> bool:
+        """Record a step within `seconds`, only while this process holds the message; False when it cannot be written
+        in time (it is still kept and written later) or another process has taken the message over."""
+
     async def mark_card(self, msg_id: str, seconds: float) -> bool:
         """Record, within `seconds`, that the card is about to go out (the CARD step); False when this process must
         not send it: the step cannot be written, or another process has taken the message over."""
@@ -178,6 +182,10 @@ class SqliteJournal:
     async def record(self, msg_id: str, key: str, value: Any) -> None:
         sql = "INSERT OR REPLACE INTO progress (msg_id, key, value) VALUES (?, ?, ?)"
         await self._write(sql, (msg_id, key, orjson.dumps(value)))
+
+    async def record_held(self, msg_id: str, key: str, value: Any, seconds: float) -> bool:
+        await self.record(msg_id, key, value)
+        return True  # one process per file; a file that cannot be written is said loudly (no durability to wait for)
 
     async def mark_card(self, msg_id: str, seconds: float) -> bool:
         # one process per file; a file that cannot be written is said loudly and served without durability

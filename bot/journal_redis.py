@@ -140,11 +140,14 @@ class RedisJournal:
     async def mark_card(self, msg_id: str, seconds: float) -> bool:
         """The card step, written only while this dyno still holds the entry (and its claim renewed in the same
         step): a dyno that took the entry over while Redis was away answers it instead, never both."""
+        return await self.record_held(msg_id, CARD, True, seconds)
+
+    async def record_held(self, msg_id: str, key: str, value: Any, seconds: float) -> bool:
         stream_id = self._ids.get(msg_id)
         if stream_id is None:
             return True  # not journaled: nobody else can resume it
         keys = (self._stream, self._progress(stream_id))
-        arguments = (GROUP, stream_id, self._consumer, CARD, orjson.dumps(True))
+        arguments = (GROUP, stream_id, self._consumer, key, orjson.dumps(value))
         deadline = time.monotonic() + seconds
         while True:
             try:
@@ -153,6 +156,9 @@ class RedisJournal:
             except _FAILED as error:
                 self._health.failed(error)
                 if time.monotonic() + RETRY_SECONDS > deadline:
+                    if key != CARD:  # kept: once Redis is back, a resumption knows the change may have begun
+                        self._unwritten.setdefault(stream_id, {})[key] = arguments[-1]
+                        self._retry_soon()
                     return False
                 await asyncio.sleep(RETRY_SECONDS)
         if not held:

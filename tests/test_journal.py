@@ -583,3 +583,27 @@ def answer_for(sandbox: Sandbox, union_id: str, special: dict[str, Held]) -> Res
         return web.json_response({"result": True}, headers={"x-acs-request-id": "REQ"})
 
     return respond
+
+
+async def test_a_resumed_unsubscribe_of_an_id_the_sender_never_followed_is_not_read_as_done(tmp_path: Path) -> None:
+    """Killed while asking to leave an id no listing showed (DingTalk knows no such calendar): the resume's listing
+    does not show it either, which says nothing about the first try, and DingTalk's "not found" to the second try
+    is the answer to the command itself. Never an "Unsubscribed" card for a calendar that does not exist."""
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox(strict_subscriptions=True) as sandbox:
+        user = new_user(sandbox)
+        followed = new_calendar(sandbox, user, "Kept")
+        data = sandbox.chat("unsubscribe cal-nobody-has", user.staff_id)
+        async with running_bot(sandbox, env) as first:
+            sandbox.finish_late("unsubscribe")
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: sandbox.calls("unsubscribe"))
+            await kill(sandbox, first)
+
+        async with running_bot(sandbox, env) as second:
+            await sandbox.wait_for(lambda: sandbox.delivered(data))
+            await second.wait_log("message handled", msg_id=data["msgId"])
+
+        [reply] = sandbox.delivered(data)
+        assert card(reply)["title"] in ("❓ Calendar not found", "❓ No calendar called that")
+        assert sandbox.subscriptions[user.union_id] == {followed}

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from bot import budget
 from bot.api import DingTalkApi
 from bot.commands import MAX_TARGETS, Target, calendar_id_problem, split_targets
 from bot.config import Config
@@ -16,6 +17,7 @@ from bot.errors import DingTalkError
 from bot.handlers.explain import explain_calendar_error, explain_lookup_error
 from bot.models import Action, Calendar, Command, Message, Outcome, Reply
 from bot.names import CalendarNames
+from bot.outgoing import LANDING_SHARE
 from bot.progress import Progress, reply_from_json, reply_to_json
 from bot.resolve import subscribed
 from bot.stats import Stats
@@ -195,17 +197,23 @@ async def change_calendar(
     calendar: Calendar,
     call: Callable[[], Awaitable[str]],
     done: Callable[[str], Reply],
+    followed: bool | None = None,
 ) -> Reply:
     """Ask DingTalk for one calendar change (`call` answers its request id), explain a refusal, audit either way. If
     an interrupted handling was making this very change, the sender's calendars say whether it happened: then it
-    is done, never asked again (DingTalk might refuse a change already made)."""
+    is done, never asked again (DingTalk might refuse a change already made). `followed`: whether the sender's
+    listing showed the calendar when the change began (None: not listed then)."""
     began = interrupted_change(context)
     again = began is not None and began.id == calendar.id
+    # an id the sender's listing did not show before the change began is missing from the next one too: no evidence
+    again = again and not (action == "unsubscribe" and _followed_when_begun(context) is False)
     if again and await _already_changed(context, action, union_id, calendar):
         reply = done("")
     else:
-        if not again:
-            await context.progress.record("changing", [calendar.id, calendar.name])
+        if began is None or began.id != calendar.id:  # durable before the call, or the call is not made here
+            spending = budget.current.get()
+            seconds = max(spending.remaining, 0.0) * LANDING_SHARE if spending else 0.0
+            await context.progress.record_held("changing", [calendar.id, calendar.name, followed], seconds)
         try:
             request_id = await call()
         except DingTalkError as error:
@@ -220,6 +228,11 @@ async def change_calendar(
             reply = done(request_id)
     await context.audit(action, union_id, reply)
     return reply
+
+
+def _followed_when_begun(context: Context) -> bool | None:
+    began = context.progress.recorded("changing")
+    return began[2] if began and len(began) > 2 and isinstance(began[2], bool) else None  # older entries: two
 
 
 async def _already_changed(context: Context, action: str, union_id: str, calendar: Calendar) -> bool:

@@ -113,7 +113,7 @@ async def _unsubscribe_id_or_name(context: Context, union_id: str, text: str, ca
     resolution = resolve(text, listed)
     as_id = None
     if resolution.calendar is None and not resolution.matches and calendar_id_problem(text) is None:
-        as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, "", ""), calendars)
+        as_id = await _unsubscribe_calendar(context, union_id, Calendar(text, "", ""), calendars, followed=False)
         if as_id.outcome != Outcome.UNKNOWN_CALENDAR:
             return as_id
     return await _act_on(context, union_id, text, resolution, listed, as_id, calendars)
@@ -133,13 +133,13 @@ async def _act_on(
     if resolution.matches:
         return offer_calendars(Outcome.AMBIGUOUS, resolution.matches, text=text)
     if resolution.calendar is not None:
-        return await _unsubscribe_calendar(context, union_id, resolution.calendar, calendars)
+        return await _unsubscribe_calendar(context, union_id, resolution.calendar, calendars, followed=True)
     code, request_id = (refused.data["code"], refused.data["request_id"]) if refused else ("", "")
     return offer_calendars(Outcome.NO_MATCH, subscribed(listed), text=text, code=code, request_id=request_id)
 
 
 async def _unsubscribe_calendar(
-    context: Context, union_id: str, calendar: Calendar, calendars: SenderCalendars
+    context: Context, union_id: str, calendar: Calendar, calendars: SenderCalendars, followed: bool | None = None
 ) -> Reply:
     def done(request_id: str) -> Reply:
         data = {"calendar_id": calendar.id, "name": calendar.name, "request_id": request_id}
@@ -149,6 +149,6 @@ async def _unsubscribe_calendar(
         return context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
 
     def change() -> Awaitable[Reply]:
-        return change_calendar(context, "unsubscribe", union_id, calendar, call, done)
+        return change_calendar(context, "unsubscribe", union_id, calendar, call, done, followed)
 
     return await calendars.leave(calendar.id, change)
