@@ -44,8 +44,9 @@ async def platform() -> AsyncIterator[Sandbox]:
         yield sandbox
 
 
-def isv_env(state_dir: Path) -> dict[str, str]:
-    return {**BOT_ENV, "DINGTALK_APP_TYPE": "isv", "BOT_STATE_DIR": str(state_dir)}
+def isv_env(state_dir: Path, redis_url: str = "") -> dict[str, str]:
+    """An ISV bot's settings: state in `state_dir`, or in Redis when `redis_url` is given."""
+    return {**BOT_ENV, "DINGTALK_APP_TYPE": "isv", "BOT_STATE_DIR": str(state_dir), "REDIS_URL": redis_url}
 
 
 @pytest_asyncio.fixture
@@ -180,9 +181,11 @@ async def test_an_isv_admin_is_named_with_their_organization_and_audits_only_it(
 async def test_an_isv_admins_audit_picks_their_organization_before_the_limit(
     kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    env = {**isv_env(tmp_path), "BOT_ADMINS": "dingcorpa:manager", "BOT_USER_RATE": "100"}
-    if kind == "redis":
-        env["REDIS_URL"] = redis_server.url
+    env = {
+        **isv_env(tmp_path, redis_server.url if kind == "redis" else ""),
+        "BOT_ADMINS": "dingcorpa:manager",
+        "BOT_USER_RATE": "100",
+    }
     async with running_bot(platform, env):
         await ready(platform, "dingcorpa", "dingcorpb")
         for corp_id in ("dingcorpa", "dingcorpb"):
@@ -256,9 +259,7 @@ async def test_a_removed_organization_loses_its_token_and_data_and_gets_the_not_
 async def test_the_same_msg_id_in_two_organizations_is_two_messages_and_a_repeat_is_one(
     kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    env = isv_env(tmp_path)
-    if kind == "redis":
-        env["REDIS_URL"] = redis_server.url
+    env = isv_env(tmp_path, redis_server.url if kind == "redis" else "")
     async with running_bot(platform, env) as process:
         await ready(platform, "dingcorpa", "dingcorpb")
         messages = []
@@ -279,9 +280,7 @@ async def test_the_same_msg_id_in_two_organizations_is_two_messages_and_a_repeat
 async def test_after_removal_and_a_new_authorization_an_old_confirm_does_nothing_and_nothing_of_it_is_kept(
     kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    env = isv_env(tmp_path)
-    if kind == "redis":
-        env["REDIS_URL"] = redis_server.url
+    env = isv_env(tmp_path, redis_server.url if kind == "redis" else "")
     async with running_bot(platform, env) as process:
         await ready(platform, "dingcorpa", "dingcorpb")
         staff_a, calendar_a = employee(platform, "dingcorpa")
@@ -317,9 +316,7 @@ async def test_after_removal_and_a_new_authorization_an_old_confirm_does_nothing
 async def test_after_removal_a_new_authorization_starts_with_fresh_per_sender_windows(
     kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    env = {**isv_env(tmp_path), "BOT_USER_RATE": "2"}
-    if kind == "redis":
-        env["REDIS_URL"] = redis_server.url
+    env = {**isv_env(tmp_path, redis_server.url if kind == "redis" else ""), "BOT_USER_RATE": "2"}
     async with running_bot(platform, env) as process:
         await ready(platform, "dingcorpa")
         staff_id, _ = employee(platform, "dingcorpa")
@@ -336,7 +333,7 @@ async def test_after_removal_a_new_authorization_starts_with_fresh_per_sender_wi
 async def test_a_removal_handled_by_one_dyno_is_forgotten_by_the_other(
     platform: Sandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    env = {**isv_env(tmp_path), "REDIS_URL": redis_server.url}
+    env = isv_env(tmp_path, redis_server.url)
     other_env = {**env, "BOT_STATE_DIR": str(tmp_path / "second")}
     async with running_bot(platform, env) as first, running_bot(platform, other_env, connections=2) as second:
         await ready(platform, "dingcorpa")
@@ -388,9 +385,7 @@ async def test_the_ticket_survives_a_restart_and_is_never_logged(platform: Sandb
 async def test_an_older_tickets_late_event_never_replaces_the_newer_one_also_after_a_restart(
     kind: str, platform: Sandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    env = isv_env(tmp_path)
-    if kind == "redis":
-        env["REDIS_URL"] = redis_server.url
+    env = isv_env(tmp_path, redis_server.url if kind == "redis" else "")
     staff_id, calendar_id = employee(platform, "dingcorpa")
     async with running_bot(platform, env) as first:
         await ready(platform, "dingcorpa")
@@ -453,7 +448,7 @@ async def test_a_message_without_its_robot_code_is_never_answered_as_the_suite(
 async def test_an_event_that_cannot_be_kept_is_acked_later_so_dingtalk_pushes_it_again(
     platform: Sandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    async with running_bot(platform, {**isv_env(tmp_path), "REDIS_URL": redis_server.url}) as process:
+    async with running_bot(platform, isv_env(tmp_path, redis_server.url)) as process:
         redis_server.stop()  # what must survive a restart never falls back to memory
 
         ack = await platform.wait_ack(await platform.push_suite_ticket())
