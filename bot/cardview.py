@@ -29,8 +29,10 @@ def display_width(text: str) -> int:
 def _widths(text: str) -> list[int]:
     widths = [_width(char) for char in text]
     for index, char in enumerate(text):
-        # An emoji presentation selector makes the narrow symbol before it (✏, ⚠) as wide as other emoji.
-        if char == _EMOJI_PRESENTATION and index and widths[index - 1] == 1:
+        # An emoji presentation selector makes the narrow symbol before it (✏, ⚠) as wide as other emoji; after a
+        # letter or a space (a frame's padding) it changes nothing, so a frame's padding stays what was measured.
+        after_symbol = index and unicodedata.category(text[index - 1]) == "So"
+        if char == _EMOJI_PRESENTATION and after_symbol and widths[index - 1] == 1:
             widths[index] = 1
     return widths
 

@@ -10,7 +10,7 @@ import sys
 import unicodedata
 
 import pytest_asyncio
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.cardview import client_text, display_width, frame, wrap
@@ -39,6 +39,7 @@ def test_a_cjk_line_is_cut_between_characters_and_a_latin_one_at_spaces() -> Non
 
 
 @given(st.lists(st.text(max_size=300), max_size=6), st.integers(min_value=8, max_value=120), st.text(max_size=30))
+@example(lines=["\ufe0f"], width=8, label="")  # an emoji selector after the padding's space once widened a row
 def test_every_row_of_a_frame_is_exactly_as_wide_as_the_frame(lines: list[str], width: int, label: str) -> None:
     shown = [line for text in lines for line in client_text(text).splitlines()]
 
