@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings
 
 from bot.sandbox import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import BOT_ENV, running_bot, started_sandbox
 from tests.redisserver import RedisServer
+
+# The README's test command draws the same examples every day, so a fresh clone is green or red for its code alone;
+# HYPOTHESIS_PROFILE=explore draws new ones (run it when a property's code changes).
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest_asyncio.fixture(scope="session")
