@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import machine  # noqa: E402
-from bot.sandbox import Sandbox  # noqa: E402
+from bot.sandbox.platform import Sandbox  # noqa: E402
 
 SETTLE_SECONDS = 3.0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import run
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 
 GUARD_FILE = Path(__file__).resolve().with_name("guard.json")
 TOLERANCE = 0.10  # a ratio more than 10 % above the committed one fails

@@ -19,12 +19,12 @@ sys.path.insert(0, str(ROOT))
 from bench.redisserver import RedisServer  # noqa: E402
 from bench.run import ROOT as BENCH_ROOT  # noqa: E402
 from bench.run import machine, seed  # noqa: E402
-from bot.journal import Journal, SqliteJournal  # noqa: E402
-from bot.journal_redis import RedisJournal  # noqa: E402
 from bot.models import Message  # noqa: E402
-from bot.sandbox import Sandbox  # noqa: E402
-from bot.stores.redis_limits import connect  # noqa: E402
-from bot.transport import message_from_callback  # noqa: E402
+from bot.sandbox.platform import Sandbox  # noqa: E402
+from bot.stores.journal import Journal, SqliteJournal  # noqa: E402
+from bot.stores.redis.journal import RedisJournal  # noqa: E402
+from bot.stores.redis.limits import connect  # noqa: E402
+from bot.stream.transport import message_from_callback  # noqa: E402
 
 IN_FLIGHT = 256
 REPLY = {"outcome": "unsubscribed", "data": {"calendar_id": "cal-1", "name": "", "request_id": "R"}, "actions": []}

@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.sandbox import Sandbox  # noqa: E402
+from bot.sandbox.platform import Sandbox  # noqa: E402
 
 SETTLE_SECONDS = 60.0  # after the last round: how long the last bot may take to answer what is left
 QUIET_SECONDS = 5.0  # ... and how long without any new card before what is unanswered is taken as never answered

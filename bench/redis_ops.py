@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvloop
 
 from bench.redisserver import RedisServer
-from bot.redis_batch import CommandBatcher
-from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.limits import RedisAdmission, RedisLimiter, connect
 
 OPERATIONS = 20_000
 

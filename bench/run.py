@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 
 from bench.redisserver import RedisServer  # noqa: E402
-from bot.sandbox import Sandbox  # noqa: E402
+from bot.sandbox.platform import Sandbox  # noqa: E402
 
 WARM_UP = 20  # commands before measuring: process start, connection and the first token are not the burst
 STALL_SECONDS = 30.0

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.redisserver import RedisServer  # noqa: E402
-from bot.sandbox import Sandbox  # noqa: E402
+from bot.sandbox.platform import Sandbox  # noqa: E402
 
 REPLY_WAIT_SECONDS = 20.0  # a command left by a killed dyno is answered after the claim time (3 s) by the other
 SETTLE_SECONDS = 30.0  # after the load: time for the dynos to answer what is left (a take-over waits the claim time)

@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-from bot import logs, statedir
+from bot import logs
 from bot.app import App, VitalTaskEnded
 from bot.config import VARIABLES, Config, ConfigError
+from bot.stores.sqlite import statedir
 
 log = logging.getLogger("bot.main")
 SHUTDOWN_GRACE_SECONDS = 20.0  # a dyno gets 30 s between SIGTERM and SIGKILL; with the sockets closed, exit within 25 s
@@ -134,7 +135,7 @@ def collect_less_often() -> None:
 def main(argv: list[str]) -> int:
     arguments = parser().parse_args(argv)  # --help exits 0, unknown arguments exit 2 with the usage
     if arguments.command == "demo":
-        from bot import demo
+        from bot.sandbox import demo
 
         return demo.main(interactive=arguments.interactive, user_tokens=arguments.user_tokens, isv=arguments.isv)
     try:

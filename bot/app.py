@@ -7,34 +7,36 @@ import logging
 import time
 from collections import Counter
 
-from bot import budget, cards, outgoing
-from bot.api import DingTalkApi
-from bot.commands import parse
+from bot.auth.connect import Connector, with_connect_button
+from bot.auth.credentials import AppAuthorizer, Authorizer
+from bot.auth.isv import IsvAuthorizer, RelievedWatcher, SuiteEvents
+from bot.auth.oauth_web import OAuthServer
+from bot.auth.sealing import Sealer
+from bot.auth.user_tokens import ConsentNeeded, UserAuthorizer, UserTokens
+from bot.auth.users import UserDirectory
+from bot.cards.delivery import deliver, deliver_privately
+from bot.cards.render import render as render_card
+from bot.commands.names import CalendarNames
+from bot.commands.parse import parse
+from bot.commands.recent_calendars import RecentCalendars
+from bot.commands.routes import HANDLERS, CommandError, Context
 from bot.config import Config
-from bot.connect import Connector, with_connect_button
-from bot.credentials import AppAuthorizer, Authorizer
-from bot.dedupe import RecentIds
-from bot.dingtalk import DingTalkClient
-from bot.errors import DingTalkError
-from bot.handlers import HANDLERS, CommandError, Context
-from bot.http import AiohttpTransport
-from bot.inbox import Inbox
-from bot.intake import Intake, build_journal
-from bot.isv import IsvAuthorizer, RelievedWatcher, SuiteEvents
-from bot.journal import Entry
-from bot.languages import LastLanguages
+from bot.dingtalk import budget
+from bot.dingtalk.api import DingTalkApi
+from bot.dingtalk.client import DingTalkClient
+from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.http import AiohttpTransport
 from bot.models import Command, Message, Outcome, Reply, Verdict
-from bot.names import CalendarNames
-from bot.oauth_web import OAuthServer
-from bot.progress import Progress, StepHeldBack
-from bot.recent_calendars import RecentCalendars
-from bot.replies import deliver, deliver_privately
-from bot.sealing import Sealer
 from bot.stats import Stats
 from bot.stores.build import StateUnavailable, build_stores
-from bot.transport import StreamClient
-from bot.user_tokens import ConsentNeeded, UserAuthorizer, UserTokens
-from bot.users import UserDirectory
+from bot.stores.dedupe import RecentIds
+from bot.stores.journal import Entry
+from bot.stores.languages import LastLanguages
+from bot.stream import outgoing
+from bot.stream.inbox import Inbox
+from bot.stream.intake import Intake, build_journal
+from bot.stream.progress import Progress, StepHeldBack
+from bot.stream.transport import StreamClient
 
 log = logging.getLogger("bot.app")
 FAILED_OUTCOMES = frozenset({Outcome.INTERNAL_ERROR, Outcome.TEMPORARY_PROBLEM})
@@ -302,11 +304,11 @@ class App:
             fields["route"] = "failed"
 
     async def _answer(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
-        card = cards.render(reply, locale)
+        card = render_card(reply, locale)
         if reply.outcome == Outcome.CONNECT_ACCOUNT:
             card = with_connect_button(card, reply.data["connect_url"], locale)
         if message.is_group and (card.interactive or reply.private):
-            notice = cards.render(Reply(Outcome.SENT_PRIVATELY, {"title": card.title}), locale)
+            notice = render_card(Reply(Outcome.SENT_PRIVATELY, {"title": card.title}), locale)
             return await deliver_privately(dingtalk, message, card, notice, self.config.oapi_base)
         return await deliver(dingtalk, message, card, self.config.oapi_base)
 

@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import settings
 
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import BOT_ENV, running_bot, started_sandbox
 from tests.redisserver import RedisServer

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import redis.asyncio as redis
 
-from bot.sandbox import Recorded, Sandbox
+from bot.sandbox.platform import Recorded, Sandbox
 from tests.botprocess import BotProcess
 
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="

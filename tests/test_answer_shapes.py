@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from bot import answers, budget
-from bot.errors import DingTalkError, raise_for_errcode
+from bot.dingtalk import answers, budget
+from bot.dingtalk.errors import DingTalkError, raise_for_errcode
 from bot.models import Calendar
 
 

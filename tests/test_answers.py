@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from bot.sandbox import (
+from bot.sandbox.platform import (
     Recorded,
     Responder,
     Sandbox,

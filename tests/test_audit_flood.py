@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 from tests.helpers import BOT_ENV, User, card, converse, new_user, running_bot, started_sandbox
 from tests.redisserver import RedisServer
 

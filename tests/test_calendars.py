@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 from tests.helpers import (
     SEND_AS_USER,
     buttons,

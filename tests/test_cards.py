@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import cards
+from bot.cards import render as cards
 from bot.config import LOCALES
 from bot.models import Action, Button, Card, Outcome, Reply
 

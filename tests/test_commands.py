@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.commands import (
+from bot.commands.parse import (
     MAX_CALENDAR_ID_LENGTH,
     MAX_TARGETS,
     Target,
@@ -18,7 +18,7 @@ from bot.commands import (
     quote_target,
     split_targets,
 )
-from bot.handlers import HANDLERS
+from bot.commands.routes import HANDLERS
 from bot.models import Command
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.connect import CONNECT_SECONDS
-from bot.sandbox import Sandbox
+from bot.auth.connect import CONNECT_SECONDS
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import new_calendar, new_user, running_bot, started_sandbox
 from tests.redisserver import free_port

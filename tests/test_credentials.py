@@ -8,16 +8,16 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from bot.credentials import (
+from bot.auth.credentials import (
     TOKEN_MARGIN_SECONDS,
     TOKEN_MIN_REUSE_SECONDS,
     AppAuthorizer,
     CachedToken,
     TokenFetch,
 )
-from bot.errors import DingTalkError
+from bot.dingtalk.errors import DingTalkError
 from bot.models import Message
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 from bot.stores.tokens import MemoryTokens
 from tests.botprocess import BotProcess
 from tests.helpers import calendar_calls, converse, new_calendar, new_user

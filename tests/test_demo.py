@@ -13,7 +13,7 @@ import pytest_asyncio
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bot.cardview import client_text, display_width, frame, wrap
+from bot.cards.view import client_text, display_width, frame, wrap
 from tests.botprocess import ROOT
 
 DEMO_WIDTH = 64  # columns of the demo's "terminal": narrow enough that many lines wrap

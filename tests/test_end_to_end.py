@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import (
     SEND_AS_USER,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import DingTalkError
-from bot.handlers.explain import (
+from bot.commands.explain import (
     CHANGE_SCOPE,
     LIST_SCOPE,
     ORG_QUOTA_EXHAUSTED,
@@ -13,6 +12,7 @@ from bot.handlers.explain import (
     explain_calendar_error,
     explain_lookup_error,
 )
+from bot.dingtalk.errors import DingTalkError
 
 
 @pytest.mark.parametrize("status", [403, 429, 503])

@@ -9,13 +9,13 @@ import json
 import httpx
 import pytest
 
-from bot.budget import Budget
 from bot.config import Config, ConfigError
-from bot.dedupe import RecentIds
-from bot.http import AiohttpTransport, _client_timeout
-from bot.ratelimit import MAX_TRACKED_USERS, UserRateLimiter
-from bot.redis_batch import CommandBatcher
-from bot.stores.redis_limits import RedisAdmission, connect
+from bot.dingtalk.budget import Budget
+from bot.dingtalk.http import AiohttpTransport, _client_timeout
+from bot.stores.dedupe import RecentIds
+from bot.stores.ratelimit import MAX_TRACKED_USERS, UserRateLimiter
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.limits import RedisAdmission, connect
 from tests.helpers import (
     BOT_ENV,
     calendar_calls,

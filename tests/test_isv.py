@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.api import DingTalkApi
+from bot.auth.isv import RE_PUSH_ADVICE, IsvAuthorizer
+from bot.commands.explain import explain_calendar_error, explain_lookup_error
 from bot.config import Config, ConfigError
-from bot.dingtalk import DingTalkClient
-from bot.errors import DingTalkError
-from bot.handlers.explain import explain_calendar_error, explain_lookup_error
-from bot.http import AiohttpTransport
-from bot.isv import RE_PUSH_ADVICE, IsvAuthorizer
+from bot.dingtalk.api import DingTalkApi
+from bot.dingtalk.client import DingTalkClient
+from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.http import AiohttpTransport
 from bot.models import Message, Outcome
-from bot.ratelimit import ApiRateLimiter
-from bot.sandbox import Recorded, Sandbox
+from bot.sandbox.platform import Recorded, Sandbox
+from bot.stores.ratelimit import ApiRateLimiter
 from bot.stores.suite_tickets import MemorySuiteTickets
 from bot.stores.tokens import MemoryTokens
 from tests.botprocess import ROOT, BotProcess

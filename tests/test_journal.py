@@ -15,12 +15,12 @@ import pytest
 from aiohttp import web
 
 from bot.config import Config
-from bot.dingtalk import DingTalkClient
-from bot.http import AiohttpTransport
+from bot.dingtalk.client import DingTalkClient
+from bot.dingtalk.http import AiohttpTransport
 from bot.models import Message
-from bot.sandbox import Responder, Sandbox
+from bot.sandbox.platform import Responder, Sandbox
 from bot.stores.limiter import MemoryLimiter
-from bot.transport import StreamClient
+from bot.stream.transport import StreamClient
 from tests.botprocess import BotProcess
 from tests.helpers import (
     DYNO_WARNING,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from bot.dedupe import RecentIds
 from bot.logs import JsonFormatter
+from bot.stores.dedupe import RecentIds
 
 
 def record(message: str, **fields: object) -> logging.LogRecord:

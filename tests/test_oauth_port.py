@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest_asyncio
 
-from bot.oauth_web import PAGE_HEADERS
-from bot.sandbox import Sandbox
+from bot.auth.oauth_web import PAGE_HEADERS
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import card, converse, new_calendar, new_user, started_sandbox
 from tests.redisserver import RedisServer, free_port

@@ -56,7 +56,7 @@ def test_the_wheel_holds_every_module_and_every_template(wheel: Path) -> None:
     modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "bot").rglob("*.py")}
     templates = {f"bot/{path.relative_to(ROOT).as_posix()}" for path in (ROOT / "templates").rglob("*.md.j2")}
 
-    assert "bot/handlers/__init__.py" in modules and "bot/templates/en/help.md.j2" in templates
+    assert "bot/commands/routes.py" in modules and "bot/templates/en/help.md.j2" in templates
     assert modules <= names
     assert templates <= names
 
@@ -64,7 +64,11 @@ def test_the_wheel_holds_every_module_and_every_template(wheel: Path) -> None:
 def test_the_installed_package_runs_the_demo_from_any_directory(installed: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(installed)}
     where = subprocess.run(
-        [sys.executable, "-c", "import bot.cards, bot.handlers; print(bot.cards.TEMPLATES_DIR, bot.handlers.__file__)"],
+        [
+            sys.executable,
+            "-c",
+            "import bot.cards.render as r, bot.commands.routes as h; print(r.TEMPLATES_DIR, h.__file__)",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.sandbox import Recorded, Sandbox
+from bot.sandbox.platform import Recorded, Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import (
     BOT_ENV,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.languages import LastLanguages
+from bot.commands.names import MAX_NAME_LENGTH, MAX_NAMES_PER_LISTING, CalendarNames
 from bot.models import Calendar
-from bot.names import MAX_NAME_LENGTH, MAX_NAMES_PER_LISTING, CalendarNames
+from bot.stores.languages import LastLanguages
 
 
 class Clock:

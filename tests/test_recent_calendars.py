@@ -3,9 +3,9 @@ and through the real process, a typed command right after a list lists no second
 
 from __future__ import annotations
 
+from bot.commands.recent_calendars import MAX_LISTED, RecentCalendars
 from bot.models import Calendar
-from bot.recent_calendars import MAX_LISTED, RecentCalendars
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 from tests.helpers import calendar_calls, card, converse, new_calendar, new_user
 
 HOLIDAYS = Calendar("cal-holidays", "Company Holidays", "subscribed")

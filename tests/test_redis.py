@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox, unsubscribe_calls
 from tests.redisserver import RedisServer

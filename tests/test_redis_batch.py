@@ -8,7 +8,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from bot.redis_batch import CommandBatcher
+from bot.stores.redis.batch import CommandBatcher
 from tests.helpers import reads_by_server
 from tests.redisserver import RedisServer
 

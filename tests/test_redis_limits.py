@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.redis_batch import CommandBatcher
-from bot.stores.redis_limits import RedisLimiter, connect
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.limits import RedisLimiter, connect
 from tests.helpers import reads_by_server
 from tests.redisserver import RedisServer
 

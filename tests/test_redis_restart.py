@@ -6,7 +6,7 @@ import signal
 import time
 from typing import Any
 
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 from tests.helpers import card, new_calendar, new_user, running_bot, started_sandbox, unsubscribe_calls
 from tests.redisserver import RedisServer
 

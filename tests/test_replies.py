@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import DingTalkError, retry_delay
+from bot.cards.delivery import robot_message, webhook_body, webhook_is_trusted
+from bot.dingtalk.errors import DingTalkError, retry_delay
 from bot.models import Button, Card
-from bot.replies import robot_message, webhook_body, webhook_is_trusted
-from bot.transport import _backoff
+from bot.stream.transport import _backoff
 
 CARD = Card("Title", "### Title\nbody")
 BUTTONS = tuple(Button(f"B{n}", f"dtmd://dingtalkclient/sendMessage?content=b{n}") for n in range(1, 8))

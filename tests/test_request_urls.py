@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bot.api import _segment
-from bot.dingtalk import request_url
+from bot.dingtalk.api import _segment
+from bot.dingtalk.client import request_url
 
 BASES = [
     "https://api.dingtalk.com",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bot.auth.users import is_member
+from bot.commands.resolve import Resolution, resolve
 from bot.models import Calendar, Message
-from bot.resolve import Resolution, resolve
-from bot.users import is_member
 
 PAYROLL = Calendar("cal-payroll", "Payroll deadlines", "subscribed")
 SPAM = Calendar("cal-spam", "cal-payroll", "subscribed")

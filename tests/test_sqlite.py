@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.stores.sqlite import Database
+from bot.stores.sqlite.database import Database
 
 
 async def test_the_file_is_created_in_wal_mode_and_keeps_what_was_written(tmp_path: Path) -> None:

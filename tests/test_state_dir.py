@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.journal import _SCHEMA, _move_aside, dump_message
-from bot.journal_redis import RedisJournal
 from bot.models import Message
-from bot.sandbox import Recorded
-from bot.stores.redis_limits import connect
-from bot.transport import CHATBOT_TOPIC, message_from_callback
+from bot.sandbox.platform import Recorded
+from bot.stores.journal import _SCHEMA, _move_aside, dump_message
+from bot.stores.redis.journal import RedisJournal
+from bot.stores.redis.limits import connect
+from bot.stream.transport import CHATBOT_TOPIC, message_from_callback
 from tests.botprocess import BotProcess
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
 from tests.redisserver import RedisServer

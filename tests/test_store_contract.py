@@ -15,8 +15,7 @@ import pytest_asyncio
 
 from bot.config import Config
 from bot.models import Verdict
-from bot.redis_batch import CommandBatcher
-from bot.sandbox import Sandbox
+from bot.sandbox.platform import Sandbox
 from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.build import build_stores
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
@@ -24,9 +23,10 @@ from bot.stores.forget import forget_in_redis, forget_in_sqlite
 from bot.stores.grants import MemoryGrants, SqliteGrants, UserGrants
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
 from bot.stores.previews import SqlitePreviews
-from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
-from bot.stores.redis_values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
-from bot.stores.sqlite import Database
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.limits import RedisAdmission, RedisLimiter, connect
+from bot.stores.redis.values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
+from bot.stores.sqlite.database import Database
 from bot.stores.suite_tickets import MemorySuiteTickets, SqliteSuiteTickets, SuiteTickets
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds

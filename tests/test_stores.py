@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.redis_batch import CommandBatcher
 from bot.stores.audit import KEEP_SECONDS, AuditRecord, AuditStore, RedisAudit, SqliteAudit
 from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
-from bot.stores.redis_limits import connect
-from bot.stores.sqlite import Database
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.limits import connect
+from bot.stores.sqlite.database import Database
 from tests.redisserver import RedisServer
 
 KINDS = ["sqlite", "redis"]

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 
-from bot.gateway import EndpointRefused, check_endpoint
-from bot.sandbox import Sandbox, huge_answer, raw_answer
+from bot.sandbox.platform import Sandbox, huge_answer, raw_answer
+from bot.stream.gateway import EndpointRefused, check_endpoint
 from tests.botprocess import BotProcess
 from tests.forwardproxy import ForwardProxy
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from bot.auth.sealing import Sealer, State, Unreadable
 from bot.config import Config, ConfigError
-from bot.sandbox import Sandbox
-from bot.sealing import Sealer, State, Unreadable
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import ROOT, BotProcess
 from tests.helpers import (
     BOT_ENV,

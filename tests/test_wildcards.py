@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.commands.wildcards import is_pattern, matches, select
 from bot.models import Calendar
-from bot.wildcards import is_pattern, matches, select
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.dedupe import REMEMBER_SECONDS, RecentIds
 from bot.models import Verdict
-from bot.ratelimit import UserRateLimiter
+from bot.stores.dedupe import REMEMBER_SECONDS, RecentIds
+from bot.stores.ratelimit import UserRateLimiter
 
 
 class Admission(Protocol):

@@ -14,8 +14,8 @@ from typing import Protocol
 
 import orjson
 
-from bot.redis_batch import CommandBatcher
-from bot.stores.sqlite import Database
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.sqlite.database import Database
 
 KEEP_SECONDS = 90 * 86_400
 MAX_PER_SUBJECT = 1_000  # newest records kept per calendar in Redis; older ones are dropped with the 90 days

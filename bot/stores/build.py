@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.config import Config
-from bot.redis_batch import CommandBatcher
 from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.audit import AuditStore, RedisAudit, SqliteAudit
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
@@ -16,9 +15,10 @@ from bot.stores.forget import forget_in_redis, forget_in_sqlite, note_relieved, 
 from bot.stores.grants import SqliteGrants, UserGrants
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
 from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
-from bot.stores.redis_limits import RedisAdmission, RedisLimiter, connect
-from bot.stores.redis_values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
-from bot.stores.sqlite import Database, damaged
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.limits import RedisAdmission, RedisLimiter, connect
+from bot.stores.redis.values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
+from bot.stores.sqlite.database import Database, damaged
 from bot.stores.suite_tickets import SqliteSuiteTickets, SuiteTickets
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds

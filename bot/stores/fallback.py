@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from bot.models import Verdict
 from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.limiter import ApiLimiter
-from bot.stores.redis_values import RedisTokens
+from bot.stores.redis.values import RedisTokens
 from bot.stores.tokens import MemoryTokens
 from bot.stores.union_ids import UnionIds
 

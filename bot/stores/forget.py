@@ -6,8 +6,8 @@ import re
 import sqlite3
 import time
 
-from bot.redis_batch import CommandBatcher
-from bot.stores.sqlite import Database
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.sqlite.database import Database
 
 SCAN_COUNT = 1000  # keys Redis looks at per SCAN step
 _GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")

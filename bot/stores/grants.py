@@ -7,7 +7,7 @@ import sqlite3
 import time
 from typing import Protocol
 
-from bot.stores.sqlite import Database
+from bot.stores.sqlite.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS user_grants (

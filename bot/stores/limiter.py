@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from bot.ratelimit import ApiRateLimiter as MemoryLimiter
+from bot.stores.ratelimit import ApiRateLimiter as MemoryLimiter
 
 
 class ApiLimiter(Protocol):

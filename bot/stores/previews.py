@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from bot.redis_batch import CommandBatcher
-from bot.stores.sqlite import Database
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.sqlite.database import Database
 
 
 class PreviewStore(Protocol):

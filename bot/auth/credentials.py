@@ -1,0 +1,89 @@
+"""Credentials per message: which token its calls use, cached under a key, fetched by one caller at a time and
+fetched again once when DingTalk rejects it. Today one kind: the internal app's own token."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from bot.dingtalk.errors import DingTalkError
+from bot.models import Message
+from bot.stores.tokens import TokenCache
+
+T = TypeVar("T")
+TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token expires, as the SDK does
+# however short a lifetime DingTalk announces (`expireIn: 0`), a token is reused this long: not one fetch per call
+# (if DingTalk rejects it sooner, it is dropped and fetched again, as always)
+TOKEN_MIN_REUSE_SECONDS = 60.0
+APP_TOKEN_KEY = "app"  # noqa: S105 - a cache key, not a secret
+
+# Asks DingTalk for a new token: the token and the lifetime DingTalk announced, in seconds.
+TokenFetch = Callable[[], Awaitable[tuple[str, float]]]
+
+
+class Credentials(Protocol):
+    async def authorized(self, call: Callable[[str], Awaitable[T]]) -> T:
+        """`call(token)` with a valid token; if DingTalk rejects the token, whatever these credentials do about it
+        (a cached token: drop it and call once more with a new one)."""
+        ...
+
+
+class CachedToken:
+    """A token kept in the token cache under `key` (shared between dynos when the cache is), fetched with `fetch`
+    by one caller at a time when missing or rejected."""
+
+    def __init__(self, key: str, tokens: TokenCache, fetch: TokenFetch) -> None:
+        self.key = key
+        self._tokens = tokens
+        self._fetch = fetch
+
+    async def token(self) -> str:
+        token = await self._tokens.get(self.key)
+        if token:
+            return token
+        async with self._tokens.fetching(self.key):  # the others wait here, then reuse what it stored
+            token = await self._tokens.get(self.key)
+            if token:
+                return token
+            token, lifetime = await self._fetch()
+            reuse = max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2, TOKEN_MIN_REUSE_SECONDS)
+            await self._tokens.put(self.key, token, reuse)
+            return token
+
+    async def authorized(self, call: Callable[[str], Awaitable[T]]) -> T:
+        token = await self.token()
+        try:
+            return await call(token)
+        except DingTalkError as error:
+            if not error.is_token_rejected:
+                raise
+        await self._tokens.drop(self.key, token)
+        return await call(await self.token())
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """The credentials of one message's calls (bolt's AuthorizeResult): its organization's, for looking up users and
+    for robot sends, and those its calendar calls act with (the same, unless users act with their own tokens)."""
+
+    organization: Credentials
+    calendar: Credentials
+    scope: str = ""  # whose per-API limits the calls count against: "" the app's, else an organization's (ISV)
+
+
+class Authorizer(Protocol):
+    async def authorize(self, message: Message) -> Authorization:
+        """The credentials for this message's calls; no call to DingTalk is made until one is needed."""
+        ...
+
+
+class AppAuthorizer:
+    """An internal app: every message, whichever organization member sent it, uses the app's own token."""
+
+    def __init__(self, tokens: TokenCache, fetch_app_token: TokenFetch) -> None:
+        app_token = CachedToken(APP_TOKEN_KEY, tokens, fetch_app_token)
+        self._authorization = Authorization(organization=app_token, calendar=app_token)
+
+    async def authorize(self, message: Message) -> Authorization:
+        return self._authorization

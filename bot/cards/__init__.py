@@ -1,0 +1,3 @@
+"""Cards: a Reply rendered through the Jinja2 templates with every value escaped, delivered to its conversation
+(session webhook, else the robot OpenAPI), and drawn in a terminal for the demo. May import models, config, logs,
+dingtalk/ and stream/ (progress); never commands/ or the pipeline."""

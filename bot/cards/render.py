@@ -1,0 +1,221 @@
+"""Turn a Reply into a Card through the Jinja2 templates, escaping every value for DingTalk markdown."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import orjson
+
+from bot.commands.parse import command_text
+from bot.models import Action, Button, Card, Reply
+
+
+def _templates_dir() -> Path:
+    """bot/templates in an installed package; the repository's top-level templates/ in a source checkout."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "templates"
+    return installed if installed.is_dir() else package.parent / "templates"
+
+
+TEMPLATES_DIR = _templates_dir()
+
+
+def templates_in_memory(folder: Path) -> jinja2.DictLoader:
+    """Every template under `folder`, read once at start (a few KB): rendering a card never opens a file, so it
+    works when the process has no file descriptor left (the card of a command that waited for one)."""
+    files = sorted(path for path in folder.rglob("*.j2") if path.is_file())
+    return jinja2.DictLoader({path.relative_to(folder).as_posix(): path.read_text("utf-8") for path in files})
+
+
+MAX_ECHO_LENGTH = 80
+TITLE_LIMIT = 64  # DingTalk rejects longer card titles (errcode 34016)
+MARKDOWN_LIMIT = 5_000  # DingTalk rejects longer markdown (errcode 34016)
+# Room for the @mention a group reply appends to the text ("\n\n@" and a staff id of up to 64 characters).
+MARKDOWN_BUDGET = MARKDOWN_LIMIT - 100
+MSG_PARAM_LIMIT = 15_000  # bytes of the robot OpenAPI's msgParam JSON (UTF-8: a CJK character is 3 bytes)
+_MSG_PARAM_FIELD_BYTES = 40  # per field: its key ("actionTitle5"), quotes, colon and comma, generously
+BUTTON_TITLE_LIMIT = 20
+BUTTON_URL_LIMIT = 500  # DingTalk rejects a longer button link (errcode 34016); a markdown link has no such limit
+BUTTON_LIST_LIMIT = 1_000  # characters of the buttons as DingTalk's btn_json_list (errcode 34016)
+MAX_LISTED = 50  # calendars or actions one card shows at most; beyond, it says how many more
+MAX_BUTTONS = 5  # the robot OpenAPI's largest ActionCard (sampleActionCard5) has five; more become links
+SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="  # the host must be lower case or clients ignore it
+BUTTON_LABELS = {
+    "en": {
+        "unsubscribe": "Unsubscribe {}",
+        "resubscribe": "↩ Undo: {}",
+        "confirm": "✅ Confirm ({})",
+        "undo": "↩ Undo all ({})",
+    },
+    "zh_CN": {
+        "unsubscribe": "取消订阅 {}",
+        "resubscribe": "↩ 撤销：{}",
+        "confirm": "✅ 确认（{} 个）",
+        "undo": "↩ 全部撤销（{} 个）",
+    },
+}
+
+# Outcomes whose body numbers the offered calendars in the order of their actions, so numbered buttons match it.
+LISTS_ITS_ACTIONS = frozenset({"calendars", "ambiguous", "no_match"})
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()#!|~])")
+# A zero-width space after these keeps clients from turning echoed text into a link or an @mention.
+_LINK_AND_MENTION_STARTS = re.compile(r"(://|www\.|@)", re.IGNORECASE)
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+def escape_markdown(value: Any) -> str:
+    """Make any value render as plain text in DingTalk markdown: no formatting, link, image, tag or mention."""
+    text = str(value)
+    if len(text) > MAX_ECHO_LENGTH:  # first, so a long text costs no more than a short one
+        text = text[: MAX_ECHO_LENGTH - 1] + "…"
+    if not text.isprintable():  # the common case skips the per-character pass (one character for one)
+        text = "".join(_visible(char) for char in text)
+    text = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    return _LINK_AND_MENTION_STARTS.sub(lambda match: match.group(1) + _ZERO_WIDTH_SPACE, text)
+
+
+# Every character that can end a line or paragraph (str.splitlines' set: Zl, Zp, NEL, VT, FF, FS, GS, RS).
+_LINE_BREAKS = frozenset("\r\n\t\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _visible(char: str) -> str:
+    if char in _LINE_BREAKS:
+        return " "
+    # Control and format characters (including bidi overrides and zero-width ones) could hide or reorder text.
+    return "\ufffd" if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") else char
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=templates_in_memory(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        # Every {{ expression }} is escaped: a template cannot forget to, and user text is never a template.
+        finalize=escape_markdown,
+        autoescape=False,  # noqa: S701 - HTML escaping is wrong for markdown; finalize escapes instead
+        keep_trailing_newline=False,
+        auto_reload=False,  # templates do not change while the bot runs: no stat() per card
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+_ENVIRONMENT = _environment()
+
+
+def render(reply: Reply, locale: str) -> Card:
+    """Render the reply's outcome template in the locale: first line the title, the whole text the body; actions
+    become buttons, or links in the body when there are more than a card can hold (or a link too long for one).
+    A card too big for DingTalk shows the first calendars and actions that fit and says how many more there are."""
+    template = _ENVIRONMENT.get_template(f"{locale}/{reply.outcome}.md.j2")
+    shown = min(MAX_LISTED, max(len(reply.actions), len(reply.data.get("calendars") or ())))
+    card = _render(template, reply, locale, shown)
+    while (overflow := _overflow(card)) > 1 and shown > 0:
+        # Calendars cost about the same each: shrink in proportion, so that a few renders suffice.
+        shown = min(shown - 1, int(shown / overflow))
+        card = _render(template, reply, locale, shown)
+    return card if overflow <= 1 else _cut(card)
+
+
+def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) -> Card:
+    data, actions = reply.data, reply.actions[:shown]
+    calendars = data.get("calendars")
+    more = len(reply.actions) - len(actions)
+    if calendars and len(calendars) > shown:
+        data = {**data, "calendars": calendars[:shown]}
+        more = max(more, len(calendars) - shown)
+    markdown = template.render({**data, "more": more}).strip()
+    title = markdown.splitlines()[0].lstrip("#").strip()[:TITLE_LIMIT]
+    if not actions:
+        return Card(title, markdown)
+    urls = [_send_as_user(action, locale) for action in actions]
+    as_links = len(actions) > MAX_BUTTONS or any(len(url) > BUTTON_URL_LIMIT for url in urls)
+    labels = [_label(action, locale) for action in actions]
+    shown_labels = labels if as_links else [_shorten(label) for label in labels]
+    numbered = len({_looks(label) for label in shown_labels}) < len(shown_labels)
+    if numbered:
+        # Labels a user cannot tell apart get numbers first; the body says what each number is.
+        shown_labels = [f"{number}. {label}" for number, label in enumerate(labels, start=1)]
+        if not as_links:
+            shown_labels = [_shorten(label) for label in shown_labels]
+    if not as_links and button_list_length(shown_labels, urls) > BUTTON_LIST_LIMIT:
+        as_links = True  # links in the body instead: their labels need not be short
+        shown_labels = [f"{number}. {label}" for number, label in enumerate(labels, start=1)] if numbered else labels
+    if numbered and reply.outcome not in LISTS_ITS_ACTIONS:
+        markdown = f"{markdown}\n\n{_legend(actions, labels)}"
+    if as_links:
+        links = "\n".join(f"- [{escape_markdown(label)}]({url})" for label, url in zip(shown_labels, urls, strict=True))
+        return Card(title, f"{markdown}\n\n{links}", (), interactive=True)
+    buttons = tuple(Button(label, url) for label, url in zip(shown_labels, urls, strict=True))
+    return Card(title, markdown, buttons, interactive=True)
+
+
+def button_list_length(titles: list[str], urls: list[str]) -> int:
+    """Characters of the buttons as DingTalk's btn_json_list (compact JSON, text as written, not \\u-escaped), or a
+    bound on them when even the bound is within the limit."""
+    # No character takes more than 6 in JSON (links are percent-encoded): the common card needs no dump to know.
+    bound = 2 + sum(30 + 6 * len(title) + 6 * len(url) for title, url in zip(titles, urls, strict=True))
+    if bound <= BUTTON_LIST_LIMIT:
+        return bound
+    buttons = [{"title": title, "actionURL": url} for title, url in zip(titles, urls, strict=True)]
+    return len(json.dumps(buttons, ensure_ascii=False, separators=(",", ":")))
+
+
+def _looks(label: str) -> str:
+    """What a reader tells two labels apart by: not case, spacing or full-width forms (the resolver ignores case and
+    surrounding space too, so two calendars it calls the same never get buttons that read the same)."""
+    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
+
+
+def _legend(actions: tuple[Action, ...], labels: list[str]) -> str:
+    return "\n".join(
+        f"{number}. {escape_markdown(label)} · {escape_markdown(action.calendar_id)}"
+        for number, (label, action) in enumerate(zip(labels, actions, strict=True), start=1)
+    )
+
+
+def _overflow(card: Card) -> float:
+    """How many times too big the card is for DingTalk (at most 1 when it fits): its markdown, and the robot
+    OpenAPI's msgParam (title, text and buttons as JSON, counted in UTF-8 bytes)."""
+    fields = [card.title, card.markdown, *(b.title for b in card.buttons), *(b.url for b in card.buttons)]
+    overhead = _MSG_PARAM_FIELD_BYTES * len(fields)
+    size = sum(map(len, fields)) * 6 + overhead  # no character takes more than 6 bytes in JSON
+    if size > MSG_PARAM_LIMIT:
+        size = len(orjson.dumps(fields)) + overhead
+    return max(len(card.markdown) / MARKDOWN_BUDGET, size / MSG_PARAM_LIMIT)
+
+
+def _cut(card: Card) -> Card:
+    """The last resort when even the card's fixed lines are too long: drop lines from the end, say so."""
+    lines = card.markdown.split("\n")
+    while _overflow(shorter := Card(card.title, "\n".join(lines) + "\n\n…", card.buttons, card.interactive)) > 1:
+        if len(lines) > 1:
+            lines.pop()
+        else:
+            lines[0] = lines[0][: len(lines[0]) // 2]
+    return shorter
+
+
+def _shorten(title: str) -> str:
+    return title if len(title) <= BUTTON_TITLE_LIMIT else title[: BUTTON_TITLE_LIMIT - 1].rstrip() + "…"
+
+
+def _label(action: Action, locale: str) -> str:
+    calendar = "".join(_visible(char) for char in (action.name or action.calendar_id)[:MAX_ECHO_LENGTH])
+    return BUTTON_LABELS[locale][action.command].format(calendar)
+
+
+def _send_as_user(action: Action, locale: str) -> str:
+    return SEND_AS_USER + quote(command_text(action.command, action.calendar_id, locale), safe="")
+
+
+def outcomes(locale: str) -> list[str]:
+    """The outcome names that have a template in this locale."""
+    return sorted(path.name.removesuffix(".md.j2") for path in (TEMPLATES_DIR / locale).glob("[!_]*.md.j2"))
