@@ -197,6 +197,13 @@ VARIABLES = (
         "with BOT_CALENDAR_TOKEN=user: the HTTP port of the OAuth redirect (Heroku sets it for a web process)",
     ),
     Variable(
+        "BOT_CARD_TEMPLATE_ID",
+        UNSET,
+        "the id (ending in .schema) of the card template imported from templates/cards/calendar-card.json and "
+        "published in the card platform (needs Card.Instance.Write): cards with buttons update in place and "
+        "presses arrive over Stream; unset: ActionCards with links, as before",
+    ),
+    Variable(
         "REDIS_URL",
         UNSET,
         "redis://... or rediss://... (TLS): share state between dynos; unset keeps state in the process (one dyno)",
@@ -268,6 +275,7 @@ class Config:
     app_type: str = "internal"
     journal_claim_seconds: float = 30.0
     dyno: str = ""
+    card_template_id: str = ""  # set: interactive cards (bot/cards/interactive.py); unset: ActionCards as before
 
     @property
     def user_tokens(self) -> bool:
@@ -323,6 +331,7 @@ class Config:
             app_type=read(_choice, env, "DINGTALK_APP_TYPE", APP_TYPES, "internal", str.lower, fallback="internal"),
             journal_claim_seconds=read(_positive_float, env, "BOT_JOURNAL_CLAIM_SECONDS", 30.0, fallback=30.0),
             dyno=env.get("DYNO", "").strip(),
+            card_template_id=env.get("BOT_CARD_TEMPLATE_ID", "").strip(),
         )
         if config.dyno.startswith("web.") and not config.user_tokens:  # Heroku would kill it: $PORT never served
             problems.append(
