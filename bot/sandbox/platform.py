@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, unquote, urlencode
 
 from aiohttp import WSMsgType, web
 
+from bot.sandbox.cards import CardPlatform, CardRoute
+
 CHATBOT_TOPIC = "/v1.0/im/bot/messages/get"
 TICKET_SECONDS = 90
 NOT_IN_SCOPE = "The user is not within the subscription scope"
@@ -163,6 +165,11 @@ class Sandbox:
         self.suite_tickets_made: list[tuple[str, int]] = []  # every ticket pushed and its eventBornTime, oldest first
         self._token_corps: dict[str, str] = {}  # an organization's token -> its organization
         self._union_corps: dict[str, str] = {}  # unionId -> the organization of an org_users user
+        self.cards = CardPlatform(  # interactive cards: bot/sandbox/cards.py
+            self._check_token,
+            lambda: set(self.users) | {staff_id for _, staff_id in self.org_users},
+            lambda: self.robot_codes or {self.client_id},
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -277,6 +284,7 @@ class Sandbox:
         self.handshake_delay = 0.0
         self.connect_fault = ""
         self.user_scopes_missing = set()
+        self.cards.clear_faults()
 
     def sign_in(self, union_id: str) -> None:
         """The browser that opens the OAuth authorize page is signed in to DingTalk as this user."""
@@ -426,6 +434,16 @@ class Sandbox:
         await self.push_raw(json.dumps(frame, ensure_ascii=False), socket)
         return message_id
 
+    async def press_card(
+        self, out_track_id: str, user_id: str, params: dict[str, str], corp_id: str = "", **press: Any
+    ) -> str:
+        """`user_id` presses a `request` button of a card: the card callback frame; returns its messageId."""
+        message_id, frame = self.cards.press_frame(
+            out_track_id, user_id, params, corp_id=corp_id or self.corp_id, app_id=self.client_id, **press
+        )
+        await self.push_raw(frame)
+        return message_id
+
     async def push_system(self, topic: str, data: dict[str, Any], socket: int | None = None) -> str:
         """A SYSTEM frame (ping) with a messageId to ACK; `disconnect` goes to disconnect()."""
         message_id = f"system-{uuid.uuid4().hex}"
@@ -556,6 +574,9 @@ class Sandbox:
             return _error(403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "app qps limit")
         if self._faults[api]:
             return await self._faults[api].popleft()(request)
+        if api in CARD_ROUTES:
+            route: CardRoute = getattr(self.cards, CARD_ROUTES[api])
+            return await route(request, _loads(body))
         handler = getattr(self, f"_api_{api.replace('/', '_')}", None)
         if handler is None:
             return _json(404, {"code": "NotFound", "message": f"no such API: {request.method} {request.raw_path}"})
@@ -607,6 +628,7 @@ class Sandbox:
                 if frame.type == WSMsgType.TEXT and socket not in self._silent:
                     ack = json.loads(frame.data)
                     self.acks[ack["headers"]["messageId"]] = ack
+                    self.cards.acked(ack)
                     await self._notify()
         finally:
             self._sockets.remove(socket)
@@ -840,6 +862,9 @@ class Sandbox:
         return None
 
 
+CARD_ROUTES = {"card/createAndDeliver": "create_and_deliver", "card/update": "update"}
+
+
 def _api_name(method: str, segments: list[str]) -> str:
     """Name the API a raw path calls; a calendar id stays one segment only if the bot encoded it."""
     path = "/".join(segments)
@@ -860,6 +885,8 @@ def _api_name(method: str, segments: list[str]) -> str:
         ("POST", "/robot/sendBySession"): "webhook",
         ("POST", "/v1.0/robot/oToMessages/batchSend"): "batchSend",
         ("POST", "/v1.0/robot/groupMessages/send"): "groupSend",
+        ("POST", "/v1.0/card/instances/createAndDeliver"): "card/createAndDeliver",
+        ("PUT", "/v1.0/card/instances"): "card/update",
     }
     return known.get((method, path), "unknown")
 
