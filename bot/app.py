@@ -15,6 +15,8 @@ from bot.auth.sealing import Sealer
 from bot.auth.user_tokens import ConsentNeeded, UserAuthorizer, UserTokens
 from bot.auth.users import UserDirectory
 from bot.cards.delivery import deliver, deliver_privately
+from bot.cards.interactive import Interactive
+from bot.cards.presses import PressDesk
 from bot.cards.render import render as render_card
 from bot.commands.names import CalendarNames
 from bot.commands.parse import parse
@@ -29,6 +31,7 @@ from bot.dingtalk.http import AiohttpTransport
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.stats import Stats
 from bot.stores.build import StateUnavailable, build_stores
+from bot.stores.cards import card_store
 from bot.stores.dedupe import RecentIds
 from bot.stores.journal import Entry
 from bot.stores.languages import LastLanguages
@@ -79,7 +82,13 @@ class App:
         self._busy_replies: set[asyncio.Task[None]] = set()
         on_event = self.suite_events.handle if self.suite_events else None
         self.intake = Intake(build_journal(config), self.inbox.accept)
-        self.stream = StreamClient(self.dingtalk, self.intake.accept, config, on_event)
+        self.presses: PressDesk | None = None  # BOT_CARD_TEMPLATE_ID set: interactive cards, presses over Stream
+        if config.card_template_id:
+            cards = card_store(self.stores.database, self.stores.redis, config.client_id)
+            interactive = Interactive(config.card_template_id, cards, "" if config.is_isv else config.client_id)
+            self.presses = PressDesk(interactive, self.intake.add, per_organization=config.is_isv)
+        on_press = self.presses.answer if self.presses is not None else None
+        self.stream = StreamClient(self.dingtalk, self.intake.accept, config, on_event, on_press)
         self.counters: Counter[str] = Counter()
         self.stats = Stats(self._counted_elsewhere)
         self._shutting_down = False
@@ -304,9 +313,15 @@ class App:
             fields["route"] = "failed"
 
     async def _answer(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
+        if message.card and self.presses is not None:  # a card press: answered on that card, for its presser
+            return await self.presses.in_place(dingtalk, message, reply, locale)
         card = render_card(reply, locale)
         if reply.outcome == Outcome.CONNECT_ACCOUNT:
             card = with_connect_button(card, reply.data["connect_url"], locale)
+        elif self.presses is not None and reply.actions and card.interactive:
+            route = await self.presses.interactive.deliver(dingtalk, message, reply, locale)
+            if route:
+                return route
         if message.is_group and (card.interactive or reply.private):
             notice = render_card(Reply(Outcome.SENT_PRIVATELY, {"title": card.title}), locale)
             return await deliver_privately(dingtalk, message, card, notice, self.config.oapi_base)

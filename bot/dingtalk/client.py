@@ -37,7 +37,7 @@ _TOKENS_KEPT = 256  # tokens whose request headers and URLs are kept built (one 
 MIN_ATTEMPT_SECONDS = 0.25
 MISSING_ROBOT_CODE = "missingRobotCode"  # an ISV message without its robot's code: nothing to send the card as
 DESCRIPTORS_WARNING_SECONDS = 10.0  # "no file descriptor left" is said at once, then at most this often
-_REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
+_REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend", "cardDeliver", "cardUpdate"})
 # a path httpx would take as it is: segments of unreserved characters and percent escapes, none starting with a dot
 # (httpx removes "." and ".." segments; such a path, and any other, goes through httpx's parser)
 _PLAIN_PATH = re.compile(r"(?:/(?!\.)(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})*)+")

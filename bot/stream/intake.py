@@ -61,11 +61,16 @@ class Intake:
 
     async def accept(self, message: Message) -> None:
         """Write the message down (the transport ACKs it after this), then queue it; a repeat is dropped."""
+        await self.add(message)
+
+    async def add(self, message: Message) -> bool:
+        """accept(), saying whether the message was queued (False: a repeat)."""
         if not await self.journal.add(message):
             self.repeats += 1
             log.info("duplicate message dropped", extra={"fields": {"msg_id": message.msg_id}})
-            return
+            return False
         self._queue(message)
+        return True
 
     def resume(self, entries: list[Entry]) -> None:
         for entry in entries:
