@@ -22,6 +22,7 @@ VALUE_BYTES = 1_024  # one cardParamMap value ([KB] API/0783); a Loop's rows are
 BY_KEY = {"updateCardDataByKey": True, "updatePrivateDataByKey": True}
 USED_BY = {"en": "👥 Used by {}", "zh_CN": "👥 已有 {} 人使用"}
 NOT_DELIVERED = "deliverResultFalse"
+OWN_ACTIONS = frozenset({"resubscribe", "confirm", "undo"})  # they undo or confirm what the asker did
 _ELLIPSIS = "\n\n…"
 # What the admin should do about each refusal, said once per process (the card falls back to today's each time).
 _FIXES = {
@@ -44,10 +45,14 @@ class NotInteractive(Exception):
     """The card's rows do not fit a card value: today's card is sent instead."""
 
 
-def public_data(reply: Reply, locale: str) -> tuple[dict[str, str], tuple[Offer, ...]]:
-    """The card's public variables (title, body, status, rows) and the offers its rows stand for."""
+def public_data(reply: Reply, locale: str, asker: str) -> tuple[dict[str, str], tuple[Offer, ...]]:
+    """The card's public variables (title, body, status, rows) and the offers its rows stand for: an undo or a
+    confirmation is the asker's own (anyone else's press of it changes nothing), any other row is everyone's."""
     shown = render(Reply(reply.outcome, reply.data), locale)  # the body without today's links or buttons
-    offers = tuple(Offer(action.command, action.calendar_id, action.name) for action in reply.actions)
+    offers = tuple(
+        Offer(action.command, action.calendar_id, action.name, asker if action.command in OWN_ACTIONS else "")
+        for action in reply.actions
+    )
     rows = [
         {"label": button_label(action, locale), "action": action.command, "token": row_token(index)}
         for index, action in enumerate(reply.actions)
@@ -125,7 +130,7 @@ class Interactive:
     async def deliver(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         """The route taken ("card", or "card:unanswered"), or "" when today's card must be sent instead."""
         try:
-            public, offers = public_data(reply, locale)
+            public, offers = public_data(reply, locale, message.sender_staff_id)
         except NotInteractive:
             log.info("card too large to be interactive: sent as before", extra={"fields": {"msg_id": message.msg_id}})
             return ""

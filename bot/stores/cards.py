@@ -40,7 +40,7 @@ class CardRecord:
 
     def to_json(self) -> bytes:
         fields = [self.owner, self.conversation_id, self.conversation_type, self.chatbot_corp_id, self.robot_code]
-        rows = [[row.command, row.calendar_id, row.name] for row in self.rows]
+        rows = [[row.command, row.calendar_id, row.name, row.user] for row in self.rows]
         return orjson.dumps([*fields, self.locale, rows])
 
     @staticmethod
@@ -68,9 +68,10 @@ def row_token(index: int) -> str:
     return str(index)
 
 
-def _row(record: CardRecord, token: str) -> Offer | None:
+def _row(record: CardRecord, token: str, user: str) -> Offer | None:
     if token.isdigit() and len(token) <= 4 and int(token) < len(record.rows):  # isdigit: no sign, no space
-        return record.rows[int(token)]
+        row = record.rows[int(token)]
+        return row if row.user in ("", user) else None
     return None
 
 
@@ -132,9 +133,8 @@ class SqliteCards:
         return token
 
     async def find(self, track: str, record: CardRecord, token: str, user: str) -> Offer | None:
-        row = _row(record, token)
-        if row is not None:
-            return row
+        if token.isdigit():
+            return _row(record, token, user)
         await self._create()
         rows = await self._database.execute(
             "SELECT offer FROM card_offers WHERE track = ? AND token = ?", (track, token)
@@ -177,9 +177,8 @@ class RedisCards:
         return token
 
     async def find(self, track: str, record: CardRecord, token: str, user: str) -> Offer | None:
-        row = _row(record, token)
-        if row is not None:
-            return row
+        if token.isdigit():
+            return _row(record, token, user)
         raw = await self._redis.send("HGET", f"{self._prefix}{track}:offers", token)
         offer = Offer(*orjson.loads(raw)) if raw is not None else None
         return offer if offer is not None and offer.user == user else None

@@ -12,6 +12,7 @@ from bot.sandbox.cards import CARD_CALLBACK_TOPIC, TEMPLATE_ID
 from bot.sandbox.platform import Sandbox, json_answer
 from tests.cards.interactive_bot import card_in, cards_sandbox, press, row_for, running_app
 from tests.helpers import new_calendar, new_user, unsubscribe_calls
+from tests.redisserver import RedisServer
 
 
 def subscribed(sandbox: Sandbox, union_id: str, calendar_id: str) -> bool:
@@ -229,3 +230,73 @@ async def test_unset_variable_is_exactly_todays_behaviour(tmp_path: Path) -> Non
         assert [r for r in sandbox.requests if r.api.startswith("card/")] == []
         private = sandbox.calls("batchSend")[-1].json()
         assert private["msgKey"].startswith("sampleActionCard") and "dtmd://" in private["msgParam"]
+
+
+async def test_a_typed_unsubscribe_offers_undo_in_the_group_to_its_asker_only(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
+        asker, colleague = new_user(sandbox), new_user(sandbox)
+        calendar = new_calendar(sandbox, asker, "Yoga")
+        sandbox.subscribe(colleague.union_id, calendar)
+        data = sandbox.chat(f"unsubscribe {calendar}", asker.staff_id, group=True)
+        await sandbox.push(data)
+        track = await card_in(sandbox, data["conversationId"])
+        row = row_for(sandbox, track, "Yoga")
+        assert row["action"] == "resubscribe" and not subscribed(sandbox, asker.union_id, calendar)
+
+        assert await press(sandbox, track, colleague.staff_id, {"action": "resubscribe", "token": row["token"]}) == {}
+        await press(sandbox, track, asker.staff_id, {"action": "resubscribe", "token": row["token"]})
+
+        assert subscribed(sandbox, asker.union_id, calendar) and subscribed(sandbox, colleague.union_id, calendar)
+        assert len([r for r in sandbox.requests if r.api == "subscribe"]) == 1
+
+
+async def test_choices_are_a_card_and_the_chosen_calendar_is_left(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
+        user = new_user(sandbox)
+        first, second = new_calendar(sandbox, user, "Offsite"), new_calendar(sandbox, user, "Offsite")
+        data = sandbox.chat("unsubscribe Offsite", user.staff_id, group=True)
+        await sandbox.push(data)
+        track = await card_in(sandbox, data["conversationId"])
+        rows = json.loads(sandbox.cards.instances[track].public["rows"])
+        assert len(rows) == 2 and {row["action"] for row in rows} == {"unsubscribe"}
+
+        await press(sandbox, track, user.staff_id, {"action": "unsubscribe", "token": rows[1]["token"]})
+
+        assert subscribed(sandbox, user.union_id, first) != subscribed(sandbox, user.union_id, second)
+
+
+async def test_a_bulk_preview_is_confirmed_and_undone_in_place_by_its_asker(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
+        user, colleague = new_user(sandbox), new_user(sandbox)
+        calendars = [new_calendar(sandbox, user, f"Club {number}") for number in range(3)]
+        data = sandbox.chat("unsubscribe all", user.staff_id, group=True)
+        await sandbox.push(data)
+        track = await card_in(sandbox, data["conversationId"])
+        (row,) = json.loads(sandbox.cards.instances[track].public["rows"])
+        assert row["action"] == "confirm"
+
+        assert await press(sandbox, track, colleague.staff_id, {"action": "confirm", "token": row["token"]}) == {}
+        await press(sandbox, track, user.staff_id, {"action": "confirm", "token": row["token"]})
+        seen = sandbox.cards.seen_by(track, user.staff_id)
+        assert not any(subscribed(sandbox, user.union_id, calendar) for calendar in calendars)
+        assert seen["undo_action"] == "undo"
+
+        await press(sandbox, track, user.staff_id, {"action": "undo", "token": seen["undo_token"]}, action_id="undo")
+
+        assert all(subscribed(sandbox, user.union_id, calendar) for calendar in calendars)
+
+
+async def test_a_press_on_another_dyno_sharing_redis_is_honoured(tmp_path: Path, redis_server: RedisServer) -> None:
+    async with cards_sandbox() as sandbox:
+        user = new_user(sandbox)
+        calendar = new_calendar(sandbox, user, "Dynos")
+        data = sandbox.chat("list", user.staff_id, group=True)
+        async with running_app(sandbox, tmp_path / "one", REDIS_URL=redis_server.url):
+            await sandbox.push(data)
+            track = await card_in(sandbox, data["conversationId"])
+        row = row_for(sandbox, track, "Dynos")
+
+        async with running_app(sandbox, tmp_path / "two", REDIS_URL=redis_server.url):
+            await press(sandbox, track, user.staff_id, {"action": row["action"], "token": row["token"]})
+
+        assert not subscribed(sandbox, user.union_id, calendar)
