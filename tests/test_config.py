@@ -137,7 +137,7 @@ def test_the_demos_usage_names_the_demo_command_once(arguments: list[str], strea
     shown = run_bot(*arguments)
 
     first = getattr(shown, stream).splitlines()[0]
-    assert first == "usage: python -m bot demo [-h] [--interactive | --isv | --user-tokens]"
+    assert first == "usage: python -m bot demo [-h] [--interactive | --isv | --user-tokens] [--cards]"
 
 
 USER_MODE = {**CREDENTIALS, "BOT_CALENDAR_TOKEN": "user", "BOT_PUBLIC_URL": "https://bot.example.com"}

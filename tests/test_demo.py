@@ -7,45 +7,42 @@ import os
 import signal
 import subprocess
 import sys
-import unicodedata
 
 import pytest_asyncio
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bot.cards.view import client_text, display_width, frame, wrap
+from bot.cards.view import draw, width_of
 from tests.botprocess import ROOT
 
 DEMO_WIDTH = 64  # columns of the demo's "terminal": narrow enough that many lines wrap
 
 
-def test_client_text_drops_font_tags_and_shows_escapes_as_characters() -> None:
-    markdown = "<font color=#8c8c8c>Request id: \\*R1\\* &lt;b&gt; a\u200b@b</font>\n<FONT size=2>x</FONT>"
+def test_a_card_is_drawn_as_a_client_shows_it_headings_bold_links_and_buttons_rendered() -> None:
+    markdown = (
+        "### ✅ Unsubscribed\nYou no longer follow **Team \\*Offsite\\*** ([undo](dtmd://x?content=y)).\n\n"
+        "<font color=#8c8c8c>Request id: \\*R1\\* &lt;b&gt;</font>\n<FONT size=2>x</FONT>"
+    )
 
-    assert client_text(markdown) == "Request id: *R1* <b> a@b\nx"
+    text = "\n".join(draw("bot (webhook)", markdown, ["↩ Undo: Team Offsite"], 60))
 
-
-def test_wide_characters_take_two_columns_and_invisible_ones_none() -> None:
-    assert display_width("食堂菜单") == 8
-    assert display_width("✅ ok") == 5
-    assert display_width("✏\ufe0f x") == 4
-    assert display_width("e\u0301\u200b") == 1
-
-
-def test_a_cjk_line_is_cut_between_characters_and_a_latin_one_at_spaces() -> None:
-    assert wrap("你已不再订阅食堂菜单", 8) == ["你已不再", "订阅食堂", "菜单"]
-    assert wrap("- unsubscribe from Company Holidays", 16) == ["- unsubscribe", "  from Company", "  Holidays"]
-    assert wrap("改主意了？点撤销", 8) == ["改主意", "了？点撤", "销"]  # no line starts with closing punctuation
+    assert "✅ Unsubscribed" in text and "Team *Offsite*" in text and "Request id: *R1* <b>" in text
+    assert "###" not in text and "**" not in text and "font" not in text.lower() and "dtmd://" not in text
+    assert "[1] ↩ Undo: Team Offsite" in text
 
 
-@given(st.lists(st.text(max_size=300), max_size=6), st.integers(min_value=8, max_value=120), st.text(max_size=30))
-@example(lines=["\ufe0f"], width=8, label="")  # an emoji selector after the padding's space once widened a row
+def test_a_cjk_line_wraps_inside_the_frame() -> None:
+    rows = draw("bot", "你已不再订阅食堂菜单" * 6, [], 24)
+
+    assert {width_of(row) for row in rows} == {24} and len(rows) > 4
+
+
+@given(st.lists(st.text(max_size=300), max_size=6), st.integers(min_value=12, max_value=120), st.text(max_size=30))
+@example(lines=["\ufe0f"], width=12, label="")  # an emoji selector after the padding's space once widened a row
 def test_every_row_of_a_frame_is_exactly_as_wide_as_the_frame(lines: list[str], width: int, label: str) -> None:
-    shown = [line for text in lines for line in client_text(text).splitlines()]
+    rows = draw(f"bot {label}".splitlines()[0], "\n".join(lines), lines[:2], width)
 
-    rows = frame(f"bot {label}".splitlines()[0], shown, width)
-
-    assert [display_width(row) for row in rows] == [width] * len(rows)
+    assert [width_of(row) for row in rows] == [width] * len(rows)
     assert rows[0].startswith("┌─ b") and rows[-1].startswith("└")
 
 
@@ -72,11 +69,29 @@ async def test_the_demo_draws_cards_without_tags_in_unbroken_frames(transcript: 
     rows = [line for line in transcript.splitlines() if line.startswith(("  ┌", "  │", "  └"))]
 
     assert "<font" not in transcript and "</font>" not in transcript and "&lt;" not in transcript
+    assert "###" not in transcript and "**" not in transcript  # headings and bold rendered, as a client does
     assert len(rows) > 100
-    assert {display_width(row) for row in rows} == {DEMO_WIDTH}  # two columns of margin, the frame's own edges
-    plain = [row for row in rows if "\ufe0f" not in row]  # measured again without the emoji selector rule
-    assert {len(row) + sum(unicodedata.east_asian_width(char) in "WF" for char in row) for row in plain} == {DEMO_WIDTH}
-    assert "│ 你已不再订阅 **食堂菜单**（cal-lunch）" in transcript
+    assert {width_of(row) for row in rows} == {DEMO_WIDTH}  # two columns of margin, the frame's own edges
+    assert "│ 你已不再订阅" in transcript and "│ 食堂菜单（cal-lunch），" in transcript  # bold rendered, not **
+
+
+async def test_the_cards_demo_updates_the_pressed_card_in_place_for_its_presser() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--cards"],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": str(DEMO_WIDTH)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "bot (card, in the group)" in out and "bot (updated for you, in the answer)" in out
+    assert "bot (updated for colleague, in the answer)" in out and "by PUT after the answer" in out
+    assert "Undo: Sports Club" in out and "👥 Used by 2" in out and "###" not in out and "**" not in out
+    assert shown.stderr == "" and out.count("interactive card refused") == 1 and "param.templateUnpublished" in out
 
 
 async def test_the_demo_says_which_settings_it_changes(transcript: str) -> None:

@@ -53,9 +53,12 @@ def public_data(reply: Reply, locale: str, asker: str) -> tuple[dict[str, str], 
         Offer(action.command, action.calendar_id, action.name, asker if action.command in OWN_ACTIONS else "")
         for action in reply.actions
     )
+    labels = [button_label(action, locale) for action in reply.actions]
+    if len(set(labels)) < len(labels):  # two calendars shown alike: numbered, as the body numbers them
+        labels = [f"{number}. {label}" for number, label in enumerate(labels, 1)]
     rows = [
-        {"label": button_label(action, locale), "action": action.command, "token": row_token(index)}
-        for index, action in enumerate(reply.actions)
+        {"label": label, "action": action.command, "token": row_token(index)}
+        for index, (label, action) in enumerate(zip(labels, reply.actions, strict=True))
     ]
     encoded = orjson.dumps(rows).decode()
     if len(encoded.encode()) > VALUE_BYTES:
