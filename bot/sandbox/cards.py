@@ -54,6 +54,7 @@ class CardPlatform:
     check_token: Callable[[web.Request], web.Response | None]
     staff_ids: Callable[[], set[str]]
     robot_codes: Callable[[], set[str]]
+    changed: Callable[[], Awaitable[None]]  # wakes whoever waits on the platform (Sandbox.wait_for)
     templates: dict[str, bool] = field(default_factory=lambda: {TEMPLATE_ID: True})  # id -> published
     permission: bool = True
     refused_spaces: set[str] = field(default_factory=set)  # spaceIds whose deliverResults[] say success: false
@@ -211,6 +212,7 @@ class CardPlatform:
         }
         if not success:
             del self.instances[track]
+        await self.changed()
         return _answer(200, {"success": True, "result": {"outTrackId": track, "deliverResults": [result]}})
 
     async def update(self, request: web.Request, body: Any) -> web.Response:
@@ -240,6 +242,7 @@ class CardPlatform:
         for user, values in private.items():
             card.private[user] = _merged(card.private.get(user, {}), values, options.get("updatePrivateDataByKey"))
         card.versions += 1
+        await self.changed()
         return _answer(200, {"success": True, "result": True})
 
     def _refused(self, request: web.Request) -> web.Response | None:

@@ -169,6 +169,7 @@ class Sandbox:
             self._check_token,
             lambda: set(self.users) | {staff_id for _, staff_id in self.org_users},
             lambda: self.robot_codes or {self.client_id},
+            self._notify,
         )
 
     # --- lifecycle ------------------------------------------------------------------------------------------
