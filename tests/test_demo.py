@@ -179,3 +179,19 @@ def test_piped_into_head_it_ends_without_a_traceback() -> None:
     assert demo.wait(timeout=30) == 141
     assert len(shown.decode().splitlines()) == 5
     assert demo.stderr.read().decode() == ""
+
+
+def test_the_interactive_demo_with_cards_presses_a_card_as_you_and_as_a_colleague() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--interactive", "--cards"],
+        cwd=ROOT,
+        input="/group list\n2\n/colleague 2\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert shown.returncode == 0 and shown.stderr == ""
+    assert "bot (card, in the group)" in shown.stdout and "bot (updated for you, in the answer)" in shown.stdout
+    assert "bot (updated for colleague, in the answer)" in shown.stdout

@@ -376,7 +376,8 @@ async def play_isv(talk: Conversation) -> None:
 async def play_interactive(talk: Conversation) -> None:
     print(
         "Type a message as the demo user. A number presses that button of the last card; start a line with",
-        "'/group ' to write in a group; 'quit', Ctrl-D or Ctrl-C ends.\n",
+        "'/group ' to write in a group; '/colleague 2' presses button 2 of the last interactive card (--cards) as a",
+        "colleague; 'quit', Ctrl-D or Ctrl-C ends.\n",
         file=talk.out,
     )
     lines = typed_lines()
@@ -388,6 +389,11 @@ async def play_interactive(talk: Conversation) -> None:
         line = line.strip()
         if line.isdigit():
             await talk.press(int(line))
+        elif line.startswith("/colleague ") and line.split()[-1].isdigit() and talk.card_buttons:
+            number = int(line.split()[-1])
+            if 1 <= number <= len(talk.card_buttons):
+                talk.sandbox.add_user(COLLEAGUE_STAFF_ID, COLLEAGUE_UNION_ID)
+                await talk.press_card(number, COLLEAGUE_STAFF_ID)
         elif line.startswith("/group "):
             await talk.say(line.removeprefix("/group "), group=True)
         elif line:
