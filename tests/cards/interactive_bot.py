@@ -26,8 +26,9 @@ async def cards_sandbox() -> AsyncIterator[Sandbox]:
 
 
 @asynccontextmanager
-async def running_app(sandbox: Sandbox, state_dir: Path, **env: str) -> AsyncIterator[App]:
-    """The bot (App, as `python -m bot` builds it) in this event loop, connected to the sandbox; stopped on exit."""
+async def running_app(sandbox: Sandbox, state_dir: Path, grace: float = 2.0, **env: str) -> AsyncIterator[App]:
+    """The bot (App, as `python -m bot` builds it) in this event loop, connected to the sandbox; stopped on exit,
+    commands in flight given `grace` seconds (0: left in the journal, as by a process killed mid-command)."""
     config = Config.from_env({**sandbox.bot_env(), **CARDS_ENV, "BOT_STATE_DIR": str(state_dir), **env})
     app = App(config)
     connections = sandbox.connect_attempts
@@ -36,7 +37,7 @@ async def running_app(sandbox: Sandbox, state_dir: Path, **env: str) -> AsyncIte
     try:
         yield app
     finally:
-        await app.shutdown(2.0)
+        await app.shutdown(grace)
         await asyncio.wait({runner}, timeout=2.0)
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -300,3 +300,25 @@ async def test_a_press_on_another_dyno_sharing_redis_is_honoured(tmp_path: Path,
             await press(sandbox, track, user.staff_id, {"action": row["action"], "token": row["token"]})
 
         assert not subscribed(sandbox, user.union_id, calendar)
+
+
+async def test_a_press_cut_short_by_a_stop_is_finished_after_the_restart_by_put(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox:
+        user = new_user(sandbox)
+        calendar = new_calendar(sandbox, user, "Resumed")
+        data = sandbox.chat("list", user.staff_id, group=True)
+        async with running_app(sandbox, tmp_path, grace=0.0):
+            await sandbox.push(data)
+            track = await card_in(sandbox, data["conversationId"])
+            row = row_for(sandbox, track, "Resumed")
+            sandbox.api_latency["unsubscribe"] = 2.5
+            assert await press(sandbox, track, user.staff_id, {"action": row["action"], "token": row["token"]}) == {}
+        sandbox.api_latency.clear()
+        assert sandbox.calls("card/update") == []
+
+        async with running_app(sandbox, tmp_path):
+            put = await sandbox.wait_for(lambda: next(iter(sandbox.calls("card/update")), None))
+
+        assert not subscribed(sandbox, user.union_id, calendar)
+        assert "Unsubscribed" in put.json()["privateData"][user.staff_id]["cardParamMap"]["result"]
+        assert len(sandbox.calls("card/update")) == 1
