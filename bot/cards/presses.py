@@ -97,6 +97,9 @@ class PressDesk:
         message = await self._command(data, frame_id)
         if message is None:
             return {}, _nothing
+        if message.key in self._waiting:  # the same press, still being answered: by its first frame only
+            log.info("card press repeated, not acted on again", extra={"fields": {"stream_message_id": frame_id}})
+            return {}, _nothing
         waiter = _Waiter(loop.create_future())
         self._waiting[message.key] = waiter
         if not await self._add(message):  # a repeat: answered once, by its first press

@@ -322,3 +322,23 @@ async def test_a_press_cut_short_by_a_stop_is_finished_after_the_restart_by_put(
         assert not subscribed(sandbox, user.union_id, calendar)
         assert "Unsubscribed" in put.json()["privateData"][user.staff_id]["cardParamMap"]["result"]
         assert len(sandbox.calls("card/update")) == 1
+
+
+async def test_a_press_pushed_again_while_its_command_runs_is_answered_once_and_never_put_early(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
+        user = new_user(sandbox)
+        calendar = new_calendar(sandbox, user, "Twice")
+        data = sandbox.chat("list", user.staff_id, group=True)
+        await sandbox.push(data)
+        track = await card_in(sandbox, data["conversationId"])
+        row = row_for(sandbox, track, "Twice")
+        sandbox.api_latency["unsubscribe"] = 0.5
+        params = {"action": row["action"], "token": row["token"]}
+
+        first = await sandbox.press_card(track, user.staff_id, params, message_id="frame-a")
+        again = await sandbox.press_card(track, user.staff_id, params, message_id="frame-b")
+        answers = [json.loads((await sandbox.wait_ack(frame))["data"])["response"] for frame in (first, again)]
+
+        assert answers[1] == {} and "userPrivateData" in answers[0]
+        assert len(unsubscribe_calls(sandbox, user.union_id)) == 1 and not subscribed(sandbox, user.union_id, calendar)
+        assert sandbox.calls("card/update") == [] and sandbox.cards.put_during_callback == 0
