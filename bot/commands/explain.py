@@ -46,19 +46,21 @@ _REFUSED_ANY_CALL = {
     "invalidAuthInfo": Outcome.ORG_NOT_AUTHORIZED,
     ORG_QUOTA_EXHAUSTED: Outcome.ORG_QUOTA_EXHAUSTED,
 }
-# Then a temporary refusal (a throttle, a server error) is TEMPORARY_PROBLEM; then each call's own codes.
-_REFUSED_BY_CALENDAR_CALLS = {
+# Then a temporary refusal (a throttle, a server error) is TEMPORARY_PROBLEM; then each call's own codes. A code
+# DingTalk answers for several problems maps to (words of its message, outcome) pairs: the first whose words the
+# message holds ("" always does).
+Said = tuple[tuple[str, Outcome], ...]
+_REFUSED_BY_CALENDAR_CALLS: dict[str, Outcome | Said] = {
     PERMISSION_DENIED: Outcome.APP_LACKS_PERMISSION,
     "permissionDenied": Outcome.NOT_IN_SCOPE,
     "exceedSubscribeLimit": Outcome.SUBSCRIBE_LIMIT,
-    "invalidParameter": Outcome.UNKNOWN_CALENDAR,  # unless its message says which parameter (below)
+    "invalidParameter": (
+        ("calendarId cannot be blank", Outcome.CALENDAR_ID_MISSING),
+        ("calendar type invalid", Outcome.NOT_SUBSCRIBABLE),
+        ("", Outcome.UNKNOWN_CALENDAR),
+    ),
 }
-# invalidParameter is one code for three problems; DingTalk tells them apart only in its message
-_INVALID_PARAMETER = (
-    ("calendarId cannot be blank", Outcome.CALENDAR_ID_MISSING),
-    ("calendar type invalid", Outcome.NOT_SUBSCRIBABLE),
-)
-_REFUSED_BY_LOOKUPS = {
+_REFUSED_BY_LOOKUPS: dict[str, Outcome | Said] = {
     PERMISSION_DENIED: Outcome.APP_LACKS_PERMISSION,
     "60011": Outcome.APP_LACKS_PERMISSION,  # topapi: the app may not read contacts
     "33012": Outcome.SENDER_UNKNOWN,
@@ -66,7 +68,7 @@ _REFUSED_BY_LOOKUPS = {
 }
 
 
-def outcome_of(error: Failure, refused_by_call: Mapping[str, Outcome]) -> Outcome:
+def outcome_of(error: Failure, refused_by_call: Mapping[str, Outcome | Said]) -> Outcome:
     """The outcome of a failed call; `refused_by_call`: what DingTalk's codes mean for this kind of call."""
     if isinstance(error, Refused):
         if error.code in _REFUSED_ANY_CALL:
@@ -74,9 +76,9 @@ def outcome_of(error: Failure, refused_by_call: Mapping[str, Outcome]) -> Outcom
         if error.is_temporary:
             return Outcome.TEMPORARY_PROBLEM
         outcome = refused_by_call.get(error.code, Outcome.DINGTALK_ERROR)
-        if error.code == "invalidParameter":
-            outcome = next((said for words, said in _INVALID_PARAMETER if words in error.message), outcome)
-        return outcome
+        if isinstance(outcome, Outcome):
+            return outcome
+        return next(said for words, said in outcome if words in error.message)
     return next(outcome for kind, outcome in _KINDS if isinstance(error, kind))
 
 

@@ -19,7 +19,7 @@ import httpx
 import orjson
 
 from bot.config import Config
-from bot.dingtalk import answers, before_send, budget
+from bot.dingtalk import answers, before_send, budget, http
 from bot.dingtalk.credentials import Credentials
 from bot.dingtalk.errors import (
     ConnectFailed,
@@ -29,14 +29,15 @@ from bot.dingtalk.errors import (
     NoRobotCode,
     OutOfDescriptors,
     OutOfTime,
+    ProxyFailed,
     TimedOut,
+    TlsFailed,
     Unreachable,
     UnreadableAnswer,
     UnusableUrl,
     error_from,
     retry_delay,
 )
-from bot.dingtalk.http import TooManyOpenFiles
 from bot.stores.limiter import ApiLimiter
 
 log = logging.getLogger("bot.dingtalk")
@@ -53,6 +54,8 @@ _REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
 Retried = DingTalkError | OutOfDescriptors  # what a call's retries judge: every other condition ends the call at once
 # what the transport's exceptions mean (bot/dingtalk/http.py raises only these; others are merely unreachable)
 _EXCHANGE_FAILURES: tuple[tuple[type[Unreachable], type[httpx.HTTPError] | tuple[type[httpx.HTTPError], ...]], ...] = (
+    (TlsFailed, http.TlsFailed),
+    (ProxyFailed, http.ProxyUnreachable),
     (ConnectFailed, httpx.ConnectError),  # nothing was sent (the transport's connect timeout included)
     (TimedOut, (httpx.ReadTimeout, httpx.WriteTimeout)),
     (ConnectionLost, httpx.RemoteProtocolError),
@@ -348,7 +351,7 @@ def _timeout(seconds: float) -> dict[str, float]:
 def exchange_failed(error: httpx.HTTPError) -> DingTalkError | OutOfDescriptors:
     """The transport's exception as the kind of failure it is; its type's name stays as the code (for logs)."""
     code = type(error).__name__
-    if isinstance(error, TooManyOpenFiles):
+    if isinstance(error, http.TooManyOpenFiles):
         return OutOfDescriptors()
     if isinstance(error, httpx.DecodingError):  # an answer too large or undecodable: our own words, no secrets
         return UnreadableAnswer(code, str(error))

@@ -5,6 +5,8 @@ answered something that is not what it documents; and, outside that tree, the bo
     ├── Refused            DingTalk answered with an error: its code, message and request id
     ├── Unreachable        no answer came back
     │   ├── ConnectFailed  no connection was made: nothing was sent
+    │   │   ├── TlsFailed      the TLS handshake failed
+    │   │   └── ProxyFailed    the HTTPS proxy could not be reached
     │   ├── TimedOut       sent, but no answer within the time
     │   └── ConnectionLost sent, but the answer was cut off
     └── MalformedAnswer    a 2xx answer that is not the documented shape
@@ -150,6 +152,14 @@ class ConnectFailed(Unreachable):
     """No connection was made (refused, no route, name unknown, TLS, the proxy): nothing was sent."""
 
     _safe_to_resend = True
+
+
+class TlsFailed(ConnectFailed):
+    """The TLS handshake failed (a certificate not trusted, no protocol in common): nothing was sent."""
+
+
+class ProxyFailed(ConnectFailed):
+    """The HTTPS proxy (HTTPS_PROXY) could not be reached: nothing was sent."""
 
 
 class TimedOut(Unreachable):
