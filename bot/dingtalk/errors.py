@@ -79,7 +79,7 @@ class _Judged:
 
 
 class DingTalkError(_Judged, Exception):
-    """A DingTalk call failed on DingTalk's side of the wire: refused, unreachable, or a malformed answer."""
+    """A call to DingTalk failed: DingTalk refused it, could not be reached, or answered what it does not document."""
 
     _temporary = True
 
