@@ -8,13 +8,12 @@ from typing import Any
 
 import orjson
 
+from bot.auth.api import DingTalkApi
 from bot.cards.delivery import unanswered
 from bot.cards.render import button_label, render
-from bot.dingtalk.api import DingTalkApi
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES, Failure, Refused, described
 from bot.models import Action, Message, Reply
 from bot.stores.cards import CardRecord, CardStore, Offer, row_token
-from bot.stream.outgoing import HELD_BACK
 
 log = logging.getLogger("bot.cards")
 
@@ -113,11 +112,11 @@ def check_delivered(answer: dict[str, Any]) -> None:
     result = answer.get("result")
     results = result.get("deliverResults") if isinstance(result, dict) else None
     if not isinstance(results, list) or not results:
-        raise DingTalkError(200, NOT_DELIVERED, "no deliverResults in the answer")
+        raise Refused(200, NOT_DELIVERED, "no deliverResults in the answer")
     for each in results:
         if not isinstance(each, dict) or each.get("success") is not True:
             problem = str(each.get("errorMsg", ""))[:200] if isinstance(each, dict) else ""
-            raise DingTalkError(200, NOT_DELIVERED, problem)
+            raise Refused(200, NOT_DELIVERED, problem)
 
 
 class Interactive:
@@ -148,18 +147,16 @@ class Interactive:
         body = deliver_body(message, self.template_id, track, public, robot)
         try:
             check_delivered(await dingtalk.create_and_deliver_card(body))
-        except DingTalkError as error:
-            if error.code == HELD_BACK:
-                raise
+        except FAILURES as error:  # CardHeldBack is not one: the card then goes nowhere, by no route
             if error.is_unanswered:
                 return unanswered(message, "card", error)
             self.refused(message, error)
             return ""
         return "card"
 
-    def refused(self, message: Message, error: DingTalkError) -> None:
+    def refused(self, message: Message, error: Failure) -> None:
         fix = _FIXES.get(error.code, _OTHER_FIX)
-        fields = {"msg_id": message.msg_id, "code": error.code, "status": error.status, "fix": fix}
+        fields = {"msg_id": message.msg_id, **described(error), "fix": fix}
         if error.code in self._told:
             log.debug("interactive card refused, today's card sent", extra={"fields": fields})
             return

@@ -13,12 +13,12 @@ from typing import Any
 
 import orjson
 
+from bot.auth.api import DingTalkApi
 from bot.cards.interactive import BY_KEY, USED_BY, Interactive, private_data
 from bot.commands.parse import command_text
-from bot.dingtalk.api import DingTalkApi
+from bot.dingtalk import before_send
 from bot.models import Message, Reply
 from bot.stores.cards import CardRecord, Offer
-from bot.stream import outgoing
 
 log = logging.getLogger("bot.presses")
 
@@ -143,7 +143,7 @@ class PressDesk:
         public = {"status": USED_BY[locale].format(await store.used_by(track, presser))}
         waiter = self._waiting.pop(message.key, None)
         if waiter is not None and not waiter.late and not waiter.result.done():
-            step = outgoing.current.get()
+            step = before_send.current.get()
             if step is not None:
                 await step.sending()  # the card step, as for any reply: a resumed press is not answered twice
             response = {"cardUpdateOptions": BY_KEY, "cardData": {"cardParamMap": public}}
