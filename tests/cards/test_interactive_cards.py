@@ -342,3 +342,16 @@ async def test_a_press_pushed_again_while_its_command_runs_is_answered_once_and_
         assert answers[1] == {} and "userPrivateData" in answers[0]
         assert len(unsubscribe_calls(sandbox, user.union_id)) == 1 and not subscribed(sandbox, user.union_id, calendar)
         assert sandbox.calls("card/update") == [] and sandbox.cards.put_during_callback == 0
+
+
+async def test_a_card_store_that_fails_sends_todays_card(tmp_path: Path, redis_server: RedisServer) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path, REDIS_URL=redis_server.url):
+        user = new_user(sandbox)
+        new_calendar(sandbox, user, "Stored")
+        redis_server.stop()
+        data = sandbox.chat("list", user.staff_id)
+
+        await sandbox.push(data)
+        reply = await sandbox.wait_reply(data)
+
+        assert sandbox.calls("card/createAndDeliver") == [] and "dtmd://" in reply.body.decode()
