@@ -63,6 +63,10 @@ class CardStore(Protocol):
 
     async def used_by(self, track: str, user: str) -> int: ...
 
+    async def forget_organization(self, corp_id: str) -> int:
+        """Forget the cards sent in the organization (it removed the app); how many."""
+        ...
+
 
 def row_token(index: int) -> str:
     return str(index)
@@ -92,7 +96,7 @@ class SqliteCards:
 
         def create(connection: sqlite3.Connection) -> None:
             connection.execute(
-                "CREATE TABLE IF NOT EXISTS cards (track TEXT PRIMARY KEY, record BLOB, expires_at REAL)"
+                "CREATE TABLE IF NOT EXISTS cards (track TEXT PRIMARY KEY, record BLOB, expires_at REAL, corp TEXT)"
             )
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS card_offers"
@@ -114,7 +118,8 @@ class SqliteCards:
             connection.execute(f"DELETE FROM card_offers WHERE track IN ({gone})", (now,))  # noqa: S608 - constant
             connection.execute(f"DELETE FROM card_users WHERE track IN ({gone})", (now,))  # noqa: S608 - constant
             connection.execute("DELETE FROM cards WHERE expires_at <= ?", (now,))
-            connection.execute("INSERT INTO cards VALUES (?, ?, ?)", (track, record.to_json(), now + CARD_SECONDS))
+            row = (track, record.to_json(), now + CARD_SECONDS, record.chatbot_corp_id)
+            connection.execute("INSERT INTO cards VALUES (?, ?, ?, ?)", row)
 
         await self._database.transaction(save)
 
@@ -152,6 +157,17 @@ class SqliteCards:
 
         return await self._database.transaction(use)
 
+    async def forget_organization(self, corp_id: str) -> int:
+        await self._create()
+
+        def forget(connection: sqlite3.Connection) -> int:
+            of = "SELECT track FROM cards WHERE corp = ?"
+            connection.execute(f"DELETE FROM card_offers WHERE track IN ({of})", (corp_id,))  # noqa: S608 - constant
+            connection.execute(f"DELETE FROM card_users WHERE track IN ({of})", (corp_id,))  # noqa: S608 - constant
+            return connection.execute("DELETE FROM cards WHERE corp = ?", (corp_id,)).rowcount
+
+        return await self._database.transaction(forget)
+
 
 class RedisCards:
     """In Redis (REDIS_URL): shared by every dyno; Redis expires them."""
@@ -163,6 +179,9 @@ class RedisCards:
 
     async def save(self, track: str, record: CardRecord) -> None:
         await self._redis.send("SET", self._prefix + track, record.to_json(), "PX", self._milliseconds)
+        organization = f"{self._prefix}of:{record.chatbot_corp_id}"  # the organization's cards, to forget them
+        await self._redis.send("SADD", organization, track)
+        await self._redis.send("PEXPIRE", organization, self._milliseconds)
 
     async def get(self, track: str) -> CardRecord | None:
         raw = await self._redis.send("GET", self._prefix + track)
@@ -188,6 +207,18 @@ class RedisCards:
         await self._redis.send("SADD", key, user)
         await self._redis.send("PEXPIRE", key, self._milliseconds)
         return int(await self._redis.send("SCARD", key))
+
+    async def forget_organization(self, corp_id: str) -> int:
+        organization = f"{self._prefix}of:{corp_id}"
+        tracks = await self._redis.send("SMEMBERS", organization)
+        keys = [f"{self._prefix}{_text(track)}{part}" for track in tracks for part in ("", ":offers", ":users")]
+        gone = int(await self._redis.send("UNLINK", *keys)) if keys else 0
+        await self._redis.send("UNLINK", organization)
+        return gone
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def card_store(database: Database | None, redis: CommandBatcher | None, namespace: str) -> CardStore:

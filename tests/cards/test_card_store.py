@@ -66,3 +66,15 @@ async def test_a_pressers_own_offer_is_found_for_them_only_and_users_are_counted
     assert await store.find("track-1", RECORD, token, "asker") is None
     assert await store.find("track-2", RECORD, token, "colleague") is None
     assert [await store.used_by("track-1", user) for user in ("a", "b", "a")] == [1, 2, 2]
+
+
+async def test_an_organizations_cards_are_forgotten_and_no_one_elses(store: CardStore) -> None:
+    other = CardRecord("dingother:x", "cid2", "2", "dingother", "robot", "en", RECORD.rows)
+    await store.save("track-1", RECORD)
+    await store.save("track-2", other)
+    token = await store.offer("track-1", Offer("resubscribe", "cal-1", "One", "colleague"))
+
+    assert await store.forget_organization("dingcorp") >= 1
+
+    assert await store.get("track-1") is None and await store.get("track-2") == other
+    assert await store.find("track-1", RECORD, token, "colleague") is None
