@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.stores.audit import KEEP_SECONDS, AuditRecord, AuditStore, RedisAudit, SqliteAudit
-from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
+from bot.stores.audit import KEEP_SECONDS, AuditRecord, AuditStore
+from bot.stores.keys import KeyBuilder
+from bot.stores.previews import PreviewStore
+from bot.stores.redis.audit import RedisAudit
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import connect
+from bot.stores.redis.client import connect
+from bot.stores.redis.previews import RedisPreviews
+from bot.stores.sqlite.audit import SqliteAudit
 from bot.stores.sqlite.database import Database
+from bot.stores.sqlite.previews import SqlitePreviews
 from tests.redisserver import RedisServer
 
 KINDS = ["sqlite", "redis"]
@@ -34,7 +39,7 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     else:
         server = await RedisServer().start()
         batcher = CommandBatcher(connect(server.url, False))
-        yield RedisPreviews(batcher, "test"), RedisAudit(batcher, "test")
+        yield RedisPreviews(batcher, KeyBuilder("test")), RedisAudit(batcher, KeyBuilder("test"))
         await batcher.aclose()
         server.stop()
 

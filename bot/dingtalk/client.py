@@ -22,6 +22,7 @@ from bot.auth.credentials import Credentials
 from bot.config import Config
 from bot.dingtalk import answers, budget
 from bot.dingtalk.errors import MALFORMED, TOO_MANY_OPEN_FILES, DingTalkError, error_from, malformed, retry_delay
+from bot.stores import keys
 from bot.stores.limiter import ApiLimiter
 from bot.stream import outgoing
 
@@ -49,8 +50,15 @@ class DingTalkClient:
     """Calls DingTalk's OpenAPI (api host) and old API (oapi host) with the token of the credentials it is given;
     bot/api.py binds it to one message's credentials."""
 
-    def __init__(self, config: Config, transport: httpx.AsyncBaseTransport, limiter: ApiLimiter) -> None:
+    def __init__(
+        self,
+        config: Config,
+        transport: httpx.AsyncBaseTransport,
+        limiter: ApiLimiter,
+        robot_code: str | None = None,
+    ) -> None:
         self._config = config
+        self._robot_code = robot_code  # what a message that names no robot is answered as (the app type's policy)
         self._transport = transport
         self._limiter = limiter
         self.calls: Counter[str] = Counter()  # requests sent, by API: what `stats` shows an admin
@@ -124,11 +132,12 @@ class DingTalkClient:
         )
 
     def robot_message(self, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> dict[str, str]:
-        if not robot_code and self._config.is_isv:  # an ISV robot's code is its own, never the suite key
+        robot_code = robot_code or self._robot_code or ""
+        if not robot_code:  # an ISV robot's code is its own, never the suite key
             raise DingTalkError(400, MISSING_ROBOT_CODE, "the message names no robotCode to send as")
         return {
             # the message's own robot; the app key for an internal app's message that names none
-            "robotCode": robot_code or self._config.client_id,
+            "robotCode": robot_code,
             "msgKey": msg_key,
             "msgParam": orjson.dumps(msg_param).decode(),
         }
@@ -194,7 +203,7 @@ class DingTalkClient:
         while True:
             attempt += 1
             try:
-                slot = self._limiter.slot(f"{scope}/{api}" if scope else api) if limited else _NO_WAIT
+                slot = self._limiter.slot(keys.api(scope, api)) if limited else _NO_WAIT
                 async with spending.paced(slot) if spending and limited else slot:  # waits within the budget only
                     timeout = self._config.http_timeout
                     if spending is not None:

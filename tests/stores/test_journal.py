@@ -11,13 +11,21 @@ import pytest
 import pytest_asyncio
 
 from bot.models import Action, Message, Outcome, Reply
-from bot.stores.journal import Entry, Journal, SqliteJournal
+from bot.stores.journal import Entry, Journal
+from bot.stores.keys import KeyBuilder
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.client import connect
 from bot.stores.redis.journal import RedisJournal
-from bot.stores.redis.limits import connect
+from bot.stores.sqlite.journal import SqliteJournal
 from bot.stream.progress import Progress, reply_from_json, reply_to_json
 from tests.redisserver import RedisServer
 
 Opener = Callable[[], Journal]
+
+
+def redis_journal(url: str, app: str, consumer: str, remember: float, claim_seconds: float) -> RedisJournal:
+    """A journal as a dyno of the app has it, with a Redis client of its own (another process's)."""
+    return RedisJournal(CommandBatcher(connect(url, False)), KeyBuilder(app), consumer, remember, claim_seconds)
 
 
 def message(number: int) -> Message:
@@ -46,9 +54,9 @@ async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield lambda: SqliteJournal(tmp_path / "journal.sqlite3", remember_seconds=600)
         return
     server = await RedisServer().start()
-    prefix = f"test:{uuid.uuid4().hex[:6]}:"
+    app = f"test{uuid.uuid4().hex[:6]}"
     try:
-        yield lambda: RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+        yield lambda: redis_journal(server.url, app, "worker.1", 600, claim_seconds=30)
     finally:
         server.stop()
 
@@ -146,9 +154,9 @@ async def test_the_card_step_is_written_only_by_the_dyno_that_holds_the_entry() 
     """After an outage another dyno may have taken an entry over: the first dyno's card step is refused (it sends no
     card), the new holder's is written, and a resumption sees it."""
     server = await RedisServer().start()
-    prefix = f"test:{uuid.uuid4().hex[:6]}:"
-    first = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
-    second = RedisJournal(connect(server.url, False), prefix, "worker.2", 600, claim_seconds=0.1)
+    app = f"test{uuid.uuid4().hex[:6]}"
+    first = redis_journal(server.url, app, "worker.1", 600, claim_seconds=30)
+    second = redis_journal(server.url, app, "worker.2", 600, claim_seconds=0.1)
     taken: list[Entry] = []
     try:
         await first.open()
@@ -162,7 +170,7 @@ async def test_the_card_step_is_written_only_by_the_dyno_that_holds_the_entry() 
         assert await first.mark_card("msg-1", 1.0) is False
         assert await second.mark_card("msg-1", 1.0) is True
         assert [entry.message.msg_id for entry in taken] == ["msg-1"]
-        third = RedisJournal(connect(server.url, False), prefix, "worker.2", 600, claim_seconds=30)
+        third = redis_journal(server.url, app, "worker.2", 600, claim_seconds=30)
         [entry] = await third.open()
         assert entry.progress == {"card": True}
         await third.close()
@@ -174,7 +182,7 @@ async def test_the_card_step_is_written_only_by_the_dyno_that_holds_the_entry() 
 
 async def test_a_card_step_redis_does_not_take_in_time_is_refused() -> None:
     server = await RedisServer().start()
-    journal = RedisJournal(connect(server.url, False), "test:x:", "worker.1", 600, claim_seconds=30)
+    journal = redis_journal(server.url, "testx", "worker.1", 600, claim_seconds=30)
     try:
         await journal.open()
         assert await journal.add(message(1))
@@ -187,8 +195,9 @@ async def test_a_card_step_redis_does_not_take_in_time_is_refused() -> None:
 
 async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_back() -> None:
     server = await RedisServer(durable=True).start()
-    prefix = f"test:{uuid.uuid4().hex[:6]}:"
-    journal = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+    app = f"test{uuid.uuid4().hex[:6]}"
+    prefix = KeyBuilder(app).prefix
+    journal = redis_journal(server.url, app, "worker.1", 600, claim_seconds=30)
     client = server.client()
     try:
         await journal.open()
@@ -203,7 +212,7 @@ async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_bac
                 await asyncio.sleep(0.05)
             while not await client.keys(f"{prefix}jprogress:*"):
                 await asyncio.sleep(0.05)
-        again = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+        again = redis_journal(server.url, app, "worker.1", 600, claim_seconds=30)
         [entry] = await again.open()
         await again.close()
         assert entry.message.msg_id == "msg-1" and entry.progress == {"0cal-1/changing": ["cal-1", "Holidays"]}
@@ -216,11 +225,12 @@ async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_bac
 async def test_a_start_forgets_consumers_left_behind_with_nothing_pending_and_keeps_those_holding_entries() -> None:
     """Every process has a consumer name of its own, so each restart leaves one behind: the group must not grow."""
     server = await RedisServer().start()
-    prefix = f"test:{uuid.uuid4().hex[:6]}:"
+    app = f"test{uuid.uuid4().hex[:6]}"
+    prefix = KeyBuilder(app).prefix
     client = server.client()
 
     def journal(name: str) -> RedisJournal:
-        return RedisJournal(connect(server.url, False), prefix, name, 600, claim_seconds=0.05)
+        return redis_journal(server.url, app, name, 600, claim_seconds=0.05)
 
     try:
         done, holding = journal("worker.1:7:aaaa"), journal("worker.1:7:bbbb")

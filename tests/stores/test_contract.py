@@ -14,27 +14,39 @@ import pytest
 import pytest_asyncio
 
 from bot.config import Config
-from bot.models import Verdict
+from bot.models import Tenant, Verdict
 from bot.sandbox.platform import Sandbox
+from bot.stores import keys
 from bot.stores.admission import Admission, MemoryAdmission
-from bot.stores.build import build_stores
+from bot.stores.audit import AuditRecord, MemoryAudit
+from bot.stores.build import Stores, build_stores
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
-from bot.stores.forget import forget_in_redis, forget_in_sqlite
-from bot.stores.grants import MemoryGrants, SqliteGrants, UserGrants
+from bot.stores.grants import MemoryGrants, UserGrants
+from bot.stores.keys import KeyBuilder
+from bot.stores.languages import LastLanguages
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
-from bot.stores.previews import SqlitePreviews
+from bot.stores.previews import MemoryPreviews
+from bot.stores.redis.admission import RedisAdmission
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import RedisAdmission, RedisLimiter, connect
-from bot.stores.redis.values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
+from bot.stores.redis.client import connect
+from bot.stores.redis.grants import RedisGrants
+from bot.stores.redis.limiter import RedisLimiter
+from bot.stores.redis.suite_tickets import RedisSuiteTickets
+from bot.stores.redis.tokens import RedisTokens
+from bot.stores.redis.union_ids import RedisUnionIds
 from bot.stores.sqlite.database import Database
-from bot.stores.suite_tickets import MemorySuiteTickets, SqliteSuiteTickets, SuiteTickets
+from bot.stores.sqlite.grants import SqliteGrants
+from bot.stores.sqlite.journal import SqliteJournal
+from bot.stores.sqlite.suite_tickets import SqliteSuiteTickets
+from bot.stores.suite_tickets import MemorySuiteTickets, SuiteTickets
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
 from tests.botprocess import BotProcess
 from tests.helpers import running_bot, started_sandbox
 from tests.redisserver import RedisServer, free_port
 
-PREFIX = "calbot:contract:"
+KEYS = KeyBuilder("contract")
+PREFIX = KEYS.prefix  # calbot:contract:
 WINDOW = 0.3  # seconds of the sliding windows under test: short, so no test waits long
 HOSTILE_KEYS = ("corp'; DROP TABLE suite_tickets; --", "组织/用户 ?#%", "a\x00b", "")
 
@@ -71,7 +83,7 @@ class Backends:
         return database
 
     def limiter(self, batcher: CommandBatcher, rate: int) -> RedisLimiter:
-        limiter = RedisLimiter(batcher, PREFIX, rate, window=WINDOW)
+        limiter = RedisLimiter(batcher, KEYS, rate, window=WINDOW)
         self._limiters.append(limiter)
         return limiter
 
@@ -105,7 +117,7 @@ async def admission(request: pytest.FixtureRequest, backends: Backends) -> Admis
         return MemoryAdmission(user_rate=2, user_window=WINDOW)
 
     def redis(batcher: CommandBatcher) -> RedisAdmission:
-        return RedisAdmission(batcher, PREFIX, user_rate=2, user_window=WINDOW)
+        return RedisAdmission(batcher, KEYS, user_rate=2, user_window=WINDOW)
 
     if request.param == "memory":
         return memory()
@@ -203,11 +215,11 @@ async def tokens(request: pytest.FixtureRequest, backends: Backends) -> TokenCac
     if request.param == "memory":
         return MemoryTokens()
     if request.param == "redis":
-        return RedisTokens(backends.redis(), PREFIX)
+        return RedisTokens(backends.redis(), KEYS)
     wrapped: TokenCache = with_fallback(
         request.param,
         backends,
-        lambda batcher, failover: FallbackTokens(RedisTokens(batcher, PREFIX), MemoryTokens(), failover),
+        lambda batcher, failover: FallbackTokens(RedisTokens(batcher, KEYS), MemoryTokens(), failover),
     )
     return wrapped
 
@@ -272,11 +284,11 @@ async def union_ids(request: pytest.FixtureRequest, backends: Backends) -> Union
     if request.param == "memory":
         return MemoryUnionIds()
     if request.param == "redis":
-        return RedisUnionIds(backends.redis(), PREFIX)
+        return RedisUnionIds(backends.redis(), KEYS)
     wrapped: UnionIds = with_fallback(
         request.param,
         backends,
-        lambda batcher, failover: FallbackUnionIds(RedisUnionIds(batcher, PREFIX), MemoryUnionIds(), failover),
+        lambda batcher, failover: FallbackUnionIds(RedisUnionIds(batcher, KEYS), MemoryUnionIds(), failover),
     )
     return wrapped
 
@@ -297,8 +309,8 @@ async def test_an_organizations_union_ids_are_forgotten_and_no_others(union_ids:
     await union_ids.put("ding*:staff1", "star1")  # a pattern character in an id is an ordinary character
     await union_ids.put("ding:staff1", "plain1")
 
-    await union_ids.forget("ding*:")
-    await union_ids.forget("dingA:")
+    await union_ids.forget_organization("ding*")
+    await union_ids.forget_organization("dingA")
 
     assert [await union_ids.get(key) for key in ("dingA:staff0", "dingA:staff1199", "ding*:staff1")] == [None] * 3
     assert await union_ids.get("dingB:staff1") == "b1"
@@ -325,7 +337,7 @@ async def open_tickets(kind: str, backends: Backends) -> SuiteTickets:
         tickets = SqliteSuiteTickets(await backends.database())
         await tickets.create()
         return tickets
-    return RedisSuiteTickets(backends.redis(), PREFIX)
+    return RedisSuiteTickets(backends.redis(), KEYS)
 
 
 @pytest.mark.parametrize("kind", KEPT)
@@ -361,7 +373,7 @@ async def open_grants(kind: str, backends: Backends) -> UserGrants:
         grants = SqliteGrants(await backends.database())
         await grants.create()
         return grants
-    return RedisGrants(backends.redis(), PREFIX)
+    return RedisGrants(backends.redis(), KEYS)
 
 
 @pytest.mark.parametrize("kind", KEPT)
@@ -433,11 +445,11 @@ async def test_when_redis_dies_the_stores_go_on_locally_and_use_redis_again_once
 ) -> None:
     batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
     failover = Failover(retry_seconds=0.05)
-    admission = FallbackAdmission(RedisAdmission(batcher, PREFIX, user_rate=100), MemoryAdmission(100), failover)
-    redis_limiter = RedisLimiter(batcher, PREFIX, 100)
+    admission = FallbackAdmission(RedisAdmission(batcher, KEYS, user_rate=100), MemoryAdmission(100), failover)
+    redis_limiter = RedisLimiter(batcher, KEYS, 100)
     limiter = FallbackLimiter(redis_limiter, MemoryLimiter(100), failover)
-    tokens = FallbackTokens(RedisTokens(batcher, PREFIX), MemoryTokens(), failover)
-    union_ids = FallbackUnionIds(RedisUnionIds(batcher, PREFIX), MemoryUnionIds(), failover)
+    tokens = FallbackTokens(RedisTokens(batcher, KEYS), MemoryTokens(), failover)
+    union_ids = FallbackUnionIds(RedisUnionIds(batcher, KEYS), MemoryUnionIds(), failover)
     observer = redis_server.client()
     caplog.set_level(logging.INFO, logger="bot.redis")
     try:
@@ -478,7 +490,7 @@ async def test_when_redis_dies_the_stores_go_on_locally_and_use_redis_again_once
 
 async def test_calls_waiting_for_a_shared_slot_when_redis_dies_get_a_local_one(redis_server: RedisServer) -> None:
     batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
-    redis_limiter = RedisLimiter(batcher, PREFIX, 1, window=60)  # one call a minute: the others wait in Redis
+    redis_limiter = RedisLimiter(batcher, KEYS, 1, window=60)  # one call a minute: the others wait in Redis
     limiter = FallbackLimiter(redis_limiter, MemoryLimiter(100), Failover())
     try:
         async with limiter.slot("calendars"):
@@ -561,24 +573,18 @@ async def test_the_bot_creates_its_database_in_the_state_folder_at_start(tmp_pat
         assert await process.stop() == 0
 
 
-@pytest.mark.parametrize("kind", DURABLE)
+@pytest.mark.parametrize("kind", KEPT)
 @pytest.mark.parametrize("corp", ["corp1", "co%rp_*?[1]"])
 async def test_forgetting_an_organization_deletes_its_grants_and_pending_connects_only(
     kind: str, corp: str, backends: Backends
 ) -> None:
     grants = await open_grants(kind, backends)
-    if kind == "sqlite":
-        database = await backends.database()
-        await SqlitePreviews(database).create()
     mine = [f"{corp}:staff1", f"pending:{corp}:staff1"]
     others = ["corp10:staff1", "pending:corp10:staff1", "corp2:staff1", f"x{corp}:staff1"]
     for user in mine + others:
         await grants.put(user, BLOB)
 
-    if kind == "sqlite":
-        forgotten = await forget_in_sqlite(database, corp)
-    else:
-        forgotten = await forget_in_redis(backends.redis(), PREFIX, "contract", corp)
+    forgotten = await grants.forget_organization(corp)
 
     assert forgotten == 2
     assert [await grants.get(user) for user in mine] == [None, None]
@@ -599,3 +605,114 @@ async def test_a_ticket_table_of_an_earlier_version_gets_its_born_time_and_keeps
     assert await tickets.store("suite1", "ticket-newer", born_ms=1_000)
     assert not await tickets.store("suite1", "ticket-older", born_ms=999)
     assert await tickets.latest("suite1") == "ticket-newer"
+
+
+# --- removing an organization: one call, every store ------------------------------------------------------------
+
+ISV_ENV = {"DINGTALK_CLIENT_ID": "suite", "DINGTALK_CLIENT_SECRET": "s", "DINGTALK_APP_TYPE": "isv"}
+
+
+def memory_stores() -> Stores:
+    """Every store in its in-process implementation."""
+    return Stores(
+        admission=MemoryAdmission(user_rate=1),
+        limiter=MemoryLimiter(1, window=60),
+        tokens=MemoryTokens(),
+        union_ids=MemoryUnionIds(),
+        suite_tickets=MemorySuiteTickets(),
+        user_grants=MemoryGrants(),
+        previews=MemoryPreviews(),
+        audits=MemoryAudit(),
+        journal=SqliteJournal(Path("/nonexistent/never-opened"), 600),
+        languages=LastLanguages(),
+        keys=KeyBuilder("suite"),
+    )
+
+
+@pytest_asyncio.fixture(params=KEPT)
+async def all_stores(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+) -> AsyncIterator[Stores]:
+    """The stores a configuration gets (in-process, SQLite, Redis), an API's window a minute long: one call fills it."""
+    if request.param == "memory":
+        stores = memory_stores()
+    else:
+        redis_url = redis_server.url if request.param == "redis" else ""
+        env = {**ISV_ENV, "BOT_STATE_DIR": str(tmp_path), "REDIS_URL": redis_url, "BOT_USER_RATE": "1"}
+        stores = build_stores(Config.from_env(env), per_organization=True)
+        await stores.open()
+        stores.limiter = MemoryLimiter(1, window=60)
+        if stores.redis is not None:
+            stores.redis_limiter = RedisLimiter(stores.redis, stores.keys, 1, window=60)
+            stores.limiter = FallbackLimiter(stores.redis_limiter, stores.limiter, Failover())
+    yield stores
+    await stores.close()
+
+
+async def keep_one_of_each(stores: Stores, corp: str) -> None:
+    """Something of every kind the bot keeps of an organization and its people (as the bot's own calls key it)."""
+    tenant = Tenant(corp, "staff1")
+    assert await stores.admission.admit(f"{corp}:m1", tenant.key) == Verdict.ALLOW  # its one command this minute
+    async with stores.limiter.slot(keys.api(corp, "calendars")):  # its one call of the API this second
+        pass
+    await stores.tokens.put(keys.organization_token(corp), f"token of {corp}", 60)
+    await stores.tokens.put(keys.user_token(tenant.key), f"user token of {corp}", 60)
+    await stores.union_ids.put(keys.union_id(tenant, per_organization=True), f"union of {corp}")
+    await stores.user_grants.put(tenant.key, b"grant")
+    await stores.user_grants.put(keys.pending_connect(tenant.key), b"pending")
+    await stores.previews.save("preview", tenant.key, "token1", {"corp": corp}, 60)
+    stores.languages.remember(tenant.key, "zh")
+    at = time.time()
+    await stores.audits.record(AuditRecord(at, "unsubscribe", "staff1", corp, "u", "cal1", "N", "ok", "", "", "m1"))
+
+
+async def what_is_kept(stores: Stores, corp: str) -> dict[str, object]:
+    tenant = Tenant(corp, "staff1")
+    limited = False
+    try:
+        async with asyncio.timeout(WINDOW):
+            async with stores.limiter.slot(keys.api(corp, "calendars")):
+                pass
+    except TimeoutError:
+        limited = True
+    return {
+        "sender window": await stores.admission.admit(f"{corp}:m2", tenant.key) != Verdict.ALLOW,
+        "api window": limited,
+        "organization token": await stores.tokens.get(keys.organization_token(corp)),
+        "user token": await stores.tokens.get(keys.user_token(tenant.key)),
+        "unionId": await stores.union_ids.get(keys.union_id(tenant, per_organization=True)),
+        "grant": await stores.user_grants.get(tenant.key),
+        "pending connect": await stores.user_grants.get(keys.pending_connect(tenant.key)),
+        "preview": await stores.previews.claim("preview", tenant.key, "token1"),
+        "language": stores.languages.of(tenant.key, "en") != "en",
+        "audit trail": len(await stores.audits.latest("cal1", 10, corp)),
+    }
+
+
+NOTHING_KEPT = {
+    "sender window": False,
+    "api window": False,
+    "organization token": "",
+    "user token": "",
+    "unionId": None,
+    "grant": None,
+    "pending connect": None,
+    "preview": None,
+    "language": False,
+    "audit trail": 1,  # kept on purpose: the audit trail lasts its 90 days whoever removed the app
+}
+
+
+@pytest.mark.parametrize("corp", ["corp1", "co%rp_*?[1]"])
+async def test_removing_an_organization_forgets_every_kind_of_its_data_in_every_store_and_nothing_of_others(
+    all_stores: Stores, corp: str
+) -> None:
+    others = ["corp10", "corp2", f"x{corp}", corp[:-1]]
+    for organization in (corp, *others):
+        await keep_one_of_each(all_stores, organization)
+
+    assert await all_stores.forget_organization(corp) > 0
+
+    assert await what_is_kept(all_stores, corp) == NOTHING_KEPT
+    for kept in await asyncio.gather(*(what_is_kept(all_stores, other) for other in others)):
+        assert [kind for kind, value in kept.items() if value == NOTHING_KEPT[kind] and kind != "audit trail"] == []
