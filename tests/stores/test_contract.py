@@ -707,7 +707,8 @@ NOTHING_KEPT = {
 async def test_removing_an_organization_forgets_every_kind_of_its_data_in_every_store_and_nothing_of_others(
     all_stores: Stores, corp: str
 ) -> None:
-    others = ["corp10", "corp2", f"x{corp}", corp[:-1]]
+    # what an unescaped pattern would take too: LIKE's % and _, a glob's * ? [ ]
+    others = ["corp10", "corp2", f"x{corp}", corp[:-1], "coZZrpQ*?[1]", "co%rp_abc1"]
     for organization in (corp, *others):
         await keep_one_of_each(all_stores, organization)
 
