@@ -80,7 +80,7 @@ class MemoryAudit:
 
     def __init__(self) -> None:
         self._records: list[AuditRecord] = []
-        self._refusals: dict[tuple[str, str, str], Refusal] = {}  # (corp, staff, action), least recent first
+        self._refusals: dict[tuple[str, str, str], Refusal] = {}  # (corp, staff, action): the newest are shown
 
     async def record(self, entry: AuditRecord) -> None:
         since = time.time() - KEEP_SECONDS
@@ -104,9 +104,6 @@ class MemoryAudit:
         before = self._refusals.pop(key, None)
         count = before.count + 1 if before else 1
         self._refusals[key] = replace(refusal, subject=refusal.subject[:MAX_REFUSED_SUBJECT], count=count)
-        kept = [key for key in self._refusals if key[0] == refusal.corp_id]
-        for oldest in kept[: max(0, len(kept) - MAX_REFUSALS)]:
-            del self._refusals[oldest]
 
     async def refusals(self, corp_id: str) -> list[Refusal]:
         since = time.time() - KEEP_SECONDS
