@@ -1,5 +1,7 @@
 """One specification per store interface, run against every implementation: in-process, SQLite on a tmp dir, Redis
-on a real redis-server, and the Redis-to-local fallback wrapper over a live Redis and over one that is down."""
+on a real redis-server, and the Redis-to-local fallback wrapper over a live Redis and over one that is down; removing
+an organization, across every store of each backend; the journal (SQLite, Redis Stream). The preview and audit stores'
+contract is in test_stores.py (tests/stores/test_previews_audit.py once the tests are mirrored)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from bot.config import Config
-from bot.models import Tenant, Verdict
+from bot.models import Message, Tenant, Verdict
 from bot.sandbox.platform import Sandbox
 from bot.stores import keys
 from bot.stores.admission import Admission, MemoryAdmission
@@ -22,6 +24,7 @@ from bot.stores.audit import AuditRecord, MemoryAudit
 from bot.stores.build import Stores, build_stores
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
 from bot.stores.grants import MemoryGrants, UserGrants
+from bot.stores.journal import Journal
 from bot.stores.keys import KeyBuilder
 from bot.stores.languages import LastLanguages
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
@@ -30,6 +33,7 @@ from bot.stores.redis.admission import RedisAdmission
 from bot.stores.redis.batch import CommandBatcher
 from bot.stores.redis.client import connect
 from bot.stores.redis.grants import RedisGrants
+from bot.stores.redis.journal import RedisJournal
 from bot.stores.redis.limiter import RedisLimiter
 from bot.stores.redis.suite_tickets import RedisSuiteTickets
 from bot.stores.redis.tokens import RedisTokens
@@ -717,3 +721,96 @@ async def test_removing_an_organization_forgets_every_kind_of_its_data_in_every_
     assert await what_is_kept(all_stores, corp) == NOTHING_KEPT
     for kept in await asyncio.gather(*(what_is_kept(all_stores, other) for other in others)):
         assert [kind for kind, value in kept.items() if value == NOTHING_KEPT[kind] and kind != "audit trail"] == []
+
+
+# --- the journal ------------------------------------------------------------------------------------------------
+
+Opener = Callable[[], Journal]
+
+
+def journaled(number: int) -> Message:
+    return Message(
+        msg_id=f"msg-{number}",
+        text=f"unsubscribe cal-{number}",
+        msgtype="text",
+        conversation_type="1",
+        conversation_id="cid",
+        sender_staff_id="staff",
+        sender_union_id="",
+        sender_id="sender",
+        sender_corp_id="corp",
+        chatbot_corp_id="corp",
+        session_webhook="https://oapi.dingtalk.com/robot/sendBySession?session=x",
+        session_webhook_expires_ms=123,
+        is_in_at_list=True,
+        robot_code="robot",
+    )
+
+
+@pytest.fixture(params=DURABLE)
+def opener(request: pytest.FixtureRequest, tmp_path: Path, backends: Backends) -> Opener:
+    """Opens the same journal again, as a restarted process would."""
+    if request.param == "sqlite":
+        return lambda: SqliteJournal(tmp_path / "journal.sqlite3", remember_seconds=600)
+    return lambda: RedisJournal(backends.redis(), KEYS, "worker.1", 600, claim_seconds=30)
+
+
+async def reopened(opener: Opener, work: Callable[[Journal], Awaitable[None]] | None = None) -> list[tuple[str, int]]:
+    journal = opener()
+    entries = await journal.open()
+    if work is not None:
+        await work(journal)
+    await journal.close()
+    return [(entry.message.msg_id, entry.attempts) for entry in entries]
+
+
+async def test_an_entry_survives_until_finished_oldest_first_with_its_progress(opener: Opener) -> None:
+    journal = opener()
+    assert await journal.open() == []
+    assert [await journal.add(journaled(n)) for n in (1, 2, 3)] == [True, True, True]
+    await journal.record("msg-2", "0cal-2/changing", ["cal-2", "Holidays"])
+    await journal.finish("msg-3")
+    await journal.close()
+
+    again = opener()
+    entries = await again.open()
+    await again.close()
+
+    assert [(entry.message, entry.attempts) for entry in entries] == [(journaled(1), 1), (journaled(2), 1)]
+    assert entries[1].progress == {"0cal-2/changing": ["cal-2", "Holidays"]}
+    assert entries[0].progress == {}
+
+
+async def test_each_start_counts_one_more_attempt(opener: Opener) -> None:
+    journal = opener()
+    await journal.open()
+    await journal.add(journaled(1))
+    await journal.close()
+
+    assert [await reopened(opener) for _ in range(3)] == [[("msg-1", 1)], [("msg-1", 2)], [("msg-1", 3)]]
+
+
+async def test_a_repeat_is_refused_while_unfinished_and_after_finishing(opener: Opener) -> None:
+    journal = opener()
+    await journal.open()
+    assert await journal.add(journaled(1)) is True
+    assert await journal.add(journaled(1)) is False
+    await journal.close()
+
+    async def finish_and_repeat(journal: Journal) -> None:
+        await journal.finish("msg-1")
+        assert await journal.add(journaled(1)) is False
+
+    assert await reopened(opener, finish_and_repeat) == [("msg-1", 1)]
+    assert await reopened(opener) == []
+
+
+async def test_an_unwritable_sqlite_journal_accepts_everything_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    journal = SqliteJournal(tmp_path / "file" / "journal.sqlite3", remember_seconds=600)
+
+    assert await journal.open() == []
+    assert [await journal.add(journaled(1)), await journal.add(journaled(1))] == [True, True]
+    await journal.record("msg-1", "card", True)
+    await journal.finish("msg-1")
+    await journal.close()

@@ -1,26 +1,19 @@
-"""The journal's contract, run against every implementation (SQLite, Redis Stream), and the progress it keeps."""
+"""The Redis journal across dynos (taking over, outages, consumers left behind) and the progress a journal keeps;
+the journal's contract itself is in test_contract.py."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
-import pytest
-import pytest_asyncio
 
 from bot.models import Action, Message, Outcome, Reply
-from bot.stores.journal import Entry, Journal
+from bot.stores.journal import Entry
 from bot.stores.keys import KeyBuilder
 from bot.stores.redis.batch import CommandBatcher
 from bot.stores.redis.client import connect
 from bot.stores.redis.journal import RedisJournal
-from bot.stores.sqlite.journal import SqliteJournal
 from bot.stream.progress import Progress, reply_from_json, reply_to_json
 from tests.redisserver import RedisServer
-
-Opener = Callable[[], Journal]
 
 
 def redis_journal(url: str, app: str, consumer: str, remember: float, claim_seconds: float) -> RedisJournal:
@@ -45,81 +38,6 @@ def message(number: int) -> Message:
         is_in_at_list=True,
         robot_code="robot",
     )
-
-
-@pytest_asyncio.fixture(params=["sqlite", "redis"])
-async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    """Opens the same journal again, as a restarted process would."""
-    if request.param == "sqlite":
-        yield lambda: SqliteJournal(tmp_path / "journal.sqlite3", remember_seconds=600)
-        return
-    server = await RedisServer().start()
-    app = f"test{uuid.uuid4().hex[:6]}"
-    try:
-        yield lambda: redis_journal(server.url, app, "worker.1", 600, claim_seconds=30)
-    finally:
-        server.stop()
-
-
-async def reopened(opener: Opener, work: Callable[[Journal], Awaitable[None]] | None = None) -> list[tuple[str, int]]:
-    journal = opener()
-    entries = await journal.open()
-    if work is not None:
-        await work(journal)
-    await journal.close()
-    return [(entry.message.msg_id, entry.attempts) for entry in entries]
-
-
-async def test_an_entry_survives_until_finished_oldest_first_with_its_progress(opener: Opener) -> None:
-    journal = opener()
-    assert await journal.open() == []
-    assert [await journal.add(message(n)) for n in (1, 2, 3)] == [True, True, True]
-    await journal.record("msg-2", "0cal-2/changing", ["cal-2", "Holidays"])
-    await journal.finish("msg-3")
-    await journal.close()
-
-    again = opener()
-    entries = await again.open()
-    await again.close()
-
-    assert [(entry.message, entry.attempts) for entry in entries] == [(message(1), 1), (message(2), 1)]
-    assert entries[1].progress == {"0cal-2/changing": ["cal-2", "Holidays"]}
-    assert entries[0].progress == {}
-
-
-async def test_each_start_counts_one_more_attempt(opener: Opener) -> None:
-    journal = opener()
-    await journal.open()
-    await journal.add(message(1))
-    await journal.close()
-
-    assert [await reopened(opener) for _ in range(3)] == [[("msg-1", 1)], [("msg-1", 2)], [("msg-1", 3)]]
-
-
-async def test_a_repeat_is_refused_while_unfinished_and_after_finishing(opener: Opener) -> None:
-    journal = opener()
-    await journal.open()
-    assert await journal.add(message(1)) is True
-    assert await journal.add(message(1)) is False
-    await journal.close()
-
-    async def finish_and_repeat(journal: Journal) -> None:
-        await journal.finish("msg-1")
-        assert await journal.add(message(1)) is False
-
-    assert await reopened(opener, finish_and_repeat) == [("msg-1", 1)]
-    assert await reopened(opener) == []
-
-
-async def test_an_unwritable_sqlite_journal_accepts_everything_and_says_so(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("")
-    journal = SqliteJournal(tmp_path / "file" / "journal.sqlite3", remember_seconds=600)
-
-    assert await journal.open() == []
-    assert [await journal.add(message(1)), await journal.add(message(1))] == [True, True]
-    await journal.record("msg-1", "card", True)
-    await journal.finish("msg-1")
-    await journal.close()
 
 
 def test_progress_keeps_each_targets_steps_apart_and_shares_what_was_recorded() -> None:
