@@ -8,10 +8,10 @@ import functools
 import logging
 from collections.abc import Callable
 
+from bot.commands.progress import Progress
 from bot.models import Message
 from bot.stores.journal import MAX_ATTEMPTS, Entry, Journal
 from bot.stream.outgoing import CardStep, answered
-from bot.stream.progress import Progress
 
 log = logging.getLogger("bot.intake")
 

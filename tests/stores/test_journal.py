@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from bot.commands.progress import Progress, reply_from_json, reply_to_json
 from bot.models import Action, Message, Outcome, Reply
 from bot.stores.journal import Entry
 from bot.stores.keys import KeyBuilder
 from bot.stores.redis.batch import CommandBatcher
 from bot.stores.redis.client import connect
 from bot.stores.redis.journal import RedisJournal
-from bot.stream.progress import Progress, reply_from_json, reply_to_json
 from tests.redisserver import RedisServer
 
 
