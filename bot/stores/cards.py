@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
-
-from bot.stores.redis.batch import CommandBatcher
-from bot.stores.sqlite.database import Database
 
 CARD_SECONDS = 7 * 86_400.0  # a press on an older card changes nothing (the card itself stays in the chat)
 
@@ -72,158 +67,60 @@ def row_token(index: int) -> str:
     return str(index)
 
 
-def _row(record: CardRecord, token: str, user: str) -> Offer | None:
+def row_offered(record: CardRecord, token: str, user: str) -> Offer | None:
+    """The public row a token names, if it is one and this user may press it (a row with a user is theirs only)."""
     if token.isdigit() and len(token) <= 4 and int(token) < len(record.rows):  # isdigit: no sign, no space
         row = record.rows[int(token)]
         return row if row.user in ("", user) else None
     return None
 
 
-def _private_token() -> str:
+def private_token() -> str:
     return "u" + secrets.token_urlsafe(12)  # never a digit first: cannot be taken for a row
 
 
-class SqliteCards:
-    """In the embedded database (BOT_STATE_DIR): survives a restart of the one dyno."""
+def offer_json(offer: Offer) -> bytes:
+    return orjson.dumps([offer.command, offer.calendar_id, offer.name, offer.user])
 
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._created = False
 
-    async def _create(self) -> None:
-        if self._created:
-            return
+def offer_from_json(raw: bytes | str) -> Offer:
+    return Offer(*orjson.loads(raw))
 
-        def create(connection: sqlite3.Connection) -> None:
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS cards (track TEXT PRIMARY KEY, record BLOB, expires_at REAL, corp TEXT)"
-            )
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS card_offers"
-                " (track TEXT, token TEXT, offer BLOB, PRIMARY KEY (track, token))"
-            )
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS card_users (track TEXT, user TEXT, PRIMARY KEY (track, user))"
-            )
 
-        await self._database.transaction(create)
-        self._created = True
+class MemoryCards:
+    """Cards of this process: for tests and tools only, since presses after a restart would find nothing."""
+
+    def __init__(self) -> None:
+        self._cards: dict[str, CardRecord] = {}
+        self._offers: dict[tuple[str, str], Offer] = {}
+        self._users: dict[str, set[str]] = {}
 
     async def save(self, track: str, record: CardRecord) -> None:
-        await self._create()
-        now = time.time()
-
-        def save(connection: sqlite3.Connection) -> None:
-            gone = "SELECT track FROM cards WHERE expires_at <= ?"
-            connection.execute(f"DELETE FROM card_offers WHERE track IN ({gone})", (now,))  # noqa: S608 - constant
-            connection.execute(f"DELETE FROM card_users WHERE track IN ({gone})", (now,))  # noqa: S608 - constant
-            connection.execute("DELETE FROM cards WHERE expires_at <= ?", (now,))
-            row = (track, record.to_json(), now + CARD_SECONDS, record.chatbot_corp_id)
-            connection.execute("INSERT INTO cards VALUES (?, ?, ?, ?)", row)
-
-        await self._database.transaction(save)
+        self._cards[track] = record
 
     async def get(self, track: str) -> CardRecord | None:
-        await self._create()
-        rows = await self._database.execute("SELECT record, expires_at FROM cards WHERE track = ?", (track,))
-        if not rows or rows[0][1] <= time.time():
-            return None
-        return CardRecord.from_json(rows[0][0])
+        return self._cards.get(track)
 
     async def offer(self, track: str, offer: Offer) -> str:
-        await self._create()
-        token = _private_token()
-        value = orjson.dumps([offer.command, offer.calendar_id, offer.name, offer.user])
-        await self._database.execute("INSERT INTO card_offers VALUES (?, ?, ?)", (track, token, value))
+        token = private_token()
+        self._offers[track, token] = offer
         return token
 
     async def find(self, track: str, record: CardRecord, token: str, user: str) -> Offer | None:
         if token.isdigit():
-            return _row(record, token, user)
-        await self._create()
-        rows = await self._database.execute(
-            "SELECT offer FROM card_offers WHERE track = ? AND token = ?", (track, token)
-        )
-        offer = Offer(*orjson.loads(rows[0][0])) if rows else None
+            return row_offered(record, token, user)
+        offer = self._offers.get((track, token))
         return offer if offer is not None and offer.user == user else None
 
     async def used_by(self, track: str, user: str) -> int:
-        await self._create()
-
-        def use(connection: sqlite3.Connection) -> int:
-            connection.execute("INSERT OR IGNORE INTO card_users VALUES (?, ?)", (track, user))
-            counted = connection.execute("SELECT COUNT(*) FROM card_users WHERE track = ?", (track,)).fetchone()
-            return int(counted[0])
-
-        return await self._database.transaction(use)
+        users = self._users.setdefault(track, set())
+        users.add(user)
+        return len(users)
 
     async def forget_organization(self, corp_id: str) -> int:
-        await self._create()
-
-        def forget(connection: sqlite3.Connection) -> int:
-            of = "SELECT track FROM cards WHERE corp = ?"
-            connection.execute(f"DELETE FROM card_offers WHERE track IN ({of})", (corp_id,))  # noqa: S608 - constant
-            connection.execute(f"DELETE FROM card_users WHERE track IN ({of})", (corp_id,))  # noqa: S608 - constant
-            return connection.execute("DELETE FROM cards WHERE corp = ?", (corp_id,)).rowcount
-
-        return await self._database.transaction(forget)
-
-
-class RedisCards:
-    """In Redis (REDIS_URL): shared by every dyno; Redis expires them."""
-
-    def __init__(self, redis: CommandBatcher, namespace: str) -> None:
-        self._redis = redis
-        self._prefix = f"calbot:{namespace}:card:"
-        self._milliseconds = int(CARD_SECONDS * 1000)
-
-    async def save(self, track: str, record: CardRecord) -> None:
-        await self._redis.send("SET", self._prefix + track, record.to_json(), "PX", self._milliseconds)
-        organization = f"{self._prefix}of:{record.chatbot_corp_id}"  # the organization's cards, to forget them
-        await self._redis.send("SADD", organization, track)
-        await self._redis.send("PEXPIRE", organization, self._milliseconds)
-
-    async def get(self, track: str) -> CardRecord | None:
-        raw = await self._redis.send("GET", self._prefix + track)
-        return CardRecord.from_json(raw) if raw is not None else None
-
-    async def offer(self, track: str, offer: Offer) -> str:
-        token = _private_token()
-        key = f"{self._prefix}{track}:offers"
-        value = orjson.dumps([offer.command, offer.calendar_id, offer.name, offer.user])
-        await self._redis.send("HSET", key, token, value)
-        await self._redis.send("PEXPIRE", key, self._milliseconds)
-        return token
-
-    async def find(self, track: str, record: CardRecord, token: str, user: str) -> Offer | None:
-        if token.isdigit():
-            return _row(record, token, user)
-        raw = await self._redis.send("HGET", f"{self._prefix}{track}:offers", token)
-        offer = Offer(*orjson.loads(raw)) if raw is not None else None
-        return offer if offer is not None and offer.user == user else None
-
-    async def used_by(self, track: str, user: str) -> int:
-        key = f"{self._prefix}{track}:users"
-        await self._redis.send("SADD", key, user)
-        await self._redis.send("PEXPIRE", key, self._milliseconds)
-        return int(await self._redis.send("SCARD", key))
-
-    async def forget_organization(self, corp_id: str) -> int:
-        organization = f"{self._prefix}of:{corp_id}"
-        tracks = await self._redis.send("SMEMBERS", organization)
-        keys = [f"{self._prefix}{_text(track)}{part}" for track in tracks for part in ("", ":offers", ":users")]
-        gone = int(await self._redis.send("UNLINK", *keys)) if keys else 0
-        await self._redis.send("UNLINK", organization)
-        return gone
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def card_store(database: Database | None, redis: CommandBatcher | None, namespace: str) -> CardStore:
-    """Beside the other stores: Redis when REDIS_URL is set, else the embedded database."""
-    if redis is not None:
-        return RedisCards(redis, namespace)
-    assert database is not None
-    return SqliteCards(database)
+        gone = [track for track, record in self._cards.items() if record.chatbot_corp_id == corp_id]
+        for track in gone:
+            del self._cards[track]
+            self._users.pop(track, None)
+        self._offers = {key: offer for key, offer in self._offers.items() if key[0] not in gone}
+        return len(gone)

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.stores.cards import CardRecord, CardStore, Offer, RedisCards, SqliteCards
+from bot.stores.cards import CardRecord, CardStore, MemoryCards, Offer
+from bot.stores.keys import KeyBuilder
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import connect
+from bot.stores.redis.cards import RedisCards
+from bot.stores.redis.client import connect
+from bot.stores.sqlite.cards import SqliteCards
 from bot.stores.sqlite.database import Database
 from tests.redisserver import RedisServer
 
@@ -25,16 +28,21 @@ RECORD = CardRecord(
 )
 
 
-@pytest_asyncio.fixture(params=["sqlite", "redis"])
+@pytest_asyncio.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CardStore]:
+    if request.param == "memory":
+        yield MemoryCards()
+        return
     if request.param == "sqlite":
         database = await Database(tmp_path / "bot.sqlite3").open()
-        yield SqliteCards(database)
+        cards = SqliteCards(database)
+        await cards.create()
+        yield cards
         await database.close()
         return
     server = await RedisServer().start()
     batcher = CommandBatcher(connect(server.url, False))
-    yield RedisCards(batcher, "client")
+    yield RedisCards(batcher, KeyBuilder("client"))
     await batcher.aclose()
     server.stop()
 
