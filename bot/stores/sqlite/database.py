@@ -17,9 +17,7 @@ DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 CHECKPOINT_SECONDS = 1.0  # at most this long between a write and the checkpoint that copies it into the file
 # pages in the WAL before a commit checkpoints by itself (SQLite's default is 1,000): only if the checkpointer lags
 BACKSTOP_PAGES = 10_000
-# a commit made while a checkpoint ran leaves the WAL not wholly copied, and only a wholly copied WAL is started
-# again from its beginning: a few more passes (each copies what the last one missed) keep it from growing
-CHECKPOINT_PASSES = 4
+RESTART_PAGES = 1_000  # a WAL this long is started again from its beginning once wholly copied (SQLite's default)
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
 
@@ -97,11 +95,14 @@ class Database:
                 self._written.clear()
                 try:
                     if connection is None:
-                        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                    for _ in range(CHECKPOINT_PASSES):
-                        _, logged, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                        if copied >= logged:  # all of it: the next commit starts the WAL from its beginning
-                            break
+                        # no busy wait (Python's default is 5 s): a write under way makes RESTART give up at once
+                        connection = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+                    _, logged, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if logged >= RESTART_PAGES:
+                        # the few frames committed while the pass ran, copied while no write is under way (one in
+                        # progress makes it give up until the next second), so that the next commit starts the WAL
+                        # from its beginning again instead of growing the file
+                        connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
                 except sqlite3.Error:  # the backstop checkpoints within commits; the next write tries again
                     if connection is not None:
                         connection.close()
