@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -18,8 +19,14 @@ CHECKPOINT_SECONDS = 1.0  # at most this long between a write and the checkpoint
 # pages in the WAL before a commit checkpoints by itself (SQLite's default is 1,000): only if the checkpointer lags
 BACKSTOP_PAGES = 10_000
 RESTART_PAGES = 1_000  # a WAL this long is started again from its beginning once wholly copied (SQLite's default)
+_LIKE_SPECIAL = re.compile(r"[%_\\]")
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+
+
+def like_prefix(text: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') for the values that start with `text`, matched literally."""
+    return _LIKE_SPECIAL.sub(r"\\\g<0>", text) + "%"
 
 
 def damaged(error: BaseException) -> bool:
@@ -124,6 +131,10 @@ class Database:
     async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement; its rows (empty for a write)."""
         return await self.run(lambda connection: connection.execute(sql, tuple(parameters)).fetchall())
+
+    async def delete_rows(self, sql: str, parameters: Iterable[Any] = ()) -> int:
+        """One DELETE; how many rows it deleted."""
+        return await self.run(lambda connection: int(connection.execute(sql, tuple(parameters)).rowcount))
 
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Several statements as one transaction: all or nothing, one commit (one fsync) for all of them."""
