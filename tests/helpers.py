@@ -1,4 +1,5 @@
-"""What tests share: fresh users and calendars, a started sandbox, a running bot, a conversation and its card."""
+"""What tests share: fresh users and calendars, a started sandbox, a running bot (in this event loop or as a process),
+a conversation and its card."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from urllib.parse import unquote
 import redis.asyncio as redis
 
 from bot.sandbox.platform import Recorded, Sandbox
+from tests.botinprocess import BotInProcess
 from tests.botprocess import BotProcess
 
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="
@@ -58,7 +60,18 @@ async def started_sandbox(**settings: Any) -> AsyncIterator[Sandbox]:
 
 
 @asynccontextmanager
-async def running_bot(sandbox: Sandbox, env: dict[str, str], connections: int = 1) -> AsyncIterator[BotProcess]:
+async def running_bot(sandbox: Sandbox, env: dict[str, str], connections: int = 1) -> AsyncIterator[BotInProcess]:
+    """The real bot in this event loop, connected to the sandbox (the `connections`-th connection); stopped on exit."""
+    bot = await BotInProcess({**sandbox.bot_env(), **env}).start()
+    try:
+        await sandbox.wait_connected(connections)
+        yield bot
+    finally:
+        await bot.stop()
+
+
+@asynccontextmanager
+async def running_process(sandbox: Sandbox, env: dict[str, str], connections: int = 1) -> AsyncIterator[BotProcess]:
     """A real `python -m bot` connected to the sandbox (the `connections`-th connection); stopped on exit."""
     process = await BotProcess({**sandbox.bot_env(), **env}).start()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import card, converse, new_user, running_bot, started_sandbox
+from tests.helpers import card, converse, new_user, running_process, started_sandbox
 
 ENV = {
     "BOT_RETRY_PAUSE_SCALE": "0.01",
@@ -21,7 +21,7 @@ async def test_a_card_that_finds_no_descriptor_goes_out_on_its_webhook_once_one_
     async with started_sandbox() as sandbox:
         sandbox.close_connections = True  # every call needs a new connection: none is kept alive for it
         data = sandbox.chat("help", new_user(sandbox).staff_id)  # the first card of this process
-        async with running_bot(sandbox, env) as bot:
+        async with running_process(sandbox, env) as bot:
             limits = bot.exhaust_open_files()
             try:
                 await sandbox.wait_ack(await sandbox.push(data))
@@ -46,7 +46,7 @@ async def test_a_card_that_finds_no_descriptor_in_its_time_is_one_error_line_and
     async with started_sandbox() as sandbox:
         sandbox.close_connections = True
         data = sandbox.chat("help", new_user(sandbox).staff_id)
-        async with running_bot(sandbox, env) as bot:
+        async with running_process(sandbox, env) as bot:
             limits = bot.exhaust_open_files()
             try:
                 await sandbox.wait_ack(await sandbox.push(data))
@@ -54,7 +54,7 @@ async def test_a_card_that_finds_no_descriptor_in_its_time_is_one_error_line_and
             finally:
                 bot.restore_open_files(limits)
             _, later = await converse(sandbox, sandbox.chat("help", new_user(sandbox).staff_id))
-        async with running_bot(sandbox, env) as second:  # nothing left to resume
+        async with running_process(sandbox, env) as second:  # nothing left to resume
             await second.wait_log("stream connected")
 
         assert (handled["route"], handled["reply_code"]) == ("failed", "TooManyOpenFiles")

@@ -17,8 +17,8 @@ from bot.auth.oauth_web import PAGE_HEADERS
 from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import card, converse, new_calendar, new_user, started_sandbox
+from tests.helpers_oauth import browse, connect_link, consent, user_env
 from tests.redisserver import RedisServer, free_port
-from tests.test_user_tokens import browse, connect_link, consent, user_env
 
 FLOOD = 1_100  # idle connections, each with half a request line
 BOT_OPEN_FILES = 256  # the bot's RLIMIT_NOFILE: far fewer descriptors than the flood

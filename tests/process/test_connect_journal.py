@@ -11,10 +11,10 @@ import pytest
 from bot.auth.connect import CONNECT_SECONDS
 from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
-from tests.helpers import new_calendar, new_user, running_bot, started_sandbox
+from tests.helpers import new_calendar, new_user, running_process, started_sandbox
+from tests.helpers_journal import Held
+from tests.helpers_oauth import browse, connect_link, consent, private_cards, subscribed, user_env
 from tests.redisserver import free_port
-from tests.test_journal import Held
-from tests.test_user_tokens import browse, connect_link, consent, private_cards, subscribed, user_env
 
 
 async def kill(sandbox: Sandbox, process: BotProcess) -> None:
@@ -36,7 +36,7 @@ async def test_killed_right_after_the_callback_page_the_waiting_command_is_answe
         user = new_user(sandbox)
         calendar_id = new_calendar(sandbox, user)
         held = Held()  # the waiting command's first call never gets its answer before the kill
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             await first.wait_log("serving the OAuth redirect")
             link = await connect_link(sandbox, user, f"unsubscribe {calendar_id}")
             with sqlite3.connect(tmp_path / "bot.sqlite3") as database:
@@ -51,7 +51,7 @@ async def test_killed_right_after_the_callback_page_the_waiting_command_is_answe
         held.released.set()
         assert private_cards(sandbox, user) == [] and subscribed(sandbox, user, calendar_id)
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await sandbox.wait_for(lambda: private_cards(sandbox, user))
             [resumed] = second.logs("resuming unfinished commands")
             assert resumed["count"] == 1
@@ -61,7 +61,7 @@ async def test_killed_right_after_the_callback_page_the_waiting_command_is_answe
         # finished connect-* progress goes with the periodic purge (the first write of a run), like any other
         journal = tmp_path / "journal.sqlite3"
         assert connect_progress(journal)
-        async with running_bot(sandbox, env) as third:
+        async with running_process(sandbox, env) as third:
             data = sandbox.chat("help", user.staff_id)
             await sandbox.push(data)
             await third.wait_log("message handled", msg_id=data["msgId"])

@@ -31,10 +31,11 @@ from tests.helpers import (
     new_calendar,
     new_user,
     pressed,
-    running_bot,
+    running_process,
     started_sandbox,
     unsubscribe_calls,
 )
+from tests.helpers_journal import Held
 from tests.redisserver import RedisServer, free_port
 
 ENV = {
@@ -45,24 +46,6 @@ ENV = {
 }
 UNSUBSCRIBED = "✅ Unsubscribed"
 UNWRITABLE = "journal cannot be written: serving without durability (a crash now loses the commands in flight)"
-
-
-class Held:
-    """A DingTalk answer held until the test releases it (then a 500): the bot dies while it waits. `effect` runs
-    when the request arrives, as when DingTalk has done the work but its answer never reached the bot."""
-
-    def __init__(self, effect: Callable[[web.Request], None] | None = None, status: int = 500) -> None:
-        self.released = asyncio.Event()
-        self._effect = effect
-        self._status = status
-
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
-        if self._effect is not None:
-            self._effect(request)
-        await self.released.wait()
-        if self._status == 200:
-            return web.json_response({"errcode": 0, "errmsg": "ok"})
-        return web.json_response({"code": "ServiceUnavailable", "message": "gone"}, status=self._status)
 
 
 async def kill(sandbox: Sandbox, process: BotProcess) -> None:
@@ -82,14 +65,14 @@ async def test_fifty_commands_in_flight_survive_kill_9_each_answered_once(tmp_pa
         sandbox.api_latency = {"unsubscribe": 1.0}  # a slow calendar API: every command is mid-call at the kill
         users = [new_user(sandbox) for _ in range(50)]
         messages = [sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id) for user in users]
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             for message_id in [await sandbox.push(data) for data in messages]:
                 await sandbox.wait_ack(message_id)
             await sandbox.wait_for(lambda: len(sandbox.calls("unsubscribe")) >= 50)
             await kill(sandbox, first)
         assert all(sandbox.replies_to(data) == [] for data in messages)
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await sandbox.wait_for(lambda: all(sandbox.delivered(data) for data in messages), timeout=30)
             await second.wait_log("resuming unfinished commands", count=50)
             await asyncio.sleep(0.3)  # a second card would come right after the first
@@ -110,14 +93,14 @@ async def test_a_kill_between_the_calendar_call_and_the_card_neither_repeats_the
         data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id)
         held = Held(status=200)  # the card reached DingTalk; its answer never reached the bot
         sandbox.answer_next("webhook", held)
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             await sandbox.wait_ack(await sandbox.push(data))
             await sandbox.wait_for(lambda: sandbox.replies_to(data))
             await kill(sandbox, first)
         held.released.set()
         calls_before = len(calendar_calls(sandbox, user.union_id))
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await second.wait_log("resumed message already answered", msg_id=data["msgId"])
             await asyncio.sleep(0.3)  # a second card would come right away
 
@@ -135,7 +118,7 @@ async def test_a_kill_during_the_calendar_calls_finds_them_done_and_never_asks_a
         held = Held(lambda request: sandbox.subscriptions[user.union_id].discard(cut_short))  # done, never answered
         sandbox.answer_next("unsubscribe", answer_for(sandbox, user.union_id, {cut_short: held}), times=2)
         data = sandbox.chat(f"unsubscribe {done}, {cut_short}", user.staff_id)
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             await sandbox.wait_ack(await sandbox.push(data))
             await first.wait_log("calendar change", calendar_id=done)
             await sandbox.wait_for(lambda: cut_short not in sandbox.subscriptions[user.union_id])
@@ -144,7 +127,7 @@ async def test_a_kill_during_the_calendar_calls_finds_them_done_and_never_asks_a
         held.released.set()
         before = len(sandbox.requests)
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await sandbox.wait_for(lambda: sandbox.delivered(data))
             await second.wait_log("message handled", msg_id=data["msgId"])
 
@@ -165,13 +148,13 @@ async def test_a_resubscribe_cut_short_by_a_kill_finds_it_done(tmp_path: Path) -
         held = Held(lambda request: sandbox.subscriptions[user.union_id].add("cal-back"))
         sandbox.answer_next("subscribe", held)
         data = sandbox.chat("resubscribe cal-back", user.staff_id)
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             await sandbox.wait_ack(await sandbox.push(data))
             await sandbox.wait_for(lambda: sandbox.calls("subscribe"))
             await kill(sandbox, first)
         held.released.set()
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await sandbox.wait_for(lambda: sandbox.delivered(data))
             await second.wait_log("message handled", msg_id=data["msgId"])
 
@@ -194,7 +177,7 @@ async def test_a_change_dingtalk_finishes_after_the_kill_is_read_as_done_when_th
             sandbox.add_calendar(calendar_id, "Late")
         else:
             calendar_id = new_calendar(sandbox, user, "Late")
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             if command == "confirm":
                 _, preview = await converse(sandbox, sandbox.chat("unsubscribe all", user.staff_id))
                 data = pressed(sandbox, buttons(preview)[0]["actionURL"], user.staff_id)
@@ -206,7 +189,7 @@ async def test_a_change_dingtalk_finishes_after_the_kill_is_read_as_done_when_th
             await kill(sandbox, first)
         assert (calendar_id in sandbox.subscriptions[user.union_id]) == (api == "unsubscribe")  # not done yet
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await sandbox.wait_for(lambda: sandbox.delivered(data))
             await second.wait_log("message handled", msg_id=data["msgId"])
 
@@ -228,7 +211,7 @@ async def test_a_kill_while_cards_wait_for_a_send_slot_leaves_them_to_be_sent_af
         messages = [sandbox.chat("help", user.staff_id, webhook_expires_in=-1) for user in users]  # robot OpenAPI
         held = Held()
         sandbox.answer_next("batchSend", held)
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             for message_id in [await sandbox.push(data) for data in messages]:
                 await sandbox.wait_ack(message_id)
             await sandbox.wait_for(lambda: sandbox.calls("batchSend"))
@@ -236,7 +219,7 @@ async def test_a_kill_while_cards_wait_for_a_send_slot_leaves_them_to_be_sent_af
         held.released.set()
         [begun] = [data for data in messages if sandbox.replies_to(data)]
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             waiting = [data for data in messages if data is not begun]
             await sandbox.wait_for(lambda: all(sandbox.delivered(data) for data in waiting), timeout=15)
             await second.wait_log("resumed message already answered", msg_id=begun["msgId"])
@@ -259,14 +242,14 @@ async def test_a_card_that_could_not_be_sent_is_sent_after_a_kill_during_its_ret
     async with started_sandbox() as sandbox:
         user = new_user(sandbox)
         data = sandbox.chat("help", user.staff_id, sessionWebhook=f"{closed}/robot/sendBySession?session=s1")
-        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as first:
+        async with running_process(sandbox, {**sandbox.bot_env(), **env}) as first:
             await sandbox.wait_ack(await sandbox.push(data))
             await until(lambda: card_step(tmp_path / "journal.sqlite3") == [(b"false",)])  # in a backoff pause
             await kill(sandbox, first)
         assert sandbox.replies_to(data) == []
 
         # the webhook's half of a 2 s reply runs out soon after the restart: the robot OpenAPI sends the card
-        async with running_bot(sandbox, {**sandbox.bot_env(), **env, "BOT_COMMAND_TIMEOUT": "2"}) as second:
+        async with running_process(sandbox, {**sandbox.bot_env(), **env, "BOT_COMMAND_TIMEOUT": "2"}) as second:
             await sandbox.wait_for(lambda: sandbox.delivered(data))
             handled = await second.wait_log("message handled", msg_id=data["msgId"])
 
@@ -282,11 +265,11 @@ async def test_a_card_no_route_took_is_one_error_line_and_the_entry_is_finished(
         user = new_user(sandbox)
         data = sandbox.chat("help", user.staff_id, sessionWebhook=f"{closed}/robot/sendBySession?session=s1")
         sandbox.fail_next("batchSend", 503, {"code": "ServiceUnavailable", "message": "busy"}, times=1000)
-        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as first:
+        async with running_process(sandbox, {**sandbox.bot_env(), **env}) as first:
             await sandbox.wait_ack(await sandbox.push(data))
             handled = await first.wait_log("message handled", msg_id=data["msgId"])
         sandbox.clear_faults()
-        async with running_bot(sandbox, {**sandbox.bot_env(), **env}) as second:  # nothing left to resume
+        async with running_process(sandbox, {**sandbox.bot_env(), **env}) as second:  # nothing left to resume
             await second.wait_log("stream connected")
 
         assert handled["route"] == "failed" and len(sandbox.calls("batchSend")) >= 2  # retried while time allowed
@@ -304,7 +287,7 @@ async def test_a_poison_command_is_parked_after_three_attempts_while_others_flow
         sandbox.answer_next("unsubscribe", held, times=3)
         others = []
         for attempt in range(1, 4):
-            async with running_bot(sandbox, env) as process:
+            async with running_process(sandbox, env) as process:
                 if attempt == 1:
                     await sandbox.wait_ack(await sandbox.push(poison))
                 other = sandbox.chat("help", new_user(sandbox).staff_id)
@@ -314,7 +297,7 @@ async def test_a_poison_command_is_parked_after_three_attempts_while_others_flow
                 await sandbox.wait_for(lambda n=attempt: len(unsubscribe_calls(sandbox, poisoned.union_id)) == n)
                 await kill(sandbox, process)
 
-        async with running_bot(sandbox, env) as last:
+        async with running_process(sandbox, env) as last:
             parked = await last.wait_log("journal entry parked: its handling never finished, it is not tried again")
             await sandbox.wait_for(lambda: sandbox.delivered(poison))
             after = sandbox.chat("help", new_user(sandbox).staff_id)
@@ -335,14 +318,14 @@ async def test_a_repeated_msgid_during_resume_and_after_it_is_answered_once(tmp_
         data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
         held = Held()
         sandbox.answer_next("unsubscribe", held)
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             await sandbox.wait_ack(await sandbox.push(data))
             await sandbox.wait_for(lambda: unsubscribe_calls(sandbox, user.union_id))
             await kill(sandbox, first)
         held.released.set()
 
         sandbox.api_latency = {"unsubscribe": 0.5}  # the resumed command is still at work when the repeat comes
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await sandbox.wait_for(lambda: len(unsubscribe_calls(sandbox, user.union_id)) == 2)
             repeat = await sandbox.push(data)  # DingTalk delivers the same msgId again
             await sandbox.wait_ack(repeat)
@@ -351,7 +334,7 @@ async def test_a_repeated_msgid_during_resume_and_after_it_is_answered_once(tmp_
             await second.wait_log("message handled", msg_id=data["msgId"])  # finished: nothing left to resume
             await kill(sandbox, second)
 
-        async with running_bot(sandbox, env) as third:  # and once more after a restart, the entry finished
+        async with running_process(sandbox, env) as third:  # and once more after a restart, the entry finished
             await sandbox.wait_ack(await sandbox.push(data))
             await third.wait_log("duplicate message dropped", msg_id=data["msgId"])
             await asyncio.sleep(0.3)  # a second card would come right away
@@ -368,7 +351,7 @@ async def test_what_sigterm_cannot_finish_stays_in_the_journal_for_the_next_star
         data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
         held = Held()
         sandbox.answer_next("unsubscribe", held)
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             await sandbox.wait_ack(await sandbox.push(data))
             await sandbox.wait_for(lambda: unsubscribe_calls(sandbox, user.union_id))
             first.signal(signal.SIGTERM)
@@ -377,7 +360,7 @@ async def test_what_sigterm_cannot_finish_stays_in_the_journal_for_the_next_star
         [left] = first.logs("shutdown left messages unfinished: the journal keeps them for the next start")
         assert sandbox.replies_to(data) == []
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await sandbox.wait_for(lambda: sandbox.delivered(data))
             resumed = await second.wait_log("resuming unfinished commands")
 
@@ -433,7 +416,7 @@ async def test_two_dynos_with_redis_the_survivor_finishes_what_the_killed_one_ac
         sandbox.api_latency = {"unsubscribe": 1.0}
         users = [new_user(sandbox) for _ in range(20)]
         messages = [sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id) for user in users]
-        async with running_bot(sandbox, env) as doomed, running_bot(sandbox, env, connections=2) as survivor:
+        async with running_process(sandbox, env) as doomed, running_process(sandbox, env, connections=2) as survivor:
             for message_id in [await sandbox.push(data, socket=0) for data in messages]:  # all to the first dyno
                 await sandbox.wait_ack(message_id)
             await sandbox.wait_for(lambda: len(sandbox.calls("unsubscribe")) >= 20)
@@ -460,7 +443,7 @@ async def test_a_live_dynos_slow_command_is_never_taken_over(redis_server: Redis
         sandbox.api_latency = {"unsubscribe": 3.0}  # six times the idle time after which a dead dyno's work is taken
         user = new_user(sandbox)
         data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
-        async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+        async with running_process(sandbox, env) as first, running_process(sandbox, env, connections=2) as second:
             await sandbox.wait_ack(await sandbox.push(data, socket=0))
             await sandbox.wait_reply(data)
             await first.wait_log("message handled", msg_id=data["msgId"])
@@ -484,7 +467,7 @@ async def test_a_card_is_never_sent_while_redis_cannot_record_it_so_a_take_over_
             sandbox.api_latency = {"unsubscribe": 1.0}
             user = new_user(sandbox)
             data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
-            async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+            async with running_process(sandbox, env) as first, running_process(sandbox, env, connections=2) as second:
                 await sandbox.wait_ack(await sandbox.push(data, socket=0))
                 await sandbox.wait_for(lambda: unsubscribe_calls(sandbox, user.union_id))
                 server.stop()
@@ -514,7 +497,7 @@ async def test_a_finish_redis_did_not_take_is_kept_and_the_entry_never_taken_ove
             data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
             held = Held(status=200)
             sandbox.answer_next("webhook", held)
-            async with running_bot(sandbox, env) as first, running_bot(sandbox, env, connections=2) as second:
+            async with running_process(sandbox, env) as first, running_process(sandbox, env, connections=2) as second:
                 await sandbox.wait_ack(await sandbox.push(data, socket=0))
                 await sandbox.wait_for(lambda: sandbox.replies_to(data))
                 server.stop()
@@ -552,7 +535,7 @@ async def test_a_journal_that_cannot_be_written_is_reported_loudly_and_the_bot_k
     # the state folder works (a folder the bot cannot use at all stops it at start, see test_store_contract), but the
     # journal's own file cannot be opened: a folder stands where it should be
     (tmp_path / "journal.sqlite3").mkdir()
-    async with started_sandbox() as sandbox, running_bot(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
+    async with started_sandbox() as sandbox, running_process(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
         user = new_user(sandbox)
         data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
         await sandbox.wait_ack(await sandbox.push(data))
@@ -565,7 +548,7 @@ async def test_a_journal_that_cannot_be_written_is_reported_loudly_and_the_bot_k
 
 async def test_a_heroku_dyno_without_redis_is_warned_that_the_journal_dies_with_it(tmp_path: Path) -> None:
     env = {**ENV, "BOT_STATE_DIR": str(tmp_path), "DYNO": "worker.1"}
-    async with started_sandbox() as sandbox, running_bot(sandbox, env) as bot:
+    async with started_sandbox() as sandbox, running_process(sandbox, env) as bot:
         pass
     [warning] = [entry for entry in bot.logs(DYNO_WARNING)]
     assert warning["level"] == "warning" and warning["dyno"] == "worker.1"
@@ -594,13 +577,13 @@ async def test_a_resumed_unsubscribe_of_an_id_the_sender_never_followed_is_not_r
         user = new_user(sandbox)
         followed = new_calendar(sandbox, user, "Kept")
         data = sandbox.chat("unsubscribe cal-nobody-has", user.staff_id)
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             sandbox.finish_late("unsubscribe")
             await sandbox.wait_ack(await sandbox.push(data))
             await sandbox.wait_for(lambda: sandbox.calls("unsubscribe"))
             await kill(sandbox, first)
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await sandbox.wait_for(lambda: sandbox.delivered(data))
             await second.wait_log("message handled", msg_id=data["msgId"])
 

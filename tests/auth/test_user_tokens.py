@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 import pytest_asyncio
 
@@ -22,10 +21,8 @@ from bot.config import Config, ConfigError
 from bot.sandbox.platform import Sandbox
 from tests.botprocess import ROOT, BotProcess
 from tests.helpers import (
-    BOT_ENV,
     DYNO_WARNING,
     User,
-    buttons,
     card,
     converse,
     new_calendar,
@@ -33,22 +30,8 @@ from tests.helpers import (
     running_bot,
     started_sandbox,
 )
+from tests.helpers_oauth import SECRET_KEY, browse, connect_link, consent, private_cards, subscribed, user_env
 from tests.redisserver import RedisServer, free_port
-
-SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
-
-
-def user_env(sandbox: Sandbox, state_dir: Path, port: int) -> dict[str, str]:
-    return {
-        **BOT_ENV,
-        "BOT_CALENDAR_TOKEN": "user",
-        "BOT_SECRET_KEY": SECRET_KEY,
-        "BOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "PORT": str(port),
-        "DINGTALK_LOGIN_BASE": sandbox.base_url,
-        "BOT_STATE_DIR": str(state_dir),
-        "BOT_RETRY_PAUSE_SCALE": "0.01",
-    }
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -75,31 +58,10 @@ async def _clean(platform: Sandbox) -> AsyncIterator[None]:
     platform.clear_faults()
 
 
-async def browse(url: str, accept_language: str = "en") -> httpx.Response:
-    async with httpx.AsyncClient() as browser:
-        return await browser.get(url, headers={"Accept-Language": accept_language})
-
-
 async def ask(sandbox: Sandbox, user: User, text: str) -> dict[str, Any]:
     """The card the bot answers this command with (markdown or actionCard)."""
     _, reply = await converse(sandbox, sandbox.chat(text, user.staff_id))
     return card(reply)
-
-
-async def connect_link(sandbox: Sandbox, user: User, text: str) -> str:
-    """Send a command as a user who has not connected: the connect card's one button."""
-    _, reply = await converse(sandbox, sandbox.chat(text, user.staff_id))
-    (button,) = buttons(reply)
-    assert "Connect your DingTalk account" in card(reply)["title"]
-    return button["actionURL"]
-
-
-async def consent(sandbox: Sandbox, link: str, signed_in: User) -> str:
-    """The browser signed in as `signed_in` opens the link and consents: where DingTalk sends it back."""
-    sandbox.sign_in(signed_in.union_id)
-    answer = await browse(link)
-    assert answer.status_code == 302
-    return answer.headers["Location"]
 
 
 def with_state(callback: str, state: str) -> str:
@@ -110,15 +72,6 @@ def with_state(callback: str, state: str) -> str:
 
 def state_of(url: str) -> str:
     return parse_qs(urlsplit(url).query)["state"][0]
-
-
-def subscribed(sandbox: Sandbox, user: User, calendar_id: str) -> bool:
-    return calendar_id in sandbox.subscriptions[user.union_id]
-
-
-def private_cards(sandbox: Sandbox, user: User) -> list[dict[str, str]]:
-    sends = [r for r in sandbox.calls("batchSend") if r.json()["userIds"] == [user.staff_id]]
-    return [json.loads(r.json()["msgParam"]) for r in sends]
 
 
 async def connected(sandbox: Sandbox, user: User, calendar_id: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 
-from tests.helpers import card, new_calendar, new_user, running_bot, started_sandbox
+from tests.helpers import card, new_calendar, new_user, running_process, started_sandbox
 from tests.redisserver import RedisServer
 
 CLAIM_SECONDS = 2.0  # short for the test
@@ -32,7 +32,7 @@ async def test_a_change_begun_while_redis_was_paused_is_not_asked_again_after_a_
         user = new_user(sandbox)
         calendar_id = new_calendar(sandbox, user, "Team")
         data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id)
-        async with running_bot(sandbox, env) as first:
+        async with running_process(sandbox, env) as first:
             sandbox.api_latency = {"calendars": 1.0}
             sandbox.finish_late("unsubscribe")
             await sandbox.wait_ack(await sandbox.push(data))  # journaled in Redis
@@ -57,7 +57,7 @@ async def test_a_change_begun_while_redis_was_paused_is_not_asked_again_after_a_
             sandbox.clear_faults()  # no first try: nothing for DingTalk to finish late
             sandbox.strict_subscriptions = True
 
-        async with running_bot(sandbox, env) as second:
+        async with running_process(sandbox, env) as second:
             await sandbox.wait_for(lambda: sandbox.delivered(data), timeout=8 * CLAIM_SECONDS + 10)
             await second.wait_log("message handled", msg_id=data["msgId"])
 

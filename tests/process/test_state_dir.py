@@ -18,7 +18,7 @@ from bot.stores.redis.journal import RedisJournal
 from bot.stores.redis.limits import connect
 from bot.stream.transport import CHATBOT_TOPIC, message_from_callback
 from tests.botprocess import BotProcess
-from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
+from tests.helpers import card, converse, new_calendar, new_user, running_process, started_sandbox
 from tests.redisserver import RedisServer
 
 ENV = {"BOT_RETRY_PAUSE_SCALE": "0.01", "BOT_STREAM_RETRY_SECONDS": "0.1", "BOT_COMMAND_TIMEOUT": "5"}
@@ -29,7 +29,7 @@ async def test_a_second_process_on_the_same_state_folder_refuses_to_start_and_th
     tmp_path: Path,
 ) -> None:
     env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
-    async with started_sandbox() as sandbox, running_bot(sandbox, env) as first:
+    async with started_sandbox() as sandbox, running_process(sandbox, env) as first:
         second = await BotProcess({**sandbox.bot_env(), **env}).start()
         assert await second.wait(timeout=20) == 1
         [line] = second.lines  # one line, and it says why
@@ -42,7 +42,7 @@ async def test_a_second_process_on_the_same_state_folder_refuses_to_start_and_th
         assert card(reply)["title"] == "✅ Unsubscribed"
     assert await first.wait() == 0
 
-    async with started_sandbox() as sandbox, running_bot(sandbox, env):  # the lock went with the process
+    async with started_sandbox() as sandbox, running_process(sandbox, env):  # the lock went with the process
         pass
 
 
@@ -54,7 +54,7 @@ async def test_the_state_folder_is_0700_and_every_file_in_it_0600_whatever_the_u
     os.chmod(folder / "left-by-an-older-version", 0o644)
     previous = os.umask(0o022)
     try:
-        async with started_sandbox() as sandbox, running_bot(sandbox, {**ENV, "BOT_STATE_DIR": str(folder)}):
+        async with started_sandbox() as sandbox, running_process(sandbox, {**ENV, "BOT_STATE_DIR": str(folder)}):
             user = new_user(sandbox)
             data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
             await converse(sandbox, data)
@@ -94,7 +94,7 @@ def _entries(path: Path) -> int:
     ],
 )
 async def test_a_message_with_absurd_numbers_is_journaled_and_answered(tmp_path: Path, field: str, raw: str) -> None:
-    async with started_sandbox() as sandbox, running_bot(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
+    async with started_sandbox() as sandbox, running_process(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
         user = new_user(sandbox)
         data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id, **{field: "@NUMBER@"})
         # written by hand: these numbers as DingTalk's JSON would carry them, which Python's json cannot all write
@@ -177,7 +177,7 @@ async def test_an_unreadable_journal_is_moved_aside_counted_and_a_fresh_one_keep
     else:
         _damage_table(journal, damage)
     damaged = journal.read_bytes()
-    async with started_sandbox() as sandbox, running_bot(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
+    async with started_sandbox() as sandbox, running_process(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
         user = new_user(sandbox)
         data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
         _, reply = await converse(sandbox, data)
@@ -257,7 +257,7 @@ async def test_journal_entries_the_bot_cannot_use_are_dropped_with_a_line_each_a
     tmp_path: Path,
 ) -> None:
     _journal_with_odd_entries(tmp_path / "journal.sqlite3")
-    async with started_sandbox() as sandbox, running_bot(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
+    async with started_sandbox() as sandbox, running_process(sandbox, {**ENV, "BOT_STATE_DIR": str(tmp_path)}) as bot:
         user = new_user(sandbox)
         _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id))
         assert card(reply)["title"] == "✅ Unsubscribed"
@@ -287,7 +287,7 @@ async def test_a_redis_journal_entry_whose_step_is_not_json_is_dropped_with_a_li
 
         # the entry of a process that is gone is taken over once idle for the claim time
         env = {**ENV, "REDIS_URL": redis_server.url, "DYNO": "worker.1", "BOT_JOURNAL_CLAIM_SECONDS": "0.5"}
-        async with running_bot(sandbox, env) as bot:
+        async with running_process(sandbox, env) as bot:
             user = new_user(sandbox)
             data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
             _, reply = await converse(sandbox, data)

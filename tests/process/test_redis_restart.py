@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from bot.sandbox.platform import Sandbox
-from tests.helpers import card, new_calendar, new_user, running_bot, started_sandbox, unsubscribe_calls
+from tests.helpers import card, new_calendar, new_user, running_process, started_sandbox, unsubscribe_calls
 from tests.redisserver import RedisServer
 
 CLAIM_SECONDS = 3.0  # short for the test; a live process renews its entries every quarter of it
@@ -31,9 +31,9 @@ async def unsubscribe_in_flight(sandbox: Sandbox) -> tuple[dict[str, Any], str, 
 async def test_a_new_process_with_the_same_dyno_leaves_the_running_ones_command_alone(
     redis_server: RedisServer,
 ) -> None:
-    async with started_sandbox() as sandbox, running_bot(sandbox, env(redis_server)) as first:
+    async with started_sandbox() as sandbox, running_process(sandbox, env(redis_server)) as first:
         data, union_id, calendar_id = await unsubscribe_in_flight(sandbox)
-        async with running_bot(sandbox, env(redis_server), connections=2) as second:
+        async with running_process(sandbox, env(redis_server), connections=2) as second:
             await sandbox.wait_reply(data)  # the first process answers once DingTalk has finished
             assert await first.stop() == 0
             assert await second.stop() == 0  # anything it had resumed would be finished (and sent) before it exits
@@ -50,9 +50,9 @@ async def test_a_new_process_with_the_same_dyno_leaves_the_running_ones_command_
 async def test_a_new_process_takes_over_the_command_of_a_killed_one_once_it_is_idle(
     redis_server: RedisServer,
 ) -> None:
-    async with started_sandbox() as sandbox, running_bot(sandbox, env(redis_server)) as first:
+    async with started_sandbox() as sandbox, running_process(sandbox, env(redis_server)) as first:
         data, union_id, calendar_id = await unsubscribe_in_flight(sandbox)
-        async with running_bot(sandbox, env(redis_server), connections=2) as second:
+        async with running_process(sandbox, env(redis_server), connections=2) as second:
             first.signal(signal.SIGKILL)
             killed_at = time.monotonic()
             assert await first.wait() == -signal.SIGKILL
