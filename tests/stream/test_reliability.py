@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -316,20 +315,3 @@ async def test_messages_beyond_max_in_flight_queue_in_order_without_delaying_ack
         lookups = [json.loads(r.body)["userid"] for r in sandbox.calls("user/get")]
         assert lookups == [user.staff_id for user in users]  # handled in arrival order
         assert all(card(reply)["title"] == "📭 No subscribed calendars" for reply in replies)
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
-async def test_a_stop_signal_finishes_queued_messages_then_exits_zero(signum: int) -> None:
-    async with started_sandbox() as sandbox, running_bot(sandbox, {"BOT_MAX_IN_FLIGHT": "2"}) as process:
-        sandbox.latency = 0.5
-        users = [new_user(sandbox) for _ in range(4)]
-        messages = [sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id) for user in users]
-        for data in messages:
-            await sandbox.wait_ack(await sandbox.push(data))
-
-        process.signal(signum)
-
-        assert await process.wait(timeout=25) == 0
-        for data in messages:
-            assert card(await sandbox.wait_reply(data, timeout=0.1))["title"] == "✅ Unsubscribed"
-        assert sandbox.connections == 0

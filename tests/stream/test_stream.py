@@ -1,10 +1,9 @@
-"""The Stream connection through the real process: never dies, never goes deaf, explains itself to the admin."""
+"""The Stream connection of the real bot: never dies, never goes deaf, explains itself to the admin."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +16,6 @@ import pytest_asyncio
 from bot.sandbox.platform import Sandbox, huge_answer, raw_answer
 from bot.stream.gateway import EndpointRefused, check_endpoint
 from tests.botprocess import BotProcess
-from tests.forwardproxy import ForwardProxy
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
 
 # Reconnects come back within a twentieth of a second here, so the tests of failing connections stay quick.
@@ -330,107 +328,6 @@ async def test_the_ticket_never_goes_to_an_endpoint_outside_dingtalk(own_sandbox
     finally:
         for server in (same_host, other_host):
             server.close()
-
-
-# --- watchdog, signals, shutdown ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("fault", "task"), [("stream-loop-ends", "stream loop"), ("heartbeat-ends", "heartbeat")])
-async def test_the_watchdog_exits_non_zero_when_a_vital_task_ends(own_sandbox: Sandbox, fault: str, task: str) -> None:
-    sandbox = own_sandbox
-    process = await BotProcess({**sandbox.bot_env(), "BOT_FAULT": fault, "BOT_HEARTBEAT_SECONDS": "0.3"}).start()
-
-    assert await process.wait(timeout=20) == 1
-    [entry] = process.logs("watchdog: a vital task ended, exiting")
-    assert entry["level"] == "error" and entry["task"] == task
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-async def test_a_stop_signal_during_a_reconnect_handshake_abandons_it_and_exits_zero(
-    own_sandbox: Sandbox, signum: int
-) -> None:
-    sandbox = own_sandbox
-    async with running_bot(sandbox, ENV) as bot:
-        sandbox.handshake_delay = 30.0
-        attempts = sandbox.connect_attempts
-        await sandbox.drop_connections()
-        await sandbox.wait_for(lambda: sandbox.connect_attempts > attempts)  # the handshake is under way
-        acks = dict(sandbox.acks)
-
-        bot.signal(signum)
-        stopped = time.monotonic()
-
-        assert await bot.wait(timeout=25) == 0
-        assert time.monotonic() - stopped < 5
-        assert sandbox.acks == acks and sandbox.connections == 0
-
-
-# --- outbound proxy -------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
-async def test_every_call_and_the_websocket_go_through_the_configured_proxy(
-    own_sandbox: Sandbox, variable: str
-) -> None:
-    sandbox = own_sandbox
-    proxy = await ForwardProxy().start()
-    try:
-        async with running_bot(sandbox, {**ENV, variable: proxy.url}):
-            assert await help_card(sandbox) == "📅 Calendar bot"
-            user = new_user(sandbox)
-            calendar_id = new_calendar(sandbox, user)
-            _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id))
-            assert card(reply)["title"] == "✅ Unsubscribed"
-    finally:
-        await proxy.close()
-
-    base = sandbox.base_url
-    passed = set(proxy.passed)
-    assert ("POST", f"{base}/v1.0/gateway/connections/open") in passed
-    assert ("CONNECT", base.removeprefix("http://")) in passed  # the WebSocket, tunnelled
-    assert ("POST", f"{base}/v1.0/oauth2/accessToken") in passed
-    assert ("POST", f"{base}/v1.0/calendar/users/{user.union_id}/calendars/{calendar_id}/unsubscribe") in passed
-    assert any(method == "POST" and "/topapi/v2/user/get?" in target for method, target in passed)
-    assert [r for r in sandbox.requests if r.api in ("webhook", "batchSend")]
-    assert all(("POST", base + r.raw_path) in passed for r in sandbox.requests if r.api == "webhook")
-
-
-@pytest.mark.parametrize(
-    "env",
-    [
-        {"HTTP_PROXY": "{proxy}", "HTTPS_PROXY": "{proxy}", "NO_PROXY": "127.0.0.1"},
-        {"http_proxy": "{proxy}", "no_proxy": "localhost,127.0.0.1"},
-    ],
-    ids=["upper-case", "lower-case"],
-)
-async def test_no_proxy_covering_the_host_keeps_everything_direct(own_sandbox: Sandbox, env: dict[str, str]) -> None:
-    sandbox = own_sandbox
-    proxy = await ForwardProxy().start()
-    try:
-        settings = {key: value.format(proxy=proxy.url) for key, value in env.items()}
-        async with running_bot(sandbox, {**ENV, **settings}):
-            assert await help_card(sandbox) == "📅 Calendar bot"
-    finally:
-        await proxy.close()
-
-    assert proxy.passed == []
-    assert sandbox.calls("gateway") and sandbox.calls("webhook")
-
-
-async def test_a_proxy_the_developer_has_set_never_sees_sandbox_traffic(
-    own_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sandbox = own_sandbox
-    proxy = await ForwardProxy().start()
-    for variable in ("HTTP_PROXY", "https_proxy", "ALL_PROXY"):
-        monkeypatch.setenv(variable, proxy.url)
-    try:
-        async with running_bot(sandbox, ENV):
-            assert await help_card(sandbox) == "📅 Calendar bot"
-    finally:
-        await proxy.close()
-
-    assert proxy.passed == []
 
 
 # --- the endpoint check, as a pure function -------------------------------------------------------------------------
