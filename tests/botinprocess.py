@@ -43,7 +43,8 @@ class BotInProcess:
     """`python -m bot` without the process: the same Config from the same environment, the same App, started, stopped
     and logged as `serve()` does, in this event loop; for what only a process shows, use BotProcess."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        self.grace = grace
         self.env = {"BOT_STATE_DIR": tempfile.mkdtemp(prefix="bot-state-"), **env}
         self.config = Config.from_env(self.env)
         self.level = logging.getLevelName(self.config.log_level)
@@ -74,7 +75,7 @@ class BotInProcess:
         stopping = asyncio.create_task(self._stopping.wait())
         await asyncio.wait({runner, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        await self.app.shutdown(SHUTDOWN_GRACE_SECONDS)
+        await self.app.shutdown(self.grace)
         try:
             await runner
         except VitalTaskEnded:
@@ -110,6 +111,6 @@ class BotInProcess:
                 _lines.bots.pop(self._number, None)
 
     async def stop(self) -> int:
-        """As SIGTERM: commands in flight finish, their cards sent; then the exit code."""
+        """As SIGTERM: commands in flight get the grace to finish, their cards sent; then the exit code."""
         self._stopping.set()
         return await self.wait()
