@@ -18,15 +18,12 @@ import pytest
 import pytest_asyncio
 
 from bot.auth.isv import RE_PUSH_ADVICE, IsvAuthorizer
-from bot.commands.explain import explain_calendar_error, explain_lookup_error
-from bot.config import Config, ConfigError
+from bot.config import Config
 from bot.dingtalk.api import DingTalkApi
 from bot.dingtalk.client import DingTalkClient
-from bot.dingtalk.errors import DingTalkError
 from bot.dingtalk.http import AiohttpTransport
-from bot.models import Message, Outcome
+from bot.models import Message
 from bot.sandbox.platform import Recorded, Sandbox
-from bot.stores.ratelimit import ApiRateLimiter
 from bot.stores.suite_tickets import MemorySuiteTickets
 from bot.stores.tokens import MemoryTokens
 from tests.botprocess import ROOT, BotProcess
@@ -483,39 +480,6 @@ async def test_the_isv_demo_serves_two_organizations_and_refuses_the_others() ->
 
 
 # --- the parts, one by one ----------------------------------------------------------------------------------------
-
-
-def test_the_app_type_is_internal_or_isv() -> None:
-    credentials = {"DINGTALK_CLIENT_ID": "suite", "DINGTALK_CLIENT_SECRET": "secret"}
-    assert not Config.from_env(credentials).is_isv
-    assert Config.from_env({**credentials, "DINGTALK_APP_TYPE": " ISV "}).is_isv
-    with pytest.raises(ConfigError, match="DINGTALK_APP_TYPE"):
-        Config.from_env({**credentials, "DINGTALK_APP_TYPE": "personal"})
-
-
-@pytest.mark.parametrize(
-    ("code", "outcome"),
-    [
-        ("suiteTicketMissing", Outcome.APP_NOT_READY),
-        ("invalidSuiteTicket", Outcome.APP_NOT_READY),
-        ("invalidAuthInfo", Outcome.ORG_NOT_AUTHORIZED),
-    ],
-)
-def test_an_organization_without_a_token_is_explained_whichever_call_needed_it(code: str, outcome: Outcome) -> None:
-    error = DingTalkError(400, code, "", "R1")
-    assert explain_calendar_error(error, "cal-1").outcome == outcome
-    assert explain_lookup_error(error).outcome == outcome
-
-
-async def test_the_limiter_forgets_idle_windows_of_many_organizations_and_keeps_busy_ones() -> None:
-    limiter = ApiRateLimiter(5, window=0.01, sweep_from=4)
-    async with limiter.slot("busy/unsubscribe"):
-        for corp in range(3):
-            async with limiter.slot(f"corp{corp}/unsubscribe"):
-                pass
-        await asyncio.sleep(0.02)
-        async with limiter.slot("corp9/unsubscribe"):  # the fifth window: the idle ones go
-            assert len(limiter) == 2
 
 
 class SlotRecorder:

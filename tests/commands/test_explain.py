@@ -13,6 +13,7 @@ from bot.commands.explain import (
     explain_lookup_error,
 )
 from bot.dingtalk.errors import DingTalkError
+from bot.models import Outcome
 
 
 @pytest.mark.parametrize("status", [403, 429, 503])
@@ -45,3 +46,17 @@ def test_a_lookup_without_contact_permission_names_qyapi_get_member() -> None:
     reply = explain_lookup_error(DingTalkError(200, "60011", "no permission"))
 
     assert reply.outcome == "app_lacks_permission" and tuple(reply.data["scopes"]) == ("qyapi_get_member",)
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        ("suiteTicketMissing", Outcome.APP_NOT_READY),
+        ("invalidSuiteTicket", Outcome.APP_NOT_READY),
+        ("invalidAuthInfo", Outcome.ORG_NOT_AUTHORIZED),
+    ],
+)
+def test_an_organization_without_a_token_is_explained_whichever_call_needed_it(code: str, outcome: Outcome) -> None:
+    error = DingTalkError(400, code, "", "R1")
+    assert explain_calendar_error(error, "cal-1").outcome == outcome
+    assert explain_lookup_error(error).outcome == outcome

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from bot.dingtalk import answers, budget
+from bot.dingtalk.budget import Budget
 from bot.dingtalk.errors import DingTalkError, raise_for_errcode
 from bot.models import Calendar
 
@@ -98,3 +99,12 @@ def test_keeping_holds_back_a_share_of_the_budget_and_gives_it_back() -> None:
         assert 9.9 < spent.remaining <= 10.0
     with budget.keeping(0.5):  # no budget: nothing to keep
         assert budget.current.get() is None
+
+
+def test_a_budget_gives_back_waiting_time_only_up_to_its_own_length() -> None:
+    budget = Budget(1.0)
+    before = budget.deadline
+    budget.extend(0.4)
+    budget.extend(5.0)
+    budget.extend(1.0)
+    assert budget.deadline - before == 1.0 and budget.credit_left == 0.0

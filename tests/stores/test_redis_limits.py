@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import RedisLimiter, connect
+from bot.stores.redis.limits import RedisAdmission, RedisLimiter, connect
 from tests.helpers import reads_by_server
 from tests.redisserver import RedisServer
 
@@ -52,3 +52,15 @@ async def test_two_dynos_together_stay_under_the_limit(redis_server: RedisServer
     assert entered[5] - entered[0] >= 0.95
     assert entered[10] - entered[5] >= 0.95
     assert entered[4] - entered[0] < 0.5  # the first five did not wait
+
+
+async def test_redis_admission_uses_the_configured_windows(redis_server: RedisServer) -> None:
+    batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
+    state = RedisAdmission(batcher, "calbot:windows:", 1, user_window=0.3)
+    verdicts = [await state.admit(f"m{n}", "sender") for n in range(3)]
+    await asyncio.sleep(0.35)
+    after_the_window = await state.admit("m3", "sender")
+    await batcher.aclose()
+
+    assert verdicts == ["allow", "slow_down", "drop"]
+    assert after_the_window == "allow"

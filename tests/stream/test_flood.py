@@ -6,16 +6,6 @@ import asyncio
 import itertools
 import json
 
-import httpx
-import pytest
-
-from bot.config import Config, ConfigError
-from bot.dingtalk.budget import Budget
-from bot.dingtalk.http import AiohttpTransport, _client_timeout
-from bot.stores.dedupe import RecentIds
-from bot.stores.ratelimit import MAX_TRACKED_USERS, UserRateLimiter
-from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import RedisAdmission, connect
 from tests.helpers import (
     BOT_ENV,
     calendar_calls,
@@ -27,7 +17,6 @@ from tests.helpers import (
     started_sandbox,
     unsubscribe_calls,
 )
-from tests.redisserver import RedisServer
 
 BUSY = "🚦 The bot is busy"
 
@@ -167,67 +156,3 @@ async def test_the_dedupe_window_is_a_setting() -> None:
         await asyncio.sleep(0.7)  # remembered for at least the window, at most twice it
         await sandbox.wait_ack(await sandbox.push(data))
         await sandbox.wait_for(lambda: len(sandbox.replies_to(data)) == 2)
-
-
-async def test_redis_admission_uses_the_configured_windows(redis_server: RedisServer) -> None:
-    batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
-    state = RedisAdmission(batcher, "calbot:windows:", 1, user_window=0.3)
-    verdicts = [await state.admit(f"m{n}", "sender") for n in range(3)]
-    await asyncio.sleep(0.35)
-    after_the_window = await state.admit("m3", "sender")
-    await batcher.aclose()
-
-    assert verdicts == ["allow", "slow_down", "drop"]
-    assert after_the_window == "allow"
-
-
-def test_the_user_rate_limiter_forgets_quiet_senders_and_holds_at_most_its_maximum() -> None:
-    quiet = UserRateLimiter(rate=1, window=0.0)
-    for number in range(1000):
-        assert quiet.check(f"s{number}") == "allow"
-    assert len(quiet) <= 1
-
-    busy = UserRateLimiter(rate=10)
-    for number in range(MAX_TRACKED_USERS + 100):
-        busy.check(f"s{number}")
-    assert len(busy) == MAX_TRACKED_USERS
-
-
-def test_recent_ids_hold_at_most_their_capacity() -> None:
-    ids = RecentIds(ttl=600, capacity=1000)
-    for number in range(5000):
-        assert ids.claim(f"m{number}")
-    assert len(ids) <= 1000
-    assert not ids.claim("m4999")
-
-
-async def test_http_timeouts_are_cached_in_a_bounded_cache() -> None:
-    transport = AiohttpTransport(4)
-    async with started_sandbox() as sandbox:
-        for number in range(100):  # as calls near the end of their budgets have: each its own limit
-            seconds = 5 - number / 1000
-            limits = {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
-            request = httpx.Request("POST", f"{sandbox.base_url}/robot/sendBySession", extensions={"timeout": limits})
-            assert (await transport.handle_async_request(request)).status_code == 200
-        await transport.aclose()
-
-    assert _client_timeout.cache_info().currsize <= 64
-
-
-def test_a_budget_gives_back_waiting_time_only_up_to_its_own_length() -> None:
-    budget = Budget(1.0)
-    before = budget.deadline
-    budget.extend(0.4)
-    budget.extend(5.0)
-    budget.extend(1.0)
-    assert budget.deadline - before == 1.0 and budget.credit_left == 0.0
-
-
-def test_the_flood_settings_have_their_production_defaults_and_are_validated() -> None:
-    credentials = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret"}
-    config = Config.from_env(credentials)
-    assert (config.inbox_capacity, config.max_in_flight_per_sender) == (10_000, 1)
-    assert (config.user_rate_window, config.dedupe_seconds) == (60.0, 600.0)
-    for name in ("BOT_INBOX_CAPACITY", "BOT_MAX_IN_FLIGHT_PER_SENDER", "BOT_USER_RATE_WINDOW", "BOT_DEDUPE_SECONDS"):
-        with pytest.raises(ConfigError, match=name):
-            Config.from_env({**credentials, name: "0"})

@@ -15,6 +15,7 @@ import pytest_asyncio
 
 from bot.sandbox.platform import Sandbox, huge_answer, raw_answer
 from bot.stream.gateway import EndpointRefused, check_endpoint
+from bot.stream.transport import _backoff
 from tests.botprocess import BotProcess
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
 
@@ -381,3 +382,11 @@ def test_any_other_endpoint_is_refused_naming_its_host_only(endpoint: str, api_b
         check_endpoint(endpoint, api_base)
 
     assert refused.value.host == host
+
+
+@pytest.mark.parametrize(("failures", "low", "high"), [(0, 0.5, 1.0), (1, 0.5, 1.0), (3, 2.0, 4.0), (20, 30.0, 60.0)])
+def test_reconnect_backoff_starts_within_a_second_and_is_capped_at_a_minute(
+    failures: int, low: float, high: float
+) -> None:
+    for _ in range(50):
+        assert low <= _backoff(failures) <= high
