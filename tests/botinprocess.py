@@ -22,18 +22,17 @@ _numbers = itertools.count(1)
 
 
 class _Lines(logging.Handler):
-    """Gives each record, formatted as the process would print it, to the bot whose task logged it (a record from no
-    bot's task, such as a worker thread's, to every bot running)."""
+    """Gives each record, formatted as the process would print it, to the bot whose task logged it; a record from no
+    bot's task (the sandbox's server, the test itself) is no bot's output."""
 
     def __init__(self) -> None:
         super().__init__()
         self.bots: dict[int, BotInProcess] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        number = _running.get()
-        for bot in [self.bots[number]] if number in self.bots else [] if number else self.bots.values():
-            if record.levelno >= bot.level:
-                bot.lines.append(bot.formatter.format(record) + "\n")
+        bot = self.bots.get(_running.get() or 0)
+        if bot is not None and record.levelno >= bot.level:
+            bot.lines.append(bot.formatter.format(record) + "\n")
 
 
 _lines = _Lines()

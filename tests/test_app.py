@@ -142,19 +142,6 @@ async def test_each_calendar_error_gets_its_own_card_with_code_and_request_id(
     assert calendar_id in sandbox.subscriptions[user.union_id]  # nothing changed
 
 
-async def test_the_sandbox_itself_answers_the_documented_errors(sandbox: Sandbox) -> None:
-    user = new_user(sandbox)
-    sandbox.add_calendar("cal-board-only", "Board", scope={"someone-else"})
-    cases = {
-        "cal-board-only": "🚫 Not in this calendar's subscription scope",
-        f"primary-{user.union_id}": "🚫 Not a subscribed calendar",
-        "cal-does-not-exist": "❓ No calendar called that",
-    }
-    for calendar_id, title in cases.items():
-        _, reply = await converse(sandbox, sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id))
-        assert card(reply)["title"] == title
-
-
 @pytest.mark.parametrize(
     ("typed", "sent_as"),
     [
