@@ -10,8 +10,7 @@ import logging
 import tempfile
 from typing import Any
 
-from bot.__main__ import SHUTDOWN_GRACE_SECONDS, mode
-from bot.app import App, VitalTaskEnded
+from bot.__main__ import SHUTDOWN_GRACE_SECONDS, App, VitalTaskEnded, mode  # the entry point's own App, wherever built
 from bot.config import Config
 from bot.logs import JsonFormatter
 
