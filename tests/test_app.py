@@ -1,4 +1,4 @@
-"""The real bot process against the loopback sandbox: what DingTalk receives for each kind of message."""
+"""The real bot against the loopback sandbox: what DingTalk receives for each kind of message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a user meets, through the real process: cards that are right, bounded and unambiguous, whatever the data."""
+"""What a user meets, through the real bot: cards that are right, bounded and unambiguous, whatever the data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Refused admin commands cannot grow the audit store: 300 refusals with distinct texts, through the real process,
+"""Refused admin commands cannot grow the audit store: 300 refusals with distinct texts, through the real bot,
 stored in SQLite and in Redis."""
 
 from __future__ import annotations

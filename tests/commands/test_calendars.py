@@ -1,4 +1,4 @@
-"""Calendars by name, the list with one-tap buttons, undo, several at once: through the real process."""
+"""Calendars by name, the list with one-tap buttons, undo, several at once: through the real bot."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""whoami, bulk unsubscribe with preview and confirm, stats and audit for admins: through the real process."""
+"""whoami, bulk unsubscribe with preview and confirm, stats and audit for admins: through the real bot."""
 
 from __future__ import annotations
 

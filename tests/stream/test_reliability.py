@@ -1,4 +1,4 @@
-"""Never lose or double an action: fault injection through the real process and the sandbox."""
+"""Never lose or double an action: fault injection through the real bot and the sandbox."""
 
 from __future__ import annotations
 
