@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.auth.api import DingTalkApi
 from bot.auth.isv import RE_PUSH_ADVICE, IsvAuthorizer
 from bot.config import Config
-from bot.dingtalk.api import DingTalkApi
 from bot.dingtalk.client import DingTalkClient
 from bot.dingtalk.http import AiohttpTransport
 from bot.models import Message
