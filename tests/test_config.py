@@ -163,16 +163,16 @@ def test_a_state_folder_under_home_is_the_admins_home_not_a_folder_named_tilde()
     assert config.state_dir == os.path.join(os.path.expanduser("~"), "calendar-bot") != "~/calendar-bot"
 
 
-def test_the_flood_settings_are_validated() -> None:
-    credentials = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret"}
-    for name in ("BOT_INBOX_CAPACITY", "BOT_MAX_IN_FLIGHT_PER_SENDER", "BOT_USER_RATE_WINDOW", "BOT_DEDUPE_SECONDS"):
-        with pytest.raises(ConfigError, match=name):
-            Config.from_env({**credentials, name: "0"})
-
-
 def test_the_app_type_is_internal_or_isv() -> None:
     credentials = {"DINGTALK_CLIENT_ID": "suite", "DINGTALK_CLIENT_SECRET": "secret"}
     assert not Config.from_env(credentials).is_isv
     assert Config.from_env({**credentials, "DINGTALK_APP_TYPE": " ISV "}).is_isv
     with pytest.raises(ConfigError, match="DINGTALK_APP_TYPE"):
         Config.from_env({**credentials, "DINGTALK_APP_TYPE": "personal"})
+
+
+def test_the_flood_settings_are_validated() -> None:
+    credentials = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret"}
+    for name in ("BOT_INBOX_CAPACITY", "BOT_MAX_IN_FLIGHT_PER_SENDER", "BOT_USER_RATE_WINDOW", "BOT_DEDUPE_SECONDS"):
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env({**credentials, name: "0"})

@@ -10,19 +10,16 @@ from pathlib import Path
 import pytest
 
 from bot.models import Message
-from bot.stores.journal import _SCHEMA, _move_aside, dump_message
+from bot.stores.journal import dump_message
+from bot.stores.keys import KeyBuilder
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.client import connect
 from bot.stores.redis.journal import RedisJournal
-from bot.stores.redis.limits import connect
+from bot.stores.sqlite.journal import _SCHEMA, _move_aside
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
 from tests.redisserver import RedisServer
 
 ENV = {"BOT_RETRY_PAUSE_SCALE": "0.01", "BOT_STREAM_RETRY_SECONDS": "0.1", "BOT_COMMAND_TIMEOUT": "5"}
-
-
-def _entries(path: Path) -> int:
-    with sqlite3.connect(path) as connection:
-        return int(connection.execute("SELECT count(*) FROM entries").fetchone()[0])
-
 
 UNREADABLE = "journal unreadable: moved aside, its unfinished commands are not answered; a fresh journal is used"
 
@@ -49,6 +46,11 @@ def _damage_table(path: Path, table: str) -> None:
     with path.open("r+b") as file:
         file.seek((root - 1) * page_size)
         file.write(b"\xa5" * page_size)
+
+
+def _entries(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        return int(connection.execute("SELECT count(*) FROM entries").fetchone()[0])
 
 
 def _journal_with_odd_entries(path: Path) -> None:
@@ -129,12 +131,14 @@ async def test_a_redis_journal_entry_whose_step_is_not_json_is_dropped_with_a_li
     redis_server: RedisServer,
 ) -> None:
     async with started_sandbox() as sandbox:
-        seeding = RedisJournal(connect(redis_server.url, False), f"calbot:{sandbox.client_id}:", "worker.1", 600, 30)
+        batcher = CommandBatcher(connect(redis_server.url, False))
+        seeding = RedisJournal(batcher, KeyBuilder(sandbox.client_id), "worker.1", 600, 30)
         await seeding.open()
         message = Message("odd-1", "help", "text", "1", "cid", "staff", "", "", "corp", "corp", "", 0)
         await seeding.add(message)
         await seeding.record("odd-1", "step", 1)
         await seeding.close()
+        await batcher.aclose()
         client = redis_server.client()
         [progress] = [key async for key in client.scan_iter(match=f"calbot:{sandbox.client_id}:jprogress:*")]
         await client.hset(progress, "step", '{"half')

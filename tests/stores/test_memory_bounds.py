@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import tracemalloc
 
+from bot.stores.admission import MAX_TRACKED_USERS, UserRateLimiter
 from bot.stores.dedupe import RecentIds
-from bot.stores.ratelimit import MAX_TRACKED_USERS, ApiRateLimiter, UserRateLimiter
+from bot.stores.limiter import MemoryLimiter
 
 
 def _bytes_per_item(fill: object, count: int) -> float:
@@ -78,13 +79,15 @@ def test_the_limiter_still_counts_every_command_of_a_sender_with_one_kept_compac
     assert len(limiter) == 51
 
 
-def test_recent_ids_claims_each_id_once_until_it_expires() -> None:
-    ids = RecentIds(ttl=60, capacity=2)
-    assert ids.claim("a") and not ids.claim("a") and ids.claim("b")
-    assert ids.claim("c")  # over capacity: the oldest ("a") is forgotten
-    assert ids.claim("a")
-    expired = RecentIds(ttl=0)
-    assert expired.claim("a") and expired.claim("a")
+async def test_the_limiter_forgets_idle_windows_of_many_organizations_and_keeps_busy_ones() -> None:
+    limiter = MemoryLimiter(5, window=0.01, sweep_from=4)
+    async with limiter.slot("busy/unsubscribe"):
+        for corp in range(3):
+            async with limiter.slot(f"corp{corp}/unsubscribe"):
+                pass
+        await asyncio.sleep(0.02)
+        async with limiter.slot("corp9/unsubscribe"):  # the fifth window: the idle ones go
+            assert len(limiter) == 2
 
 
 def test_the_user_rate_limiter_forgets_quiet_senders_and_holds_at_most_its_maximum() -> None:
@@ -107,12 +110,10 @@ def test_recent_ids_hold_at_most_their_capacity() -> None:
     assert not ids.claim("m4999")
 
 
-async def test_the_limiter_forgets_idle_windows_of_many_organizations_and_keeps_busy_ones() -> None:
-    limiter = ApiRateLimiter(5, window=0.01, sweep_from=4)
-    async with limiter.slot("busy/unsubscribe"):
-        for corp in range(3):
-            async with limiter.slot(f"corp{corp}/unsubscribe"):
-                pass
-        await asyncio.sleep(0.02)
-        async with limiter.slot("corp9/unsubscribe"):  # the fifth window: the idle ones go
-            assert len(limiter) == 2
+def test_recent_ids_claims_each_id_once_until_it_expires() -> None:
+    ids = RecentIds(ttl=60, capacity=2)
+    assert ids.claim("a") and not ids.claim("a") and ids.claim("b")
+    assert ids.claim("c")  # over capacity: the oldest ("a") is forgotten
+    assert ids.claim("a")
+    expired = RecentIds(ttl=0)
+    assert expired.claim("a") and expired.claim("a")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+from bot.stores.keys import KeyBuilder
+from bot.stores.redis.admission import RedisAdmission
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import RedisAdmission, RedisLimiter, connect
+from bot.stores.redis.client import connect
+from bot.stores.redis.limiter import RedisLimiter
 from tests.helpers import reads_by_server
 from tests.redisserver import RedisServer
 
@@ -14,7 +17,7 @@ from tests.redisserver import RedisServer
 def dyno_state(redis_server: RedisServer, api_qps: float) -> tuple[RedisLimiter, CommandBatcher]:
     """One dyno's limiter, on a connection of its own."""
     batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
-    return RedisLimiter(batcher, "calbot:limits:", api_qps), batcher
+    return RedisLimiter(batcher, KeyBuilder("limits"), api_qps), batcher
 
 
 async def test_calls_waiting_together_are_reserved_together(redis_server: RedisServer) -> None:
@@ -56,7 +59,7 @@ async def test_two_dynos_together_stay_under_the_limit(redis_server: RedisServer
 
 async def test_redis_admission_uses_the_configured_windows(redis_server: RedisServer) -> None:
     batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
-    state = RedisAdmission(batcher, "calbot:windows:", 1, user_window=0.3)
+    state = RedisAdmission(batcher, KeyBuilder("windows"), 1, user_window=0.3)
     verdicts = [await state.admit(f"m{n}", "sender") for n in range(3)]
     await asyncio.sleep(0.35)
     after_the_window = await state.admit("m3", "sender")

@@ -1,4 +1,4 @@
-"""One message or one sender must not take the API, the memory or the queue from everyone: through the real bot."""
+"""One message or one sender must not take the API, the memory or the queue from everyone: through the real process."""
 
 from __future__ import annotations
 
