@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.stats import Stats
+from bot.telemetry import Stats
 
 
 class Clock:

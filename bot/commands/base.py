@@ -20,11 +20,11 @@ from bot.dingtalk import budget
 from bot.dingtalk.api import DingTalkApi
 from bot.dingtalk.errors import DingTalkError
 from bot.models import Action, Calendar, Command, Message, Outcome, Reply
-from bot.stats import Stats
 from bot.stores.audit import AuditRecord, AuditStore, Refusal
 from bot.stores.previews import PreviewStore
 from bot.stream.outgoing import LANDING_SHARE
 from bot.stream.progress import Progress, reply_from_json, reply_to_json
+from bot.telemetry import Stats
 
 audit_log = logging.getLogger("bot.audit")
 
