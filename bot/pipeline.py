@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from bot.auth.api import DingTalkApi
 from bot.auth.connect import Connector, with_connect_button
 from bot.auth.credentials import Authorizer
 from bot.auth.user_tokens import ConsentNeeded, UserTokens
@@ -14,22 +15,20 @@ from bot.cards.delivery import deliver, deliver_privately
 from bot.cards.render import render as render_card
 from bot.commands.names import CalendarNames
 from bot.commands.parse import parse
-from bot.commands.recent_calendars import RecentCalendars
+from bot.commands.progress import Progress, StepHeldBack
 from bot.commands.routes import HANDLERS, CommandError, Context
 from bot.config import Config
-from bot.dingtalk import budget
-from bot.dingtalk.api import DingTalkApi
+from bot.dingtalk import before_send, budget
 from bot.dingtalk.client import DingTalkClient
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES, CardHeldBack, described
+from bot.dingtalk.recent_calendars import RecentCalendars
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.stores.audit import AuditStore
 from bot.stores.dedupe import RecentIds
 from bot.stores.journal import Entry
 from bot.stores.languages import LastLanguages
 from bot.stores.previews import PreviewStore
-from bot.stream import outgoing
 from bot.stream.intake import Intake
-from bot.stream.progress import Progress, StepHeldBack
 from bot.stream.repeats import Repeats
 from bot.telemetry import Telemetry
 
@@ -102,24 +101,27 @@ class Pipeline:
 
     async def send(
         self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str, fields: dict[str, object]
-    ) -> None:
+    ) -> bool:
         """Render and send the card; `fields` gets its route ("failed" with the reason when it could not be
-        delivered)."""
+        delivered). True when the card was held back: it is left to whoever resumes the command."""
         try:
             fields["route"] = await self._deliver(dingtalk, message, reply, locale)
-        except DingTalkError as error:
+        except CardHeldBack as held:
+            fields.update(route="failed", reply_code=held.code)
+            problem = {"msg_id": message.msg_id, "reply_code": held.code, "status": 0}
+            log.warning(
+                "card held back: its step cannot be recorded, the command is left to be resumed",
+                extra={"fields": problem},
+            )
+            return True
+        except FAILURES as error:  # every route and retry the reply's time allowed was tried (not a send unanswered)
             fields.update(route="failed", reply_code=error.code)
-            problem = {"msg_id": message.msg_id, "reply_code": error.code, "status": error.status}
-            if error.code == outgoing.HELD_BACK:
-                log.warning(
-                    "card held back: its step cannot be recorded, the command is left to be resumed",
-                    extra={"fields": problem},
-                )
-            else:  # every route and retry the reply's time allowed was tried (a send with no answer is not here)
-                log.error("card not delivered: every route and retry failed", extra={"fields": problem})
+            problem = {"msg_id": message.msg_id, "reply_code": error.code, "status": described(error)["status"]}
+            log.error("card not delivered: every route and retry failed", extra={"fields": problem})
         except Exception:
             log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
             fields["route"] = "failed"
+        return False
 
     def _handled(
         self, reply: Reply, fields: dict[str, object], started: float, work: budget.Budget, sending: budget.Budget
@@ -220,13 +222,13 @@ class Pipeline:
         fields: dict[str, object],
     ) -> budget.Budget:
         """Send the card under its card step, then cross the message out; the budget the sending spent."""
-        card_step = outgoing.current.set(self.intake.card_step(message.key, progress))
+        card_step = before_send.current.set(self.intake.card_step(message.key, progress))
         try:  # the reply gets its own budget: a command that used up its time still gets its card
             with budget.spending(self.config.command_timeout) as sending:
-                await self.send(dingtalk, message, reply, locale, fields)
+                held_back = await self.send(dingtalk, message, reply, locale, fields)
         finally:
-            outgoing.current.reset(card_step)
-        if fields.get("reply_code") == outgoing.HELD_BACK:
+            before_send.current.reset(card_step)
+        if held_back:
             self.intake.release(message.key)  # answered by whoever resumes it once Redis is back, never twice
         else:
             await self.intake.finish(message.key)
