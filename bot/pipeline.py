@@ -51,6 +51,7 @@ class Pipeline:
         *,
         audits: AuditStore,
         previews: PreviewStore,
+        languages: LastLanguages,
         users: UserDirectory,
         user_tokens: UserTokens | None = None,
         connector: Connector | None = None,
@@ -63,12 +64,12 @@ class Pipeline:
         self.telemetry = telemetry
         self.audits = audits
         self.previews = previews
+        self.languages = languages
         self.users = users
         self.user_tokens = user_tokens
         self.connector = connector
         self.names = CalendarNames()
         self.calendar_lists = RecentCalendars()
-        self.languages = LastLanguages()
 
     async def handle(self, message: Message) -> None:
         """Admit, parse, run the command, send its card; then cross the message out (or leave it to be resumed)."""
@@ -138,7 +139,7 @@ class Pipeline:
 
     def _fields(self, message: Message) -> dict[str, object]:
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
-        if self.config.is_isv:
+        if message.per_organization:
             fields["corp_id"] = message.chatbot_corp_id
         return fields
 

@@ -6,9 +6,10 @@ import asyncio
 import logging
 
 from bot.auth.connect import Connector
-from bot.auth.credentials import AppAuthorizer, Authorizer
-from bot.auth.isv import IsvAuthorizer, RelievedWatcher, SuiteEvents
+from bot.auth.credentials import Authorizer
+from bot.auth.isv import SuiteEvents
 from bot.auth.oauth_web import OAuthServer
+from bot.auth.policy import policy_for
 from bot.auth.sealing import Sealer
 from bot.auth.user_tokens import UserAuthorizer, UserTokens
 from bot.auth.users import UserDirectory
@@ -18,7 +19,7 @@ from bot.dingtalk.http import AiohttpTransport
 from bot.pipeline import Busy, Pipeline
 from bot.stores.build import StateUnavailable, build_stores
 from bot.stream.inbox import Inbox
-from bot.stream.intake import Intake, build_journal
+from bot.stream.intake import Intake
 from bot.stream.repeats import Repeats
 from bot.stream.transport import StreamClient
 from bot.telemetry import Telemetry
@@ -35,19 +36,14 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.stores = build_stores(config)
-        self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.stores.limiter)
-        self.authorizer: Authorizer
-        self.suite_events: SuiteEvents | None = None
-        if config.is_isv:
-            tickets = self.stores.suite_tickets
-            self.authorizer = IsvAuthorizer(config.client_id, self.stores.tokens, tickets, self.dingtalk)
-            self.suite_events = SuiteEvents(config.client_id, self.stores)
-        else:
-            self.authorizer = AppAuthorizer(self.stores.tokens, self.dingtalk.app_access_token)
-        journal = build_journal(config)
-        self.repeats = Repeats(journal, self.stores.admission, config.dedupe_seconds)
-        self.intake = Intake(journal, self.repeats)
+        self.policy = policy_for(config)
+        self.stores = build_stores(config, self.policy.per_organization)
+        transport = AiohttpTransport(config.max_in_flight + 8)
+        self.dingtalk = DingTalkClient(config, transport, self.stores.limiter, self.policy.robot_code(config))
+        self.authorizer: Authorizer = self.policy.authorizer(config, self.stores, self.dingtalk)
+        self.suite_events: SuiteEvents | None = self.policy.suite_events(config, self.stores)
+        self.repeats = Repeats(self.stores.journal, self.stores.admission, config.dedupe_seconds)
+        self.intake = Intake(self.stores.journal, self.repeats)
         self.user_tokens: UserTokens | None = None
         self.connector: Connector | None = None
         self.oauth: OAuthServer | None = None
@@ -63,7 +59,8 @@ class App:
             self.telemetry,
             audits=self.stores.audits,
             previews=self.stores.previews,
-            users=UserDirectory(self.stores.union_ids, per_organization=config.is_isv),
+            languages=self.stores.languages,
+            users=UserDirectory(self.stores.union_ids, per_organization=self.policy.per_organization),
             user_tokens=self.user_tokens,
             connector=self.connector,
         )
@@ -76,7 +73,9 @@ class App:
             capacity=config.inbox_capacity,
         )
         on_event = self.suite_events.handle if self.suite_events else None
-        self.stream = StreamClient(self.dingtalk, self.intake.accept, config, on_event)
+        self.stream = StreamClient(
+            self.dingtalk, self.intake.accept, config, on_event, per_organization=self.policy.per_organization
+        )
         self._shutting_down = False
 
     def _with_user_tokens(self, config: Config) -> None:
@@ -92,9 +91,8 @@ class App:
         await self._open()
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
-        watcher = None
-        if self.config.is_isv and self.stores.redis is not None:  # other dynos may get an organization's removal
-            watcher = asyncio.create_task(RelievedWatcher(self.stores).run())
+        watching = self.policy.relieved_watcher(self.stores)
+        watcher = asyncio.create_task(watching.run()) if watching is not None else None
         vital = {stream: "stream loop", heartbeat: "heartbeat"}
         done, _ = await asyncio.wait(vital, return_when=asyncio.FIRST_COMPLETED)
         if not self._shutting_down:

@@ -9,7 +9,8 @@ import pytest_asyncio
 
 from bot.models import Message, Verdict
 from bot.stores.admission import MemoryAdmission
-from bot.stores.journal import CARD, Entry, SqliteJournal
+from bot.stores.journal import CARD, Entry
+from bot.stores.sqlite.journal import SqliteJournal
 from bot.stream.repeats import Repeats
 
 
