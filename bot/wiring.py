@@ -50,20 +50,7 @@ class App:
         if config.user_tokens:  # calendar calls with each user's own token, connected through the OAuth redirect
             self._with_user_tokens(config)
         self.telemetry = Telemetry(self._counted_elsewhere, lambda: self.inbox.in_flight)
-        self.pipeline = Pipeline(
-            config,
-            self.dingtalk,
-            self.authorizer,
-            self.intake,
-            self.repeats,
-            self.telemetry,
-            audits=self.stores.audits,
-            previews=self.stores.previews,
-            languages=self.stores.languages,
-            users=UserDirectory(self.stores.union_ids, per_organization=self.policy.per_organization),
-            user_tokens=self.user_tokens,
-            connector=self.connector,
-        )
+        self.pipeline = self._pipeline()
         self.busy = Busy(self.pipeline)
         self.inbox = Inbox(
             self.pipeline.handle,
@@ -77,6 +64,23 @@ class App:
             self.dingtalk, self.intake.accept, config, on_event, per_organization=self.policy.per_organization
         )
         self._shutting_down = False
+
+    def _pipeline(self) -> Pipeline:
+        stores = self.stores
+        return Pipeline(
+            self.config,
+            self.dingtalk,
+            self.authorizer,
+            self.intake,
+            self.repeats,
+            self.telemetry,
+            audits=stores.audits,
+            previews=stores.previews,
+            languages=stores.languages,
+            users=UserDirectory(stores.union_ids, per_organization=self.policy.per_organization),
+            user_tokens=self.user_tokens,
+            connector=self.connector,
+        )
 
     def _with_user_tokens(self, config: Config) -> None:
         sealer = Sealer(config.secret_key)
