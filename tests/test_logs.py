@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from bot.logs import JsonFormatter
-from bot.stores.dedupe import RecentIds
 
 
 def record(message: str, **fields: object) -> logging.LogRecord:
@@ -37,18 +38,25 @@ def test_known_secrets_and_secret_parameters_are_redacted() -> None:
     assert "x=1" in line
 
 
-def test_recent_ids_claims_each_id_once_until_it_expires() -> None:
-    ids = RecentIds(ttl=60, capacity=2)
-    assert ids.claim("a") and not ids.claim("a") and ids.claim("b")
-    assert ids.claim("c")  # over capacity: the oldest ("a") is forgotten
-    assert ids.claim("a")
-    expired = RecentIds(ttl=0)
-    assert expired.claim("a") and expired.claim("a")
-
-
 def test_prose_that_names_a_secret_parameter_and_short_secrets_are_left_as_written() -> None:
     message = "ticket expired; session timeout; 无效的clientId或者clientSecret; invalid appSecret"
     line = JsonFormatter(["id", "secret"]).format(record("stream connection failed", reason=message))
     assert json.loads(line)["reason"] == message and json.loads(line)["event"] == "stream connection failed"
     quoted = JsonFormatter().format(record("x", body="{\"accessToken\": \"tok-9\", 'ticket': 't-2'}"))
     assert "tok-9" not in quoted and "t-2" not in quoted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /topapi/v2/user/get?access_token=s3cr3t-value",
+        '{"accessToken": "s3cr3t-value"}',
+        "wss://gateway/connect?ticket=s3cr3t-value",
+        "https://oapi.dingtalk.com/robot/sendBySession?session=s3cr3t-value",
+        "appSecret=s3cr3t-value",
+        "clientSecret: s3cr3t-value",
+    ],
+)
+def test_each_secret_parameter_alone_in_a_line_is_redacted(text: str) -> None:
+    line = JsonFormatter().format(record("x", detail=text))
+    assert "s3cr3t-value" not in line and "[redacted]" in line
