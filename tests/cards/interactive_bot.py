@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.app import App
 from bot.config import Config
 from bot.sandbox.cards import TEMPLATE_ID
 from bot.sandbox.platform import Sandbox
+from bot.wiring import App
 from tests.helpers import started_sandbox
 
 CARDS_ENV = {"BOT_CARD_TEMPLATE_ID": TEMPLATE_ID, "BOT_RETRY_PAUSE_SCALE": "0.01", "BOT_COMMAND_TIMEOUT": "5"}
