@@ -11,7 +11,8 @@ from urllib.parse import unquote
 
 import redis.asyncio as redis
 
-from bot.sandbox.platform import Recorded, Sandbox
+from bot.sandbox.http import Recorded
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="

@@ -25,7 +25,8 @@ from bot.dingtalk.client import DingTalkClient
 from bot.dingtalk.errors import DingTalkError
 from bot.dingtalk.http import AiohttpTransport
 from bot.models import Message, Outcome
-from bot.sandbox.platform import Recorded, Sandbox
+from bot.sandbox.http import Recorded
+from bot.sandbox.platform import Sandbox
 from bot.stores.ratelimit import ApiRateLimiter
 from bot.stores.suite_tickets import MemorySuiteTickets
 from bot.stores.tokens import MemoryTokens

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import Message
-from bot.sandbox.platform import Recorded
+from bot.sandbox.http import Recorded
 from bot.stores.journal import _SCHEMA, _move_aside, dump_message
 from bot.stores.redis.journal import RedisJournal
 from bot.stores.redis.limits import connect

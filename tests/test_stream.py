@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 
-from bot.sandbox.platform import Sandbox, huge_answer, raw_answer
+from bot.sandbox.answers import huge_answer, raw_answer
+from bot.sandbox.platform import Sandbox
 from bot.stream.gateway import EndpointRefused, check_endpoint
 from tests.botprocess import BotProcess
 from tests.forwardproxy import ForwardProxy

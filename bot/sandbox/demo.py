@@ -26,7 +26,8 @@ from bot.app import App
 from bot.cards.render import SEND_AS_USER
 from bot.cards.view import client_text, frame
 from bot.config import VARIABLES, Config
-from bot.sandbox.platform import Recorded, Sandbox
+from bot.sandbox.http import Recorded
+from bot.sandbox.platform import Sandbox
 
 DEMO_STAFF_ID = "demo-staff"
 DEMO_UNION_ID = "demoUnionId0001"
