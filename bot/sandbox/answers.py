@@ -1,5 +1,4 @@
-"""Answers for Sandbox.answer_next: how a misbehaving server or proxy answers (any status, not JSON, huge, gzip,
-a gzip bomb, a trickle, cut off, late)."""
+"""Answers for Sandbox.answer_next: how a misbehaving server or proxy answers (not JSON, huge, gzip, late…)."""
 
 from __future__ import annotations
 

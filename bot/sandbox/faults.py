@@ -1,5 +1,4 @@
-"""Injected failures: the next calls of an API answered otherwise, never answered or carried out late, receivers
-refused, the per-app QPS limit; clear_faults() puts every knob back."""
+"""Injected failures: calls answered otherwise, never or late, receivers refused, the QPS limit; clear_faults()."""
 
 from __future__ import annotations
 

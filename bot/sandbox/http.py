@@ -1,5 +1,4 @@
-"""What every route of the sandbox shares: the recorded request, the route table's entry, and DingTalk's answer
-shapes (the new-style API's JSON with `x-acs-request-id`, its error body)."""
+"""What every sandbox route shares: the recorded request, the route, DingTalk's JSON and error answers."""
 
 from __future__ import annotations
 

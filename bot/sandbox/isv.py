@@ -1,5 +1,4 @@
-"""A third-party enterprise (ISV) app's events: suite tickets, organizations authorizing and removing the app, each
-pushed as an EVENT frame on the Stream."""
+"""An ISV app's events, pushed as EVENT frames: suite tickets, organizations authorizing and removing the app."""
 
 from __future__ import annotations
 

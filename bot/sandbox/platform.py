@@ -1,5 +1,4 @@
-"""The loopback DingTalk platform assembled: one aiohttp server that records every request, applies the fault
-knobs, then answers through the route groups (http_api/, stream) or opens the Stream WebSocket."""
+"""The loopback DingTalk assembled: one server that records each request, applies faults, routes or upgrades it."""
 
 from __future__ import annotations
 

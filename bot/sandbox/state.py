@@ -1,5 +1,4 @@
-"""What the sandbox platform knows: its users, organizations, calendars and tokens, the requests it received, the
-ACKs it got; how it is seeded, and how a test waits for what the bot did."""
+"""What the sandbox knows (users, organizations, calendars, tokens, requests, ACKs), its seeding and its waits."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The Stream gateway and its WebSocket: connections/open hands out tickets, each ticket opens one socket within
-90 s; frames are pushed on a socket chosen at random, ACKs recorded; `disconnect`, drops and connect faults."""
+"""The Stream gateway and WebSocket: tickets, one socket each, frames pushed at random, ACKs, disconnects."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The calendar API: list a user's calendars, subscribe to and unsubscribe from a public calendar, refused as
-DingTalk documents (primary calendar, unknown calendar, out of the calendar's scope, another user's token)."""
+"""The calendar API: list, subscribe, unsubscribe, refused with the errors DingTalk documents."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The robot's replies: a message's sessionWebhook (robot/sendBySession), and the robot OpenAPI's 1:1 batchSend and
-group send, which send only as a robot the token's app owns."""
+"""The robot's replies: a message's sessionWebhook, and the robot OpenAPI's batchSend and group send."""
 
 from __future__ import annotations
 

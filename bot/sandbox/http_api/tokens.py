@@ -1,5 +1,4 @@
-"""Tokens and who the user is: the app's accessToken, an ISV's corpAccessToken, the OAuth authorize page, a user's
-own userAccessToken (codes and refresh tokens each work once), and contact/users/me."""
+"""Tokens and who the user is: accessToken, corpAccessToken, the OAuth page, userAccessToken, users/me."""
 
 from __future__ import annotations
 
