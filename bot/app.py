@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 
+from bot.auth.api import DingTalkApi
 from bot.auth.connect import Connector, with_connect_button
 from bot.auth.credentials import AppAuthorizer, Authorizer
 from bot.auth.isv import IsvAuthorizer, RelievedWatcher, SuiteEvents
@@ -18,24 +19,22 @@ from bot.cards.delivery import deliver, deliver_privately
 from bot.cards.render import render as render_card
 from bot.commands.names import CalendarNames
 from bot.commands.parse import parse
-from bot.commands.recent_calendars import RecentCalendars
+from bot.commands.progress import Progress, StepHeldBack
 from bot.commands.routes import HANDLERS, CommandError, Context
 from bot.config import Config
-from bot.dingtalk import budget
-from bot.dingtalk.api import DingTalkApi
+from bot.dingtalk import before_send, budget
 from bot.dingtalk.client import DingTalkClient
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES, CardHeldBack, described
 from bot.dingtalk.http import AiohttpTransport
+from bot.dingtalk.recent_calendars import RecentCalendars
 from bot.models import Command, Message, Outcome, Reply, Verdict
 from bot.stats import Stats
 from bot.stores.build import StateUnavailable, build_stores
 from bot.stores.dedupe import RecentIds
 from bot.stores.journal import Entry
 from bot.stores.languages import LastLanguages
-from bot.stream import outgoing
 from bot.stream.inbox import Inbox
 from bot.stream.intake import Intake, build_journal
-from bot.stream.progress import Progress, StepHeldBack
 from bot.stream.transport import StreamClient
 
 log = logging.getLogger("bot.app")
@@ -194,13 +193,13 @@ class App:
         fields.update(command=command.name, outcome=reply.outcome, code=reply.data.get("code", ""))
         fields["request_id"] = reply.data.get("request_id", "")
         # The reply gets its own budget: a command that used up its time still gets its card.
-        card_step = outgoing.current.set(self.intake.card_step(message.key, progress))
+        card_step = before_send.current.set(self.intake.card_step(message.key, progress))
         try:
             with budget.spending(self.config.command_timeout) as sending:
-                await self._send(dingtalk, message, reply, command.locale, fields)
+                held_back = await self._send(dingtalk, message, reply, command.locale, fields)
         finally:
-            outgoing.current.reset(card_step)
-        if fields.get("reply_code") == outgoing.HELD_BACK:
+            before_send.current.reset(card_step)
+        if held_back:
             self.intake.release(message.key)  # answered by whoever resumes it once Redis is back, never twice
         else:
             await self.intake.finish(message.key)
@@ -285,23 +284,27 @@ class App:
 
     async def _send(
         self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str, fields: dict[str, object]
-    ) -> None:
-        """Send the card; `fields` gets its route ("failed" with the reason when it could not be delivered)."""
+    ) -> bool:
+        """Send the card; `fields` gets its route ("failed" with the reason when it could not be delivered). True when
+        the card was held back: it is left to whoever resumes the command."""
         try:
             fields["route"] = await self._answer(dingtalk, message, reply, locale)
-        except DingTalkError as error:
+        except CardHeldBack as held:
+            fields.update(route="failed", reply_code=held.code)
+            problem = {"msg_id": message.msg_id, "reply_code": held.code, "status": 0}
+            log.warning(
+                "card held back: its step cannot be recorded, the command is left to be resumed",
+                extra={"fields": problem},
+            )
+            return True
+        except FAILURES as error:  # every route and retry the reply's time allowed was tried (not a send unanswered)
             fields.update(route="failed", reply_code=error.code)
-            problem = {"msg_id": message.msg_id, "reply_code": error.code, "status": error.status}
-            if error.code == outgoing.HELD_BACK:
-                log.warning(
-                    "card held back: its step cannot be recorded, the command is left to be resumed",
-                    extra={"fields": problem},
-                )
-            else:  # every route and retry the reply's time allowed was tried (a send with no answer is not here)
-                log.error("card not delivered: every route and retry failed", extra={"fields": problem})
+            problem = {"msg_id": message.msg_id, "reply_code": error.code, "status": described(error)["status"]}
+            log.error("card not delivered: every route and retry failed", extra={"fields": problem})
         except Exception:
             log.exception("reply failed", extra={"fields": {"msg_id": message.msg_id}})
             fields["route"] = "failed"
+        return False
 
     async def _answer(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         card = render_card(reply, locale)

@@ -15,14 +15,14 @@ from bot.auth.credentials import (
     CachedToken,
     TokenFetch,
 )
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import DingTalkError, Refused
 from bot.models import Message
 from bot.sandbox.platform import Sandbox
 from bot.stores.tokens import MemoryTokens
 from tests.botprocess import BotProcess
 from tests.helpers import calendar_calls, converse, new_calendar, new_user
 
-REJECTED = DingTalkError(401, "InvalidAuthentication", "不合法的access_token")
+REJECTED = Refused(401, "InvalidAuthentication", "不合法的access_token")
 
 
 class Platform:
@@ -108,7 +108,7 @@ async def test_other_errors_keep_the_token() -> None:
     credentials = CachedToken("app", MemoryTokens(), platform.fetcher("app"))
 
     async def call(token: str) -> str:
-        raise DingTalkError(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied")
+        raise Refused(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied")
 
     with pytest.raises(DingTalkError, match="403"):
         await credentials.authorized(call)

@@ -12,12 +12,12 @@ from bot.commands.explain import (
     explain_calendar_error,
     explain_lookup_error,
 )
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import Refused
 
 
 @pytest.mark.parametrize("status", [403, 429, 503])
 def test_a_used_up_monthly_quota_never_reads_as_a_throttle_whatever_the_status(status: int) -> None:
-    error = DingTalkError(status, ORG_QUOTA_EXHAUSTED, "api count limit", "R1")
+    error = Refused(status, ORG_QUOTA_EXHAUSTED, "api count limit", "R1")
 
     assert explain_calendar_error(error, "cal-1").outcome == "org_quota_exhausted"
     assert explain_lookup_error(error).outcome == "org_quota_exhausted"
@@ -34,7 +34,7 @@ def test_a_used_up_monthly_quota_never_reads_as_a_throttle_whatever_the_status(s
 def test_a_missing_permission_names_what_dingtalk_said_or_else_what_the_api_needs(
     scope: str, named: tuple[str, ...], shown: tuple[str, ...]
 ) -> None:
-    error = DingTalkError(403, PERMISSION_DENIED, "no", "R1", required_scopes=named)
+    error = Refused(403, PERMISSION_DENIED, "no", "R1", required_scopes=named)
 
     reply = explain_calendar_error(error, "", scope)
 
@@ -42,6 +42,6 @@ def test_a_missing_permission_names_what_dingtalk_said_or_else_what_the_api_need
 
 
 def test_a_lookup_without_contact_permission_names_qyapi_get_member() -> None:
-    reply = explain_lookup_error(DingTalkError(200, "60011", "no permission"))
+    reply = explain_lookup_error(Refused(200, "60011", "no permission"))
 
     assert reply.outcome == "app_lacks_permission" and tuple(reply.data["scopes"]) == ("qyapi_get_member",)

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.auth.api import DingTalkApi
 from bot.auth.isv import RE_PUSH_ADVICE, IsvAuthorizer
 from bot.commands.explain import explain_calendar_error, explain_lookup_error
 from bot.config import Config, ConfigError
-from bot.dingtalk.api import DingTalkApi
 from bot.dingtalk.client import DingTalkClient
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import Failure, NotReady, OrganizationUnnamed, Refused
 from bot.dingtalk.http import AiohttpTransport
 from bot.models import Message, Outcome
 from bot.sandbox.http import Recorded
@@ -495,15 +495,17 @@ def test_the_app_type_is_internal_or_isv() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "outcome"),
+    ("error", "outcome"),
     [
-        ("suiteTicketMissing", Outcome.APP_NOT_READY),
-        ("invalidSuiteTicket", Outcome.APP_NOT_READY),
-        ("invalidAuthInfo", Outcome.ORG_NOT_AUTHORIZED),
+        (NotReady(), Outcome.APP_NOT_READY),
+        (Refused(400, "invalidSuiteTicket", "", "R1"), Outcome.APP_NOT_READY),
+        (Refused(400, "invalidAuthInfo", "", "R1"), Outcome.ORG_NOT_AUTHORIZED),
+        (OrganizationUnnamed(), Outcome.ORG_NOT_AUTHORIZED),
     ],
 )
-def test_an_organization_without_a_token_is_explained_whichever_call_needed_it(code: str, outcome: Outcome) -> None:
-    error = DingTalkError(400, code, "", "R1")
+def test_an_organization_without_a_token_is_explained_whichever_call_needed_it(
+    error: Failure, outcome: Outcome
+) -> None:
     assert explain_calendar_error(error, "cal-1").outcome == outcome
     assert explain_lookup_error(error).outcome == outcome
 

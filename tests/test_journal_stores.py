@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from bot.commands.progress import Progress, reply_from_json, reply_to_json
 from bot.models import Action, Message, Outcome, Reply
 from bot.stores.journal import Entry, Journal, SqliteJournal
 from bot.stores.redis.journal import RedisJournal
 from bot.stores.redis.limits import connect
-from bot.stream.progress import Progress, reply_from_json, reply_to_json
 from tests.redisserver import RedisServer
 
 Opener = Callable[[], Journal]

@@ -3,7 +3,7 @@ and through the real process, a typed command right after a list lists no second
 
 from __future__ import annotations
 
-from bot.commands.recent_calendars import MAX_LISTED, RecentCalendars
+from bot.dingtalk.recent_calendars import MAX_LISTED, RecentCalendars
 from bot.models import Calendar
 from bot.sandbox.platform import Sandbox
 from tests.helpers import calendar_calls, card, converse, new_calendar, new_user

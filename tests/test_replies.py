@@ -5,7 +5,19 @@ from __future__ import annotations
 import pytest
 
 from bot.cards.delivery import robot_message, webhook_body, webhook_is_trusted
-from bot.dingtalk.errors import DingTalkError, retry_delay
+from bot.dingtalk.errors import (
+    ConnectFailed,
+    ConnectionLost,
+    Failure,
+    MalformedAnswer,
+    OutOfDescriptors,
+    OutOfTime,
+    Refused,
+    TimedOut,
+    UnreadableAnswer,
+    UnusableUrl,
+    retry_delay,
+)
 from bot.models import Button, Card
 from bot.stream.transport import _backoff
 
@@ -72,51 +84,52 @@ def test_robot_message_picks_the_template_by_button_count(count: int) -> None:
 @pytest.mark.parametrize(
     ("error", "temporary", "token_rejected"),
     [
-        (DingTalkError(0, "ConnectError"), True, False),
-        (DingTalkError(503, "HTTP503"), True, False),
-        (DingTalkError(429, "system.busy"), True, False),
-        (DingTalkError(403, "Forbidden.AccessDenied.QpsLimitForApi"), True, False),
-        (DingTalkError(200, "90018"), True, False),
-        (DingTalkError(200, "-1"), True, False),
-        (DingTalkError(400, "InvalidAuthentication"), False, True),
-        (DingTalkError(401, "Unauthorized"), False, True),
-        (DingTalkError(200, "88", sub_code="40014"), False, True),
-        (DingTalkError(200, "40014"), False, True),
-        (DingTalkError(400, "permissionDenied"), False, False),
-        (DingTalkError(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied"), False, False),
-        (DingTalkError(400, "send.too.fast"), True, False),
-        (DingTalkError(400, "send.byToken.tooFast"), True, False),
-        (DingTalkError(400, "too.many.group"), True, False),
-        (DingTalkError(400, "too.many.people"), True, False),
-        (DingTalkError(400, "toomuch.msg"), True, False),
-        (DingTalkError(200, "flowControlledStaffIdList"), True, False),
-        (DingTalkError(200, "invalidStaffIdList"), False, False),
-        (DingTalkError(200, "malformedAnswer"), True, False),
-        (DingTalkError(200, "internalError"), True, False),
-        (DingTalkError(403, "Forbidden.AccessDenied.ApiCountLimitForOrg"), False, False),
-        (DingTalkError(429, "Forbidden.AccessDenied.ApiCountLimitForOrg"), False, False),
-        (DingTalkError(0, "InvalidURL"), False, False),
+        (ConnectFailed("ConnectError"), True, False),
+        (Refused(503, "HTTP503"), True, False),
+        (Refused(429, "system.busy"), True, False),
+        (Refused(403, "Forbidden.AccessDenied.QpsLimitForApi"), True, False),
+        (Refused(200, "90018"), True, False),
+        (Refused(200, "-1"), True, False),
+        (Refused(400, "InvalidAuthentication"), False, True),
+        (Refused(401, "Unauthorized"), False, True),
+        (Refused(200, "88", sub_code="40014"), False, True),
+        (Refused(200, "40014"), False, True),
+        (Refused(400, "permissionDenied"), False, False),
+        (Refused(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied"), False, False),
+        (Refused(400, "send.too.fast"), True, False),
+        (Refused(400, "send.byToken.tooFast"), True, False),
+        (Refused(400, "too.many.group"), True, False),
+        (Refused(400, "too.many.people"), True, False),
+        (Refused(400, "toomuch.msg"), True, False),
+        (Refused(200, "flowControlledStaffIdList"), True, False),
+        (Refused(200, "invalidStaffIdList"), False, False),
+        (MalformedAnswer("no processQueryKey in the answer"), True, False),
+        (Refused(200, "internalError"), True, False),
+        (Refused(403, "Forbidden.AccessDenied.ApiCountLimitForOrg"), False, False),
+        (Refused(429, "Forbidden.AccessDenied.ApiCountLimitForOrg"), False, False),
+        (UnusableUrl(), False, False),
     ],
 )
-def test_dingtalk_error_classes(error: DingTalkError, temporary: bool, token_rejected: bool) -> None:
+def test_dingtalk_error_classes(error: Failure, temporary: bool, token_rejected: bool) -> None:
     assert (error.is_temporary, error.is_token_rejected) == (temporary, token_rejected)
 
 
 @pytest.mark.parametrize(
     ("error", "safe"),
     [
-        (DingTalkError(500, "HTTP500"), True),
-        (DingTalkError(400, "send.too.fast"), True),
-        (DingTalkError(200, "flowControlledStaffIdList"), True),
-        (DingTalkError(0, "ConnectError"), True),
-        (DingTalkError(0, "ReadTimeout"), False),
-        (DingTalkError(0, "RemoteProtocolError"), False),
-        (DingTalkError(0, "AnswerTooLarge"), False),
-        (DingTalkError(200, "malformedAnswer"), False),
-        (DingTalkError(0, "CommandTimeout"), False),
+        (Refused(500, "HTTP500"), True),
+        (Refused(400, "send.too.fast"), True),
+        (Refused(200, "flowControlledStaffIdList"), True),
+        (ConnectFailed("ConnectError"), True),
+        (TimedOut("ReadTimeout"), False),
+        (ConnectionLost("RemoteProtocolError"), False),
+        (UnreadableAnswer("AnswerTooLarge", "the answer is over 2097152 bytes"), False),
+        (MalformedAnswer("no processQueryKey in the answer"), False),
+        (OutOfTime(), False),
+        (OutOfDescriptors(), True),
     ],
 )
-def test_only_a_send_that_surely_did_not_arrive_is_sent_again(error: DingTalkError, safe: bool) -> None:
+def test_only_a_send_that_surely_did_not_arrive_is_sent_again(error: Failure, safe: bool) -> None:
     assert error.is_safe_to_resend is safe
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bot.dingtalk.api import _segment
+from bot.auth.api import _segment
 from bot.dingtalk.client import request_url
 
 BASES = [

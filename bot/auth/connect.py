@@ -15,7 +15,7 @@ from bot.auth.sealing import Sealer, State, Unreadable
 from bot.auth.user_tokens import UserTokens, user_key
 from bot.config import Config
 from bot.dingtalk.client import DingTalkClient
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES, described
 from bot.models import ONE_TO_ONE, Button, Card, Message
 from bot.stores.grants import UserGrants
 
@@ -97,15 +97,15 @@ class Connector:
             answer = await self._dingtalk.user_access_token({"grantType": "authorization_code", "code": code})
             access = answer.get("accessToken")
             union_id = await self._dingtalk.own_union_id(access if isinstance(access, str) else "")
-        except DingTalkError as error:
-            log.warning("connecting an account failed", extra={"fields": {"code": error.code, "status": error.status}})
+        except FAILURES as error:
+            log.warning("connecting an account failed", extra={"fields": described(error)})
             return Completed("failed", locale)
         if union_id != pending["union_id"]:
             return self._refused("foreign", locale)
         try:
             await self._tokens.keep(state.user, answer)
-        except DingTalkError as error:
-            log.warning("connecting an account failed", extra={"fields": {"code": error.code, "status": error.status}})
+        except FAILURES as error:
+            log.warning("connecting an account failed", extra={"fields": described(error)})
             return Completed("failed", locale)
         log.info("account connected", extra={"fields": {"staff_id": pending["staff_id"]}})
         pending_message = _message(state, pending, self._config.is_isv) if pending["text"] else None

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from bot.dingtalk.credentials import Credentials
 from bot.dingtalk.errors import DingTalkError
 from bot.models import Message
 from bot.stores.tokens import TokenCache
@@ -20,13 +21,6 @@ APP_TOKEN_KEY = "app"  # noqa: S105 - a cache key, not a secret
 
 # Asks DingTalk for a new token: the token and the lifetime DingTalk announced, in seconds.
 TokenFetch = Callable[[], Awaitable[tuple[str, float]]]
-
-
-class Credentials(Protocol):
-    async def authorized(self, call: Callable[[str], Awaitable[T]]) -> T:
-        """`call(token)` with a valid token; if DingTalk rejects the token, whatever these credentials do about it
-        (a cached token: drop it and call once more with a new one)."""
-        ...
 
 
 class CachedToken:

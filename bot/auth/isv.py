@@ -9,9 +9,8 @@ from typing import Any
 
 from bot.auth.credentials import Authorization, CachedToken
 from bot.auth.user_tokens import USER_TOKEN_PREFIX
-from bot.commands.explain import NO_SUITE_TICKET
 from bot.dingtalk.client import DingTalkClient
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import NotReady, OrganizationUnnamed, Refused
 from bot.models import Event, Message
 from bot.stores.build import Stores
 from bot.stores.dedupe import RecentIds
@@ -49,18 +48,18 @@ class IsvAuthorizer:
 
     async def _fetch(self, corp_id: str) -> tuple[str, float]:
         if not corp_id:  # DingTalk names the organization in every ISV callback; without it there is no token
-            raise DingTalkError(400, "invalidAuthInfo", "the message names no organization")
+            raise OrganizationUnnamed
         ticket = await self._tickets.latest(self._suite_key)
         if ticket is None:
             log.error(
                 f"no organization token without a suite ticket; {RE_PUSH_ADVICE}",
                 extra={"fields": {"corp_id": corp_id}},
             )
-            raise DingTalkError(400, NO_SUITE_TICKET, "no suite ticket yet")
+            raise NotReady
         self.fetches += 1
         try:
             return await self._dingtalk.corp_access_token(corp_id, ticket)
-        except DingTalkError as error:
+        except Refused as error:
             fields = {"corp_id": corp_id, "code": error.code}
             if error.code == "invalidSuiteTicket":
                 log.error(f"DingTalk refused the stored suite ticket; {RE_PUSH_ADVICE}", extra={"fields": fields})

@@ -20,8 +20,8 @@ from bot.auth.web_guard import (
     connection_cap,
     server_logger,
 )
-from bot.cards.render import TEMPLATES_DIR, templates_in_memory
 from bot.models import Message
+from bot.template_files import TEMPLATES_DIR, templates_in_memory
 
 CALLBACK_PATH = "/oauth/callback"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the platform routes $PORT to it

@@ -12,7 +12,7 @@ import orjson
 from bot.auth.credentials import TOKEN_MARGIN_SECONDS, TOKEN_MIN_REUSE_SECONDS, Authorization, Authorizer, CachedToken
 from bot.auth.sealing import Sealer, Unreadable
 from bot.dingtalk.client import DingTalkClient
-from bot.dingtalk.errors import QUOTA_EXHAUSTED, DingTalkError, malformed
+from bot.dingtalk.errors import QUOTA_EXHAUSTED, MalformedAnswer, Refused
 from bot.models import Message
 from bot.stores.grants import UserGrants
 from bot.stores.tokens import TokenCache
@@ -36,7 +36,7 @@ def user_key(message: Message) -> str:
     return f"{message.sender_corp_id or message.chatbot_corp_id}:{message.sender_staff_id}"
 
 
-def consent_withdrawn(error: DingTalkError) -> bool:
+def consent_withdrawn(error: Refused) -> bool:
     """A 403 on a call with the user's token that is not a limit: the user withdrew consent (reference §10.7) —
     unless DingTalk names a permission the token lacks (§4.2): connecting again would not grant it."""
     return error.status == 403 and not error.is_throttle and error.code != QUOTA_EXHAUSTED and not error.required_scopes
@@ -63,7 +63,7 @@ class UserTokens:
     async def _store_grant(self, user: str, answer: dict[str, object]) -> tuple[str, float]:
         access, refresh = answer.get("accessToken"), answer.get("refreshToken")
         if not isinstance(access, str) or not access or not isinstance(refresh, str) or not refresh:
-            raise malformed("no accessToken or refreshToken in the answer")
+            raise MalformedAnswer("no accessToken or refreshToken in the answer")
         await self._grants.put(user, self._sealer.seal(user, orjson.dumps({"refreshToken": refresh})))
         lifetime = answer.get("expireIn", 7200)
         valid = isinstance(lifetime, int | float) and not isinstance(lifetime, bool)
@@ -89,7 +89,7 @@ class UserTokens:
             raise ConsentNeeded from None
         try:
             answer = await self._dingtalk.user_access_token({"grantType": "refresh_token", "refreshToken": refresh})
-        except DingTalkError as error:
+        except Refused as error:
             if 400 <= error.status < 500 and not error.is_throttle:  # any refusal: consent is needed again
                 await self._grants.delete(user)
                 raise ConsentNeeded from None
@@ -107,7 +107,7 @@ class UserCredentials:
     async def authorized(self, call: Callable[[str], Awaitable[T]]) -> T:
         try:
             return await self._tokens.cached(self._user).authorized(call)
-        except DingTalkError as error:
+        except Refused as error:
             if error.status == 403 and error.required_scopes:
                 fields = {"code": error.code, "scopes": list(error.required_scopes), "request_id": error.request_id}
                 log.error("a user's token lacks a permission: grant it to the app's users", extra={"fields": fields})

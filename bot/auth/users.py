@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.dingtalk.api import DingTalkApi
+from bot.auth.api import DingTalkApi
 from bot.models import Message
 from bot.stores.union_ids import UnionIds
 

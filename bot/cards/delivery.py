@@ -8,11 +8,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.auth.api import DingTalkApi
 from bot.dingtalk import budget
-from bot.dingtalk.api import DingTalkApi
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES, Failure, described
 from bot.models import Card, Message
-from bot.stream.outgoing import HELD_BACK
 
 WEBHOOK_MARGIN_MS = 10_000  # do not start a post to a webhook that expires while it is under way
 DINGTALK_WEBHOOK_HOSTS = frozenset({"oapi.dingtalk.com", "api.dingtalk.com", "oapi.dingtalk.io", "api.dingtalk.io"})
@@ -84,12 +83,10 @@ async def deliver(dingtalk: DingTalkApi, message: Message, card: Card, oapi_base
             with budget.keeping(FALLBACK_SHARE):
                 await dingtalk.post_session_webhook(message.session_webhook, webhook_body(card, mention))
             return "webhook"
-        except DingTalkError as error:  # refused, or surely not taken: the OpenAPI still reaches the conversation
-            if error.code == HELD_BACK:
-                raise
+        except FAILURES as error:  # refused, or surely not taken: the OpenAPI still reaches the conversation
             if error.is_unanswered:
                 return unanswered(message, "webhook", error)
-            fields = {"msg_id": message.msg_id, "code": error.code, "status": error.status}
+            fields = {"msg_id": message.msg_id, **described(error)}
             log.warning("webhook reply failed, sending through the robot OpenAPI", extra={"fields": fields})
             route = "webhook-failed:openapi"
     msg_key, msg_param = robot_message(card)
@@ -98,7 +95,7 @@ async def deliver(dingtalk: DingTalkApi, message: Message, card: Card, oapi_base
             await dingtalk.send_to_group(message.conversation_id, message.robot_code, msg_key, msg_param)
         else:
             await dingtalk.send_to_user(message.sender_staff_id, message.robot_code, msg_key, msg_param)
-    except DingTalkError as error:
+    except FAILURES as error:
         if error.is_unanswered:
             return unanswered(message, route, error)
         raise
@@ -113,18 +110,16 @@ async def deliver_privately(dingtalk: DingTalkApi, message: Message, card: Card,
     try:
         with budget.keeping(FALLBACK_SHARE):
             await dingtalk.send_to_user(message.sender_staff_id, message.robot_code, msg_key, msg_param)
-    except DingTalkError as error:
-        if error.code == HELD_BACK:
-            raise
+    except FAILURES as error:  # CardHeldBack is not one: the card then goes nowhere, by no route
         if error.is_unanswered:
             return unanswered(message, "private", error)
-        fields = {"msg_id": message.msg_id, "code": error.code, "status": error.status}
+        fields = {"msg_id": message.msg_id, **described(error)}
         log.warning("private reply failed, answering in the group", extra={"fields": fields})
         return "group-fallback:" + await deliver(dingtalk, message, card, oapi_base)
     return "private+" + await deliver(dingtalk, message, notice, oapi_base)
 
 
-def unanswered(message: Message, route: str, error: DingTalkError) -> str:
+def unanswered(message: Message, route: str, error: Failure) -> str:
     """The one line for a card whose send got no answer: DingTalk may have it, so it is not sent again (two cards
     would be worse than a missing one); the command is finished."""
     fields = {"msg_id": message.msg_id, "route": route, "reply_code": error.code}

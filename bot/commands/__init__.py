@@ -1,3 +1,5 @@
 """What the bot can be asked: parsing a message's text into a Command, one module per command returning Reply data,
-and the pure helpers they share (resolving names, wildcards, explaining DingTalk's errors). May import models,
-config, logs, dingtalk/, auth/ and stores/; never cards/, stream/ or the pipeline."""
+a command's recorded progress (progress.py: what an interrupted handling already did), and the pure helpers they
+share (resolving names, wildcards, and explain.py: the one table from a failed call to its Outcome).
+May import: models, config, logs, stats, the version (bot/__init__), stores/, dingtalk/, auth/. Never: cards/,
+stream/, app/pipeline/wiring, sandbox/ (tests/test_layering.py)."""

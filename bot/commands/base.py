@@ -9,22 +9,21 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from bot.auth.api import DingTalkApi
 from bot.auth.user_tokens import UserTokens
 from bot.auth.users import ForeignSender, UserDirectory, is_member
 from bot.commands.explain import explain_calendar_error, explain_lookup_error
 from bot.commands.names import CalendarNames
 from bot.commands.parse import MAX_TARGETS, Target, calendar_id_problem, split_targets
+from bot.commands.progress import LANDING_SHARE, Progress, reply_from_json, reply_to_json
 from bot.commands.resolve import subscribed
 from bot.config import Config
 from bot.dingtalk import budget
-from bot.dingtalk.api import DingTalkApi
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES
 from bot.models import Action, Calendar, Command, Message, Outcome, Reply
 from bot.stats import Stats
 from bot.stores.audit import AuditRecord, AuditStore, Refusal
 from bot.stores.previews import PreviewStore
-from bot.stream.outgoing import LANDING_SHARE
-from bot.stream.progress import Progress, reply_from_json, reply_to_json
 
 audit_log = logging.getLogger("bot.audit")
 
@@ -73,7 +72,7 @@ class Context:
             return await self.users.union_id(self.message, self.dingtalk)
         except ForeignSender:
             raise CommandError(Reply(Outcome.FOREIGN_SENDER)) from None
-        except DingTalkError as error:
+        except FAILURES as error:
             raise CommandError(explain_lookup_error(error)) from None
 
     async def audit(self, action: str, union_id: str, reply: Reply) -> None:
@@ -216,14 +215,14 @@ async def change_calendar(
             await context.progress.record_held("changing", [calendar.id, calendar.name, followed], seconds)
         try:
             request_id = await call()
-        except DingTalkError as error:
+        except FAILURES as error:
             reply = explain_calendar_error(error, calendar.id, name=calendar.name)
             # "not found / not subscribed / already subscribed" to the call an interrupted handling had begun:
             # DingTalk finished that one after the listing above; unless a new listing says the change is not
             # there (the calendar does not exist at all), it happened and is no error
             finished_first = again and reply.outcome == Outcome.UNKNOWN_CALENDAR
             if finished_first and await _changed(context, action, union_id, calendar) is not False:
-                reply = done(error.request_id)
+                reply = done(reply.data["request_id"])
         else:
             reply = done(request_id)
     await context.audit(action, union_id, reply)
@@ -243,7 +242,7 @@ async def _changed(context: Context, action: str, union_id: str, calendar: Calen
     """Whether the sender's calendars show the change made; None when they cannot be listed."""
     try:
         listed = await context.dingtalk.list_calendars(union_id)
-    except DingTalkError:
+    except FAILURES:
         return None
     followed = any(listed_calendar.id == calendar.id for listed_calendar in subscribed(listed))
     return followed if action == "resubscribe" else not followed

@@ -14,7 +14,7 @@ from bot.commands.explain import LIST_SCOPE, explain_calendar_error
 from bot.commands.parse import split_targets
 from bot.commands.resolve import subscribed
 from bot.commands.wildcards import MAX_PATTERN_LENGTH, is_pattern, select
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES
 from bot.models import Action, Calendar, Command, Outcome, Reply
 
 ALL_WORDS = frozenset({"all", "全部"})
@@ -47,7 +47,7 @@ async def preview(context: Context, target: str) -> Reply | None:
     union_id = await context.identify()
     try:
         listed = subscribed(await context.dingtalk.list_calendars(union_id))
-    except DingTalkError as error:
+    except FAILURES as error:
         return explain_calendar_error(error, "", LIST_SCOPE)
     context.names.remember(union_id, listed)
     if everything and not listed:

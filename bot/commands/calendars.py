@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.commands.base import Context, offer_calendars
 from bot.commands.explain import LIST_SCOPE, explain_calendar_error
 from bot.commands.resolve import subscribed
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES
 from bot.models import Command, Outcome, Reply
 
 
@@ -13,7 +13,7 @@ async def list_calendars(context: Context, command: Command) -> Reply:
     union_id = await context.identify()
     try:
         calendars = subscribed(await context.dingtalk.list_calendars(union_id))
-    except DingTalkError as error:
+    except FAILURES as error:
         return explain_calendar_error(error, "", LIST_SCOPE)
     if not calendars:
         return Reply(Outcome.NO_CALENDARS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from bot.auth.api import DingTalkApi
 from bot.commands.base import (
     Context,
     change_calendar,
@@ -19,8 +20,7 @@ from bot.commands.explain import LIST_SCOPE, explain_calendar_error
 from bot.commands.names import CalendarNames
 from bot.commands.parse import Target, calendar_id_problem
 from bot.commands.resolve import Resolution, resolve, subscribed
-from bot.dingtalk.api import DingTalkApi
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES
 from bot.models import Action, Calendar, Command, Outcome, Reply
 
 # Texts that can be neither an id nor a name are refused before any call; whitespace may still be part of a name.
@@ -54,7 +54,7 @@ class SenderCalendars:
         self._left: dict[str, asyncio.Future[Reply]] = {}  # calendar id -> its one unsubscribe in this command
 
     async def get(self) -> list[Calendar]:
-        """Raises the listing's DingTalkError, to every target that needs it."""
+        """Raises the listing's failure, to every target that needs it."""
         if self._listing is None:
             self._listing = asyncio.ensure_future(self._list())
         return await asyncio.shield(self._listing)
@@ -93,7 +93,7 @@ async def _unsubscribe_exact(context: Context, union_id: str, text: str, calenda
         return as_id
     try:
         listed = await calendars.get()
-    except DingTalkError:
+    except FAILURES:
         return as_id
     resolution = resolve(text, listed)
     if resolution.calendar is not None and resolution.calendar.id == text:
@@ -107,7 +107,7 @@ async def _unsubscribe_id_or_name(context: Context, union_id: str, text: str, ca
     never guessed. A text no listed calendar has is still tried as an id (DingTalk may say why it is not theirs)."""
     try:
         listed = await calendars.get()
-    except DingTalkError as error:
+    except FAILURES as error:
         reply = explain_calendar_error(error, "", LIST_SCOPE)
         return Reply(reply.outcome, {**reply.data, "text": text})
     resolution = resolve(text, listed)

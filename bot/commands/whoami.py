@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot import __version__
 from bot.auth.users import ForeignSender, is_member
 from bot.commands.base import Context
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES
 from bot.models import Command, Outcome, Reply
 
 
@@ -16,7 +16,7 @@ async def whoami(context: Context, command: Command) -> Reply:
         union_id = await context.users.union_id(message, context.dingtalk)
     except ForeignSender:
         pass
-    except DingTalkError as error:
+    except FAILURES as error:
         lookup_code = error.code
     # An ISV robot's code is its own, not the app's key (reference §10.2): the message tells which kind answers.
     internal = message.robot_code in ("", context.config.client_id)

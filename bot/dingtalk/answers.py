@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bot.dingtalk.errors import FLOW_CONTROLLED, DingTalkError, malformed, raise_for_errcode, request_id_of
+from bot.dingtalk.errors import FLOW_CONTROLLED, MalformedAnswer, Refused, raise_for_errcode, request_id_of
 from bot.models import Calendar
 
 # batchSend answers 200 even when it did not deliver: a receiver in one of these lists did not get the message
@@ -21,7 +21,7 @@ def stream_endpoint(data: dict[str, Any]) -> tuple[str, str]:
     """The gateway's WebSocket endpoint and one-time ticket."""
     endpoint, ticket = data.get("endpoint"), data.get("ticket")
     if not (isinstance(endpoint, str) and endpoint and isinstance(ticket, str) and ticket):
-        raise malformed("no endpoint or ticket in the gateway's answer")
+        raise MalformedAnswer("no endpoint or ticket in the gateway's answer")
     return endpoint, ticket
 
 
@@ -29,7 +29,7 @@ def access_token(data: dict[str, Any]) -> tuple[str, float]:
     """The app token and its lifetime in seconds (7200 when DingTalk does not say; 0 when it says nonsense)."""
     token = data.get("accessToken")
     if not isinstance(token, str) or not token:
-        raise malformed("no accessToken in the answer")
+        raise MalformedAnswer("no accessToken in the answer")
     lifetime = data.get("expireIn", 7200)
     if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or not math.isfinite(lifetime):
         return token, 0.0
@@ -40,7 +40,7 @@ def own_union_id(data: dict[str, Any]) -> str:
     """contact/users/me: `unionId`."""
     union_id = data.get("unionId")
     if not isinstance(union_id, str) or not union_id:
-        raise malformed("no unionId in the answer")
+        raise MalformedAnswer("no unionId in the answer")
     return union_id
 
 
@@ -50,7 +50,7 @@ def union_id(data: dict[str, Any]) -> str:
     result = data.get("result")
     found = result.get("unionid") if isinstance(result, dict) else None
     if not isinstance(found, str) or not found:
-        raise malformed("no result.unionid in the answer", request_id_of(data))
+        raise MalformedAnswer("no result.unionid in the answer", request_id_of(data))
     return found
 
 
@@ -59,7 +59,7 @@ def calendars(data: dict[str, Any]) -> list[Calendar]:
     response = data.get("response")
     entries = response.get("calendars") if isinstance(response, dict) else None
     if not isinstance(entries, list):
-        raise malformed("no response.calendars list in the answer", request_id_of(data))
+        raise MalformedAnswer("no response.calendars list in the answer", request_id_of(data))
     return [
         Calendar(entry["id"], _text(entry.get("summary")), _text(entry.get("type")) or "unknown")
         for entry in entries
@@ -75,7 +75,7 @@ def _text(value: Any) -> str:
 def confirmed(data: dict[str, Any]) -> str:
     """The unsubscribe answer must confirm the change (`result: true`); returns its request id."""
     if data.get("result") is not True:
-        raise DingTalkError(200, "resultFalse", "DingTalk did not confirm the change", request_id_of(data))
+        raise Refused(200, "resultFalse", "DingTalk did not confirm the change", request_id_of(data))
     return request_id_of(data)
 
 
@@ -93,11 +93,11 @@ def delivered_to(staff_id: str) -> Callable[[dict[str, Any]], None]:
 
     def read(data: dict[str, Any]) -> None:
         if "processQueryKey" not in data:
-            raise malformed("no processQueryKey in the answer", request_id_of(data))
+            raise MalformedAnswer("no processQueryKey in the answer", request_id_of(data))
         for name in UNDELIVERED_LISTS:
             listed = data.get(name)
             if isinstance(listed, list) and staff_id in listed:
-                raise DingTalkError(200, name, "DingTalk did not deliver the message", request_id_of(data))
+                raise Refused(200, name, "DingTalk did not deliver the message", request_id_of(data))
 
     return read
 
@@ -105,4 +105,4 @@ def delivered_to(staff_id: str) -> Callable[[dict[str, Any]], None]:
 def sent(data: dict[str, Any]) -> None:
     """The group send: accepted when it answers a processQueryKey."""
     if "processQueryKey" not in data:
-        raise malformed("no processQueryKey in the answer", request_id_of(data))
+        raise MalformedAnswer("no processQueryKey in the answer", request_id_of(data))

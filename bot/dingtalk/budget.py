@@ -10,15 +10,7 @@ from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.dingtalk.errors import DingTalkError
-
-
-class OutOfTime(DingTalkError):
-    """A command waited for the bot's rate-limit slots as long as its budget allows: temporary, as DingTalk being
-    busy is, and never retried within the same budget."""
-
-    def __init__(self) -> None:
-        super().__init__(0, "RateLimitWait", "the command waited too long for rate-limit slots")
+from bot.dingtalk.errors import OutOfTime
 
 
 @dataclass
@@ -73,7 +65,7 @@ class Paced:
                 waited = await self._slot.__aenter__()
         except TimeoutError:
             budget.extend(time.monotonic() - started)
-            raise OutOfTime from None
+            raise OutOfTime(waiting_for_slots=True) from None
         budget.extend(waited)
         return waited
 

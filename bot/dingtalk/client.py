@@ -18,26 +18,48 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import orjson
 
-from bot.auth.credentials import Credentials
 from bot.config import Config
-from bot.dingtalk import answers, budget
-from bot.dingtalk.errors import MALFORMED, TOO_MANY_OPEN_FILES, DingTalkError, error_from, malformed, retry_delay
+from bot.dingtalk import answers, before_send, budget, http
+from bot.dingtalk.credentials import Credentials
+from bot.dingtalk.errors import (
+    ConnectFailed,
+    ConnectionLost,
+    DingTalkError,
+    MalformedAnswer,
+    NoRobotCode,
+    OutOfDescriptors,
+    OutOfTime,
+    ProxyFailed,
+    TimedOut,
+    TlsFailed,
+    Unreachable,
+    UnreadableAnswer,
+    UnusableUrl,
+    error_from,
+    retry_delay,
+)
 from bot.stores.limiter import ApiLimiter
-from bot.stream import outgoing
 
 log = logging.getLogger("bot.dingtalk")
 T = TypeVar("T")
 _NO_WAIT = contextlib.nullcontext(0.0)
-_UNEXPECTED_ANSWERS = frozenset({MALFORMED, "AnswerTooLarge", "DecodingError"})  # logged with what was wrong
 _JSON = {"content-type": "application/json", "accept": "application/json"}
 _JSON_HEADERS = httpx.Headers(_JSON)  # built once: httpx.Request copies a Headers as it is, a dict it re-encodes
 _TOKEN_HEADER = "x-acs-dingtalk-access-token"  # noqa: S105 - a header name
 _TOKENS_KEPT = 256  # tokens whose request headers and URLs are kept built (one per organization or user in use)
 # a retry is not started with less time than this left: it would end in a timeout that hides the real error
 MIN_ATTEMPT_SECONDS = 0.25
-MISSING_ROBOT_CODE = "missingRobotCode"  # an ISV message without its robot's code: nothing to send the card as
 DESCRIPTORS_WARNING_SECONDS = 10.0  # "no file descriptor left" is said at once, then at most this often
 _REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
+Retried = DingTalkError | OutOfDescriptors  # what a call's retries judge: every other condition ends the call at once
+# what the transport's exceptions mean (bot/dingtalk/http.py raises only these; others are merely unreachable)
+_EXCHANGE_FAILURES: tuple[tuple[type[Unreachable], type[httpx.HTTPError] | tuple[type[httpx.HTTPError], ...]], ...] = (
+    (TlsFailed, http.TlsFailed),
+    (ProxyFailed, http.ProxyUnreachable),
+    (ConnectFailed, httpx.ConnectError),  # nothing was sent (the transport's connect timeout included)
+    (TimedOut, (httpx.ReadTimeout, httpx.WriteTimeout)),
+    (ConnectionLost, httpx.RemoteProtocolError),
+)
 # a path httpx would take as it is: segments of unreserved characters and percent escapes, none starting with a dot
 # (httpx removes "." and ".." segments; such a path, and any other, goes through httpx's parser)
 _PLAIN_PATH = re.compile(r"(?:/(?!\.)(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})*)+")
@@ -47,7 +69,7 @@ _PLAIN_QUERY = re.compile(r"(?:[A-Za-z0-9\-._~=&]|%[0-9A-Fa-f]{2})*")
 
 class DingTalkClient:
     """Calls DingTalk's OpenAPI (api host) and old API (oapi host) with the token of the credentials it is given;
-    bot/api.py binds it to one message's credentials."""
+    bot/auth/api.py binds it to one message's credentials."""
 
     def __init__(self, config: Config, transport: httpx.AsyncBaseTransport, limiter: ApiLimiter) -> None:
         self._config = config
@@ -125,7 +147,7 @@ class DingTalkClient:
 
     def robot_message(self, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> dict[str, str]:
         if not robot_code and self._config.is_isv:  # an ISV robot's code is its own, never the suite key
-            raise DingTalkError(400, MISSING_ROBOT_CODE, "the message names no robotCode to send as")
+            raise NoRobotCode
         return {
             # the message's own robot; the app key for an internal app's message that names none
             "robotCode": robot_code or self._config.client_id,
@@ -143,7 +165,7 @@ class DingTalkClient:
         path: str,
         body: dict[str, Any] | None,
         read: Callable[[dict[str, Any]], T],
-        retry_if: Callable[[DingTalkError], bool] | None = None,
+        retry_if: Callable[[Retried], bool] | None = None,
         scope: str = "",
     ) -> Awaitable[T]:
         """A new-style OpenAPI call (api host), its token in a header; `scope` names whose limits it counts against
@@ -180,7 +202,7 @@ class DingTalkClient:
         *,
         limited: bool = True,
         attempts: int = 0,
-        retry_if: Callable[[DingTalkError], bool] | None = None,
+        retry_if: Callable[[Retried], bool] | None = None,
         scope: str = "",
         any_body: bool = False,
     ) -> T:
@@ -201,19 +223,19 @@ class DingTalkClient:
                         spending.attempts += 1
                         timeout = min(timeout, spending.remaining)
                     if timeout <= 0:
-                        raise DingTalkError(0, "CommandTimeout", "the command ran out of time")
+                        raise OutOfTime
                     self.calls[api] += 1
-                    card_step = outgoing.current.get() if api in _REPLY_APIS else None
+                    card_step = before_send.current.get() if api in _REPLY_APIS else None
                     if card_step is not None:  # as late as it can be: slot taken, the request is written next
                         await card_step.sending()
                     data = await self._request(method, url, body, headers, timeout, any_body)
                 return read(data)
-            except DingTalkError as error:
-                if api in _REPLY_APIS and error.is_safe_to_resend and (card_step := outgoing.current.get()):
+            except (DingTalkError, OutOfDescriptors) as error:
+                if api in _REPLY_APIS and error.is_safe_to_resend and (card_step := before_send.current.get()):
                     await card_step.not_sent()
-                if error.code == TOO_MANY_OPEN_FILES:
+                if isinstance(error, OutOfDescriptors):
                     self._out_of_descriptors(api)
-                elif error.code in _UNEXPECTED_ANSWERS:
+                elif isinstance(error, MalformedAnswer):
                     fields = {"api": api, "status": error.status, "problem": error.message}
                     log.warning("unexpected answer from DingTalk", extra={"fields": fields})
                 again = retry_if(error) if retry_if is not None else error.is_temporary
@@ -259,16 +281,14 @@ class DingTalkClient:
                 extensions={"timeout": _timeout(seconds)},
             )
         except httpx.InvalidURL:  # never logged: a URL may be a credential (a sessionWebhook)
-            raise DingTalkError(0, "InvalidURL", "the URL cannot be requested") from None
+            raise UnusableUrl from None
         try:
             response = await self._transport.handle_async_request(request)
             # the transport (bot/http.py) hands the body whole and decoded: read as it is, without httpx's decoders
             stream = response.stream  # a ByteStream, both sync and async: read at once
             content = b"".join(stream) if isinstance(stream, httpx.SyncByteStream) else await response.aread()
-        except httpx.DecodingError as error:  # an answer too large or undecodable: our own words, no secrets
-            raise DingTalkError(0, type(error).__name__, str(error)) from None
         except httpx.HTTPError as error:
-            raise DingTalkError(0, type(error).__name__, "DingTalk could not be reached") from None
+            raise exchange_failed(error) from None
         data = _json_object(content)
         if not response.is_success:
             raise _echo_removed(error_from(response, data or {}), str(url), body, headers)
@@ -277,7 +297,7 @@ class DingTalkClient:
                 return {}
             kind = response.headers.get("content-type", "no content type")[:60]
             problem = f"the answer is not a JSON object ({kind}, {len(content)} bytes)"
-            raise malformed(problem, status=response.status_code)
+            raise MalformedAnswer(problem, status=response.status_code)
         if isinstance(data.get("code"), str) and data["code"]:  # an error in a 2xx answer is still an error
             raise _echo_removed(error_from(response, data), str(url), body, headers)
         if "requestid" not in data and "x-acs-request-id" in response.headers:
@@ -293,9 +313,9 @@ def token_headers(token: str) -> httpx.Headers:
 
 def request_url(url: str) -> httpx.URL | str:
     """`url` as httpx would parse it, without parsing it again (12 µs → 1-2 µs a call) when its path and query are
-    plain (api.py percent-encodes every value it puts in a path; a sessionWebhook's query is a session key): only its
-    scheme and host, a few per process, go through httpx's parser. Any other URL is handed back as it is, a string
-    that httpx's parser checks in full."""
+    plain (auth/api.py percent-encodes every value it puts in a path; a sessionWebhook's query is a session key):
+    only its scheme and host, a few per process, go through httpx's parser. Any other URL is handed back as it is, a
+    string that httpx's parser checks in full."""
     authority = url.find("://") + 3
     slash = url.find("/", authority)
     # a base of a scheme and a host (and port) only: no user or password is kept with a parsed base
@@ -328,7 +348,20 @@ def _timeout(seconds: float) -> dict[str, float]:
     return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
 
 
-def safe_to_resend(error: DingTalkError) -> bool:
+def exchange_failed(error: httpx.HTTPError) -> DingTalkError | OutOfDescriptors:
+    """The transport's exception as the kind of failure it is; its type's name stays as the code (for logs)."""
+    code = type(error).__name__
+    if isinstance(error, http.TooManyOpenFiles):
+        return OutOfDescriptors()
+    if isinstance(error, httpx.DecodingError):  # an answer too large or undecodable: our own words, no secrets
+        return UnreadableAnswer(code, str(error))
+    for failure, kinds in _EXCHANGE_FAILURES:
+        if isinstance(error, kinds):
+            return failure(code)
+    return Unreachable(code)
+
+
+def safe_to_resend(error: Retried) -> bool:
     """Sending a message again is right only when the first surely did not arrive; else one copy too many."""
     return error.is_safe_to_resend
 

@@ -24,6 +24,14 @@ class TooManyOpenFiles(httpx.ConnectError):
     """No connection was made: the process (EMFILE) or the system (ENFILE) has no file descriptor left."""
 
 
+class TlsFailed(httpx.ConnectError):
+    """The TLS handshake failed (a certificate not trusted, no protocol in common): nothing was sent."""
+
+
+class ProxyUnreachable(httpx.ConnectError):
+    """No connection to the HTTPS proxy could be made: nothing was sent."""
+
+
 class AnswerTooLarge(httpx.DecodingError):
     """The answer is over MAX_ANSWER_BYTES; it was not read further."""
 
@@ -79,6 +87,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except aiohttp.ClientConnectorError as error:  # no connection was made: nothing was sent
             if error.os_error.errno in _OUT_OF_DESCRIPTORS:
                 raise TooManyOpenFiles(str(error), request=request) from error
+            if isinstance(error, aiohttp.ClientSSLError):
+                raise TlsFailed(str(error), request=request) from error
+            if isinstance(error, aiohttp.ClientProxyConnectionError):
+                raise ProxyUnreachable(str(error), request=request) from error
             raise httpx.ConnectError(str(error), request=request) from error
         except aiohttp.ClientError as error:  # sent, maybe carried out, but the answer was lost
             raise httpx.RemoteProtocolError(str(error), request=request) from error

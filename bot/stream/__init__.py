@@ -1,3 +1,4 @@
 """The Stream connection: the WebSocket transport and gateway, frames in and ACKs out, the intake (written down before
-its ACK), the inbox's workers and repeat detection, and each command's progress. May import models, config, logs,
-dingtalk/ and stores/; never commands/, cards/ or the pipeline."""
+its ACK), the inbox's workers and repeat detection, and the card step each reply records before it is written.
+May import: models, config, logs, stats, stores/, dingtalk/, auth/, commands/ (progress), cards/. Never:
+app/pipeline/wiring, sandbox/ (tests/test_layering.py)."""

@@ -11,7 +11,7 @@ import aiohttp
 import httpx
 from websockets.exceptions import InvalidStatus, InvalidURI, ProxyError
 
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import DingTalkError, OutOfDescriptors, Refused, TimedOut, Unreachable, UnreadableAnswer
 
 DINGTALK_DOMAINS = ("dingtalk.com", "dingtalk.io")
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
@@ -27,7 +27,6 @@ _WHY: tuple[tuple[str, type[BaseException] | tuple[type[BaseException], ...]], .
     ("refused", ConnectionRefusedError),
     ("timeout", (TimeoutError, httpx.TimeoutException)),
 )
-_UNREADABLE_ANSWERS = frozenset({"AnswerTooLarge", "DecodingError"})  # refused by bot.http, in its own words
 
 
 class EndpointRefused(Exception):
@@ -60,19 +59,19 @@ def check_endpoint(endpoint: str, api_base: str) -> str:
 
 def credentials_rejected(error: BaseException) -> bool:
     """DingTalk refused the client id or secret (not a passing outage)."""
-    return isinstance(error, DingTalkError) and (error.status, error.code) in _REJECTED_CREDENTIALS
+    return isinstance(error, Refused) and (error.status, error.code) in _REJECTED_CREDENTIALS
 
 
 def failure_fields(error: BaseException, host: str) -> dict[str, Any]:
     """What an admin needs to know about a failed connection attempt to `host`: never the secret or the ticket."""
     if isinstance(error, EndpointRefused):
         return {"error": "endpoint refused", "reason": error.reason, "host": error.host}
-    if isinstance(error, DingTalkError):
-        if error.status == 0 and error.code in _UNREADABLE_ANSWERS:  # it answered: too much, or undecodable
-            return {"error": error.code, "message": error.message[:_MAX_REASON_CHARS], "host": host}
-        if error.status == 0:
-            kind = "timeout" if "Timeout" in error.code else "unreachable"
-            return {"error": kind, "why": unreachable_why(error), "host": host}
+    if isinstance(error, UnreadableAnswer):  # it answered: too much, or undecodable (bot.http's own words)
+        return {"error": error.code, "message": error.message[:_MAX_REASON_CHARS], "host": host}
+    if isinstance(error, Unreachable | OutOfDescriptors):
+        kind = "timeout" if isinstance(error, TimedOut) else "unreachable"
+        return {"error": kind, "why": unreachable_why(error), "host": host}
+    if isinstance(error, DingTalkError):  # refused, or an answer not of the documented shape
         return {
             "error": "DingTalkError",
             "status": error.status,

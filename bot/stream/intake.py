@@ -12,13 +12,13 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.commands.progress import Progress
 from bot.config import Config
 from bot.models import Message
 from bot.stores.journal import MAX_ATTEMPTS, Entry, Journal, SqliteJournal
 from bot.stores.redis.journal import RedisJournal
 from bot.stores.redis.limits import connect
 from bot.stream.outgoing import CardStep, answered
-from bot.stream.progress import Progress
 
 log = logging.getLogger("bot.intake")
 

@@ -1,26 +1,17 @@
-"""The card step of a command's progress, recorded right before a reply's request is written, not earlier."""
+"""The card step of a command's progress, recorded right before a reply's request is written, not earlier (the
+client calls it through bot/dingtalk/before_send.py: the stream's intake sets one per reply)."""
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.commands.progress import LANDING_SHARE, Progress
 from bot.dingtalk import budget
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import CardHeldBack
 from bot.stores.journal import CARD
-from bot.stream.progress import Progress
 
 Mark = Callable[[float], Awaitable[bool]]  # the journal's mark_card for one message
-LANDING_SHARE = 0.5  # of the reply's time left, waited for the card step to become durable; the rest is the send's
-HELD_BACK = "CardHeldBack"
-
-
-class CardHeldBack(DingTalkError):
-    """The card step could not be recorded: the card is not sent here, the command is left to be resumed."""
-
-    def __init__(self) -> None:
-        super().__init__(0, HELD_BACK, "the card step cannot be recorded: the card is left to whoever resumes it")
 
 
 class CardStep:
@@ -51,9 +42,6 @@ class CardStep:
         if self._out:
             self._out = False
             await self._progress.record(CARD, False)
-
-
-current: contextvars.ContextVar[CardStep | None] = contextvars.ContextVar("card_step", default=None)
 
 
 def answered(progress: dict[str, Any]) -> bool:

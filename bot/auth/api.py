@@ -1,4 +1,4 @@
-"""DingTalk's API as one message's handling sees it: the client bound to that message's credentials."""
+"""DingTalk's API as one message's handling sees it: the client bound to that message's Authorization."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.auth.credentials import Authorization
-from bot.commands.recent_calendars import RecentCalendars
 from bot.dingtalk import answers
 from bot.dingtalk.client import DingTalkClient, safe_to_resend
 from bot.dingtalk.errors import request_id_of
+from bot.dingtalk.recent_calendars import RecentCalendars
 from bot.models import Calendar
 
 
@@ -59,7 +59,7 @@ class DingTalkApi:
 
     async def list_calendars(self, union_id: str, *, recent: bool = False) -> list[Calendar]:
         """All of the user's calendars (primary, subscribed, shared), as DingTalk lists them; with `recent`, as it
-        listed them a few seconds ago if the bot changed none of them since (bot/recent_calendars.py)."""
+        listed them a few seconds ago if the bot changed none of them since (bot/dingtalk/recent_calendars.py)."""
         if recent:
             kept = self._lists.get(self._scope, union_id)
             if kept is not None:

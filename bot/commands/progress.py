@@ -7,6 +7,8 @@ from typing import Any
 
 from bot.models import Action, Outcome, Reply
 
+# of the time left, waited for a step that must be durable before the bot goes on (a calendar change's, the card's)
+LANDING_SHARE = 0.5
 Save = Callable[[str, str, Any], Awaitable[None]]
 Land = Callable[[str, str, Any, float], Awaitable[bool]]  # the journal's record_held
 
