@@ -21,9 +21,12 @@ from bench.run import ROOT as BENCH_ROOT  # noqa: E402
 from bench.run import machine, seed  # noqa: E402
 from bot.models import Message  # noqa: E402
 from bot.sandbox.platform import Sandbox  # noqa: E402
-from bot.stores.journal import Journal, SqliteJournal  # noqa: E402
+from bot.stores.journal import Journal  # noqa: E402
+from bot.stores.keys import KeyBuilder  # noqa: E402
+from bot.stores.redis.batch import CommandBatcher  # noqa: E402
+from bot.stores.redis.client import connect  # noqa: E402
 from bot.stores.redis.journal import RedisJournal  # noqa: E402
-from bot.stores.redis.limits import connect  # noqa: E402
+from bot.stores.sqlite.journal import SqliteJournal  # noqa: E402
 from bot.stream.transport import message_from_callback  # noqa: E402
 
 IN_FLIGHT = 256
@@ -103,8 +106,10 @@ async def main(options: argparse.Namespace) -> None:
     )
     server = await RedisServer().start()
     try:
-        redis_journal = RedisJournal(connect(server.url, False), "bench:", "bench.1", 600, 30)
+        batcher = CommandBatcher(connect(server.url, False))
+        redis_journal = RedisJournal(batcher, KeyBuilder("bench"), "bench.1", 600, 30)
         redis = await cpu_per_command(redis_journal, n)
+        await batcher.aclose()
     finally:
         server.stop()
     print(

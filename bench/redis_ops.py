@@ -14,8 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvloop
 
 from bench.redisserver import RedisServer
+from bot.stores.keys import KeyBuilder
+from bot.stores.redis.admission import RedisAdmission
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import RedisAdmission, RedisLimiter, connect
+from bot.stores.redis.client import connect
+from bot.stores.redis.limiter import RedisLimiter
 
 OPERATIONS = 20_000
 
@@ -34,8 +37,8 @@ async def cpu_per_operation(operation: Callable[[int], Awaitable[object]], in_fl
 
 async def main(url: str) -> None:
     shared = CommandBatcher(connect(url, verify_tls=False))
-    limiter = RedisLimiter(shared, "calbot:bench:", api_qps=1e9)
-    admission = RedisAdmission(shared, "calbot:bench:", user_rate=10**9)
+    limiter = RedisLimiter(shared, KeyBuilder("bench"), api_qps=1e9)
+    admission = RedisAdmission(shared, KeyBuilder("bench"), user_rate=10**9)
     batcher = CommandBatcher(connect(url, verify_tls=False))
 
     async def set_key(number: int) -> None:

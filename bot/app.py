@@ -9,9 +9,10 @@ from collections import Counter
 
 from bot.auth.api import DingTalkApi
 from bot.auth.connect import Connector, with_connect_button
-from bot.auth.credentials import AppAuthorizer, Authorizer
-from bot.auth.isv import IsvAuthorizer, RelievedWatcher, SuiteEvents
+from bot.auth.credentials import Authorizer
+from bot.auth.isv import SuiteEvents
 from bot.auth.oauth_web import OAuthServer
+from bot.auth.policy import policy_for
 from bot.auth.sealing import Sealer
 from bot.auth.user_tokens import ConsentNeeded, UserAuthorizer, UserTokens
 from bot.auth.users import UserDirectory
@@ -32,9 +33,8 @@ from bot.stats import Stats
 from bot.stores.build import StateUnavailable, build_stores
 from bot.stores.dedupe import RecentIds
 from bot.stores.journal import Entry
-from bot.stores.languages import LastLanguages
 from bot.stream.inbox import Inbox
-from bot.stream.intake import Intake, build_journal
+from bot.stream.intake import Intake
 from bot.stream.transport import StreamClient
 
 log = logging.getLogger("bot.app")
@@ -52,20 +52,16 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.stores = build_stores(config)
-        self.dingtalk = DingTalkClient(config, AiohttpTransport(config.max_in_flight + 8), self.stores.limiter)
-        self.authorizer: Authorizer
-        self.suite_events: SuiteEvents | None = None
-        if config.is_isv:
-            tickets = self.stores.suite_tickets
-            self.authorizer = IsvAuthorizer(config.client_id, self.stores.tokens, tickets, self.dingtalk)
-            self.suite_events = SuiteEvents(config.client_id, self.stores)
-        else:
-            self.authorizer = AppAuthorizer(self.stores.tokens, self.dingtalk.app_access_token)
-        self.users = UserDirectory(self.stores.union_ids, per_organization=config.is_isv)
+        self.policy = policy_for(config)
+        self.stores = build_stores(config, self.policy.per_organization)
+        transport = AiohttpTransport(config.max_in_flight + 8)
+        self.dingtalk = DingTalkClient(config, transport, self.stores.limiter, self.policy.robot_code(config))
+        self.authorizer: Authorizer = self.policy.authorizer(config, self.stores, self.dingtalk)
+        self.suite_events: SuiteEvents | None = self.policy.suite_events(config, self.stores)
+        self.users = UserDirectory(self.stores.union_ids, per_organization=self.policy.per_organization)
         self.names = CalendarNames()
         self.calendar_lists = RecentCalendars()
-        self.languages = LastLanguages()
+        self.languages = self.stores.languages
         self.inbox = Inbox(
             self.handle,
             config.max_in_flight,
@@ -77,8 +73,10 @@ class App:
         self._told_busy = RecentIds(config.user_rate_window, MAX_BUSY_TOLD)
         self._busy_replies: set[asyncio.Task[None]] = set()
         on_event = self.suite_events.handle if self.suite_events else None
-        self.intake = Intake(build_journal(config), self.inbox.accept)
-        self.stream = StreamClient(self.dingtalk, self.intake.accept, config, on_event)
+        self.intake = Intake(self.stores.journal, self.inbox.accept)
+        self.stream = StreamClient(
+            self.dingtalk, self.intake.accept, config, on_event, per_organization=self.policy.per_organization
+        )
         self.counters: Counter[str] = Counter()
         self.stats = Stats(self._counted_elsewhere)
         self._shutting_down = False
@@ -117,9 +115,8 @@ class App:
                 )
         stream = asyncio.create_task(self.stream.run())
         heartbeat = asyncio.create_task(self._heartbeat())
-        watcher = None
-        if self.config.is_isv and self.stores.redis is not None:  # other dynos may get an organization's removal
-            watcher = asyncio.create_task(RelievedWatcher(self.stores).run())
+        watching = self.policy.relieved_watcher(self.stores)
+        watcher = asyncio.create_task(watching.run()) if watching is not None else None
         vital = {stream: "stream loop", heartbeat: "heartbeat"}
         done, _ = await asyncio.wait(vital, return_when=asyncio.FIRST_COMPLETED)
         if not self._shutting_down:
@@ -161,7 +158,7 @@ class App:
         sender = message.sender_key  # built once: the sender's limit and language share one string, not a copy each
         verdict = Verdict.ALLOW if resumed else await self.stores.admission.admit(message.key, sender)
         fields: dict[str, object] = {"msg_id": message.msg_id, "conversation": "group" if message.is_group else "1:1"}
-        if self.config.is_isv:
+        if self.policy.per_organization:
             fields["corp_id"] = message.chatbot_corp_id
         if verdict == Verdict.TAKEN:
             self.counters["taken_elsewhere"] += 1

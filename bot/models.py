@@ -1,4 +1,4 @@
-"""The shared vocabulary: Message, Command, Calendar, Action, Outcome, Reply, Button and Card (stdlib only)."""
+"""The shared vocabulary: Tenant, Message, Command, Calendar, Action, Outcome, Reply, Button and Card (stdlib only)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,21 @@ from typing import Any
 
 ONE_TO_ONE = "1"
 GROUP = "2"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """Who acts, from platform fields only: the organization (corpId), the staff id within it, and the unionId when
+    the platform gave it. A staff id is unique only within its organization, so the two always go together."""
+
+    organization: str
+    staff_id: str
+    union_id: str = ""
+
+    @property
+    def key(self) -> str:
+        """The tenant's one spelling in every store key (bot.stores.keys): `corpId:staffId`."""
+        return f"{self.organization}:{self.staff_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +50,11 @@ class Message:
         return self.conversation_type == GROUP
 
     @property
+    def tenant(self) -> Tenant:
+        """The sender as a tenant: the robot's organization (the sender's when the platform named only that)."""
+        return Tenant(self.chatbot_corp_id or self.sender_corp_id, self.sender_staff_id, self.sender_union_id)
+
+    @property
     def key(self) -> str:
         """What makes two deliveries "the same message" for the journal, the inbox and admission alike: the msgId,
         and for an ISV app (many organizations on one Stream) the robot's organization with it."""
@@ -43,8 +63,11 @@ class Message:
     @property
     def sender_key(self) -> str:
         """Who to count a command against for the per-user rate limit: a staff id is unique only within its
-        organization (an ISV app serves many), so the robot's organization is part of the key."""
-        return f"{self.chatbot_corp_id}:{self.sender_staff_id or self.sender_id or self.conversation_id}"
+        organization (an ISV app serves many), so the robot's organization is part of the key. A sender without one
+        (from another organization) is counted by DingTalk's opaque sender id, within the robot's organization."""
+        if self.sender_staff_id:
+            return self.tenant.key
+        return Tenant(self.chatbot_corp_id or self.sender_corp_id, self.sender_id or self.conversation_id).key
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,12 @@ import pytest
 from bot.config import Config, ConfigError
 from bot.dingtalk.budget import Budget
 from bot.dingtalk.http import AiohttpTransport, _client_timeout
+from bot.stores.admission import MAX_TRACKED_USERS, UserRateLimiter
 from bot.stores.dedupe import RecentIds
-from bot.stores.ratelimit import MAX_TRACKED_USERS, UserRateLimiter
+from bot.stores.keys import KeyBuilder
+from bot.stores.redis.admission import RedisAdmission
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import RedisAdmission, connect
+from bot.stores.redis.client import connect
 from tests.helpers import (
     BOT_ENV,
     calendar_calls,
@@ -171,7 +173,7 @@ async def test_the_dedupe_window_is_a_setting() -> None:
 
 async def test_redis_admission_uses_the_configured_windows(redis_server: RedisServer) -> None:
     batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
-    state = RedisAdmission(batcher, "calbot:windows:", 1, user_window=0.3)
+    state = RedisAdmission(batcher, KeyBuilder("windows"), 1, user_window=0.3)
     verdicts = [await state.admit(f"m{n}", "sender") for n in range(3)]
     await asyncio.sleep(0.35)
     after_the_window = await state.admit("m3", "sender")

@@ -27,7 +27,7 @@ from bot.dingtalk.http import AiohttpTransport
 from bot.models import Message, Outcome
 from bot.sandbox.http import Recorded
 from bot.sandbox.platform import Sandbox
-from bot.stores.ratelimit import ApiRateLimiter
+from bot.stores.limiter import MemoryLimiter
 from bot.stores.suite_tickets import MemorySuiteTickets
 from bot.stores.tokens import MemoryTokens
 from tests.botprocess import ROOT, BotProcess
@@ -511,7 +511,7 @@ def test_an_organization_without_a_token_is_explained_whichever_call_needed_it(
 
 
 async def test_the_limiter_forgets_idle_windows_of_many_organizations_and_keeps_busy_ones() -> None:
-    limiter = ApiRateLimiter(5, window=0.01, sweep_from=4)
+    limiter = MemoryLimiter(5, window=0.01, sweep_from=4)
     async with limiter.slot("busy/unsubscribe"):
         for corp in range(3):
             async with limiter.slot(f"corp{corp}/unsubscribe"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+from bot.stores.admission import UserRateLimiter
 from bot.stores.dedupe import RecentIds
-from bot.stores.ratelimit import UserRateLimiter
 
 
 def _bytes_per_item(fill: object, count: int) -> float:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from bot.stores.keys import KeyBuilder
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import RedisLimiter, connect
+from bot.stores.redis.client import connect
+from bot.stores.redis.limiter import RedisLimiter
 from tests.helpers import reads_by_server
 from tests.redisserver import RedisServer
 
@@ -14,7 +16,7 @@ from tests.redisserver import RedisServer
 def dyno_state(redis_server: RedisServer, api_qps: float) -> tuple[RedisLimiter, CommandBatcher]:
     """One dyno's limiter, on a connection of its own."""
     batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
-    return RedisLimiter(batcher, "calbot:limits:", api_qps), batcher
+    return RedisLimiter(batcher, KeyBuilder("limits"), api_qps), batcher
 
 
 async def test_calls_waiting_together_are_reserved_together(redis_server: RedisServer) -> None:

@@ -13,9 +13,12 @@ import pytest
 
 from bot.models import Message
 from bot.sandbox.http import Recorded
-from bot.stores.journal import _SCHEMA, _move_aside, dump_message
+from bot.stores.journal import dump_message
+from bot.stores.keys import KeyBuilder
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.client import connect
 from bot.stores.redis.journal import RedisJournal
-from bot.stores.redis.limits import connect
+from bot.stores.sqlite.journal import _SCHEMA, _move_aside
 from bot.stream.transport import CHATBOT_TOPIC, message_from_callback
 from tests.botprocess import BotProcess
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
@@ -274,12 +277,14 @@ async def test_a_redis_journal_entry_whose_step_is_not_json_is_dropped_with_a_li
     redis_server: RedisServer,
 ) -> None:
     async with started_sandbox() as sandbox:
-        seeding = RedisJournal(connect(redis_server.url, False), f"calbot:{sandbox.client_id}:", "worker.1", 600, 30)
+        batcher = CommandBatcher(connect(redis_server.url, False))
+        seeding = RedisJournal(batcher, KeyBuilder(sandbox.client_id), "worker.1", 600, 30)
         await seeding.open()
         message = Message("odd-1", "help", "text", "1", "cid", "staff", "", "", "corp", "corp", "", 0)
         await seeding.add(message)
         await seeding.record("odd-1", "step", 1)
         await seeding.close()
+        await batcher.aclose()
         client = redis_server.client()
         [progress] = [key async for key in client.scan_iter(match=f"calbot:{sandbox.client_id}:jprogress:*")]
         await client.hset(progress, "step", '{"half')

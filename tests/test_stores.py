@@ -1,4 +1,4 @@
-"""The preview and audit stores: one contract, run against the embedded SQLite and against Redis."""
+"""The preview and audit stores: one contract, run against the in-process stores, the embedded SQLite and Redis."""
 
 from __future__ import annotations
 
@@ -11,20 +11,35 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.stores.audit import KEEP_SECONDS, AuditRecord, AuditStore, RedisAudit, SqliteAudit
-from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
+from bot.stores.audit import (
+    KEEP_SECONDS,
+    MAX_REFUSALS,
+    MAX_REFUSED_SUBJECT,
+    AuditRecord,
+    AuditStore,
+    MemoryAudit,
+    Refusal,
+)
+from bot.stores.keys import KeyBuilder
+from bot.stores.previews import MemoryPreviews, PreviewStore
+from bot.stores.redis.audit import RedisAudit
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import connect
+from bot.stores.redis.client import connect
+from bot.stores.redis.previews import RedisPreviews
+from bot.stores.sqlite.audit import SqliteAudit
 from bot.stores.sqlite.database import Database
+from bot.stores.sqlite.previews import SqlitePreviews
 from tests.redisserver import RedisServer
 
-KINDS = ["sqlite", "redis"]
+KINDS = ["memory", "sqlite", "redis"]
 TOKEN = "A" * 22
 
 
 @pytest_asyncio.fixture(params=KINDS)
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[PreviewStore, AuditStore]]:
-    if request.param == "sqlite":
+    if request.param == "memory":
+        yield MemoryPreviews(), MemoryAudit()
+    elif request.param == "sqlite":
         database = await Database(tmp_path / "bot.sqlite3").open()
         previews, audits = SqlitePreviews(database), SqliteAudit(database)
         await previews.create()
@@ -34,7 +49,7 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     else:
         server = await RedisServer().start()
         batcher = CommandBatcher(connect(server.url, False))
-        yield RedisPreviews(batcher, "test"), RedisAudit(batcher, "test")
+        yield RedisPreviews(batcher, KeyBuilder("test")), RedisAudit(batcher, KeyBuilder("test"))
         await batcher.aclose()
         server.stop()
 
@@ -94,3 +109,24 @@ async def test_records_written_at_once_are_all_kept(stores: tuple[PreviewStore, 
     await asyncio.gather(*(audit.record(replace(RECORD, at=now - 100 + n, request_id=f"R{n}")) for n in range(50)))
 
     assert [record.request_id for record in await audit.latest("cal-1", 100)] == [f"R{n}" for n in range(50)]
+
+
+async def test_a_refusal_is_one_row_per_sender_and_command_counted_the_newest_few_per_organization(
+    stores: tuple[PreviewStore, AuditStore],
+) -> None:
+    _, audit = stores
+    now = float(int(time.time()))  # whole seconds: every store gives them back exactly
+    await audit.refuse(Refusal(now - 50, "audit", "staff1", "corp", "first", 1))
+    await audit.refuse(Refusal(now - 40, "audit", "staff1", "corp", "x" * 100, 1))  # the same sender and command
+    await audit.refuse(Refusal(now - 30, "stats", "staff1", "corp", "", 1))
+    await audit.refuse(Refusal(now - 20, "audit", "staff1", "other-corp", "theirs", 1))
+    for n in range(MAX_REFUSALS - 2):
+        await audit.refuse(Refusal(now - 10 + n / 2, "audit", f"staff{n + 2}", "corp", "", 1))
+
+    kept = await audit.refusals("corp")
+
+    assert len(kept) == MAX_REFUSALS and kept == sorted(kept, key=lambda refusal: refusal.at)
+    assert kept[0] == Refusal(now - 40, "audit", "staff1", "corp", "x" * MAX_REFUSED_SUBJECT, 2)
+    await audit.refuse(Refusal(now, "audit", "staff99", "corp", "", 1))  # one more: the oldest goes
+    assert [refusal.action for refusal in (await audit.refusals("corp"))[:1]] == ["stats"]
+    assert await audit.refusals("other-corp") == [Refusal(now - 20, "audit", "staff1", "other-corp", "theirs", 1)]

@@ -18,9 +18,9 @@ from bot.dingtalk.client import DingTalkClient
 from bot.dingtalk.errors import FAILURES, described
 from bot.models import ONE_TO_ONE, Button, Card, Message
 from bot.stores.grants import UserGrants
+from bot.stores.keys import pending_connect
 
 CONNECT_SECONDS = 600  # a connect link works this long (DingTalk's authorization codes themselves are short-lived)
-PENDING_PREFIX = "pending:"  # user grants key of the command waiting for a user's consent (one per user)
 MAX_PENDING_TEXT = 4_096  # a longer command is not kept: after connecting, the user sends it again
 CONNECT_LABELS = {"en": "Connect my account", "zh_CN": "连接我的钉钉账号"}
 log = logging.getLogger("bot.connect")
@@ -66,9 +66,10 @@ class Connector:
             "staff_id": message.sender_staff_id,
             "sender_corp_id": message.sender_corp_id,
             "chatbot_corp_id": message.chatbot_corp_id,
+            "per_organization": message.per_organization,
         }
-        sealed = self._sealer.seal(PENDING_PREFIX + user, orjson.dumps(pending))
-        await self._grants.put(PENDING_PREFIX + user, sealed, expires_in=CONNECT_SECONDS)  # dies with its state
+        sealed = self._sealer.seal(pending_connect(user), orjson.dumps(pending))
+        await self._grants.put(pending_connect(user), sealed, expires_in=CONNECT_SECONDS)  # dies with its state
         query = {
             "redirect_uri": f"{self._config.public_url}/oauth/callback",
             "response_type": "code",
@@ -91,7 +92,7 @@ class Connector:
             return self._refused("expired", locale)
         if pending is None or not code:
             return self._refused("used" if pending is None else "failed", locale)
-        if not await self._grants.delete(PENDING_PREFIX + state.user):  # single use: one callback gets it
+        if not await self._grants.delete(pending_connect(state.user)):  # single use: one callback gets it
             return self._refused("used", locale)
         try:
             answer = await self._dingtalk.user_access_token({"grantType": "authorization_code", "code": code})
@@ -108,12 +109,12 @@ class Connector:
             log.warning("connecting an account failed", extra={"fields": described(error)})
             return Completed("failed", locale)
         log.info("account connected", extra={"fields": {"staff_id": pending["staff_id"]}})
-        pending_message = _message(state, pending, self._config.is_isv) if pending["text"] else None
+        pending_message = _message(state, pending) if pending["text"] else None
         return Completed("connected", locale, pending_message)
 
     async def _pending(self, state: State) -> dict[str, object] | None:
         """The command waiting for this state's user, if it is this state's (a newer link replaces an older one)."""
-        key = PENDING_PREFIX + state.user
+        key = pending_connect(state.user)
         blob = await self._grants.get(key)
         if blob is None:
             return None
@@ -129,7 +130,7 @@ class Connector:
         return Completed(page, locale)
 
 
-def _message(state: State, pending: dict[str, object], per_organization: bool) -> Message:
+def _message(state: State, pending: dict[str, object]) -> Message:
     """The pending command as a 1:1 message from its sender, answered through the robot OpenAPI (no webhook)."""
     return Message(
         msg_id=f"connect-{state.nonce}",
@@ -145,5 +146,5 @@ def _message(state: State, pending: dict[str, object], per_organization: bool) -
         session_webhook="",
         session_webhook_expires_ms=0,
         robot_code=str(pending["robot_code"]),
-        per_organization=per_organization,
+        per_organization=pending.get("per_organization") is True,  # as the app type kept the original apart
     )

@@ -9,7 +9,8 @@ from typing import Protocol, TypeVar
 
 from bot.dingtalk.credentials import Credentials
 from bot.dingtalk.errors import DingTalkError
-from bot.models import Message
+from bot.models import Message, Tenant
+from bot.stores.keys import APP_TOKEN
 from bot.stores.tokens import TokenCache
 
 T = TypeVar("T")
@@ -17,7 +18,6 @@ TOKEN_MARGIN_SECONDS = 300  # refresh this long before DingTalk says the token e
 # however short a lifetime DingTalk announces (`expireIn: 0`), a token is reused this long: not one fetch per call
 # (if DingTalk rejects it sooner, it is dropped and fetched again, as always)
 TOKEN_MIN_REUSE_SECONDS = 60.0
-APP_TOKEN_KEY = "app"  # noqa: S105 - a cache key, not a secret
 
 # Asks DingTalk for a new token: the token and the lifetime DingTalk announced, in seconds.
 TokenFetch = Callable[[], Awaitable[tuple[str, float]]]
@@ -58,9 +58,11 @@ class CachedToken:
 
 @dataclass(frozen=True, slots=True)
 class Authorization:
-    """The credentials of one message's calls (bolt's AuthorizeResult): its organization's, for looking up users and
-    for robot sends, and those its calendar calls act with (the same, unless users act with their own tokens)."""
+    """Who one message's calls act for, with their credentials (bolt's AuthorizeResult): the tenant (organization,
+    staff id, unionId when known), its organization's credentials for looking up users and for robot sends, and
+    those its calendar calls act with (the same, unless users act with their own tokens)."""
 
+    tenant: Tenant
     organization: Credentials
     calendar: Credentials
     scope: str = ""  # whose per-API limits the calls count against: "" the app's, else an organization's (ISV)
@@ -76,8 +78,7 @@ class AppAuthorizer:
     """An internal app: every message, whichever organization member sent it, uses the app's own token."""
 
     def __init__(self, tokens: TokenCache, fetch_app_token: TokenFetch) -> None:
-        app_token = CachedToken(APP_TOKEN_KEY, tokens, fetch_app_token)
-        self._authorization = Authorization(organization=app_token, calendar=app_token)
+        self._app_token = CachedToken(APP_TOKEN, tokens, fetch_app_token)
 
     async def authorize(self, message: Message) -> Authorization:
-        return self._authorization
+        return Authorization(message.tenant, organization=self._app_token, calendar=self._app_token)

@@ -8,12 +8,12 @@ import logging
 from typing import Any
 
 from bot.auth.credentials import Authorization, CachedToken
-from bot.auth.user_tokens import USER_TOKEN_PREFIX
 from bot.dingtalk.client import DingTalkClient
 from bot.dingtalk.errors import NotReady, OrganizationUnnamed, Refused
 from bot.models import Event, Message
 from bot.stores.build import Stores
 from bot.stores.dedupe import RecentIds
+from bot.stores.keys import organization_token
 from bot.stores.suite_tickets import SuiteTickets
 from bot.stores.tokens import TokenCache
 
@@ -24,10 +24,6 @@ RELIEVED_POLL_SECONDS = 5.0  # how soon the other dynos drop their copies of a r
 EVENT_SECONDS = 2.0  # an event's work before its ACK; DingTalk waits 3 s, then pushes it again
 # (no "ticket" before a space or colon in a log line: the log redactor would take what follows for a ticket)
 RE_PUSH_ADVICE = "re-push it from the developer console (the app's Stream settings)"
-
-
-def organization_token_key(corp_id: str) -> str:
-    return f"org:{corp_id}"
 
 
 class IsvAuthorizer:
@@ -43,8 +39,8 @@ class IsvAuthorizer:
 
     async def authorize(self, message: Message) -> Authorization:
         corp_id = message.chatbot_corp_id
-        token = CachedToken(organization_token_key(corp_id), self._tokens, lambda: self._fetch(corp_id))
-        return Authorization(organization=token, calendar=token, scope=corp_id)
+        token = CachedToken(organization_token(corp_id), self._tokens, lambda: self._fetch(corp_id))
+        return Authorization(message.tenant, organization=token, calendar=token, scope=corp_id)
 
     async def _fetch(self, corp_id: str) -> tuple[str, float]:
         if not corp_id:  # DingTalk names the organization in every ISV callback; without it there is no token
@@ -102,7 +98,7 @@ class SuiteEvents:
             corp_id = event.corp_id
             forgotten = 0
             if corp_id:
-                forgotten = await self._stores.forget_organization(corp_id, token_prefixes(corp_id))
+                forgotten = await self._stores.forget_organization(corp_id)
             fields["forgotten"] = str(forgotten)
             log.info("organization removed the app: its token and data dropped", extra={"fields": fields})
         else:
@@ -129,13 +125,8 @@ class RelievedWatcher:
         for corp_id, at in (await self._stores.relieved()).items():
             if self._seen.get(corp_id) != at:
                 self._seen[corp_id] = at
-                await self._stores.forget_here(corp_id, token_prefixes(corp_id))
+                await self._stores.forget_here(corp_id)
                 log.info("copies of a removed organization dropped", extra={"fields": {"corp_id": corp_id}})
-
-
-def token_prefixes(corp_id: str) -> tuple[str, ...]:
-    """The token cache keys of an organization: its own token and its users'."""
-    return (organization_token_key(corp_id), f"{USER_TOKEN_PREFIX}{corp_id}:")
 
 
 def _fields(event: Event) -> dict[str, str]:

@@ -15,10 +15,10 @@ from bot.dingtalk.client import DingTalkClient
 from bot.dingtalk.errors import QUOTA_EXHAUSTED, MalformedAnswer, Refused
 from bot.models import Message
 from bot.stores.grants import UserGrants
+from bot.stores.keys import user_token
 from bot.stores.tokens import TokenCache
 
 T = TypeVar("T")
-USER_TOKEN_PREFIX = "user:"  # noqa: S105 - token cache keys of users' access tokens (the app's is "app")
 log = logging.getLogger("bot.user_tokens")
 
 
@@ -32,8 +32,8 @@ class ConsentNeeded(Exception):
 
 
 def user_key(message: Message) -> str:
-    """Whose token a message's calendar calls use: organization and staff id, from platform fields only."""
-    return f"{message.sender_corp_id or message.chatbot_corp_id}:{message.sender_staff_id}"
+    """Whose token a message's calendar calls use: the sender's tenant key (organization and staff id)."""
+    return message.tenant.key
 
 
 def consent_withdrawn(error: Refused) -> bool:
@@ -53,12 +53,12 @@ class UserTokens:
         self._dingtalk = dingtalk
 
     def cached(self, user: str) -> CachedToken:
-        return CachedToken(USER_TOKEN_PREFIX + user, self._tokens, lambda: self._refresh(user))
+        return CachedToken(user_token(user), self._tokens, lambda: self._refresh(user))
 
     async def keep(self, user: str, answer: dict[str, object]) -> None:
         """Store what userAccessToken answered after consent: the refresh token sealed, the access token cached."""
         access, lifetime = await self._store_grant(user, answer)
-        await self._tokens.put(USER_TOKEN_PREFIX + user, access, reuse_seconds(lifetime))
+        await self._tokens.put(user_token(user), access, reuse_seconds(lifetime))
 
     async def _store_grant(self, user: str, answer: dict[str, object]) -> tuple[str, float]:
         access, refresh = answer.get("accessToken"), answer.get("refreshToken")
@@ -71,7 +71,7 @@ class UserTokens:
 
     async def forget(self, user: str) -> bool:
         """Delete the user's tokens; whether they had a grant."""
-        key = USER_TOKEN_PREFIX + user
+        key = user_token(user)
         token = await self._tokens.get(key)
         if token:
             await self._tokens.drop(key, token)
@@ -127,5 +127,6 @@ class UserAuthorizer:
         self._tokens = tokens
 
     async def authorize(self, message: Message) -> Authorization:
-        organization = (await self._organization.authorize(message)).organization
-        return Authorization(organization=organization, calendar=UserCredentials(user_key(message), self._tokens))
+        authorization = await self._organization.authorize(message)
+        calendar = UserCredentials(authorization.tenant.key, self._tokens)
+        return Authorization(authorization.tenant, authorization.organization, calendar, authorization.scope)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.auth.api import DingTalkApi
 from bot.models import Message
+from bot.stores import keys
 from bot.stores.union_ids import UnionIds
 
 
@@ -24,9 +25,7 @@ class UserDirectory:
             raise ForeignSender
         if message.sender_union_id:
             return message.sender_union_id
-        key = message.sender_staff_id
-        if self._per_organization:
-            key = f"{message.chatbot_corp_id}:{key}"
+        key = keys.union_id(message.tenant, self._per_organization)
         cached = await self._union_ids.get(key)
         if cached is not None:
             return cached

@@ -27,7 +27,7 @@ async def audit(context: Context, command: Command) -> Reply:
     if not subject:
         return Reply(Outcome.AUDIT, {"subject": "", "entries": await _refusals(context)}, private=True)
     # an ISV organization's admin sees only their organization's records: chosen in the query, before the limit
-    corp_id = context.message.chatbot_corp_id if context.config.is_isv else None
+    corp_id = context.message.chatbot_corp_id if context.message.per_organization else None
     records = await context.audits.latest(subject, AUDIT_SHOWN, corp_id)
     entries = [
         {

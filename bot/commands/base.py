@@ -55,15 +55,14 @@ class Context:
 
     @property
     def owner(self) -> str:
-        """Who sent the message, from platform fields only: organization and staff id."""
-        message = self.message
-        return f"{message.sender_corp_id or message.chatbot_corp_id}:{message.sender_staff_id}"
+        """Who sent the message, from platform fields only: their tenant key (organization and staff id)."""
+        return self.message.tenant.key
 
     @property
     def is_admin(self) -> bool:
         """In an ISV app an admin is named with their organization (corpId:staffId): a staff id alone is unique only
         within one organization, and another organization's admin must not see this one's audit."""
-        admin = self.owner if self.config.is_isv else self.message.sender_staff_id
+        admin = self.owner if self.message.per_organization else self.message.sender_staff_id
         return is_member(self.message) and admin in self.config.admins
 
     async def identify(self) -> str:
@@ -113,7 +112,7 @@ class Context:
     @property
     def organization(self) -> str:
         """The organization audit records are kept under: the sender's."""
-        return self.message.sender_corp_id or self.message.chatbot_corp_id
+        return self.message.tenant.organization
 
     async def _record(
         self, action: str, union_id: str, calendar_id: str, name: str, result: str, code: str, request_id: str

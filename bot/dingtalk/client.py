@@ -38,6 +38,7 @@ from bot.dingtalk.errors import (
     error_from,
     retry_delay,
 )
+from bot.stores import keys
 from bot.stores.limiter import ApiLimiter
 
 log = logging.getLogger("bot.dingtalk")
@@ -71,8 +72,15 @@ class DingTalkClient:
     """Calls DingTalk's OpenAPI (api host) and old API (oapi host) with the token of the credentials it is given;
     bot/auth/api.py binds it to one message's credentials."""
 
-    def __init__(self, config: Config, transport: httpx.AsyncBaseTransport, limiter: ApiLimiter) -> None:
+    def __init__(
+        self,
+        config: Config,
+        transport: httpx.AsyncBaseTransport,
+        limiter: ApiLimiter,
+        robot_code: str | None = None,
+    ) -> None:
         self._config = config
+        self._robot_code = robot_code  # what a message that names no robot is answered as (the app type's policy)
         self._transport = transport
         self._limiter = limiter
         self.calls: Counter[str] = Counter()  # requests sent, by API: what `stats` shows an admin
@@ -146,11 +154,12 @@ class DingTalkClient:
         )
 
     def robot_message(self, robot_code: str, msg_key: str, msg_param: dict[str, str]) -> dict[str, str]:
-        if not robot_code and self._config.is_isv:  # an ISV robot's code is its own, never the suite key
+        robot_code = robot_code or self._robot_code or ""
+        if not robot_code:  # an ISV robot's code is its own, never the suite key
             raise NoRobotCode
         return {
             # the message's own robot; the app key for an internal app's message that names none
-            "robotCode": robot_code or self._config.client_id,
+            "robotCode": robot_code,
             "msgKey": msg_key,
             "msgParam": orjson.dumps(msg_param).decode(),
         }
@@ -216,7 +225,7 @@ class DingTalkClient:
         while True:
             attempt += 1
             try:
-                slot = self._limiter.slot(f"{scope}/{api}" if scope else api) if limited else _NO_WAIT
+                slot = self._limiter.slot(keys.api(scope, api)) if limited else _NO_WAIT
                 async with spending.paced(slot) if spending and limited else slot:  # waits within the budget only
                     timeout = self._config.http_timeout
                     if spending is not None:

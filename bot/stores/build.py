@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+import socket
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,21 +13,39 @@ from typing import Protocol
 
 from bot.config import Config
 from bot.stores.admission import Admission, MemoryAdmission
-from bot.stores.audit import AuditStore, RedisAudit, SqliteAudit
+from bot.stores.audit import AuditStore
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
-from bot.stores.forget import forget_in_redis, forget_in_sqlite, note_relieved, relieved_lately
-from bot.stores.grants import SqliteGrants, UserGrants
+from bot.stores.grants import UserGrants
+from bot.stores.journal import Journal
+from bot.stores.keys import KeyBuilder
+from bot.stores.languages import LastLanguages
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
-from bot.stores.previews import PreviewStore, RedisPreviews, SqlitePreviews
+from bot.stores.previews import PreviewStore
+from bot.stores.redis.admission import RedisAdmission
+from bot.stores.redis.audit import RedisAudit
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import RedisAdmission, RedisLimiter, connect
-from bot.stores.redis.values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
+from bot.stores.redis.client import connect
+from bot.stores.redis.grants import RedisGrants
+from bot.stores.redis.journal import RedisJournal
+from bot.stores.redis.limiter import RedisLimiter
+from bot.stores.redis.previews import RedisPreviews
+from bot.stores.redis.relieved import note_relieved, relieved_lately
+from bot.stores.redis.suite_tickets import RedisSuiteTickets
+from bot.stores.redis.tokens import RedisTokens
+from bot.stores.redis.union_ids import RedisUnionIds
+from bot.stores.sqlite.audit import SqliteAudit
 from bot.stores.sqlite.database import Database, damaged
-from bot.stores.suite_tickets import SqliteSuiteTickets, SuiteTickets
+from bot.stores.sqlite.grants import SqliteGrants
+from bot.stores.sqlite.journal import SqliteJournal
+from bot.stores.sqlite.previews import SqlitePreviews
+from bot.stores.sqlite.suite_tickets import SqliteSuiteTickets
+from bot.stores.suite_tickets import SuiteTickets
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
 
+log = logging.getLogger("bot.intake")
 DATABASE_FILE = "bot.sqlite3"
+JOURNAL_FILE = "journal.sqlite3"
 
 
 class StateUnavailable(Exception):
@@ -33,6 +55,12 @@ class StateUnavailable(Exception):
 class Table(Protocol):
     async def create(self) -> None:
         """Create the store's table in the database unless it exists."""
+        ...
+
+
+class ByOrganization(Protocol):
+    async def forget_organization(self, corp_id: str) -> int:
+        """Forget what is kept of the organization (it removed the app); how many keys, rows or entries went."""
         ...
 
 
@@ -48,11 +76,14 @@ class Stores:
     user_grants: UserGrants
     previews: PreviewStore
     audits: AuditStore
+    journal: Journal
+    languages: LastLanguages
+    keys: KeyBuilder
     database: Database | None = None
     tables: tuple[Table, ...] = ()
     redis: CommandBatcher | None = None
     redis_limiter: RedisLimiter | None = None
-    namespace: str = ""  # the client id: what Redis keys start with (calbot:{namespace}:)
+    local_copies: tuple[ByOrganization, ...] = ()  # this process's copies of shared state (Redis)
 
     async def open(self) -> None:
         """Create the database and its tables if they do not exist; StateUnavailable if that cannot be done."""
@@ -72,36 +103,41 @@ class Stores:
                 ) from None
             raise StateUnavailable(f"BOT_STATE_DIR: {self.database.path} cannot be used ({problem})") from None
 
-    async def forget_organization(self, corp_id: str, token_prefixes: tuple[str, ...]) -> int:
-        """An organization removed the app (ISV): its token and its users' tokens (keys starting with
-        `token_prefixes`), unionIds, user grants and pending connects, bulk previews and rate-limit windows are
-        dropped, in the shared store and in this process. Returns how many stored keys or rows went."""
-        await self.union_ids.forget(f"{corp_id}:")
-        await self.forget_here(corp_id, token_prefixes)
-        if self.redis is not None:
-            prefix = f"calbot:{self.namespace}:"
-            forgotten = await forget_in_redis(self.redis, prefix, self.namespace, corp_id)
-            await note_relieved(self.redis, prefix, corp_id)  # the other dynos forget their copies (RelievedWatcher)
-            return forgotten
-        if self.database is not None:
-            return await forget_in_sqlite(self.database, corp_id)
-        return 0
+    @property
+    def by_organization(self) -> tuple[ByOrganization, ...]:
+        """Every store that keeps something of an organization (the audit trail and suite tickets say so themselves)."""
+        return (
+            self.admission,
+            self.limiter,
+            self.tokens,
+            self.union_ids,
+            self.user_grants,
+            self.previews,
+            self.audits,
+            self.suite_tickets,
+            self.languages,
+        )
 
-    async def forget_here(self, corp_id: str, token_prefixes: tuple[str, ...]) -> None:
-        """This process's copies of an organization's tokens, unionIds and per-sender windows."""
-        if isinstance(self.tokens, MemoryTokens | FallbackTokens):
-            for prefix in token_prefixes:
-                self.tokens.forget(prefix)
-        if isinstance(self.union_ids, MemoryUnionIds | FallbackUnionIds):
-            await self.union_ids.forget_here(f"{corp_id}:")
-        if isinstance(self.admission, MemoryAdmission | FallbackAdmission):
-            self.admission.forget(f"{corp_id}:")  # per-sender windows: sender keys start with the organization
+    async def forget_organization(self, corp_id: str) -> int:
+        """An organization removed the app (ISV): every store forgets it, in the shared store and in this process;
+        with Redis, the other dynos are told to forget their copies. How many keys, rows or entries went."""
+        forgotten = 0
+        for store in self.by_organization:
+            forgotten += await store.forget_organization(corp_id)
+        if self.redis is not None:
+            await note_relieved(self.redis, self.keys, corp_id)  # the other dynos forget their copies (RelievedWatcher)
+        return forgotten
+
+    async def forget_here(self, corp_id: str) -> None:
+        """This process's copies of an organization's shared state (another dyno saw it remove the app)."""
+        for copy in (*self.local_copies, self.languages):
+            await copy.forget_organization(corp_id)
 
     async def relieved(self) -> dict[str, int]:
         """Organizations that removed the app lately (Redis: noted by whichever dyno got the event), with when."""
         if self.redis is None:
             return {}
-        return await relieved_lately(self.redis, f"calbot:{self.namespace}:")
+        return await relieved_lately(self.redis, self.keys)
 
     async def close(self) -> None:
         if self.redis_limiter is not None:
@@ -112,13 +148,21 @@ class Stores:
             await self.database.close()
 
 
-def build_stores(config: Config) -> Stores:
+def build_stores(config: Config, per_organization: bool = False) -> Stores:
     """Without REDIS_URL: one dyno, its limits and caches in the process and what must survive a restart (suite tickets,
-    user grants, bulk previews, audit records) in SQLite.
-    With it: everything shared through Redis, limits and caches falling back to the process while Redis fails."""
+    user grants, bulk previews, audit records, the journal) in SQLite.
+    With it: everything shared through Redis, limits and caches falling back to the process while Redis fails.
+    `per_organization`: the app serves many organizations (the app type's policy says so)."""
     local_admission = MemoryAdmission(config.user_rate, config.user_rate_window, config.dedupe_seconds)
     local_limiter = MemoryLimiter(config.api_qps)
+    keys = KeyBuilder(config.client_id)
     if not config.redis_url:
+        if config.dyno:
+            log.warning(
+                "state kept on the dyno's own disk, which does not outlive the dyno: set REDIS_URL so that it "
+                "survives a restart or deploy",
+                extra={"fields": {"dyno": config.dyno, "lost_at_restart": _kept_on_disk(config, per_organization)}},
+            )
         database = Database(Path(config.state_dir) / DATABASE_FILE)
         suite_tickets, user_grants = SqliteSuiteTickets(database), SqliteGrants(database)
         previews, audits = SqlitePreviews(database), SqliteAudit(database)
@@ -131,27 +175,45 @@ def build_stores(config: Config) -> Stores:
             user_grants=user_grants,
             previews=previews,
             audits=audits,
+            journal=SqliteJournal(Path(config.state_dir) / JOURNAL_FILE, config.dedupe_seconds),
+            languages=LastLanguages(),
+            keys=keys,
             database=database,
             tables=(suite_tickets, user_grants, previews, audits),
         )
     batcher = CommandBatcher(connect(config.redis_url, config.redis_tls_verify))
-    prefix = f"calbot:{config.client_id}:"
     failover = Failover()
     windows = (config.user_rate_window, config.dedupe_seconds)
-    redis_limiter = RedisLimiter(batcher, prefix, config.api_qps)
+    redis_limiter = RedisLimiter(batcher, keys, config.api_qps)
+    local_tokens, local_union_ids = MemoryTokens(), MemoryUnionIds()
+    # Never DYNO alone: a restarted dyno starts while the old process still finishes its work under that name
+    consumer = f"{config.dyno or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
     return Stores(
         admission=FallbackAdmission(
-            RedisAdmission(batcher, prefix, config.user_rate, *windows), local_admission, failover
+            RedisAdmission(batcher, keys, config.user_rate, *windows), local_admission, failover
         ),
         limiter=FallbackLimiter(redis_limiter, local_limiter, failover),
-        tokens=FallbackTokens(RedisTokens(batcher, prefix), MemoryTokens(), failover),
-        union_ids=FallbackUnionIds(RedisUnionIds(batcher, prefix), MemoryUnionIds(), failover),
+        tokens=FallbackTokens(RedisTokens(batcher, keys), local_tokens, failover),
+        union_ids=FallbackUnionIds(RedisUnionIds(batcher, keys), local_union_ids, failover),
         # what must survive a restart never falls back to memory: a failed write fails its caller
-        suite_tickets=RedisSuiteTickets(batcher, prefix),
-        user_grants=RedisGrants(batcher, prefix),
-        previews=RedisPreviews(batcher, config.client_id),
-        audits=RedisAudit(batcher, config.client_id, per_organization=config.is_isv),
+        suite_tickets=RedisSuiteTickets(batcher, keys),
+        user_grants=RedisGrants(batcher, keys),
+        previews=RedisPreviews(batcher, keys),
+        audits=RedisAudit(batcher, keys, per_organization=per_organization),
+        journal=RedisJournal(batcher, keys, consumer, config.dedupe_seconds, config.journal_claim_seconds),
+        languages=LastLanguages(),
+        keys=keys,
         redis=batcher,
         redis_limiter=redis_limiter,
-        namespace=config.client_id,
+        local_copies=(local_admission, local_limiter, local_tokens, local_union_ids),
     )
+
+
+def _kept_on_disk(config: Config, per_organization: bool) -> list[str]:
+    """What a Heroku dyno loses at its next restart when the bot has no Redis: said once, in one line."""
+    kept = ["commands in flight (the journal)", "bulk previews", "audit records"]
+    if config.user_tokens:
+        kept.append("users' connected accounts")
+    if per_organization:
+        kept.append("the suite ticket")
+    return kept

@@ -11,9 +11,9 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 
 from bot.models import Verdict
-from bot.stores.admission import Admission, MemoryAdmission
+from bot.stores.admission import Admission
 from bot.stores.limiter import ApiLimiter
-from bot.stores.redis.values import RedisTokens
+from bot.stores.redis.tokens import RedisTokens
 from bot.stores.tokens import MemoryTokens
 from bot.stores.union_ids import UnionIds
 
@@ -62,10 +62,9 @@ class FallbackAdmission:
             lambda: self._shared.admit(msg_id, sender), lambda: self._local.admit(msg_id, sender)
         )
 
-    def forget(self, prefix: str) -> None:
-        """This process's windows (the shared ones go with the organization's Redis keys)."""
-        if isinstance(self._local, MemoryAdmission):
-            self._local.forget(prefix)
+    async def forget_organization(self, corp_id: str) -> int:
+        """This process's windows and the shared ones (a Redis failure is raised: the removal is pushed again)."""
+        return await self._local.forget_organization(corp_id) + await self._shared.forget_organization(corp_id)
 
 
 class FallbackLimiter:
@@ -76,6 +75,9 @@ class FallbackLimiter:
 
     def slot(self, api: str) -> AbstractAsyncContextManager[float]:
         return self._slot(api)
+
+    async def forget_organization(self, corp_id: str) -> int:
+        return await self._local.forget_organization(corp_id) + await self._shared.forget_organization(corp_id)
 
     @asynccontextmanager
     async def _slot(self, api: str) -> AsyncIterator[float]:
@@ -92,9 +94,9 @@ class FallbackTokens:
     def __init__(self, shared: RedisTokens, local: MemoryTokens, failover: Failover) -> None:
         self._shared, self._local, self._failover = shared, local, failover
 
-    def forget(self, prefix: str) -> None:
-        """This dyno's near copies (the shared tokens go with the organization's Redis keys)."""
-        self._local.forget(prefix)
+    async def forget_organization(self, corp_id: str) -> int:
+        """This dyno's near copies and the shared tokens."""
+        return await self._local.forget_organization(corp_id) + await self._shared.forget_organization(corp_id)
 
     async def get(self, key: str) -> str:
         token = await self._local.get(key)
@@ -152,12 +154,10 @@ class FallbackUnionIds:
         if self._failover.usable:  # written behind: nobody waits for it
             await self._shared.put(staff_id, union_id)
 
-    async def forget(self, prefix: str) -> None:
-        await self._local.forget(prefix)
-        await self._failover.run(lambda: self._shared.forget(prefix), _constant(None))
-
-    async def forget_here(self, prefix: str) -> None:
-        await self._local.forget(prefix)
+    async def forget_organization(self, corp_id: str) -> int:
+        # a cache of what DingTalk answers anyway: while Redis fails, the near copies alone are forgotten
+        shared = await self._failover.run(lambda: self._shared.forget_organization(corp_id), _constant(0))
+        return await self._local.forget_organization(corp_id) + shared
 
 
 def _constant(value: T) -> Callable[[], Awaitable[T]]:

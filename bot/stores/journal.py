@@ -1,46 +1,24 @@
-"""The intake journal: a message is written down before its ACK and crossed out once its card went out; SQLite here."""
+"""The intake journal: a message is written down before its ACK and crossed out once its card went out (the
+contract; SQLite in sqlite/journal.py, a Redis Stream in redis/journal.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import logging
-import sqlite3
-import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
 from bot.models import Message
-from bot.stores.sqlite.database import Database, damaged
 
 log = logging.getLogger("bot.journal")
 
 CARD = "card"  # the progress step: a card may have gone out (true), or surely none did (false)
 MAX_ATTEMPTS = 3  # handlings begun (each ended by the process dying) before an entry is parked
-WRITE_WAIT_MS = 1_000  # another process holding the file's write lock; the ACK must go out within DingTalk's 3 s
-PURGE_EVERY_SECONDS = 60.0
-# progress of finished entries, and of none (left by a version that did not journal connect-* commands)
-_PURGE_FINISHED_PROGRESS = "DELETE FROM progress WHERE msg_id NOT IN (SELECT msg_id FROM entries WHERE done_at IS NULL)"
 _MESSAGE_FIELDS = tuple(field.name for field in fields(Message))
 _MESSAGE_TYPES = typing.get_type_hints(Message)  # what each field must hold when read back
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL UNIQUE,"
-    " message BLOB, attempts INTEGER NOT NULL DEFAULT 1, done_at REAL)",
-    "CREATE INDEX IF NOT EXISTS entries_done ON entries (done_at)",
-    "CREATE TABLE IF NOT EXISTS progress (msg_id TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
-    " PRIMARY KEY (msg_id, key)) WITHOUT ROWID",
-)
-
-_ADD = (
-    "INSERT INTO entries (msg_id, message) VALUES (?, ?) ON CONFLICT (msg_id) DO UPDATE SET message = excluded.message,"
-    " attempts = 1, done_at = NULL WHERE done_at < ?"
-)
 
 
 @dataclass(slots=True)
@@ -119,163 +97,3 @@ class Unwritable:
         if self.failing:
             self.failing = False
             log.warning("journal writable again: accepted commands survive a crash")
-
-
-class SqliteJournal:
-    """BOT_STATE_DIR/journal.sqlite3 (WAL). Writes queued while a batch is being committed go together in the next
-    transaction, so a burst costs one commit per batch, not one per message."""
-
-    def __init__(self, path: Path, remember_seconds: float) -> None:
-        self._database = Database(path)
-        self._remember_seconds = remember_seconds
-        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]] = []
-        self._writer: asyncio.Task[None] | None = None
-        self._purge_at = 0.0
-        self._health = Unwritable()
-
-    async def open(self) -> list[Entry]:
-        try:
-            try:
-                rows, progress = await self._database.transaction(_open_entries)
-            except sqlite3.DatabaseError as error:
-                if not damaged(error):
-                    raise
-                await self._set_aside(error)  # durability comes back by itself, with a fresh file
-                rows, progress = await self._database.transaction(_open_entries)
-        except (sqlite3.Error, OSError) as error:
-            self._health.failed(error)
-            return []
-        steps: dict[str, dict[str, Any]] = {}
-        for msg_id, key, value in progress:
-            steps.setdefault(msg_id, {})[key] = value
-        entries = []
-        for msg_id, raw, attempts in rows:
-            try:
-                done = {key: orjson.loads(value) for key, value in steps.get(msg_id, {}).items()}
-                entries.append(Entry(load_message(raw), attempts, done))
-            except (ValueError, TypeError):  # without its steps, a resumed handling could repeat a change
-                log.error("journal entry unreadable, dropped", extra={"fields": {"msg_id": msg_id}})
-                await self.finish(msg_id)
-        return entries
-
-    async def _set_aside(self, error: sqlite3.DatabaseError) -> None:
-        """Move the unreadable file (and its -wal, -shm) aside under a name that says when, say how many unfinished
-        entries it held (if that can still be read), and start a fresh journal in its place."""
-        path = self._database.path
-        await self._database.close()
-        aside, lost = await asyncio.to_thread(_move_aside, path)
-        fields = {
-            "moved_to": str(aside),
-            "unrecovered": lost if lost is not None else "unknown: the file cannot be read at all",
-            "error": f"{type(error).__name__}: {error}"[:200],
-        }
-        log.error(
-            "journal unreadable: moved aside, its unfinished commands are not answered; a fresh journal is used",
-            extra={"fields": fields},
-        )
-        self._database = Database(path)
-
-    async def add(self, message: Message) -> bool:
-        forgotten = time.time() - self._remember_seconds  # finished before the dedupe window: a new message
-        return await self._write(_ADD, (message.key, dump_message(message), forgotten)) != 0
-
-    async def record(self, msg_id: str, key: str, value: Any) -> None:
-        sql = "INSERT OR REPLACE INTO progress (msg_id, key, value) VALUES (?, ?, ?)"
-        await self._write(sql, (msg_id, key, orjson.dumps(value)))
-
-    async def record_held(self, msg_id: str, key: str, value: Any, seconds: float) -> bool:
-        await self.record(msg_id, key, value)
-        return True  # one process per file; a file that cannot be written is said loudly (no durability to wait for)
-
-    async def mark_card(self, msg_id: str, seconds: float) -> bool:
-        # one process per file; a file that cannot be written is said loudly and served without durability
-        await self.record(msg_id, CARD, True)
-        return True
-
-    def release(self, msg_id: str) -> None:
-        return None  # never asked: a step written here has landed (or the journal serves without durability)
-
-    async def finish(self, msg_id: str) -> None:
-        # kept, without its message, for the dedupe window: a repeat after a restart is still recognised
-        # its progress rows go with the periodic purge: one statement per finished message, not two
-        await self._write("UPDATE entries SET message = NULL, done_at = ? WHERE msg_id = ?", (time.time(), msg_id))
-
-    def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
-        return None  # one process per file: nobody else leaves entries behind while this one runs
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
-        await self._database.close()
-
-    def _write(self, sql: str, parameters: tuple[Any, ...]) -> asyncio.Future[int]:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((sql, parameters, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
-        return future
-
-    async def _write_all(self) -> None:
-        try:
-            while self._pending:
-                # a commit costs as much as the statements of many messages: one more turn of the event loop lets
-                # every task that runs in it join this batch (measured: 0.45 → 0.17 ms per command in a burst; a
-                # timed window would gather more but cost latency at low load)
-                await asyncio.sleep(0)
-                batch, self._pending = self._pending, []
-                statements = [(sql, parameters) for sql, parameters, _ in batch]
-                if time.monotonic() >= self._purge_at:
-                    self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
-                    statements += [
-                        (_PURGE_FINISHED_PROGRESS, ()),
-                        ("DELETE FROM entries WHERE done_at < ?", (time.time() - self._remember_seconds,)),
-                    ]
-                try:
-                    counts = await self._database.transaction(functools.partial(_apply, statements=statements))
-                    self._health.succeeded()
-                except (sqlite3.Error, OSError) as error:
-                    self._health.failed(error)
-                    counts = [1] * len(statements)  # as if written: the message is handled, only not durably
-                for (_, _, future), count in zip(batch, counts, strict=False):
-                    if not future.done():
-                        future.set_result(count)
-        finally:
-            self._writer = None
-
-
-def _open_entries(connection: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    connection.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
-    for statement in _SCHEMA:
-        connection.execute(statement)
-    rows = connection.execute(
-        "SELECT msg_id, message, attempts FROM entries WHERE done_at IS NULL ORDER BY seq"
-    ).fetchall()
-    progress = connection.execute(
-        "SELECT progress.msg_id, key, value FROM progress JOIN entries USING (msg_id) WHERE done_at IS NULL"
-    ).fetchall()
-    connection.execute("UPDATE entries SET attempts = attempts + 1 WHERE done_at IS NULL")
-    return rows, progress
-
-
-def _move_aside(path: Path) -> tuple[Path, int | None]:
-    """Rename the journal's files after the time (never over an earlier one); the new name, and the number of
-    unfinished entries the moved file holds (None if it cannot be read)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = path.with_name(f"{path.name}.unreadable-{stamp}")
-    number = 1
-    while aside.exists():
-        number += 1
-        aside = path.with_name(f"{path.name}.unreadable-{stamp}-{number}")
-    for suffix in ("", "-wal", "-shm"):
-        source = path.with_name(path.name + suffix)
-        if source.exists():
-            source.rename(aside.with_name(aside.name + suffix))
-    try:
-        with contextlib.closing(sqlite3.connect(f"{aside.as_uri()}?mode=ro", uri=True)) as connection:
-            return aside, int(connection.execute("SELECT count(*) FROM entries WHERE done_at IS NULL").fetchone()[0])
-    except sqlite3.Error:
-        return aside, None
-
-
-def _apply(connection: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-    return [connection.execute(sql, parameters).rowcount for sql, parameters in statements]

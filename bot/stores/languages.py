@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from bot.stores.keys import of_organization
+
 LANGUAGE_CAPACITY = 20_000  # senders remembered (a few MB); the least recently active are forgotten first
 
 
@@ -22,3 +24,10 @@ class LastLanguages:
         self._locales.move_to_end(sender)
         if len(self._locales) > self._capacity:
             self._locales.popitem(last=False)
+
+    async def forget_organization(self, corp_id: str) -> int:
+        """Drop what the organization's senders wrote in (sender keys are tenant keys); how many."""
+        gone = [sender for sender in self._locales if sender.startswith(of_organization(corp_id))]
+        for sender in gone:
+            del self._locales[sender]
+        return len(gone)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any, Protocol
 
-import orjson
-
-from bot.stores.redis.batch import CommandBatcher
-from bot.stores.sqlite.database import Database
+from bot.stores.keys import of_organization
 
 
 class PreviewStore(Protocol):
@@ -20,58 +16,28 @@ class PreviewStore(Protocol):
 
     async def claim(self, kind: str, owner: str, token: str) -> dict[str, Any] | None: ...
 
+    async def forget_organization(self, corp_id: str) -> int:
+        """Forget the pending sets of the organization's users (owners are tenant keys); how many."""
+        ...
 
-class SqlitePreviews:
-    """In the embedded database (BOT_STATE_DIR): survives a restart of the one dyno."""
 
-    def __init__(self, database: Database) -> None:
-        self._database = database
+class MemoryPreviews:
+    """Pending sets of this process: for tests and tools only, since they do not survive a restart."""
 
-    async def create(self) -> None:
-        """Create the table unless it exists."""
-        await self._database.execute(
-            "CREATE TABLE IF NOT EXISTS previews (kind TEXT, owner TEXT, token TEXT, payload BLOB, expires_at REAL,"
-            " PRIMARY KEY (kind, owner, token))"
-        )
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, str, str], tuple[dict[str, Any], float]] = {}
 
     async def save(self, kind: str, owner: str, token: str, payload: dict[str, Any], seconds: float) -> None:
-        now = time.time()
-
-        def save(connection: sqlite3.Connection) -> None:
-            connection.execute("DELETE FROM previews WHERE expires_at <= ?", (now,))
-            row = (kind, owner, token, orjson.dumps(payload), now + seconds)
-            connection.execute("INSERT INTO previews VALUES (?, ?, ?, ?, ?)", row)
-
-        await self._database.transaction(save)
+        now = time.monotonic()
+        self._kept = {key: kept for key, kept in self._kept.items() if kept[1] > now}
+        self._kept[kind, owner, token] = (payload, now + seconds)
 
     async def claim(self, kind: str, owner: str, token: str) -> dict[str, Any] | None:
-        rows = await self._database.execute(
-            "DELETE FROM previews WHERE kind = ? AND owner = ? AND token = ? RETURNING payload, expires_at",
-            (kind, owner, token),
-        )
-        if not rows or rows[0][1] <= time.time():
-            return None
-        payload: dict[str, Any] = orjson.loads(rows[0][0])
-        return payload
+        payload, expires_at = self._kept.pop((kind, owner, token), (None, 0.0))
+        return payload if expires_at > time.monotonic() else None
 
-
-class RedisPreviews:
-    """In Redis (REDIS_URL): shared by every dyno; Redis expires them."""
-
-    def __init__(self, redis: CommandBatcher, namespace: str) -> None:
-        self._redis = redis
-        self._prefix = f"calbot:{namespace}:pending:"
-
-    async def save(self, kind: str, owner: str, token: str, payload: dict[str, Any], seconds: float) -> None:
-        await self._redis.send("SET", self._key(kind, owner, token), orjson.dumps(payload), "PX", int(seconds * 1000))
-
-    async def claim(self, kind: str, owner: str, token: str) -> dict[str, Any] | None:
-        value = await self._redis.send("GETDEL", self._key(kind, owner, token))
-        if value is None:
-            return None
-        payload: dict[str, Any] = orjson.loads(value)
-        return payload
-
-    def _key(self, kind: str, owner: str, token: str) -> str:
-        # the token is checked to be url-safe base64 (no ":"), so no other owner's key can be spelled with it
-        return f"{self._prefix}{kind}:{token}:{owner}"
+    async def forget_organization(self, corp_id: str) -> int:
+        gone = [key for key in self._kept if key[1].startswith(of_organization(corp_id))]
+        for key in gone:
+            del self._kept[key]
+        return len(gone)

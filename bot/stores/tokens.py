@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+from bot.stores.keys import token_of_organization
+
 MAX_TOKENS = 100_000  # one per organization or user at most; the least recently used beyond this are forgotten
 
 
@@ -27,6 +29,10 @@ class TokenCache(Protocol):
 
     def fetching(self, key: str) -> AbstractAsyncContextManager[None]:
         """Held while fetching a new token for `key`, so that only one caller does; others reuse what it stored."""
+        ...
+
+    async def forget_organization(self, corp_id: str) -> int:
+        """Drop the organization's own token and its users'; how many."""
         ...
 
 
@@ -80,7 +86,8 @@ class MemoryTokens:
     def fetching(self, key: str) -> AbstractAsyncContextManager[None]:
         return self._locks.holding(key)
 
-    def forget(self, prefix: str) -> None:
-        """Drop every token whose key starts with `prefix` (an organization's, when it removed the app)."""
-        for key in [key for key in self._tokens if key.startswith(prefix)]:
+    async def forget_organization(self, corp_id: str) -> int:
+        gone = [key for key in self._tokens if token_of_organization(key, corp_id)]
+        for key in gone:
             del self._tokens[key]
+        return len(gone)

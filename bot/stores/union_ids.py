@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Protocol
 
+from bot.stores.keys import of_organization
+
 UNION_ID_CACHE_SIZE = 50_000  # far more than the employees of one company
 
 
@@ -13,8 +15,8 @@ class UnionIds(Protocol):
 
     async def put(self, staff_id: str, union_id: str) -> None: ...
 
-    async def forget(self, prefix: str) -> None:
-        """Forget every unionId kept under a key that starts with `prefix` (an organization's, in an ISV app)."""
+    async def forget_organization(self, corp_id: str) -> int:
+        """Forget the unionIds of the organization's members (kept by organization in an ISV app); how many."""
         ...
 
 
@@ -36,9 +38,8 @@ class MemoryUnionIds:
         if len(self._union_ids) > self._capacity:
             self._union_ids.popitem(last=False)
 
-    async def forget(self, prefix: str) -> None:
-        for key in [key for key in self._union_ids if key.startswith(prefix)]:
+    async def forget_organization(self, corp_id: str) -> int:
+        gone = [key for key in self._union_ids if key.startswith(of_organization(corp_id))]
+        for key in gone:
             del self._union_ids[key]
-
-    async def forget_here(self, prefix: str) -> None:
-        await self.forget(prefix)
+        return len(gone)

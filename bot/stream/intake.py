@@ -6,39 +6,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import secrets
-import socket
 from collections.abc import Callable
-from pathlib import Path
 
 from bot.commands.progress import Progress
-from bot.config import Config
 from bot.models import Message
-from bot.stores.journal import MAX_ATTEMPTS, Entry, Journal, SqliteJournal
-from bot.stores.redis.journal import RedisJournal
-from bot.stores.redis.limits import connect
+from bot.stores.journal import MAX_ATTEMPTS, Entry, Journal
 from bot.stream.outgoing import CardStep, answered
 
 log = logging.getLogger("bot.intake")
-
-
-def build_journal(config: Config) -> Journal:
-    """The Redis Stream when REDIS_URL is set, else SQLite in BOT_STATE_DIR."""
-    remember = config.dedupe_seconds
-    if not config.redis_url:
-        if config.dyno:
-            log.warning(
-                "state kept on the dyno's own disk, which does not outlive the dyno: set REDIS_URL so that it "
-                "survives a restart or deploy",
-                extra={"fields": {"dyno": config.dyno, "lost_at_restart": _kept_on_disk(config)}},
-            )
-        return SqliteJournal(Path(config.state_dir) / "journal.sqlite3", remember)
-    client = connect(config.redis_url, config.redis_tls_verify)
-    # Never DYNO alone: a restarted dyno starts while the old process still finishes its work under that name
-    consumer = f"{config.dyno or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
-    prefix = f"calbot:{config.client_id}:"
-    return RedisJournal(client, prefix, consumer, remember, config.journal_claim_seconds)
 
 
 class Intake:
@@ -109,13 +84,3 @@ class Intake:
     async def close(self) -> None:
         await asyncio.gather(*self._finishing, return_exceptions=True)
         await self.journal.close()
-
-
-def _kept_on_disk(config: Config) -> list[str]:
-    """What a Heroku dyno loses at its next restart when the bot has no Redis: said once, in one line."""
-    kept = ["commands in flight (the journal)", "bulk previews", "audit records"]
-    if config.user_tokens:
-        kept.append("users' connected accounts")
-    if config.is_isv:
-        kept.append("the suite ticket")
-    return kept

@@ -144,7 +144,10 @@ class StreamClient:
         on_message: Callable[[Message], Awaitable[None]],
         config: Config,
         on_event: Callable[[Event], Awaitable[None]] | None = None,
+        *,
+        per_organization: bool = False,
     ) -> None:
+        self._per_organization = per_organization  # the app type's: msgIds kept apart per organization (ISV)
         self._dingtalk = dingtalk
         self._on_message = on_message
         self._accepting: set[asyncio.Task[None]] = set()
@@ -360,7 +363,7 @@ class StreamClient:
             fields = {"code": error[0], "message": error[1], "stream_message_id": message_id}
             log.warning("chatbot callback carries a DingTalk error, not answered", extra={"fields": fields})
             return None
-        return message_from_callback(decoded, message_id, self._config.is_isv)
+        return message_from_callback(decoded, message_id, self._per_organization)
 
 
 def _decoded(data: Any) -> dict[str, Any]:

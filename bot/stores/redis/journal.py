@@ -12,12 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from bot.models import Message
 from bot.stores.journal import CARD, Entry, Unwritable, dump_message, load_message
+from bot.stores.keys import KeyBuilder
 from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.client import ignore_failure
 
 log = logging.getLogger("bot.journal")
 
@@ -68,11 +69,11 @@ class RedisJournal:
     with XAUTOCLAIM by another dyno."""
 
     def __init__(
-        self, client: redis.Redis, prefix: str, consumer: str, remember_seconds: float, claim_seconds: float
+        self, redis: CommandBatcher, keys: KeyBuilder, consumer: str, remember_seconds: float, claim_seconds: float
     ) -> None:
-        self._redis = CommandBatcher(client)
-        self._stream = f"{prefix}journal"
-        self._prefix = prefix
+        self._redis = redis  # the process's one client: closed with the stores, not here
+        self._stream = keys.single("journal")
+        self._keys = keys
         self._consumer = consumer
         self._remember_seconds = max(1, round(remember_seconds))
         self._claim_seconds = claim_seconds
@@ -107,7 +108,7 @@ class RedisJournal:
             return []
 
     async def add(self, message: Message) -> bool:
-        keys = (f"{self._prefix}jmsg:{message.key}", self._stream)
+        keys = (self._keys("jmsg", message.key), self._stream)
         arguments = (self._remember_seconds, dump_message(message), GROUP, self._consumer)
         try:
             stream_id = await self._redis.send("EVAL", _ADD, 2, *keys, *arguments)
@@ -190,7 +191,6 @@ class RedisJournal:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._redis.aclose()
 
     async def _crossed_out(self, stream_id: str) -> bool:
         answers = await asyncio.gather(
@@ -243,7 +243,7 @@ class RedisJournal:
         self._health.succeeded()
 
     def _progress(self, stream_id: str) -> str:
-        return f"{self._prefix}jprogress:{stream_id}"
+        return self._keys("jprogress", stream_id)
 
     async def _guarded(self, command: asyncio.Future[Any]) -> None:
         try:
@@ -259,7 +259,7 @@ class RedisJournal:
             try:
                 message = load_message((values or {})["m"])
             except (KeyError, ValueError, TypeError):
-                self._redis.send("XACK", self._stream, GROUP, stream_id).add_done_callback(_ignore_failure)
+                self._redis.send("XACK", self._stream, GROUP, stream_id).add_done_callback(ignore_failure)
                 continue
             if message.key not in self._ids:  # else claimed back from itself: not resumed twice
                 self._ids[message.key] = stream_id
@@ -273,7 +273,7 @@ class RedisJournal:
             except ValueError:  # without its steps, a resumed handling could repeat a change
                 log.error("journal entry unreadable, dropped", extra={"fields": {"msg_id": message.msg_id}})
                 self._ids.pop(message.key, None)
-                self._redis.send("XACK", self._stream, GROUP, stream_id).add_done_callback(_ignore_failure)
+                self._redis.send("XACK", self._stream, GROUP, stream_id).add_done_callback(ignore_failure)
                 continue
             entries.append(Entry(message, resumed, done))
         return entries
@@ -321,8 +321,3 @@ class RedisJournal:
                 cursor = str(answer[0])
                 if cursor == "0-0":
                     break
-
-
-def _ignore_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,12 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5_000  # another process (a second bot on the same disk) holding the write lock
 DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_LIKE_SPECIAL = re.compile(r"[%_\\]")
+
+
+def like_prefix(text: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') for the values that start with `text`, matched literally."""
+    return _LIKE_SPECIAL.sub(r"\\\g<0>", text) + "%"
 
 
 def damaged(error: BaseException) -> bool:
@@ -59,6 +66,10 @@ class Database:
     async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement; its rows (empty for a write)."""
         return await self.run(lambda connection: connection.execute(sql, tuple(parameters)).fetchall())
+
+    async def delete_rows(self, sql: str, parameters: Iterable[Any] = ()) -> int:
+        """One DELETE; how many rows it deleted."""
+        return await self.run(lambda connection: int(connection.execute(sql, tuple(parameters)).rowcount))
 
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Several statements as one transaction: all or nothing, one commit (one fsync) for all of them."""

@@ -1,23 +1,24 @@
-"""The journal's contract, run against every implementation (SQLite, Redis Stream), and the progress it keeps."""
+"""The Redis journal across dynos (taking over, outages, consumers left behind) and the progress a journal keeps;
+the journal's contract itself is in test_contract.py."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
-import pytest
-import pytest_asyncio
 
 from bot.commands.progress import Progress, reply_from_json, reply_to_json
 from bot.models import Action, Message, Outcome, Reply
-from bot.stores.journal import Entry, Journal, SqliteJournal
+from bot.stores.journal import Entry
+from bot.stores.keys import KeyBuilder
+from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.client import connect
 from bot.stores.redis.journal import RedisJournal
-from bot.stores.redis.limits import connect
 from tests.redisserver import RedisServer
 
-Opener = Callable[[], Journal]
+
+def redis_journal(url: str, app: str, consumer: str, remember: float, claim_seconds: float) -> RedisJournal:
+    """A journal as a dyno of the app has it, with a Redis client of its own (another process's)."""
+    return RedisJournal(CommandBatcher(connect(url, False)), KeyBuilder(app), consumer, remember, claim_seconds)
 
 
 def message(number: int) -> Message:
@@ -37,81 +38,6 @@ def message(number: int) -> Message:
         is_in_at_list=True,
         robot_code="robot",
     )
-
-
-@pytest_asyncio.fixture(params=["sqlite", "redis"])
-async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    """Opens the same journal again, as a restarted process would."""
-    if request.param == "sqlite":
-        yield lambda: SqliteJournal(tmp_path / "journal.sqlite3", remember_seconds=600)
-        return
-    server = await RedisServer().start()
-    prefix = f"test:{uuid.uuid4().hex[:6]}:"
-    try:
-        yield lambda: RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
-    finally:
-        server.stop()
-
-
-async def reopened(opener: Opener, work: Callable[[Journal], Awaitable[None]] | None = None) -> list[tuple[str, int]]:
-    journal = opener()
-    entries = await journal.open()
-    if work is not None:
-        await work(journal)
-    await journal.close()
-    return [(entry.message.msg_id, entry.attempts) for entry in entries]
-
-
-async def test_an_entry_survives_until_finished_oldest_first_with_its_progress(opener: Opener) -> None:
-    journal = opener()
-    assert await journal.open() == []
-    assert [await journal.add(message(n)) for n in (1, 2, 3)] == [True, True, True]
-    await journal.record("msg-2", "0cal-2/changing", ["cal-2", "Holidays"])
-    await journal.finish("msg-3")
-    await journal.close()
-
-    again = opener()
-    entries = await again.open()
-    await again.close()
-
-    assert [(entry.message, entry.attempts) for entry in entries] == [(message(1), 1), (message(2), 1)]
-    assert entries[1].progress == {"0cal-2/changing": ["cal-2", "Holidays"]}
-    assert entries[0].progress == {}
-
-
-async def test_each_start_counts_one_more_attempt(opener: Opener) -> None:
-    journal = opener()
-    await journal.open()
-    await journal.add(message(1))
-    await journal.close()
-
-    assert [await reopened(opener) for _ in range(3)] == [[("msg-1", 1)], [("msg-1", 2)], [("msg-1", 3)]]
-
-
-async def test_a_repeat_is_refused_while_unfinished_and_after_finishing(opener: Opener) -> None:
-    journal = opener()
-    await journal.open()
-    assert await journal.add(message(1)) is True
-    assert await journal.add(message(1)) is False
-    await journal.close()
-
-    async def finish_and_repeat(journal: Journal) -> None:
-        await journal.finish("msg-1")
-        assert await journal.add(message(1)) is False
-
-    assert await reopened(opener, finish_and_repeat) == [("msg-1", 1)]
-    assert await reopened(opener) == []
-
-
-async def test_an_unwritable_sqlite_journal_accepts_everything_and_says_so(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("")
-    journal = SqliteJournal(tmp_path / "file" / "journal.sqlite3", remember_seconds=600)
-
-    assert await journal.open() == []
-    assert [await journal.add(message(1)), await journal.add(message(1))] == [True, True]
-    await journal.record("msg-1", "card", True)
-    await journal.finish("msg-1")
-    await journal.close()
 
 
 def test_progress_keeps_each_targets_steps_apart_and_shares_what_was_recorded() -> None:
@@ -146,9 +72,9 @@ async def test_the_card_step_is_written_only_by_the_dyno_that_holds_the_entry() 
     """After an outage another dyno may have taken an entry over: the first dyno's card step is refused (it sends no
     card), the new holder's is written, and a resumption sees it."""
     server = await RedisServer().start()
-    prefix = f"test:{uuid.uuid4().hex[:6]}:"
-    first = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
-    second = RedisJournal(connect(server.url, False), prefix, "worker.2", 600, claim_seconds=0.1)
+    app = f"test{uuid.uuid4().hex[:6]}"
+    first = redis_journal(server.url, app, "worker.1", 600, claim_seconds=30)
+    second = redis_journal(server.url, app, "worker.2", 600, claim_seconds=0.1)
     taken: list[Entry] = []
     try:
         await first.open()
@@ -162,7 +88,7 @@ async def test_the_card_step_is_written_only_by_the_dyno_that_holds_the_entry() 
         assert await first.mark_card("msg-1", 1.0) is False
         assert await second.mark_card("msg-1", 1.0) is True
         assert [entry.message.msg_id for entry in taken] == ["msg-1"]
-        third = RedisJournal(connect(server.url, False), prefix, "worker.2", 600, claim_seconds=30)
+        third = redis_journal(server.url, app, "worker.2", 600, claim_seconds=30)
         [entry] = await third.open()
         assert entry.progress == {"card": True}
         await third.close()
@@ -174,7 +100,7 @@ async def test_the_card_step_is_written_only_by_the_dyno_that_holds_the_entry() 
 
 async def test_a_card_step_redis_does_not_take_in_time_is_refused() -> None:
     server = await RedisServer().start()
-    journal = RedisJournal(connect(server.url, False), "test:x:", "worker.1", 600, claim_seconds=30)
+    journal = redis_journal(server.url, "testx", "worker.1", 600, claim_seconds=30)
     try:
         await journal.open()
         assert await journal.add(message(1))
@@ -187,8 +113,9 @@ async def test_a_card_step_redis_does_not_take_in_time_is_refused() -> None:
 
 async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_back() -> None:
     server = await RedisServer(durable=True).start()
-    prefix = f"test:{uuid.uuid4().hex[:6]}:"
-    journal = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+    app = f"test{uuid.uuid4().hex[:6]}"
+    prefix = KeyBuilder(app).prefix
+    journal = redis_journal(server.url, app, "worker.1", 600, claim_seconds=30)
     client = server.client()
     try:
         await journal.open()
@@ -203,7 +130,7 @@ async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_bac
                 await asyncio.sleep(0.05)
             while not await client.keys(f"{prefix}jprogress:*"):
                 await asyncio.sleep(0.05)
-        again = RedisJournal(connect(server.url, False), prefix, "worker.1", 600, claim_seconds=30)
+        again = redis_journal(server.url, app, "worker.1", 600, claim_seconds=30)
         [entry] = await again.open()
         await again.close()
         assert entry.message.msg_id == "msg-1" and entry.progress == {"0cal-1/changing": ["cal-1", "Holidays"]}
@@ -216,11 +143,12 @@ async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_bac
 async def test_a_start_forgets_consumers_left_behind_with_nothing_pending_and_keeps_those_holding_entries() -> None:
     """Every process has a consumer name of its own, so each restart leaves one behind: the group must not grow."""
     server = await RedisServer().start()
-    prefix = f"test:{uuid.uuid4().hex[:6]}:"
+    app = f"test{uuid.uuid4().hex[:6]}"
+    prefix = KeyBuilder(app).prefix
     client = server.client()
 
     def journal(name: str) -> RedisJournal:
-        return RedisJournal(connect(server.url, False), prefix, name, 600, claim_seconds=0.05)
+        return redis_journal(server.url, app, name, 600, claim_seconds=0.05)
 
     try:
         done, holding = journal("worker.1:7:aaaa"), journal("worker.1:7:bbbb")

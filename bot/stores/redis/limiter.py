@@ -1,20 +1,17 @@
-"""Admission and the per-API limiter in Redis, shared by every dyno; Redis failures are raised (see fallback.py)."""
+"""The per-API limiter in Redis, shared by every dyno; Redis failures are raised (see fallback.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import ssl
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
-import redis.asyncio as redis
-
-from bot.models import Verdict
-from bot.stores.dedupe import REMEMBER_SECONDS
+from bot.stores import keys
+from bot.stores.keys import KeyBuilder
 from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.client import script, unlink_matching, write_behind
 
 FULL_WINDOW_POLL_SECONDS = 0.1  # at most this long between asking again while an API's window is full
 MAX_CALL_MS = 30_000  # a call whose answer never comes stops counting against the rate limit after this long
@@ -40,76 +37,15 @@ _RELEASE = """
 local t = redis.call('TIME')
 return redis.call('ZADD', KEYS[1], 'XX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
 """
-# A message is claimed before its sender's command is counted: a copy that another dyno handles counts once.
-_ADMIT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 'taken' end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local window = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[2], now, ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], window)
-  return 'allow'
-end
-if redis.call('SET', KEYS[3], '1', 'NX', 'PX', window) then return 'slow_down' end
-return 'drop'
-"""
-
-
-def connect(url: str, verify_tls: bool) -> redis.Redis:
-    """A client for REDIS_URL; rediss:// without verification for providers with self-signed certificates."""
-    options: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "decode_responses": True}
-    if url.startswith("rediss://") and not verify_tls:
-        options["ssl_cert_reqs"] = ssl.CERT_NONE
-        options["ssl_check_hostname"] = False
-    return redis.Redis.from_url(url, **options)
-
-
-def script(batcher: CommandBatcher, source: str, keys: list[str], *args: Any) -> asyncio.Future[Any]:
-    # EVAL rather than EVALSHA: Redis caches the script by its hash either way, and a restarted Redis that forgot it
-    # needs no reload
-    return batcher.send("EVAL", source, len(keys), *keys, *args)
-
-
-def write_behind(batcher: CommandBatcher, *command: Any) -> None:
-    """A write no caller waits for (giving a slot back, remembering a unionId): should it fail, the state is only less
-    shared for a while, not worth a round trip before the card."""
-    batcher.send(*command).add_done_callback(_ignore_failure)
-
-
-def _ignore_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved: asyncio does not log it as never retrieved
-
-
-class RedisAdmission:
-    """Duplicate claims and per-sender windows in Redis, one script call per message."""
-
-    def __init__(
-        self,
-        batcher: CommandBatcher,
-        prefix: str,
-        user_rate: int,
-        user_window: float = 60.0,
-        dedupe_seconds: float = REMEMBER_SECONDS,
-    ) -> None:
-        self._batcher = batcher
-        self._prefix = prefix
-        self._arguments = (max(1, round(dedupe_seconds)), user_rate, max(1, round(user_window * 1000)))
-
-    async def admit(self, msg_id: str, sender: str) -> Verdict:
-        keys = [f"{self._prefix}msg:{msg_id}", f"{self._prefix}user:{sender}", f"{self._prefix}told:{sender}"]
-        return Verdict(await script(self._batcher, _ADMIT, keys, *self._arguments, uuid.uuid4().hex))
 
 
 class RedisLimiter:
     """At most `api_qps` calls of each API per `window` (a second; shorter in tests) across dynos; the calls waiting
     in this dyno are reserved together, one script call for many."""
 
-    def __init__(self, batcher: CommandBatcher, prefix: str, api_qps: float, window: float = 1.0) -> None:
+    def __init__(self, batcher: CommandBatcher, keys: KeyBuilder, api_qps: float, window: float = 1.0) -> None:
         self._batcher = batcher
-        self._prefix = prefix
+        self._keys = keys
         self._limits = (max(1, int(api_qps)), max(1, round(window * 1000)), MAX_CALL_MS)
         self._waiting: dict[str, collections.deque[asyncio.Future[str]]] = {}
         self._reserving: dict[str, asyncio.Task[None]] = {}
@@ -121,12 +57,16 @@ class RedisLimiter:
     async def _slot(self, api: str) -> AsyncIterator[float]:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        key = f"{self._prefix}api:{api}"
+        key = self._keys("api", api)
         member = await self._reservation(key)
         try:
             yield loop.time() - started
         finally:
             write_behind(self._batcher, "EVAL", _RELEASE, 1, key, member)
+
+    async def forget_organization(self, corp_id: str) -> int:
+        """The windows of its APIs."""
+        return await unlink_matching(self._batcher, self._keys.pattern("api", keys.api(corp_id, "")))
 
     def close(self) -> None:
         """Stop reserving, at shutdown, for calls that will never be made."""

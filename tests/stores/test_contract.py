@@ -1,5 +1,7 @@
 """One specification per store interface, run against every implementation: in-process, SQLite on a tmp dir, Redis
-on a real redis-server, and the Redis-to-local fallback wrapper over a live Redis and over one that is down."""
+on a real redis-server, and the Redis-to-local fallback wrapper over a live Redis and over one that is down; removing
+an organization, across every store of each backend; the journal (SQLite, Redis Stream). The preview and audit stores'
+contract is in test_stores.py (tests/stores/test_previews_audit.py once the tests are mirrored)."""
 
 from __future__ import annotations
 
@@ -14,27 +16,41 @@ import pytest
 import pytest_asyncio
 
 from bot.config import Config
-from bot.models import Verdict
+from bot.models import Message, Tenant, Verdict
 from bot.sandbox.platform import Sandbox
+from bot.stores import keys
 from bot.stores.admission import Admission, MemoryAdmission
-from bot.stores.build import build_stores
+from bot.stores.audit import AuditRecord, MemoryAudit
+from bot.stores.build import Stores, build_stores
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
-from bot.stores.forget import forget_in_redis, forget_in_sqlite
-from bot.stores.grants import MemoryGrants, SqliteGrants, UserGrants
+from bot.stores.grants import MemoryGrants, UserGrants
+from bot.stores.journal import Journal
+from bot.stores.keys import KeyBuilder
+from bot.stores.languages import LastLanguages
 from bot.stores.limiter import ApiLimiter, MemoryLimiter
-from bot.stores.previews import SqlitePreviews
+from bot.stores.previews import MemoryPreviews
+from bot.stores.redis.admission import RedisAdmission
 from bot.stores.redis.batch import CommandBatcher
-from bot.stores.redis.limits import RedisAdmission, RedisLimiter, connect
-from bot.stores.redis.values import RedisGrants, RedisSuiteTickets, RedisTokens, RedisUnionIds
+from bot.stores.redis.client import connect
+from bot.stores.redis.grants import RedisGrants
+from bot.stores.redis.journal import RedisJournal
+from bot.stores.redis.limiter import RedisLimiter
+from bot.stores.redis.suite_tickets import RedisSuiteTickets
+from bot.stores.redis.tokens import RedisTokens
+from bot.stores.redis.union_ids import RedisUnionIds
 from bot.stores.sqlite.database import Database
-from bot.stores.suite_tickets import MemorySuiteTickets, SqliteSuiteTickets, SuiteTickets
+from bot.stores.sqlite.grants import SqliteGrants
+from bot.stores.sqlite.journal import SqliteJournal
+from bot.stores.sqlite.suite_tickets import SqliteSuiteTickets
+from bot.stores.suite_tickets import MemorySuiteTickets, SuiteTickets
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
 from tests.botprocess import BotProcess
 from tests.helpers import running_bot, started_sandbox
 from tests.redisserver import RedisServer, free_port
 
-PREFIX = "calbot:contract:"
+KEYS = KeyBuilder("contract")
+PREFIX = KEYS.prefix  # calbot:contract:
 WINDOW = 0.3  # seconds of the sliding windows under test: short, so no test waits long
 HOSTILE_KEYS = ("corp'; DROP TABLE suite_tickets; --", "组织/用户 ?#%", "a\x00b", "")
 
@@ -71,7 +87,7 @@ class Backends:
         return database
 
     def limiter(self, batcher: CommandBatcher, rate: int) -> RedisLimiter:
-        limiter = RedisLimiter(batcher, PREFIX, rate, window=WINDOW)
+        limiter = RedisLimiter(batcher, KEYS, rate, window=WINDOW)
         self._limiters.append(limiter)
         return limiter
 
@@ -105,7 +121,7 @@ async def admission(request: pytest.FixtureRequest, backends: Backends) -> Admis
         return MemoryAdmission(user_rate=2, user_window=WINDOW)
 
     def redis(batcher: CommandBatcher) -> RedisAdmission:
-        return RedisAdmission(batcher, PREFIX, user_rate=2, user_window=WINDOW)
+        return RedisAdmission(batcher, KEYS, user_rate=2, user_window=WINDOW)
 
     if request.param == "memory":
         return memory()
@@ -203,11 +219,11 @@ async def tokens(request: pytest.FixtureRequest, backends: Backends) -> TokenCac
     if request.param == "memory":
         return MemoryTokens()
     if request.param == "redis":
-        return RedisTokens(backends.redis(), PREFIX)
+        return RedisTokens(backends.redis(), KEYS)
     wrapped: TokenCache = with_fallback(
         request.param,
         backends,
-        lambda batcher, failover: FallbackTokens(RedisTokens(batcher, PREFIX), MemoryTokens(), failover),
+        lambda batcher, failover: FallbackTokens(RedisTokens(batcher, KEYS), MemoryTokens(), failover),
     )
     return wrapped
 
@@ -272,11 +288,11 @@ async def union_ids(request: pytest.FixtureRequest, backends: Backends) -> Union
     if request.param == "memory":
         return MemoryUnionIds()
     if request.param == "redis":
-        return RedisUnionIds(backends.redis(), PREFIX)
+        return RedisUnionIds(backends.redis(), KEYS)
     wrapped: UnionIds = with_fallback(
         request.param,
         backends,
-        lambda batcher, failover: FallbackUnionIds(RedisUnionIds(batcher, PREFIX), MemoryUnionIds(), failover),
+        lambda batcher, failover: FallbackUnionIds(RedisUnionIds(batcher, KEYS), MemoryUnionIds(), failover),
     )
     return wrapped
 
@@ -297,8 +313,8 @@ async def test_an_organizations_union_ids_are_forgotten_and_no_others(union_ids:
     await union_ids.put("ding*:staff1", "star1")  # a pattern character in an id is an ordinary character
     await union_ids.put("ding:staff1", "plain1")
 
-    await union_ids.forget("ding*:")
-    await union_ids.forget("dingA:")
+    await union_ids.forget_organization("ding*")
+    await union_ids.forget_organization("dingA")
 
     assert [await union_ids.get(key) for key in ("dingA:staff0", "dingA:staff1199", "ding*:staff1")] == [None] * 3
     assert await union_ids.get("dingB:staff1") == "b1"
@@ -325,7 +341,7 @@ async def open_tickets(kind: str, backends: Backends) -> SuiteTickets:
         tickets = SqliteSuiteTickets(await backends.database())
         await tickets.create()
         return tickets
-    return RedisSuiteTickets(backends.redis(), PREFIX)
+    return RedisSuiteTickets(backends.redis(), KEYS)
 
 
 @pytest.mark.parametrize("kind", KEPT)
@@ -361,7 +377,7 @@ async def open_grants(kind: str, backends: Backends) -> UserGrants:
         grants = SqliteGrants(await backends.database())
         await grants.create()
         return grants
-    return RedisGrants(backends.redis(), PREFIX)
+    return RedisGrants(backends.redis(), KEYS)
 
 
 @pytest.mark.parametrize("kind", KEPT)
@@ -433,11 +449,11 @@ async def test_when_redis_dies_the_stores_go_on_locally_and_use_redis_again_once
 ) -> None:
     batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
     failover = Failover(retry_seconds=0.05)
-    admission = FallbackAdmission(RedisAdmission(batcher, PREFIX, user_rate=100), MemoryAdmission(100), failover)
-    redis_limiter = RedisLimiter(batcher, PREFIX, 100)
+    admission = FallbackAdmission(RedisAdmission(batcher, KEYS, user_rate=100), MemoryAdmission(100), failover)
+    redis_limiter = RedisLimiter(batcher, KEYS, 100)
     limiter = FallbackLimiter(redis_limiter, MemoryLimiter(100), failover)
-    tokens = FallbackTokens(RedisTokens(batcher, PREFIX), MemoryTokens(), failover)
-    union_ids = FallbackUnionIds(RedisUnionIds(batcher, PREFIX), MemoryUnionIds(), failover)
+    tokens = FallbackTokens(RedisTokens(batcher, KEYS), MemoryTokens(), failover)
+    union_ids = FallbackUnionIds(RedisUnionIds(batcher, KEYS), MemoryUnionIds(), failover)
     observer = redis_server.client()
     caplog.set_level(logging.INFO, logger="bot.redis")
     try:
@@ -478,7 +494,7 @@ async def test_when_redis_dies_the_stores_go_on_locally_and_use_redis_again_once
 
 async def test_calls_waiting_for_a_shared_slot_when_redis_dies_get_a_local_one(redis_server: RedisServer) -> None:
     batcher = CommandBatcher(connect(redis_server.url, verify_tls=False))
-    redis_limiter = RedisLimiter(batcher, PREFIX, 1, window=60)  # one call a minute: the others wait in Redis
+    redis_limiter = RedisLimiter(batcher, KEYS, 1, window=60)  # one call a minute: the others wait in Redis
     limiter = FallbackLimiter(redis_limiter, MemoryLimiter(100), Failover())
     try:
         async with limiter.slot("calendars"):
@@ -561,24 +577,18 @@ async def test_the_bot_creates_its_database_in_the_state_folder_at_start(tmp_pat
         assert await process.stop() == 0
 
 
-@pytest.mark.parametrize("kind", DURABLE)
+@pytest.mark.parametrize("kind", KEPT)
 @pytest.mark.parametrize("corp", ["corp1", "co%rp_*?[1]"])
 async def test_forgetting_an_organization_deletes_its_grants_and_pending_connects_only(
     kind: str, corp: str, backends: Backends
 ) -> None:
     grants = await open_grants(kind, backends)
-    if kind == "sqlite":
-        database = await backends.database()
-        await SqlitePreviews(database).create()
     mine = [f"{corp}:staff1", f"pending:{corp}:staff1"]
     others = ["corp10:staff1", "pending:corp10:staff1", "corp2:staff1", f"x{corp}:staff1"]
     for user in mine + others:
         await grants.put(user, BLOB)
 
-    if kind == "sqlite":
-        forgotten = await forget_in_sqlite(database, corp)
-    else:
-        forgotten = await forget_in_redis(backends.redis(), PREFIX, "contract", corp)
+    forgotten = await grants.forget_organization(corp)
 
     assert forgotten == 2
     assert [await grants.get(user) for user in mine] == [None, None]
@@ -599,3 +609,208 @@ async def test_a_ticket_table_of_an_earlier_version_gets_its_born_time_and_keeps
     assert await tickets.store("suite1", "ticket-newer", born_ms=1_000)
     assert not await tickets.store("suite1", "ticket-older", born_ms=999)
     assert await tickets.latest("suite1") == "ticket-newer"
+
+
+# --- removing an organization: one call, every store ------------------------------------------------------------
+
+ISV_ENV = {"DINGTALK_CLIENT_ID": "suite", "DINGTALK_CLIENT_SECRET": "s", "DINGTALK_APP_TYPE": "isv"}
+
+
+def memory_stores() -> Stores:
+    """Every store in its in-process implementation."""
+    return Stores(
+        admission=MemoryAdmission(user_rate=1),
+        limiter=MemoryLimiter(1, window=60),
+        tokens=MemoryTokens(),
+        union_ids=MemoryUnionIds(),
+        suite_tickets=MemorySuiteTickets(),
+        user_grants=MemoryGrants(),
+        previews=MemoryPreviews(),
+        audits=MemoryAudit(),
+        journal=SqliteJournal(Path("/nonexistent/never-opened"), 600),
+        languages=LastLanguages(),
+        keys=KeyBuilder("suite"),
+    )
+
+
+@pytest_asyncio.fixture(params=KEPT)
+async def all_stores(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+) -> AsyncIterator[Stores]:
+    """The stores a configuration gets (in-process, SQLite, Redis), an API's window a minute long: one call fills it."""
+    if request.param == "memory":
+        stores = memory_stores()
+    else:
+        redis_url = redis_server.url if request.param == "redis" else ""
+        env = {**ISV_ENV, "BOT_STATE_DIR": str(tmp_path), "REDIS_URL": redis_url, "BOT_USER_RATE": "1"}
+        stores = build_stores(Config.from_env(env), per_organization=True)
+        await stores.open()
+        stores.limiter = MemoryLimiter(1, window=60)
+        if stores.redis is not None:
+            stores.redis_limiter = RedisLimiter(stores.redis, stores.keys, 1, window=60)
+            stores.limiter = FallbackLimiter(stores.redis_limiter, stores.limiter, Failover())
+    yield stores
+    await stores.close()
+
+
+async def keep_one_of_each(stores: Stores, corp: str) -> None:
+    """Something of every kind the bot keeps of an organization and its people (as the bot's own calls key it)."""
+    tenant = Tenant(corp, "staff1")
+    assert await stores.admission.admit(f"{corp}:m1", tenant.key) == Verdict.ALLOW  # its one command this minute
+    async with stores.limiter.slot(keys.api(corp, "calendars")):  # its one call of the API this second
+        pass
+    await stores.tokens.put(keys.organization_token(corp), f"token of {corp}", 60)
+    await stores.tokens.put(keys.user_token(tenant.key), f"user token of {corp}", 60)
+    await stores.union_ids.put(keys.union_id(tenant, per_organization=True), f"union of {corp}")
+    await stores.user_grants.put(tenant.key, b"grant")
+    await stores.user_grants.put(keys.pending_connect(tenant.key), b"pending")
+    await stores.previews.save("preview", tenant.key, "token1", {"corp": corp}, 60)
+    stores.languages.remember(tenant.key, "zh")
+    at = time.time()
+    await stores.audits.record(AuditRecord(at, "unsubscribe", "staff1", corp, "u", "cal1", "N", "ok", "", "", "m1"))
+
+
+async def what_is_kept(stores: Stores, corp: str) -> dict[str, object]:
+    tenant = Tenant(corp, "staff1")
+    limited = False
+    try:
+        async with asyncio.timeout(WINDOW):
+            async with stores.limiter.slot(keys.api(corp, "calendars")):
+                pass
+    except TimeoutError:
+        limited = True
+    return {
+        "sender window": await stores.admission.admit(f"{corp}:m2", tenant.key) != Verdict.ALLOW,
+        "api window": limited,
+        "organization token": await stores.tokens.get(keys.organization_token(corp)),
+        "user token": await stores.tokens.get(keys.user_token(tenant.key)),
+        "unionId": await stores.union_ids.get(keys.union_id(tenant, per_organization=True)),
+        "grant": await stores.user_grants.get(tenant.key),
+        "pending connect": await stores.user_grants.get(keys.pending_connect(tenant.key)),
+        "preview": await stores.previews.claim("preview", tenant.key, "token1"),
+        "language": stores.languages.of(tenant.key, "en") != "en",
+        "audit trail": len(await stores.audits.latest("cal1", 10, corp)),
+    }
+
+
+NOTHING_KEPT = {
+    "sender window": False,
+    "api window": False,
+    "organization token": "",
+    "user token": "",
+    "unionId": None,
+    "grant": None,
+    "pending connect": None,
+    "preview": None,
+    "language": False,
+    "audit trail": 1,  # kept on purpose: the audit trail lasts its 90 days whoever removed the app
+}
+
+
+@pytest.mark.parametrize("corp", ["corp1", "co%rp_*?[1]"])
+async def test_removing_an_organization_forgets_every_kind_of_its_data_in_every_store_and_nothing_of_others(
+    all_stores: Stores, corp: str
+) -> None:
+    # what an unescaped pattern would take too: LIKE's % and _, a glob's * ? [ ]
+    others = ["corp10", "corp2", f"x{corp}", corp[:-1], "coZZrpQ*?[1]", "co%rp_abc1"]
+    for organization in (corp, *others):
+        await keep_one_of_each(all_stores, organization)
+
+    assert await all_stores.forget_organization(corp) > 0
+
+    assert await what_is_kept(all_stores, corp) == NOTHING_KEPT
+    for kept in await asyncio.gather(*(what_is_kept(all_stores, other) for other in others)):
+        assert [kind for kind, value in kept.items() if value == NOTHING_KEPT[kind] and kind != "audit trail"] == []
+
+
+# --- the journal ------------------------------------------------------------------------------------------------
+
+Opener = Callable[[], Journal]
+
+
+def journaled(number: int) -> Message:
+    return Message(
+        msg_id=f"msg-{number}",
+        text=f"unsubscribe cal-{number}",
+        msgtype="text",
+        conversation_type="1",
+        conversation_id="cid",
+        sender_staff_id="staff",
+        sender_union_id="",
+        sender_id="sender",
+        sender_corp_id="corp",
+        chatbot_corp_id="corp",
+        session_webhook="https://oapi.dingtalk.com/robot/sendBySession?session=x",
+        session_webhook_expires_ms=123,
+        is_in_at_list=True,
+        robot_code="robot",
+    )
+
+
+@pytest.fixture(params=DURABLE)
+def opener(request: pytest.FixtureRequest, tmp_path: Path, backends: Backends) -> Opener:
+    """Opens the same journal again, as a restarted process would."""
+    if request.param == "sqlite":
+        return lambda: SqliteJournal(tmp_path / "journal.sqlite3", remember_seconds=600)
+    return lambda: RedisJournal(backends.redis(), KEYS, "worker.1", 600, claim_seconds=30)
+
+
+async def reopened(opener: Opener, work: Callable[[Journal], Awaitable[None]] | None = None) -> list[tuple[str, int]]:
+    journal = opener()
+    entries = await journal.open()
+    if work is not None:
+        await work(journal)
+    await journal.close()
+    return [(entry.message.msg_id, entry.attempts) for entry in entries]
+
+
+async def test_an_entry_survives_until_finished_oldest_first_with_its_progress(opener: Opener) -> None:
+    journal = opener()
+    assert await journal.open() == []
+    assert [await journal.add(journaled(n)) for n in (1, 2, 3)] == [True, True, True]
+    await journal.record("msg-2", "0cal-2/changing", ["cal-2", "Holidays"])
+    await journal.finish("msg-3")
+    await journal.close()
+
+    again = opener()
+    entries = await again.open()
+    await again.close()
+
+    assert [(entry.message, entry.attempts) for entry in entries] == [(journaled(1), 1), (journaled(2), 1)]
+    assert entries[1].progress == {"0cal-2/changing": ["cal-2", "Holidays"]}
+    assert entries[0].progress == {}
+
+
+async def test_each_start_counts_one_more_attempt(opener: Opener) -> None:
+    journal = opener()
+    await journal.open()
+    await journal.add(journaled(1))
+    await journal.close()
+
+    assert [await reopened(opener) for _ in range(3)] == [[("msg-1", 1)], [("msg-1", 2)], [("msg-1", 3)]]
+
+
+async def test_a_repeat_is_refused_while_unfinished_and_after_finishing(opener: Opener) -> None:
+    journal = opener()
+    await journal.open()
+    assert await journal.add(journaled(1)) is True
+    assert await journal.add(journaled(1)) is False
+    await journal.close()
+
+    async def finish_and_repeat(journal: Journal) -> None:
+        await journal.finish("msg-1")
+        assert await journal.add(journaled(1)) is False
+
+    assert await reopened(opener, finish_and_repeat) == [("msg-1", 1)]
+    assert await reopened(opener) == []
+
+
+async def test_an_unwritable_sqlite_journal_accepts_everything_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    journal = SqliteJournal(tmp_path / "file" / "journal.sqlite3", remember_seconds=600)
+
+    assert await journal.open() == []
+    assert [await journal.add(journaled(1)), await journal.add(journaled(1))] == [True, True]
+    await journal.record("msg-1", "card", True)
+    await journal.finish("msg-1")
+    await journal.close()
