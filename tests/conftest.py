@@ -1,4 +1,4 @@
-"""Shared fixtures: the loopback DingTalk sandbox, a real bot process, and a redis-server of a test's own."""
+"""Shared fixtures: the loopback DingTalk sandbox, the real bot in the test's event loop, a test's own redis-server."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest_asyncio
 from hypothesis import settings
 
 from bot.sandbox.platform import Sandbox
-from tests.botprocess import BotProcess
+from tests.botinprocess import BotInProcess
 from tests.helpers import BOT_ENV, running_bot, started_sandbox
 from tests.redisserver import RedisServer
 
@@ -35,10 +35,10 @@ async def _no_faults_left_behind(request: pytest.FixtureRequest) -> AsyncIterato
 
 
 @pytest_asyncio.fixture(scope="session")
-async def bot(sandbox: Sandbox) -> AsyncIterator[BotProcess]:
-    async with running_bot(sandbox, BOT_ENV) as process:
-        yield process
-        assert await process.stop() == 0
+async def bot(sandbox: Sandbox) -> AsyncIterator[BotInProcess]:
+    async with running_bot(sandbox, BOT_ENV) as running:
+        yield running
+        assert await running.stop() == 0
 
 
 @pytest_asyncio.fixture

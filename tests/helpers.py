@@ -1,4 +1,5 @@
-"""What tests share: fresh users and calendars, a started sandbox, a running bot, a conversation and its card."""
+"""What tests share: fresh users and calendars, a started sandbox, a running bot (in this event loop or as a process),
+a conversation and its card."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from urllib.parse import unquote
 
 import redis.asyncio as redis
 
+from bot.__main__ import SHUTDOWN_GRACE_SECONDS
 from bot.sandbox.http import Recorded
 from bot.sandbox.platform import Sandbox
+from tests.botinprocess import BotInProcess
 from tests.botprocess import BotProcess
 
 SEND_AS_USER = "dtmd://dingtalkclient/sendMessage?content="
@@ -59,7 +62,21 @@ async def started_sandbox(**settings: Any) -> AsyncIterator[Sandbox]:
 
 
 @asynccontextmanager
-async def running_bot(sandbox: Sandbox, env: dict[str, str], connections: int = 1) -> AsyncIterator[BotProcess]:
+async def running_bot(
+    sandbox: Sandbox, env: dict[str, str], connections: int = 1, grace: float = SHUTDOWN_GRACE_SECONDS
+) -> AsyncIterator[BotInProcess]:
+    """The real bot in this event loop, connected to the sandbox (the `connections`-th connection); stopped on exit,
+    its commands in flight given `grace` seconds as SIGTERM gives them."""
+    bot = await BotInProcess({**sandbox.bot_env(), **env}, grace).start()
+    try:
+        await sandbox.wait_connected(connections)
+        yield bot
+    finally:
+        await bot.stop()
+
+
+@asynccontextmanager
+async def running_process(sandbox: Sandbox, env: dict[str, str], connections: int = 1) -> AsyncIterator[BotProcess]:
     """A real `python -m bot` connected to the sandbox (the `connections`-th connection); stopped on exit."""
     process = await BotProcess({**sandbox.bot_env(), **env}).start()
     try:
@@ -77,6 +94,16 @@ async def converse(
     ack = await sandbox.wait_ack(message_id)
     reply = await sandbox.wait_reply(data)
     return ack, reply
+
+
+async def answered_after(sandbox: Sandbox, *staff_ids: str) -> None:
+    """Each sender's later message answered: one sender's messages are handled one after the other, so a second card
+    for an earlier message would have reached the sandbox before this answer."""
+    later = [sandbox.chat("help", staff_id) for staff_id in staff_ids]
+    for data in later:
+        await sandbox.push(data)
+    for data in later:
+        await sandbox.wait_reply(data)
 
 
 def card(reply: Recorded) -> dict[str, Any]:

@@ -6,23 +6,14 @@ import base64
 import os
 import secrets
 import string
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
 from bot.config import REQUIRED, VARIABLES, Config, ConfigError, Variable
-from tests.botprocess import ROOT
 
 CREDENTIALS = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret"}
-
-
-def test_defaults_are_mainland_dingtalk_in_chinese() -> None:
-    config = Config.from_env(CREDENTIALS)
-    assert (config.api_base, config.oapi_base) == ("https://api.dingtalk.com", "https://oapi.dingtalk.com")
-    assert config.locale == "zh_CN" and config.http_timeout == 10.0 and config.log_level == "INFO"
 
 
 def test_the_international_region() -> None:
@@ -104,42 +95,6 @@ def test_the_tables_default_is_the_value_used_when_the_variable_is_unset(variabl
     assert variable.meaning and variable.meaning == variable.meaning.strip()
 
 
-def run_bot(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
-    )
-
-
-@pytest.mark.parametrize("flag", ["--help", "-h"])
-def test_help_lists_every_variable_with_its_default_and_meaning_and_the_demo(flag: str) -> None:
-    shown = run_bot(flag)
-
-    assert shown.returncode == 0 and shown.stderr == ""
-    text = " ".join(shown.stdout.split())  # meanings are wrapped to the terminal
-    for variable in VARIABLES:
-        assert f"{variable.name} = {variable.default} {variable.meaning}" in text
-    assert "demo --interactive" in text and "usage: python -m bot" in text
-    assert "HTTPS_PROXY, HTTP_PROXY and NO_PROXY" in text
-
-
-@pytest.mark.parametrize("arguments", [["--verbose"], ["serve"], ["demo", "--fast"]])
-def test_unknown_arguments_exit_2_with_the_usage(arguments: list[str]) -> None:
-    refused = run_bot(*arguments)
-
-    assert refused.returncode == 2 and refused.stdout == ""
-    assert "usage: python -m bot" in refused.stderr and "Traceback" not in refused.stderr
-
-
-@pytest.mark.parametrize(
-    ("arguments", "stream"), [(["demo", "--help"], "stdout"), (["demo", "--isv", "--interactive"], "stderr")]
-)
-def test_the_demos_usage_names_the_demo_command_once(arguments: list[str], stream: str) -> None:
-    shown = run_bot(*arguments)
-
-    first = getattr(shown, stream).splitlines()[0]
-    assert first == "usage: python -m bot demo [-h] [--interactive | --isv | --user-tokens]"
-
-
 USER_MODE = {**CREDENTIALS, "BOT_CALENDAR_TOKEN": "user", "BOT_PUBLIC_URL": "https://bot.example.com"}
 
 
@@ -168,16 +123,6 @@ def test_every_configuration_problem_is_reported_in_one_run() -> None:
     ]
 
 
-def test_the_process_prints_every_configuration_problem_one_line_each_and_exits_2() -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DINGTALK_", "BOT_"))}
-    env.update(USER_MODE, BOT_PUBLIC_URL="", BOT_SECRET_KEY="a" * 32, DINGTALK_REGION="mars")
-    done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stdout == ""
-    lines = done.stderr.splitlines()
-    assert [line.split()[2] for line in lines] == ["DINGTALK_REGION", "BOT_PUBLIC_URL", "BOT_SECRET_KEY"]
-    assert all(line.startswith("configuration error: ") for line in lines) and "a" * 32 not in done.stderr
-
-
 @pytest.mark.parametrize("key", ["a" * 32, "ab" * 16, "a" * 31 + "b", "password" * 4, "x" * 64, "0123" * 8])
 def test_a_secret_key_with_too_little_variety_is_refused_and_the_error_says_how_to_make_one(key: str) -> None:
     with pytest.raises(ConfigError) as raised:
@@ -200,18 +145,6 @@ def test_the_app_type_is_read_case_insensitively(written: str, isv: bool) -> Non
 
 
 @pytest.mark.parametrize(
-    "key", ["password" * 4 + "1", "1" + "password" * 4, "changeme-" * 4, "abcdefgh" * 4 + "x!", "a" * 100 + "bcdefghij"]
-)
-def test_a_repeated_pattern_with_a_character_added_is_refused_by_the_process(key: str) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DINGTALK_", "BOT_"))}
-    env.update(USER_MODE, BOT_SECRET_KEY=key)
-    done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stdout == ""
-    [line] = done.stderr.splitlines()
-    assert line.startswith("configuration error: BOT_SECRET_KEY ") and "token_urlsafe" in line and key not in line
-
-
-@pytest.mark.parametrize(
     "make",
     [
         lambda: str(uuid.uuid4()),
@@ -228,3 +161,18 @@ def test_a_state_folder_under_home_is_the_admins_home_not_a_folder_named_tilde()
     config = Config.from_env({**CREDENTIALS, "BOT_STATE_DIR": "~/calendar-bot"})
 
     assert config.state_dir == os.path.join(os.path.expanduser("~"), "calendar-bot") != "~/calendar-bot"
+
+
+def test_the_app_type_is_internal_or_isv() -> None:
+    credentials = {"DINGTALK_CLIENT_ID": "suite", "DINGTALK_CLIENT_SECRET": "secret"}
+    assert not Config.from_env(credentials).is_isv
+    assert Config.from_env({**credentials, "DINGTALK_APP_TYPE": " ISV "}).is_isv
+    with pytest.raises(ConfigError, match="DINGTALK_APP_TYPE"):
+        Config.from_env({**credentials, "DINGTALK_APP_TYPE": "personal"})
+
+
+def test_the_flood_settings_are_validated() -> None:
+    credentials = {"DINGTALK_CLIENT_ID": "id", "DINGTALK_CLIENT_SECRET": "secret"}
+    for name in ("BOT_INBOX_CAPACITY", "BOT_MAX_IN_FLIGHT_PER_SENDER", "BOT_USER_RATE_WINDOW", "BOT_DEDUPE_SECONDS"):
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env({**credentials, name: "0"})

@@ -6,7 +6,6 @@ import json
 import logging
 
 from bot.logs import JsonFormatter
-from bot.stores.dedupe import RecentIds
 
 
 def record(message: str, **fields: object) -> logging.LogRecord:
@@ -35,15 +34,6 @@ def test_known_secrets_and_secret_parameters_are_redacted() -> None:
     for secret in ("tok123", "t-1", "topsecret", "abc"):
         assert secret not in line
     assert "x=1" in line
-
-
-def test_recent_ids_claims_each_id_once_until_it_expires() -> None:
-    ids = RecentIds(ttl=60, capacity=2)
-    assert ids.claim("a") and not ids.claim("a") and ids.claim("b")
-    assert ids.claim("c")  # over capacity: the oldest ("a") is forgotten
-    assert ids.claim("a")
-    expired = RecentIds(ttl=0)
-    assert expired.claim("a") and expired.claim("a")
 
 
 def test_prose_that_names_a_secret_parameter_and_short_secrets_are_left_as_written() -> None:

@@ -1,0 +1,26 @@
+"""What the journal's tests share: a DingTalk answer held back while the bot is stopped or dies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+
+
+class Held:
+    """A DingTalk answer held until the test releases it (then a 500): the bot dies while it waits. `effect` runs
+    when the request arrives, as when DingTalk has done the work but its answer never reached the bot."""
+
+    def __init__(self, effect: Callable[[web.Request], None] | None = None, status: int = 500) -> None:
+        self.released = asyncio.Event()
+        self._effect = effect
+        self._status = status
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if self._effect is not None:
+            self._effect(request)
+        await self.released.wait()
+        if self._status == 200:
+            return web.json_response({"errcode": 0, "errmsg": "ok"})
+        return web.json_response({"code": "ServiceUnavailable", "message": "gone"}, status=self._status)
