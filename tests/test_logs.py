@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from bot.logs import JsonFormatter
 
 
@@ -42,3 +44,19 @@ def test_prose_that_names_a_secret_parameter_and_short_secrets_are_left_as_writt
     assert json.loads(line)["reason"] == message and json.loads(line)["event"] == "stream connection failed"
     quoted = JsonFormatter().format(record("x", body="{\"accessToken\": \"tok-9\", 'ticket': 't-2'}"))
     assert "tok-9" not in quoted and "t-2" not in quoted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /topapi/v2/user/get?access_token=s3cr3t-value",
+        '{"accessToken": "s3cr3t-value"}',
+        "wss://gateway/connect?ticket=s3cr3t-value",
+        "https://oapi.dingtalk.com/robot/sendBySession?session=s3cr3t-value",
+        "appSecret=s3cr3t-value",
+        "clientSecret: s3cr3t-value",
+    ],
+)
+def test_each_secret_parameter_alone_in_a_line_is_redacted(text: str) -> None:
+    line = JsonFormatter().format(record("x", detail=text))
+    assert "s3cr3t-value" not in line and "[redacted]" in line

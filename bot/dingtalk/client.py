@@ -309,8 +309,8 @@ class DingTalkClient:
             raise MalformedAnswer(problem, status=response.status_code)
         if isinstance(data.get("code"), str) and data["code"]:  # an error in a 2xx answer is still an error
             raise _echo_removed(error_from(response, data), str(url), body, headers)
-        if "requestid" not in data and "x-acs-request-id" in response.headers:
-            data["requestid"] = response.headers["x-acs-request-id"]
+        if "requestid" not in data and (request_id := _acs_request_id(response)) is not None:
+            data["requestid"] = request_id
         return data
 
 
@@ -373,6 +373,15 @@ def exchange_failed(error: httpx.HTTPError) -> DingTalkError | OutOfDescriptors:
 def safe_to_resend(error: Retried) -> bool:
     """Sending a message again is right only when the first surely did not arrive; else one copy too many."""
     return error.is_safe_to_resend
+
+
+def _acs_request_id(response: httpx.Response) -> str | None:
+    """The x-acs-request-id header: the raw pairs scanned once (`in` and `[]` on httpx's headers each work out their
+    encoding and lower every name: 3 µs a call)."""
+    for key, value in response.headers.raw:
+        if key.lower() == b"x-acs-request-id":
+            return value.decode("ascii", "replace")  # a request id is letters, digits and dashes
+    return None
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.stores.sqlite.database import Database
+from bot.stores.sqlite.database import BACKSTOP_PAGES, CHECKPOINT_SECONDS, Database
 
 
 async def test_the_file_is_created_in_wal_mode_and_keeps_what_was_written(tmp_path: Path) -> None:
@@ -55,4 +55,36 @@ async def test_a_failing_transaction_leaves_nothing_behind(tmp_path: Path) -> No
     with pytest.raises(sqlite3.IntegrityError):
         await database.transaction(two_inserts_then_a_failure)
     assert await database.execute("SELECT count(*) FROM kv") == [(0,)]
+    await database.close()
+
+
+async def test_writes_reach_the_file_by_a_background_checkpoint_not_by_the_commits(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    database = await Database(path).open()
+    assert await database.execute("PRAGMA wal_autocheckpoint") == [(BACKSTOP_PAGES,)]
+    await database.execute("CREATE TABLE kv (key INTEGER PRIMARY KEY, value BLOB)")
+    empty = path.stat().st_size
+    for key in range(20):  # about 80 pages: far below the backstop, so no commit checkpoints them itself
+        await database.execute("INSERT INTO kv VALUES (?, ?)", (key, b"x" * 16_000))
+
+    deadline = asyncio.get_running_loop().time() + 10 * CHECKPOINT_SECONDS
+    while path.stat().st_size < empty + 20 * 16_000:  # copied from the WAL into the file
+        assert asyncio.get_running_loop().time() < deadline, "no checkpoint within 10 s"
+        await asyncio.sleep(0.05)
+    await database.close()
+
+
+async def test_a_closed_database_opens_again_and_checkpoints_again(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    database = await Database(path).open()
+    await database.close()
+    await database.open()
+    await database.execute("CREATE TABLE kv (value BLOB)")
+    empty = path.stat().st_size
+    await database.execute("INSERT INTO kv VALUES (?)", (b"x" * 64_000,))
+
+    deadline = asyncio.get_running_loop().time() + 10 * CHECKPOINT_SECONDS
+    while path.stat().st_size < empty + 64_000:
+        assert asyncio.get_running_loop().time() < deadline, "no checkpoint within 10 s"
+        await asyncio.sleep(0.05)
     await database.close()
