@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import uvloop
 
 from bot import logs
-from bot.app import App, VitalTaskEnded
 from bot.config import VARIABLES, Config, ConfigError
 from bot.stores.sqlite import statedir
+from bot.wiring import App, VitalTaskEnded
 
 log = logging.getLogger("bot.main")
 SHUTDOWN_GRACE_SECONDS = 20.0  # a dyno gets 30 s between SIGTERM and SIGKILL; with the sockets closed, exit within 25 s

@@ -10,14 +10,14 @@ from pathlib import Path
 # Low to high: a unit may import its own layer's other units (without a circle) and any lower layer, never a higher
 # one. A unit is a folder of bot/ or a top-level module; `__init__` is bot/__init__.py (the version).
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"__init__", "models", "config", "logs", "stats", "template_files"}),
+    frozenset({"__init__", "models", "config", "logs", "telemetry", "template_files"}),
     frozenset({"stores"}),
     frozenset({"dingtalk"}),
     frozenset({"auth"}),
     frozenset({"commands"}),
     frozenset({"cards"}),
     frozenset({"stream"}),
-    frozenset({"app", "pipeline", "wiring", "telemetry"}),
+    frozenset({"pipeline", "wiring"}),
     frozenset({"sandbox", "__main__"}),
 )
 LAYER_OF = {unit: height for height, units in enumerate(LAYERS) for unit in units}

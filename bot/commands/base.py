@@ -21,9 +21,9 @@ from bot.config import Config
 from bot.dingtalk import budget
 from bot.dingtalk.errors import FAILURES
 from bot.models import Action, Calendar, Command, Message, Outcome, Reply
-from bot.stats import Stats
 from bot.stores.audit import AuditRecord, AuditStore, Refusal
 from bot.stores.previews import PreviewStore
+from bot.telemetry import Stats
 
 audit_log = logging.getLogger("bot.audit")
 

@@ -22,12 +22,12 @@ from urllib.parse import unquote
 import httpx
 
 from bot import logs
-from bot.app import App
 from bot.cards.render import SEND_AS_USER
 from bot.cards.view import client_text, frame
 from bot.config import VARIABLES, Config
 from bot.sandbox.http import Recorded
 from bot.sandbox.platform import Sandbox
+from bot.wiring import App
 
 DEMO_STAFF_ID = "demo-staff"
 DEMO_UNION_ID = "demoUnionId0001"

@@ -1,5 +1,4 @@
-"""Messages off the connection: repeats dropped, a bounded backlog served by a fixed pool of workers, round robin
-across senders so that one sender cannot take the workers from everyone, each sender's messages in arrival order."""
+"""A bounded backlog served by a fixed pool of workers, round robin across senders, each sender's in arrival order."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.models import Message
-from bot.stores.dedupe import REMEMBER_SECONDS, RecentIds
 
 log = logging.getLogger("bot.inbox")
 
@@ -37,8 +35,8 @@ class Inbox:
     """Never blocks the WebSocket reader: accept() only queues or refuses; at most `workers` messages are handled at
     once, at most `per_sender` of one sender's. A sender gets a turn in the queue for each message it may start;
     a sender at its share gets its next turn only when one of its messages is done, behind everyone queued by then.
-    Beyond `capacity` (or `sender_backlog` waiting for one sender) a message goes to `refuse` instead.
-    Repeats are dropped here by this process; across dynos, handle() drops those another dyno took."""
+    So one sender cannot take the workers from everyone. Beyond `capacity` (or `sender_backlog` waiting for one
+    sender) a message goes to `refuse` instead. Repeats never get here (the intake asks stream/repeats.py)."""
 
     def __init__(
         self,
@@ -49,7 +47,6 @@ class Inbox:
         per_sender: int = 1,
         capacity: int = CAPACITY,
         sender_backlog: int = SENDER_BACKLOG,
-        dedupe_seconds: float = REMEMBER_SECONDS,
     ) -> None:
         self._handle = handle
         self._refuse = refuse
@@ -58,13 +55,11 @@ class Inbox:
         self._sender_backlog = sender_backlog
         self._senders: dict[str, _Sender] = {}
         self._turns: asyncio.Queue[str] = asyncio.Queue()
-        self._handled = RecentIds(dedupe_seconds)
         self._worker_count = workers
         self._workers: list[asyncio.Task[None]] = []
         self._load = 0
         self.waiting = 0
         self.active = 0
-        self.deduplicated = 0
 
     @property
     def in_flight(self) -> int:
@@ -74,12 +69,7 @@ class Inbox:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._worker_count)]
 
     def accept(self, message: Message) -> None:
-        """Queue a message (already ACKed); a msgId seen within the dedupe window is dropped, one beyond the
-        capacity refused."""
-        if not self._handled.claim(message.key):
-            self.deduplicated += 1
-            log.info("duplicate message dropped", extra={"fields": {"msg_id": message.msg_id}})
-            return
+        """Queue a message (already ACKed); one beyond the capacity is refused."""
         key = message.sender_key
         sender = self._senders.get(key)
         cost = weight(message)

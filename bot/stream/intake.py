@@ -1,5 +1,4 @@
-"""The intake: each message written down before its ACK, then queued; crossed out once answered; what an interrupted
-process left behind queued again, oldest first, with the progress it had made."""
+"""The intake: each message written down before its ACK, then queued; what an interrupted process left, resumed."""
 
 from __future__ import annotations
 
@@ -11,7 +10,8 @@ from collections.abc import Callable
 from bot.commands.progress import Progress
 from bot.models import Message
 from bot.stores.journal import MAX_ATTEMPTS, Entry, Journal
-from bot.stream.outgoing import CardStep, answered
+from bot.stream.outgoing import CardStep
+from bot.stream.repeats import Repeats
 
 log = logging.getLogger("bot.intake")
 
@@ -19,15 +19,16 @@ log = logging.getLogger("bot.intake")
 class Intake:
     """Between the transport and the inbox: accept() is what the transport awaits before its ACK."""
 
-    def __init__(self, journal: Journal, queue: Callable[[Message], None]) -> None:
+    def __init__(self, journal: Journal, repeats: Repeats) -> None:
         self.journal = journal
-        self._queue = queue
+        self._repeats = repeats
+        self._queue: Callable[[Message], None] = _not_open
         self._resumed: dict[str, Entry] = {}  # msgId -> what an interrupted handling of it left
         self._finishing: set[asyncio.Task[None]] = set()
-        self.repeats = 0
 
-    async def open(self) -> None:
-        """Queue what the last run left unfinished, and from now on what other dynos leave behind."""
+    async def open(self, queue: Callable[[Message], None]) -> None:
+        """Queue what the last run left unfinished, and from now on what arrives and what other dynos leave behind."""
+        self._queue = queue
         unfinished = await self.journal.open()
         if unfinished:
             log.warning("resuming unfinished commands", extra={"fields": {"count": len(unfinished)}})
@@ -36,16 +37,14 @@ class Intake:
 
     async def accept(self, message: Message) -> None:
         """Write the message down (the transport ACKs it after this), then queue it; a repeat is dropped."""
-        if not await self.journal.add(message):
-            self.repeats += 1
-            log.info("duplicate message dropped", extra={"fields": {"msg_id": message.msg_id}})
-            return
-        self._queue(message)
+        if await self._repeats.delivered(message):
+            self._queue(message)
 
     def resume(self, entries: list[Entry]) -> None:
         for entry in entries:
-            self._resumed[entry.message.key] = entry
-            self._queue(entry.message)
+            if self._repeats.resumed(entry.message):
+                self._resumed[entry.message.key] = entry
+                self._queue(entry.message)
 
     def take(self, message: Message) -> tuple[Progress, Entry | None]:
         """The progress of this message's handling, and the entry it resumes, if any."""
@@ -56,12 +55,6 @@ class Intake:
 
     def card_step(self, msg_id: str, progress: Progress) -> CardStep:
         return CardStep(progress, functools.partial(self.journal.mark_card, msg_id))
-
-    @staticmethod
-    def answered(entry: Entry | None) -> bool:
-        """The card of the handling it resumes was on its way when the process died: DingTalk most likely has it,
-        and a second card would be worse than none."""
-        return entry is not None and answered(entry.progress)
 
     @staticmethod
     def poisoned(entry: Entry | None) -> bool:
@@ -84,3 +77,7 @@ class Intake:
     async def close(self) -> None:
         await asyncio.gather(*self._finishing, return_exceptions=True)
         await self.journal.close()
+
+
+def _not_open(message: Message) -> None:
+    raise RuntimeError("the intake is not open")

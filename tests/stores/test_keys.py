@@ -16,8 +16,7 @@ from bot.models import Message, Tenant, Verdict
 from bot.stores import keys
 from bot.stores.audit import AuditRecord
 from bot.stores.build import Stores, build_stores
-from bot.stream.inbox import Inbox
-from bot.stream.intake import Intake
+from bot.stream.repeats import Repeats
 from bot.stream.transport import message_from_callback
 from tests.redisserver import RedisServer
 
@@ -59,23 +58,18 @@ def chat(corp_id: str, msg_id: str) -> Message:
 
 async def test_an_isv_message_is_admitted_journaled_and_dropped_as_repeat_under_one_key(isv_stores: Stores) -> None:
     queued: list[Message] = []
-    refused: list[Message] = []
-    inbox = Inbox(_never_handled, 1, refused.append)
-
-    def queue(message: Message) -> None:
-        queued.append(message)
-        inbox.accept(message)
-
-    intake = Intake(isv_stores.journal, queue)
+    repeats = Repeats(isv_stores.journal, isv_stores.admission)
     first, other, repeat = chat("corpA", "same-id"), chat("corpB", "same-id"), chat("corpA", "same-id")
 
     for message in (first, other, repeat):
-        await intake.accept(message)  # the journal: before the ACK
-    verdicts = [await isv_stores.admission.admit(message.key, message.sender_key) for message in (first, other, repeat)]
-    inbox.accept(repeat)  # a repeat the journal could not tell (written while it failed): the inbox drops it
+        if await repeats.delivered(message):  # the journal (before the ACK), then this process's ids
+            queued.append(message)
+    verdicts = [await repeats.admit(message, message.sender_key, None) for message in (first, other, repeat)]
+    # a repeat the journal could not tell (written while it failed): this process's ids drop it
+    queued_again = repeats.resumed(repeat)
 
     assert [message.chatbot_corp_id for message in queued] == ["corpA", "corpB"]  # the same msgId twice: two messages
-    assert intake.repeats == 1 and inbox.deduplicated == 1 and refused == []
+    assert not queued_again and repeats.dropped == 3  # the journal's, admission's and this process's say
     assert verdicts == [Verdict.ALLOW, Verdict.ALLOW, Verdict.TAKEN]
     assert first.key == repeat.key == "corpA:same-id" != other.key
     if isv_stores.redis is not None:  # admission's claim and the journal's marker are one key, per organization
@@ -112,7 +106,3 @@ async def test_every_redis_key_the_stores_write_starts_with_the_apps_one_prefix(
     concerns = {key.removeprefix(f"calbot:{SUITE}:").split(":")[0] for key in written}
     assert {"msg", "user", "api", "token", "union", "suite-ticket", "grant", "pending", "audit", "jmsg"} <= concerns
     assert [key for key in written if not key.startswith(f"calbot:{SUITE}:")] == []
-
-
-async def _never_handled(message: Message) -> None:
-    raise AssertionError("the inbox was not started")

@@ -1,14 +1,20 @@
-"""The counters behind `stats`: commands by outcome, DingTalk errors by code, latency, since start and today."""
+"""Telemetry: this process's counters, the heartbeat line and the `stats` card's figures (since start and today)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.models import Outcome
+
+log = logging.getLogger("bot.telemetry")
+FAILED_OUTCOMES = frozenset({Outcome.INTERNAL_ERROR, Outcome.TEMPORARY_PROBLEM})
 # Latencies are counted in buckets 2 % wide: percentiles within 2 %, memory bounded (a few hundred buckets) and
 # one logarithm per message.
 _BUCKET_GROWTH = math.log(1.02)
@@ -85,6 +91,47 @@ class Stats:
         self._next_day_at = _next_day_at(now)
         if day != self._day:
             self._day, self._today, self._at_day_start = day, Window(), dict(self._outside())
+
+
+class Telemetry:
+    """The counts of this process (`counters`), with those other parts keep (`elsewhere`: duplicates, reconnects,
+    failed connections, DingTalk calls by API) and the messages in flight: the heartbeat line, the last line at
+    shutdown and the `stats` card all read them here."""
+
+    def __init__(self, elsewhere: Callable[[], Mapping[str, int]], in_flight: Callable[[], int]) -> None:
+        self.counters: Counter[str] = Counter()
+        self.stats = Stats(elsewhere)
+        self._elsewhere = elsewhere
+        self._in_flight = in_flight
+
+    def handled(self, outcome: str, codes: list[str], latency_ms: float, retries: int, *, undelivered: bool) -> None:
+        """One message answered (or not: its card `undelivered`)."""
+        self.stats.record(outcome, codes, latency_ms, retries)
+        counters = self.counters
+        counters["handled"] += 1
+        counters["retried"] += retries
+        counters["failed"] += outcome in FAILED_OUTCOMES or undelivered
+
+    def snapshot(self) -> dict[str, int]:
+        counters, elsewhere = self.counters, self._elsewhere()
+        return {
+            "handled": counters["handled"],
+            "failed": counters["failed"],
+            "retried": counters["retried"],
+            "deduplicated": elsewhere["duplicates"],
+            "rate_limited": counters["rate_limited"],
+            "busy_refused": counters["busy_refused"],
+            "in_flight": self._in_flight(),
+            "reconnects": elsewhere["reconnects"],
+            "failed_connections": elsewhere["failed_connections"],
+        }
+
+    async def beats(self, seconds: float) -> AsyncIterator[None]:
+        """The heartbeat: the counters logged every `seconds`, for ever; yields after each line."""
+        while True:
+            await asyncio.sleep(seconds)
+            log.info("heartbeat", extra={"fields": self.snapshot()})
+            yield
 
 
 def _day(epoch: float) -> str:

@@ -1,8 +1,9 @@
-"""The counters behind `stats`: percentiles within 2 %, today starting over at midnight UTC."""
+"""Telemetry: the `stats` figures (percentiles within 2 %, today starting over at midnight UTC) and the counters."""
 
 from __future__ import annotations
 
-from bot.stats import Stats
+from bot.models import Outcome
+from bot.telemetry import Stats, Telemetry
 
 
 class Clock:
@@ -50,3 +51,26 @@ def test_today_starts_over_at_midnight_and_counts_outside_figures_from_then() ->
     assert report["since_start"]["duplicates"] == 5 and report["today"]["duplicates"] == 0
     assert report["since_start"]["api_calls"] == 18 and report["since_start"]["quota_calls"] == 13
     assert report["today"]["api_calls_by_api"] == [("calendars", 1)] and report["today"]["quota_calls"] == 1
+
+
+def test_the_counters_count_each_handled_message_its_retries_and_its_failures() -> None:
+    elsewhere = {"duplicates": 2, "reconnects": 1, "failed_connections": 4, "api:calendars": 3}
+    telemetry = Telemetry(lambda: elsewhere, lambda: 5)
+
+    telemetry.handled(Outcome.UNSUBSCRIBED, [""], 10.0, 1, undelivered=False)
+    telemetry.handled(Outcome.INTERNAL_ERROR, [""], 10.0, 0, undelivered=False)
+    telemetry.handled(Outcome.UNSUBSCRIBED, [""], 10.0, 2, undelivered=True)  # its card never arrived
+    telemetry.counters["rate_limited"] += 1
+
+    assert telemetry.snapshot() == {
+        "handled": 3,
+        "failed": 2,
+        "retried": 3,
+        "deduplicated": 2,
+        "rate_limited": 1,
+        "busy_refused": 0,
+        "in_flight": 5,
+        "reconnects": 1,
+        "failed_connections": 4,
+    }
+    assert telemetry.stats.report()["since_start"]["commands"] == 3
