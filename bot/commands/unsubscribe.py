@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from bot.auth.api import DingTalkApi
 from bot.commands.base import (
@@ -25,6 +26,7 @@ from bot.models import Action, Calendar, Command, Outcome, Reply
 
 # Texts that can be neither an id nor a name are refused before any call; whitespace may still be part of a name.
 REFUSED_LOCALLY = ("dot_segment", "too_long", "bad_characters")
+T = TypeVar("T")
 
 
 async def unsubscribe(context: Context, command: Command) -> Reply:
@@ -35,6 +37,16 @@ async def unsubscribe(context: Context, command: Command) -> Reply:
     union_id, targets = await sender_and_targets(context, command, _refused_locally)
     calendars = SenderCalendars(context.dingtalk, context.names, union_id)
     return await each(context, targets, lambda context, target: _unsubscribe_one(context, union_id, target, calendars))
+
+
+async def _shared(work: asyncio.Future[T]) -> T:
+    """The outcome of work the command's texts share; it stops with the command (its texts are only ever stopped
+    together): never left running on its own past a stop, calling DingTalk after it, its failure never read."""
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
 
 
 def _refused_locally(text: str) -> bool:
@@ -57,14 +69,14 @@ class SenderCalendars:
         """Raises the listing's failure, to every target that needs it."""
         if self._listing is None:
             self._listing = asyncio.ensure_future(self._list())
-        return await asyncio.shield(self._listing)
+        return await _shared(self._listing)
 
     async def leave(self, calendar_id: str, act: Callable[[], Awaitable[Reply]]) -> Reply:
         """Unsubscribe a calendar once per command, however many of the command's texts (its id, its name in any
         case, quoted or not) mean it: every one of them gets the same outcome."""
         if calendar_id not in self._left:
             self._left[calendar_id] = asyncio.ensure_future(act())
-        return await asyncio.shield(self._left[calendar_id])
+        return await _shared(self._left[calendar_id])
 
     async def _list(self) -> list[Calendar]:
         calendars = await self._dingtalk.list_calendars(self._union_id, recent=True)

@@ -711,8 +711,9 @@ NOTHING_KEPT = {
 async def test_removing_an_organization_forgets_every_kind_of_its_data_in_every_store_and_nothing_of_others(
     all_stores: Stores, corp: str
 ) -> None:
-    # what an unescaped pattern would take too: LIKE's % and _, a glob's * ? [ ]
-    others = ["corp10", "corp2", f"x{corp}", corp[:-1], "coZZrpQ*?[1]", "co%rp_abc1"]
+    # what an unescaped pattern would take too: LIKE's % and _, a glob's * ? [ ]; what a case-blind match would
+    # take too (SQLite's LIKE ignores ASCII case): the organization's name in capitals is another organization
+    others = ["corp10", "corp2", f"x{corp}", corp[:-1], "coZZrpQ*?[1]", "co%rp_abc1", corp.upper()]
     for organization in (corp, *others):
         await keep_one_of_each(all_stores, organization)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,12 +16,14 @@ from bot.stores.keys import KeyBuilder
 from bot.stores.redis.batch import CommandBatcher
 from bot.stores.redis.client import connect
 from bot.stores.redis.journal import RedisJournal
-from bot.stores.sqlite.journal import _SCHEMA, _move_aside
+from bot.stores.sqlite.journal import _SCHEMA, SqliteJournal, _move_aside
 from tests.helpers import card, converse, new_calendar, new_user, running_bot, started_sandbox
 from tests.redisserver import RedisServer
 
 ENV = {"BOT_RETRY_PAUSE_SCALE": "0.01", "BOT_STREAM_RETRY_SECONDS": "0.1", "BOT_COMMAND_TIMEOUT": "5"}
 
+UNWRITABLE = "journal cannot be written: serving without durability (a crash now loses the commands in flight)"
+WRITABLE_AGAIN = "journal writable again: accepted commands survive a crash"
 UNREADABLE = "journal unreadable: moved aside, its unfinished commands are not answered; a fresh journal is used"
 
 
@@ -154,3 +157,34 @@ async def test_a_redis_journal_entry_whose_step_is_not_json_is_dropped_with_a_li
             await bot.wait_log("journal entry unreadable, dropped", msg_id="odd-1")
         assert await bot.wait() == 0
     assert "Traceback" not in bot.output
+
+
+async def test_a_full_journal_says_so_once_and_writable_again_only_once_an_entry_is_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = SqliteJournal(tmp_path / "journal.sqlite3", remember_seconds=600)
+    await journal.open()
+    # the disk full, as SQLite meets it: the file cannot grow by one more page
+    await journal._database.run(lambda connection: connection.execute("PRAGMA max_page_count = 1"))
+    number = 0
+    with caplog.at_level(logging.INFO, logger="bot.journal"):
+        while not caplog.records:  # the entries that still fit in the pages the file has
+            number += 1
+            await journal.add(_message(f"m-{number}"))
+        for later in range(number + 1, number + 6):  # each accepted, crossed out without ever having been written
+            assert await journal.add(_message(f"m-{later}")) is True
+            await journal.record(f"m-{later}", "card", True)
+            await journal.finish(f"m-{later}")
+        full = [record.getMessage() for record in caplog.records]
+        caplog.clear()
+        await journal._database.run(lambda connection: connection.execute("PRAGMA max_page_count = 1000"))
+        await journal.add(_message("m-after"))
+        freed = [record.getMessage() for record in caplog.records]
+    await journal.close()
+
+    assert full == [UNWRITABLE]  # not "writable again" after each finish that had nothing to change
+    assert freed == [WRITABLE_AGAIN]
+
+
+def _message(msg_id: str) -> Message:
+    return Message(msg_id, "x" * 500, "text", "1", "cid", "staff", "", "", "corp", "corp", "", 0)

@@ -19,14 +19,15 @@ CHECKPOINT_SECONDS = 1.0  # at most this long between a write and the checkpoint
 # pages in the WAL before a commit checkpoints by itself (SQLite's default is 1,000): only if the checkpointer lags
 BACKSTOP_PAGES = 10_000
 RESTART_PAGES = 1_000  # a WAL this long is started again from its beginning once wholly copied (SQLite's default)
-_LIKE_SPECIAL = re.compile(r"[%_\\]")
+_GLOB_SPECIAL = re.compile(r"[*?\[]")
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
 
 
-def like_prefix(text: str) -> str:
-    """A LIKE pattern (with ESCAPE '\\') for the values that start with `text`, matched literally."""
-    return _LIKE_SPECIAL.sub(r"\\\g<0>", text) + "%"
+def glob_prefix(text: str) -> str:
+    """A GLOB pattern for the values that start with `text`, matched literally and case for case (LIKE ignores ASCII
+    case: an organization whose id differs only in case is another organization)."""
+    return _GLOB_SPECIAL.sub(r"[\g<0>]", text) + "*"
 
 
 def damaged(error: BaseException) -> bool:

@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 from bot.stores.keys import of_organization, pending_connect
-from bot.stores.sqlite.database import Database, like_prefix
+from bot.stores.sqlite.database import Database, glob_prefix
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS user_grants (
@@ -65,8 +65,8 @@ class SqliteGrants:
 
     async def forget_organization(self, corp_id: str) -> int:
         """Its users' grants and their pending connects."""
-        tenants = like_prefix(of_organization(corp_id))
+        tenants = glob_prefix(of_organization(corp_id))
         return await self._database.delete_rows(
-            "DELETE FROM user_grants WHERE user_key LIKE ? ESCAPE '\\' OR user_key LIKE ? ESCAPE '\\'",
-            (tenants, like_prefix(pending_connect(of_organization(corp_id)))),
+            "DELETE FROM user_grants WHERE user_key GLOB ? OR user_key GLOB ?",
+            (tenants, glob_prefix(pending_connect(of_organization(corp_id)))),
         )

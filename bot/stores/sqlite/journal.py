@@ -141,7 +141,10 @@ class SqliteJournal:
             ]
         try:
             counts = await self._database.transaction(functools.partial(_apply, statements=statements))
-            self._health.succeeded()
+            # only an entry written says accepted commands survive a crash: on a full disk a finish that clears a
+            # row, or changes none, still commits
+            if any(sql is _ADD for sql, _ in batch):
+                self._health.succeeded()
         except (sqlite3.Error, OSError) as error:
             self._health.failed(error)
             counts = [1] * len(statements)  # as if written: the message is handled, only not durably

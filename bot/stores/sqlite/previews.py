@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from bot.stores.keys import of_organization
-from bot.stores.sqlite.database import Database, like_prefix
+from bot.stores.sqlite.database import Database, glob_prefix
 
 
 class SqlitePreviews:
@@ -46,5 +46,5 @@ class SqlitePreviews:
         return payload
 
     async def forget_organization(self, corp_id: str) -> int:
-        sql = "DELETE FROM previews WHERE owner LIKE ? ESCAPE '\\'"
-        return await self._database.delete_rows(sql, (like_prefix(of_organization(corp_id)),))
+        sql = "DELETE FROM previews WHERE owner GLOB ?"
+        return await self._database.delete_rows(sql, (glob_prefix(of_organization(corp_id)),))
