@@ -25,7 +25,8 @@ from bot import logs
 from bot.cards.render import SEND_AS_USER
 from bot.cards.view import client_text, frame
 from bot.config import VARIABLES, Config
-from bot.sandbox.platform import Recorded, Sandbox
+from bot.sandbox.http import Recorded
+from bot.sandbox.platform import Sandbox
 from bot.wiring import App
 
 DEMO_STAFF_ID = "demo-staff"
