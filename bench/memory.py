@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import machine  # noqa: E402
-from bot.sandbox.platform import Sandbox, staff_id_of, union_id_of  # noqa: E402
+from bot.sandbox.ids import staff_id_of, union_id_of  # noqa: E402
+from bot.sandbox.platform import Sandbox  # noqa: E402
 
 FLUSH_EVERY = 5_000  # forget what the sandbox recorded this often: the bench process should not grow with the run
 TOP = 15  # allocators shown per snapshot

@@ -91,7 +91,7 @@ def _text(written: Written) -> str:
 def _required(written: Written) -> str:
     if not written.value:
         raise ConfigError(
-            f"{written.name} is not set: give the DingTalk app's credentials (see README, 'Configuration')"
+            f"{written.name} is not set: give the DingTalk app's credentials (see docs/admin.md, 'Configuration')"
         )
     return written.value
 
@@ -217,7 +217,7 @@ def _dyno(written: Written) -> str:
     return written.value
 
 
-# Every variable the bot reads, in the order the README, `python -m bot --help` and app.json present them.
+# Every variable the bot reads, in the order docs/admin.md, `python -m bot --help` and app.json present them.
 # Each row also names the Config field it sets and how its value is read: Config.from_env is a loop over them.
 VARIABLES = (
     Variable(

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-import json
 import logging
 import tempfile
-from typing import Any
 
 from bot.__main__ import SHUTDOWN_GRACE_SECONDS, App, VitalTaskEnded, mode  # the entry point's own App, wherever built
 from bot.config import Config
 from bot.logs import JsonFormatter
+from tests.botprocess import LogLines
 
 log = logging.getLogger("bot.main")
 # Which bot's tasks a record was logged from: every task the bot creates inherits the context its runner started in.
@@ -37,7 +36,7 @@ class _Lines(logging.Handler):
 _lines = _Lines()
 
 
-class BotInProcess:
+class BotInProcess(LogLines):
     """`python -m bot` without the process: the same Config from the same environment, the same App, started, stopped
     and logged as `serve()` does, in this event loop; for what only a process shows, use BotProcess."""
 
@@ -79,25 +78,6 @@ class BotInProcess:
         except VitalTaskEnded:
             return 1
         return 0
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def logs(self, event: str) -> list[dict[str, Any]]:
-        entries = [json.loads(line) for line in self.lines if line.startswith("{")]
-        return [entry for entry in entries if entry.get("event") == event]
-
-    async def wait_log(self, event: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
-        """The first log entry for `event` with these field values, polling until the deadline."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            for entry in self.logs(event):
-                if all(entry.get(key) == value for key, value in fields.items()):
-                    return entry
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"no {event!r} log with {fields}; output:\n{self.output[-3000:]}")
-            await asyncio.sleep(0.02)  # a poll of what was logged, not a wait for time to pass
 
     async def wait(self, timeout: float = 30.0) -> int:
         """The exit code `python -m bot` would have ended with."""

@@ -15,7 +15,32 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class BotProcess:
+class LogLines:
+    """A bot's JSON log lines as `python -m bot` prints them, and waiting for one."""
+
+    lines: list[str]
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def logs(self, event: str) -> list[dict[str, Any]]:
+        entries = [json.loads(line) for line in self.lines if line.startswith("{")]
+        return [entry for entry in entries if entry.get("event") == event]
+
+    async def wait_log(self, event: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """The first log entry for `event` with these field values, polling until the deadline."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for entry in self.logs(event):
+                if all(entry.get(key) == value for key, value in fields.items()):
+                    return entry
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no {event!r} log with {fields}; output:\n{self.output[-3000:]}")
+            await asyncio.sleep(0.02)
+
+
+class BotProcess(LogLines):
     """The bot as a child process with its own environment; stdout lines are kept for assertions."""
 
     def __init__(self, env: dict[str, str], open_files: int = 0) -> None:
@@ -84,21 +109,6 @@ class BotProcess:
     @property
     def output(self) -> str:
         return "".join(self.lines) + self.stderr
-
-    def logs(self, event: str) -> list[dict[str, Any]]:
-        entries = [json.loads(line) for line in self.lines if line.startswith("{")]
-        return [entry for entry in entries if entry.get("event") == event]
-
-    async def wait_log(self, event: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
-        """The first log entry for `event` with these field values, polling until the deadline."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            for entry in self.logs(event):
-                if all(entry.get(key) == value for key, value in fields.items()):
-                    return entry
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"no {event!r} log with {fields}; output:\n{self.output[-3000:]}")
-            await asyncio.sleep(0.02)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self._process is not None

@@ -13,7 +13,8 @@ from urllib.parse import unquote
 import redis.asyncio as redis
 
 from bot.__main__ import SHUTDOWN_GRACE_SECONDS
-from bot.sandbox.platform import Recorded, Sandbox
+from bot.sandbox.http import Recorded
+from bot.sandbox.platform import Sandbox
 from tests.botinprocess import BotInProcess
 from tests.botprocess import BotProcess
 

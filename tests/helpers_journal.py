@@ -1,4 +1,5 @@
-"""What the journal's tests share: a DingTalk answer held back while the bot is stopped or dies."""
+"""What the journal's tests share: a message as the journal keeps it, and a DingTalk answer held back while the bot
+is stopped or dies."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 from collections.abc import Callable
 
 from aiohttp import web
+
+from bot.models import Message
 
 
 class Held:
@@ -24,3 +27,23 @@ class Held:
         if self._status == 200:
             return web.json_response({"errcode": 0, "errmsg": "ok"})
         return web.json_response({"code": "ServiceUnavailable", "message": "gone"}, status=self._status)
+
+
+def journaled(number: int) -> Message:
+    """The message numbered `number` of a sender, as a journal entry holds it."""
+    return Message(
+        msg_id=f"msg-{number}",
+        text=f"unsubscribe cal-{number}",
+        msgtype="text",
+        conversation_type="1",
+        conversation_id="cid",
+        sender_staff_id="staff",
+        sender_union_id="",
+        sender_id="sender",
+        sender_corp_id="corp",
+        chatbot_corp_id="corp",
+        session_webhook="https://oapi.dingtalk.com/robot/sendBySession?session=x",
+        session_webhook_expires_ms=123,
+        is_in_at_list=True,
+        robot_code="robot",
+    )

@@ -42,7 +42,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     httpx's own pool costs more CPU per request the more requests queue (upstream httpx issue 3215). The
     httpx-aiohttp package fixes that but streams every body through several generator layers; DingTalk's answers
-    are small JSON, read whole here: about 60 µs less CPU per request, measured (README, "Benchmark").
+    are small JSON, read whole here: about 60 µs less CPU per request, measured (docs/design.md, "Decisions").
 
     The request's timeout (the smallest value in its "timeout" extension) bounds the whole exchange, body included:
     a server that trickles its answer cannot hold a call longer than that."""

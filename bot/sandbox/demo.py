@@ -26,7 +26,8 @@ from bot.cards.render import SEND_AS_USER
 from bot.cards.view import draw
 from bot.config import VARIABLES, Config
 from bot.sandbox.cards import TEMPLATE_ID
-from bot.sandbox.platform import Recorded, Sandbox
+from bot.sandbox.http import Recorded
+from bot.sandbox.platform import Sandbox
 from bot.wiring import App
 
 DEMO_STAFF_ID = "demo-staff"

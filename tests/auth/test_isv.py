@@ -23,7 +23,8 @@ from bot.config import Config
 from bot.dingtalk.client import DingTalkClient
 from bot.dingtalk.http import AiohttpTransport
 from bot.models import Message
-from bot.sandbox.platform import Recorded, Sandbox
+from bot.sandbox.http import Recorded
+from bot.sandbox.platform import Sandbox
 from bot.stores.suite_tickets import MemorySuiteTickets
 from bot.stores.tokens import MemoryTokens
 from tests.botprocess import ROOT, BotProcess

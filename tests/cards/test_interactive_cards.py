@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.sandbox.answers import json_answer
 from bot.sandbox.cards import CARD_CALLBACK_TOPIC, TEMPLATE_ID
-from bot.sandbox.platform import Sandbox, json_answer
+from bot.sandbox.platform import Sandbox
 from tests.cards.interactive_bot import card_in, cards_sandbox, press, row_for, running_app
 from tests.helpers import new_calendar, new_user, unsubscribe_calls
 from tests.redisserver import RedisServer

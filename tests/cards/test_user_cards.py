@@ -8,7 +8,8 @@ from urllib.parse import quote
 import pytest
 
 from bot.commands.parse import quote_target
-from bot.sandbox.platform import Recorded, Sandbox
+from bot.sandbox.http import Recorded
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import (
     SEND_AS_USER,

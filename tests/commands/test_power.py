@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.sandbox.platform import Recorded, Sandbox
+from bot.sandbox.http import Recorded
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import (
     BOT_ENV,

@@ -12,10 +12,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from bot.sandbox.platform import (
-    Recorded,
-    Responder,
-    Sandbox,
+from bot.sandbox.answers import (
     cut_off_answer,
     gzip_answer,
     json_answer,
@@ -23,6 +20,8 @@ from bot.sandbox.platform import (
     raw_answer,
     trickle_answer,
 )
+from bot.sandbox.http import Recorded, Responder
+from bot.sandbox.platform import Sandbox
 from tests.botinprocess import BotInProcess
 from tests.helpers import card, new_calendar, new_user, running_bot, started_sandbox, unsubscribe_calls
 

@@ -213,17 +213,56 @@ def test_the_readme_cards_table_lists_every_card_the_bot_sends() -> None:
 # named in the README without existing in the repository, on purpose: the example of adding a command, and the
 # templates' place inside an installed wheel
 HYPOTHETICAL = {"bot/commands/mute.py", "bot/templates"}
+TOPS = ("bot", "tests", "bench")
 NAMED = re.compile(r"(?<![\w/.])((?:bot|tests|bench)/[\w/]+(?:\.py|\.md)?|[\w/]+\.py)\b")
 
 
-def test_no_readme_names_a_module_that_does_not_exist() -> None:
+def _documents() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_no_document_names_a_module_that_does_not_exist() -> None:
     missing = []
-    for document in (ROOT / "README.md", ROOT / "bench" / "README.md"):
+    for document in _documents():
         for name in set(NAMED.findall(document.read_text())):
-            found = (ROOT / name).exists() or any((ROOT / top).glob(f"**/{name}") for top in ("bot", "tests", "bench"))
+            # any(glob) asks whether a file matched: the generator glob returns is always truthy
+            found = (ROOT / name).exists() or any(any((ROOT / top).glob(f"**/{name}")) for top in TOPS)
             if name not in HYPOTHETICAL and not found:
-                missing.append(f"{document.name}: {name}")
+                missing.append(f"{document.relative_to(ROOT)}: {name}")
     assert missing == []
+
+
+def _anchors(document: Path) -> set[str]:
+    """The anchors GitHub gives a document's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", document.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_link_between_the_documents_leads_to_a_file_and_a_heading_that_exist() -> None:
+    broken = []
+    for document in _documents():
+        text = re.sub(r"```.*?```", "", document.read_text(), flags=re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            linked = (document.parent / path).resolve() if path else document
+            if not linked.is_file() or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked)):
+                broken.append(f"{document.relative_to(ROOT)}: {target}")
+    assert broken == []
+
+
+def test_the_readme_gives_the_demo_command_and_exactly_the_command_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    demo = "python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt && .venv/bin/python -m bot demo"
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
+
+    assert commands == [demo, ci]
+
+
+def test_the_readme_stays_short_for_its_first_readers() -> None:
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 260
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
-from bot.sandbox.platform import Responder, Sandbox, gzip_bomb, huge_answer, raw_answer
+from bot.sandbox.answers import gzip_bomb, huge_answer, raw_answer
+from bot.sandbox.http import Responder
+from bot.sandbox.platform import Sandbox
 from tests.botprocess import BotProcess
 from tests.helpers import new_user, running_process, started_sandbox
 

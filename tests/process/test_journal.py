@@ -18,7 +18,8 @@ from bot.config import Config
 from bot.dingtalk.client import DingTalkClient
 from bot.dingtalk.http import AiohttpTransport
 from bot.models import Message
-from bot.sandbox.platform import Responder, Sandbox
+from bot.sandbox.http import Responder
+from bot.sandbox.platform import Sandbox
 from bot.stores.limiter import MemoryLimiter
 from bot.stream.transport import StreamClient
 from tests.botprocess import BotProcess

@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from bot.config import Config
-from bot.models import Message, Tenant, Verdict
+from bot.models import Tenant, Verdict
 from bot.sandbox.platform import Sandbox
 from bot.stores import keys
 from bot.stores.admission import Admission, MemoryAdmission
@@ -48,6 +48,7 @@ from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
 from tests.botprocess import BotProcess
 from tests.helpers import running_bot, started_sandbox
+from tests.helpers_journal import journaled
 from tests.redisserver import RedisServer, free_port
 
 KEYS = KeyBuilder("contract")
@@ -732,25 +733,6 @@ async def test_removing_an_organization_forgets_every_kind_of_its_data_in_every_
 # --- the journal ------------------------------------------------------------------------------------------------
 
 Opener = Callable[[], Journal]
-
-
-def journaled(number: int) -> Message:
-    return Message(
-        msg_id=f"msg-{number}",
-        text=f"unsubscribe cal-{number}",
-        msgtype="text",
-        conversation_type="1",
-        conversation_id="cid",
-        sender_staff_id="staff",
-        sender_union_id="",
-        sender_id="sender",
-        sender_corp_id="corp",
-        chatbot_corp_id="corp",
-        session_webhook="https://oapi.dingtalk.com/robot/sendBySession?session=x",
-        session_webhook_expires_ms=123,
-        is_in_at_list=True,
-        robot_code="robot",
-    )
 
 
 @pytest.fixture(params=DURABLE)

@@ -7,37 +7,19 @@ import asyncio
 import uuid
 
 from bot.commands.progress import Progress, reply_from_json, reply_to_json
-from bot.models import Action, Message, Outcome, Reply
+from bot.models import Action, Outcome, Reply
 from bot.stores.journal import Entry
 from bot.stores.keys import KeyBuilder
 from bot.stores.redis.batch import CommandBatcher
 from bot.stores.redis.client import connect
 from bot.stores.redis.journal import RedisJournal
+from tests.helpers_journal import journaled
 from tests.redisserver import RedisServer
 
 
 def redis_journal(url: str, app: str, consumer: str, remember: float, claim_seconds: float) -> RedisJournal:
     """A journal as a dyno of the app has it, with a Redis client of its own (another process's)."""
     return RedisJournal(CommandBatcher(connect(url, False)), KeyBuilder(app), consumer, remember, claim_seconds)
-
-
-def message(number: int) -> Message:
-    return Message(
-        msg_id=f"msg-{number}",
-        text=f"unsubscribe cal-{number}",
-        msgtype="text",
-        conversation_type="1",
-        conversation_id="cid",
-        sender_staff_id="staff",
-        sender_union_id="",
-        sender_id="sender",
-        sender_corp_id="corp",
-        chatbot_corp_id="corp",
-        session_webhook="https://oapi.dingtalk.com/robot/sendBySession?session=x",
-        session_webhook_expires_ms=123,
-        is_in_at_list=True,
-        robot_code="robot",
-    )
 
 
 def test_progress_keeps_each_targets_steps_apart_and_shares_what_was_recorded() -> None:
@@ -79,7 +61,7 @@ async def test_the_card_step_is_written_only_by_the_dyno_that_holds_the_entry() 
     try:
         await first.open()
         await second.open()
-        assert await first.add(message(1))
+        assert await first.add(journaled(1))
         second.resume_elsewhere(taken.extend)  # the first dyno keeps nothing alive here, as during an outage
         async with asyncio.timeout(5):
             while not taken:
@@ -103,7 +85,7 @@ async def test_a_card_step_redis_does_not_take_in_time_is_refused() -> None:
     journal = redis_journal(server.url, "testx", "worker.1", 600, claim_seconds=30)
     try:
         await journal.open()
-        assert await journal.add(message(1))
+        assert await journal.add(journaled(1))
         server.stop()
 
         assert await journal.mark_card("msg-1", 0.6) is False
@@ -119,7 +101,7 @@ async def test_progress_and_finish_redis_did_not_take_are_written_once_it_is_bac
     client = server.client()
     try:
         await journal.open()
-        assert await journal.add(message(1)) and await journal.add(message(2))
+        assert await journal.add(journaled(1)) and await journal.add(journaled(2))
         server.stop()
         await journal.record("msg-1", "0cal-1/changing", ["cal-1", "Holidays"])
         await journal.finish("msg-2")
@@ -154,7 +136,7 @@ async def test_a_start_forgets_consumers_left_behind_with_nothing_pending_and_ke
         done, holding = journal("worker.1:7:aaaa"), journal("worker.1:7:bbbb")
         await done.open()
         await holding.open()
-        assert await done.add(message(1)) and await holding.add(message(2))
+        assert await done.add(journaled(1)) and await holding.add(journaled(2))
         await done.finish("msg-1")
         await done.close()
         await holding.close()  # as if killed: its entry stays pending

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.platform import Recorded
+from bot.sandbox.http import Recorded
 from bot.stream.transport import CHATBOT_TOPIC, message_from_callback
 from tests.helpers import card, new_calendar, new_user, running_bot, started_sandbox
 

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 
-from bot.sandbox.platform import Sandbox, huge_answer, raw_answer
+from bot.sandbox.answers import huge_answer, raw_answer
+from bot.sandbox.platform import Sandbox
 from bot.stream.gateway import EndpointRefused, check_endpoint
 from bot.stream.transport import _backoff
 from tests.botprocess import BotProcess
