@@ -40,7 +40,9 @@ commands:
   demo --interactive  the same, typing the messages yourself (a number presses that button of the last card)
   demo --user-tokens  the same with BOT_CALENDAR_TOKEN=user: connecting your own DingTalk account (OAuth)
   demo --isv          a third-party enterprise (ISV) app serving two organizations: the suite ticket, each
-                      organization's own token, an organization that never authorized and one that removes the app"""
+                      organization's own token, an organization that never authorized and one that removes the app
+  demo --cards        interactive cards (BOT_CARD_TEMPLATE_ID): in the group itself, pressed by you and a colleague,
+                      updated in place; with --interactive, type and press yourself"""
 
 
 async def serve(config: Config) -> int:
@@ -92,7 +94,7 @@ def parser() -> argparse.ArgumentParser:
     """The command line; its help lists every environment variable from the config's table."""
     parser = argparse.ArgumentParser(
         prog="python -m bot",
-        usage="%(prog)s [-h] [demo [--interactive | --isv | --user-tokens]]",
+        usage="%(prog)s [-h] [demo [--interactive | --isv | --user-tokens] [--cards]]",
         description=DESCRIPTION,
         epilog=environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -102,12 +104,16 @@ def parser() -> argparse.ArgumentParser:
         "demo",
         prog="python -m bot demo",  # argparse would build it from the main usage, which names the demo already
         description="Run the real bot against the built-in loopback DingTalk sandbox.",
+        usage="%(prog)s [-h] [--interactive | --isv | --user-tokens] [--cards]",  # one line, as argparse would wrap it
     )
     modes = demo.add_mutually_exclusive_group()
     modes.add_argument("--interactive", action="store_true", help="type the messages yourself")
     modes.add_argument("--isv", action="store_true", help="a third-party enterprise app serving two organizations")
     modes.add_argument(
         "--user-tokens", action="store_true", help="BOT_CALENDAR_TOKEN=user: connecting your own DingTalk account"
+    )
+    demo.add_argument(
+        "--cards", action="store_true", help="BOT_CARD_TEMPLATE_ID set: interactive cards, pressed and updated in place"
     )
     return parser
 
@@ -137,7 +143,7 @@ def main(argv: list[str]) -> int:
     if arguments.command == "demo":
         from bot.sandbox import demo
 
-        return demo.main(interactive=arguments.interactive, user_tokens=arguments.user_tokens, isv=arguments.isv)
+        return demo.main(arguments.interactive, arguments.user_tokens, arguments.isv, arguments.cards)
     try:
         config = Config.from_env(os.environ)
     except ConfigError as error:  # every problem at once: an admin fixes them in one go

@@ -458,6 +458,15 @@ VARIABLES = (
         unset="5000",
     ),
     Variable(
+        "BOT_CARD_TEMPLATE_ID",
+        UNSET,
+        "the id (ending in .schema) of the card template imported from templates/cards/calendar-card.json and "
+        "published in the card platform (needs Card.Instance.Write): cards with buttons update in place and "
+        "presses arrive over Stream; unset: ActionCards with links, as before",
+        "card_template_id",
+        _text,
+    ),
+    Variable(
         "REDIS_URL",
         UNSET,
         "redis://... or rediss://... (TLS): share state between dynos; unset keeps state in the process (one dyno)",
@@ -527,6 +536,7 @@ class Config:
     public_url: str
     secret_key: str
     port: int
+    card_template_id: str  # set: interactive cards (bot/cards/interactive.py); unset: ActionCards as before
     redis_url: str
     journal_claim_seconds: float
     dyno: str

@@ -44,6 +44,7 @@ class Message:
     is_in_at_list: bool = False
     robot_code: str = ""  # the robot the message was sent to: the one that answers through the robot OpenAPI
     per_organization: bool = False  # an ISV app's: msgIds are told apart per organization (see `key`)
+    card: str = ""  # a button press on an interactive card: that card's outTrackId, where the answer goes
 
     @property
     def is_group(self) -> bool:

@@ -12,6 +12,7 @@ from bot.auth.credentials import Authorizer
 from bot.auth.user_tokens import ConsentNeeded, UserTokens
 from bot.auth.users import UserDirectory
 from bot.cards.delivery import deliver, deliver_privately
+from bot.cards.presses import PressDesk
 from bot.cards.render import render as render_card
 from bot.commands.names import CalendarNames
 from bot.commands.parse import parse
@@ -55,6 +56,7 @@ class Pipeline:
         users: UserDirectory,
         user_tokens: UserTokens | None = None,
         connector: Connector | None = None,
+        presses: PressDesk | None = None,
     ) -> None:
         self.config = config
         self.dingtalk = dingtalk
@@ -68,6 +70,7 @@ class Pipeline:
         self.users = users
         self.user_tokens = user_tokens
         self.connector = connector
+        self.presses = presses  # BOT_CARD_TEMPLATE_ID set: interactive cards, answered in place
         self.names = CalendarNames()
         self.calendar_lists = RecentCalendars()
 
@@ -236,9 +239,15 @@ class Pipeline:
         return sending
 
     async def _deliver(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
+        if message.card and self.presses is not None:  # a card press: answered on that card, for its presser
+            return await self.presses.in_place(dingtalk, message, reply, locale)
         card = render_card(reply, locale)
         if reply.outcome == Outcome.CONNECT_ACCOUNT:
             card = with_connect_button(card, reply.data["connect_url"], locale)
+        elif self.presses is not None and reply.actions and card.interactive:
+            route = await self.presses.interactive.deliver(dingtalk, message, reply, locale)
+            if route:
+                return route
         if message.is_group and (card.interactive or reply.private):
             notice = render_card(Reply(Outcome.SENT_PRIVATELY, {"title": card.title}), locale)
             return await deliver_privately(dingtalk, message, card, notice, self.config.oapi_base)

@@ -13,6 +13,8 @@ from bot.auth.policy import policy_for
 from bot.auth.sealing import Sealer
 from bot.auth.user_tokens import UserAuthorizer, UserTokens
 from bot.auth.users import UserDirectory
+from bot.cards.interactive import Interactive
+from bot.cards.presses import PressDesk
 from bot.config import Config
 from bot.dingtalk.client import DingTalkClient
 from bot.dingtalk.http import AiohttpTransport
@@ -49,6 +51,11 @@ class App:
         self.oauth: OAuthServer | None = None
         if config.user_tokens:  # calendar calls with each user's own token, connected through the OAuth redirect
             self._with_user_tokens(config)
+        self.presses: PressDesk | None = None  # BOT_CARD_TEMPLATE_ID set: interactive cards, presses over Stream
+        if config.card_template_id:
+            robot = self.policy.robot_code(config) or ""  # an ISV card goes as the message's own robot
+            interactive = Interactive(config.card_template_id, self.stores.cards, robot)
+            self.presses = PressDesk(interactive, self.intake.add, per_organization=self.policy.per_organization)
         self.telemetry = Telemetry(self._counted_elsewhere, lambda: self.inbox.in_flight)
         self.pipeline = self._pipeline()
         self.busy = Busy(self.pipeline)
@@ -60,8 +67,10 @@ class App:
             capacity=config.inbox_capacity,
         )
         on_event = self.suite_events.handle if self.suite_events else None
+        on_press = self.presses.answer if self.presses is not None else None
+        per_organization = self.policy.per_organization
         self.stream = StreamClient(
-            self.dingtalk, self.intake.accept, config, on_event, per_organization=self.policy.per_organization
+            self.dingtalk, self.intake.accept, config, on_event, on_press, per_organization=per_organization
         )
         self._shutting_down = False
 
@@ -80,6 +89,7 @@ class App:
             users=UserDirectory(stores.union_ids, per_organization=self.policy.per_organization),
             user_tokens=self.user_tokens,
             connector=self.connector,
+            presses=self.presses,
         )
 
     def _with_user_tokens(self, config: Config) -> None:

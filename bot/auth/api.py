@@ -102,6 +102,20 @@ class DingTalkApi:
             scope=self._scope,
         )
 
+    def create_and_deliver_card(self, body: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        """Create an interactive card and deliver it; DingTalk's answer as it is (bot/cards/interactive.py reads it)."""
+        path = "/v1.0/card/instances/createAndDeliver"
+        return self._client.openapi(
+            self._organization, "cardDeliver", "POST", path, body, answers.as_is, safe_to_resend, self._scope
+        )
+
+    def update_card(self, body: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        """Update an interactive card in place (PUT /v1.0/card/instances)."""
+        path = "/v1.0/card/instances"
+        return self._client.openapi(
+            self._organization, "cardUpdate", "PUT", path, body, answers.as_is, safe_to_resend, self._scope
+        )
+
 
 def _segment(value: str) -> str:
     """Exactly one URL path segment, whatever the value holds: '/', '?', '#', '%' are all percent-encoded."""

@@ -201,3 +201,8 @@ def _send_as_user(action: Action, locale: str) -> str:
 def outcomes(locale: str) -> list[str]:
     """The outcome names that have a template in this locale."""
     return sorted(path.name.removesuffix(".md.j2") for path in (TEMPLATES_DIR / locale).glob("[!_]*.md.j2"))
+
+
+def button_label(action: Action, locale: str) -> str:
+    """The button text of one action, as short as a card button shows it (an interactive card's rows too)."""
+    return _shorten(_label(action, locale))

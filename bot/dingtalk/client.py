@@ -51,7 +51,7 @@ _TOKENS_KEPT = 256  # tokens whose request headers and URLs are kept built (one 
 # a retry is not started with less time than this left: it would end in a timeout that hides the real error
 MIN_ATTEMPT_SECONDS = 0.25
 DESCRIPTORS_WARNING_SECONDS = 10.0  # "no file descriptor left" is said at once, then at most this often
-_REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend"})
+_REPLY_APIS = frozenset({"webhook", "batchSend", "groupSend", "cardDeliver", "cardUpdate"})
 Retried = DingTalkError | OutOfDescriptors  # what a call's retries judge: every other condition ends the call at once
 # what the transport's exceptions mean (bot/dingtalk/http.py raises only these; others are merely unreachable)
 _EXCHANGE_FAILURES: tuple[tuple[type[Unreachable], type[httpx.HTTPError] | tuple[type[httpx.HTTPError], ...]], ...] = (

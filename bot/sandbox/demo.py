@@ -1,5 +1,5 @@
-"""`python -m bot demo [--interactive | --isv]`: the real bot against the loopback sandbox, scripted or typed by you;
-`--isv` plays a third-party enterprise (ISV) app serving two organizations."""
+"""`python -m bot demo [--interactive | --isv] [--cards]`: the real bot against the loopback sandbox, scripted or typed
+by you; `--isv` plays a third-party enterprise (ISV) app serving two organizations, `--cards` interactive cards."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ import httpx
 
 from bot import logs
 from bot.cards.render import SEND_AS_USER
-from bot.cards.view import client_text, frame
+from bot.cards.view import draw
 from bot.config import VARIABLES, Config
+from bot.sandbox.cards import TEMPLATE_ID
 from bot.sandbox.http import Recorded
 from bot.sandbox.platform import Sandbox
 from bot.wiring import App
@@ -104,6 +105,12 @@ class Conversation:
         self.out = out
         self.width = width
         self.buttons: list[tuple[str, str]] = []
+        self.card_buttons: list[tuple[str, dict[str, str]]] = []  # the last interactive card's: title, params
+        self.card = ""  # that card's outTrackId
+
+    def draw(self, label: str, markdown: str, titles: list[str]) -> None:
+        for row in draw(label, markdown, titles, self.width - 2, color=self.out.isatty()):
+            print(f"  {row}", file=self.out)
 
     async def say(self, text: str | None, *, group: bool = False, staff_id: str = DEMO_STAFF_ID, **extra: Any) -> None:
         data = self.sandbox.chat(text, staff_id, group=group, **extra)
@@ -111,25 +118,60 @@ class Conversation:
         where = "in the group" if group else "1:1"
         who = "you" if staff_id == DEMO_STAFF_ID else staff_id
         print(f"  {who} ({where})> {text if text is not None else '<a picture>'}", file=self.out, flush=True)
+        space = data["conversationId"] if group else staff_id
+        cards_before = set(self.sandbox.cards.in_space(space))
         await self.sandbox.push(data)
+
+        def answered() -> Any:
+            new_cards = [track for track in self.sandbox.cards.in_space(space) if track not in cards_before]
+            return new_cards or self.sandbox.replies_to(data)
+
         try:
-            reply = await self.sandbox.wait_reply(data, timeout=REPLY_WAIT_SECONDS)
+            answer = await self.sandbox.wait_for(answered, timeout=REPLY_WAIT_SECONDS)
         except TimeoutError:
             print(f"  (no answer within {REPLY_WAIT_SECONDS:.0f} s)\n", file=self.out)
             return
+        if isinstance(answer[0], str):  # an interactive card (BOT_CARD_TEMPLATE_ID)
+            self.show_card(answer[0], staff_id, "bot (card, in the group)" if group else "bot (card)")
+            return
+        reply = answer[0]
         # A card with buttons asked for in a group goes to the sender privately, before the group's notice.
         private = [r for r in self.sandbox.requests[since:] if r.api == "batchSend" and r is not reply and group]
-        self.buttons = []
-        for answer in [*private, reply]:
-            markdown, buttons = view(answer)
-            lines = client_text(markdown).splitlines()
-            for title, url in buttons:
-                self.buttons.append((title, url))
-                lines.append(f"[{len(self.buttons)}] {title}")
-            label = f"bot ({'privately' if answer in private else answer.api})"
-            for row in frame(label, lines, self.width - 2):
-                print(f"  {row}", file=self.out)
+        self.buttons, self.card_buttons = [], []
+        for answered_with in [*private, reply]:
+            markdown, buttons = view(answered_with)
+            self.buttons += buttons
+            label = f"bot ({'privately' if answered_with in private else answered_with.api})"
+            self.draw(label, markdown, [title for title, _ in buttons])
         print(file=self.out, flush=True)  # card by card, also into a pipe (`| tee`)
+
+    def show_card(self, track: str, viewer: str, label: str) -> None:
+        """An interactive card as `viewer` sees it: public data, their private result and Undo over it."""
+        seen = self.sandbox.cards.seen_by(track, viewer)
+        parts = [seen.get("body", ""), seen.get("status", ""), seen.get("result", "")]
+        rows = json.loads(seen.get("rows") or "[]")
+        self.card, self.buttons = track, []
+        self.card_buttons = [(row["label"], {"action": row["action"], "token": row["token"]}) for row in rows]
+        if seen.get("has_undo") == "true":
+            self.card_buttons.append((seen["undo_label"], {"action": seen["undo_action"], "token": seen["undo_token"]}))
+        self.draw(label, "\n\n---\n\n".join(part for part in parts if part), [t for t, _ in self.card_buttons])
+        print(file=self.out, flush=True)
+
+    async def press_card(self, number: int, staff_id: str = DEMO_STAFF_ID) -> None:
+        """Press a button of the last interactive card as `staff_id`: the card updates in place, for them."""
+        title, params = self.card_buttons[number - 1]
+        who = "you" if staff_id == DEMO_STAFF_ID else staff_id
+        print(f"  ({who} press [{number}] {title} on the card)", file=self.out)
+        card = self.sandbox.cards.instances[self.card]
+        version = card.versions
+        ack = await self.sandbox.wait_ack(await self.sandbox.press_card(self.card, staff_id, params))
+        try:
+            await self.sandbox.wait_for(lambda: card.versions > version, timeout=REPLY_WAIT_SECONDS)
+        except TimeoutError:
+            print(f"  (the card did not change; the bot answered {ack['data']})\n", file=self.out)
+            return
+        how = "in the answer" if json.loads(ack["data"])["response"] else "by PUT after the answer"
+        self.show_card(self.card, staff_id, f"bot (updated for {who}, {how})")
 
     async def flood(self, staff_id: str, text: str, count: int) -> None:
         """Send `count` messages as another employee, answered but not printed."""
@@ -159,16 +201,17 @@ class Conversation:
             lambda: [r for r in self.sandbox.requests[since:] if r.api == "batchSend"], REPLY_WAIT_SECONDS
         )
         markdown, buttons = view(sent[0])
-        lines = client_text(markdown).splitlines() + [f"[{n}] {t}" for n, (t, _) in enumerate(buttons, start=1)]
         self.buttons = buttons
-        for row in frame("bot (privately: the command that waited)", lines, self.width - 2):
-            print(f"  {row}", file=self.out)
+        self.draw("bot (privately: the command that waited)", markdown, [title for title, _ in buttons])
         print(file=self.out, flush=True)
 
     def heading(self, what: str) -> None:
         print(f"── {what}", file=self.out, flush=True)
 
     async def press(self, number: int) -> None:
+        if self.card_buttons and 1 <= number <= len(self.card_buttons):
+            await self.press_card(number)
+            return
         if not 1 <= number <= len(self.buttons):
             print(f"  (no button {number} on the last card)\n", file=self.out)
             return
@@ -250,6 +293,40 @@ async def play_user_tokens(talk: Conversation) -> None:
     await talk.say("list")
 
 
+async def play_cards(talk: Conversation) -> None:
+    """BOT_CARD_TEMPLATE_ID: cards in the group itself, pressed by you and a colleague, updated in place."""
+    sandbox, step = talk.sandbox, talk.heading
+    sandbox.add_user(COLLEAGUE_STAFF_ID, COLLEAGUE_UNION_ID)
+    sandbox.subscribe(COLLEAGUE_UNION_ID, "cal-sports")
+
+    def button(text: str) -> int:
+        return next(number for number, (title, _) in enumerate(talk.card_buttons, 1) if text in title)
+
+    step("A list asked for in a group is an interactive card in the group (no 1:1 detour)")
+    await talk.say("list", group=True)
+    sports, lunch = button("Sports"), button("食堂")
+    step("You press Sports Club: your result and your Undo appear on the card, for you only")
+    await talk.press(sports)
+    step("A colleague presses the same button: their own subscription, their own result")
+    await talk.press_card(sports, COLLEAGUE_STAFF_ID)
+    step("The card as you see it meanwhile: the public count changed, your result stayed yours")
+    talk.show_card(talk.card, DEMO_STAFF_ID, "bot (the card, as you see it)")
+    step("You press Undo")
+    await talk.press(button("Undo"))
+    step("DingTalk is slow: the press is answered at once (empty), the card updated by PUT after that answer")
+    sandbox.api_latency["unsubscribe"] = 1.7
+    await talk.press(lunch)
+    sandbox.api_latency.clear()
+    step("The template is unpublished: today's card instead, and one log line says what the admin should fix")
+    sandbox.cards.templates[TEMPLATE_ID] = False
+    await talk.say("list", group=True)
+    sandbox.cards.templates[TEMPLATE_ID] = True
+    step("Unsubscribe all: the preview's Confirm button works for you only")
+    await talk.say("unsubscribe all", group=True)
+    await talk.press_card(1, COLLEAGUE_STAFF_ID)
+    await talk.press(1)
+
+
 def seed_isv(sandbox: Sandbox) -> None:
     """Two organizations, each with its own "manager" (a staff id is unique only within an organization)."""
     sandbox.robot_codes = {ISV_ROBOT_CODE}
@@ -300,7 +377,8 @@ async def play_isv(talk: Conversation) -> None:
 async def play_interactive(talk: Conversation) -> None:
     print(
         "Type a message as the demo user. A number presses that button of the last card; start a line with",
-        "'/group ' to write in a group; 'quit', Ctrl-D or Ctrl-C ends.\n",
+        "'/group ' to write in a group; '/colleague 2' presses button 2 of the last interactive card (--cards) as a",
+        "colleague; 'quit', Ctrl-D or Ctrl-C ends.\n",
         file=talk.out,
     )
     lines = typed_lines()
@@ -312,6 +390,11 @@ async def play_interactive(talk: Conversation) -> None:
         line = line.strip()
         if line.isdigit():
             await talk.press(int(line))
+        elif line.startswith("/colleague ") and line.split()[-1].isdigit() and talk.card_buttons:
+            number = int(line.split()[-1])
+            if 1 <= number <= len(talk.card_buttons):
+                talk.sandbox.add_user(COLLEAGUE_STAFF_ID, COLLEAGUE_UNION_ID)
+                await talk.press_card(number, COLLEAGUE_STAFF_ID)
         elif line.startswith("/group "):
             await talk.say(line.removeprefix("/group "), group=True)
         elif line:
@@ -356,7 +439,12 @@ def user_token_settings(sandbox: Sandbox) -> dict[str, str]:
 
 
 async def run(
-    interactive: bool, out: TextIO, width: int = FRAME_WIDTH[1], user_tokens: bool = False, isv: bool = False
+    interactive: bool,
+    out: TextIO,
+    width: int = FRAME_WIDTH[1],
+    user_tokens: bool = False,
+    isv: bool = False,
+    cards: bool = False,
 ) -> int:
     """Play the demo; on Ctrl-C stop at once and return INTERRUPTED_EXIT."""
     sandbox = Sandbox()
@@ -370,6 +458,8 @@ async def run(
         settings.update(user_token_settings(sandbox))
     if isv:
         settings["DINGTALK_APP_TYPE"] = "isv"
+    if cards:
+        settings["BOT_CARD_TEMPLATE_ID"] = TEMPLATE_ID  # the sandbox's published import of the shipped template
     # the demo's previews and audit records are thrown away with it, not left in the current directory
     state = tempfile.TemporaryDirectory(prefix="calbot-demo-")  # removed when the process ends
     app = App(Config.from_env({**sandbox.bot_env(), **settings, "BOT_STATE_DIR": state.name}))
@@ -378,7 +468,7 @@ async def run(
     # on Python 3.11 when what it waits for finishes at the same moment, and the script would play on.
     interrupted = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
-    script = asyncio.create_task(play(sandbox, interactive, out, width, user_tokens, isv))
+    script = asyncio.create_task(play(sandbox, interactive, out, width, user_tokens, isv, cards))
     ctrl_c = asyncio.create_task(interrupted.wait())
     try:
         await asyncio.wait({script, ctrl_c}, return_when=asyncio.FIRST_COMPLETED)
@@ -404,7 +494,13 @@ async def run(
 
 
 async def play(
-    sandbox: Sandbox, interactive: bool, out: TextIO, width: int, user_tokens: bool = False, isv: bool = False
+    sandbox: Sandbox,
+    interactive: bool,
+    out: TextIO,
+    width: int,
+    user_tokens: bool = False,
+    isv: bool = False,
+    cards: bool = False,
 ) -> None:
     await sandbox.wait_connected()
     announce_settings(sandbox, out)
@@ -415,6 +511,8 @@ async def play(
         await play_isv(talk)
     elif user_tokens and not interactive:
         await play_user_tokens(talk)
+    elif cards and not interactive:
+        await play_cards(talk)
     else:
         await (play_interactive(talk) if interactive else play_script(talk))
     out.flush()
@@ -439,12 +537,12 @@ def silence_stdout() -> None:
     os.close(devnull)
 
 
-def main(interactive: bool = False, user_tokens: bool = False, isv: bool = False) -> int:
+def main(interactive: bool = False, user_tokens: bool = False, isv: bool = False, cards: bool = False) -> int:
     logs.configure(DEMO_SETTINGS["LOG_LEVEL"][0])
     columns = shutil.get_terminal_size((FRAME_WIDTH[1], 24)).columns
     width = min(max(columns, FRAME_WIDTH[0]), FRAME_WIDTH[1])
     try:
-        code = asyncio.run(run(interactive, sys.stdout, width, user_tokens, isv))
+        code = asyncio.run(run(interactive, sys.stdout, width, user_tokens, isv, cards))
     except KeyboardInterrupt:  # Ctrl-C before the demo's own handler is in place
         code = INTERRUPTED_EXIT
     except BrokenPipeError:

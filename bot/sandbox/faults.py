@@ -73,6 +73,7 @@ class Faults(PlatformState):
         self.webhook_without_errcode = False
         self.close_connections = False
         self._late.clear()
+        self.cards.clear_faults()
         self.handshake_delay = 0.0
         self.connect_fault = ""
         self.user_scopes_missing = set()

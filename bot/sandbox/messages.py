@@ -67,6 +67,16 @@ class Messages(StreamGateway):
         data.update(errCode=20001, errMsg="机器人推送消息数量已超过本月限额")
         return data
 
+    async def press_card(
+        self, out_track_id: str, user_id: str, params: dict[str, str], corp_id: str = "", **press: Any
+    ) -> str:
+        """`user_id` presses a `request` button of a card: the card callback frame; returns its messageId."""
+        message_id, frame = self.cards.press_frame(
+            out_track_id, user_id, params, corp_id=corp_id or self.corp_id, app_id=self.client_id, **press
+        )
+        await self.push_raw(frame)
+        return message_id
+
     async def push(self, data: dict[str, Any], message_id: str = "", socket: int | None = None) -> str:
         """Send a chatbot CALLBACK frame to the bot; returns the frame's messageId."""
         message_id = message_id or frame_message_id()

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.sandbox.cards import CardPlatform
 from bot.sandbox.http import Recorded, Responder, error_response, json_response
 
 
@@ -91,6 +92,12 @@ class PlatformState:
         self.suite_tickets_made: list[tuple[str, int]] = []  # every ticket pushed and its eventBornTime, oldest first
         self._token_corps: dict[str, str] = {}  # an organization's token -> its organization
         self._union_corps: dict[str, str] = {}  # unionId -> the organization of an org_users user
+        self.cards = CardPlatform(  # interactive cards: bot/sandbox/cards.py
+            self._check_token,
+            lambda: set(self.users) | {staff_id for _, staff_id in self.org_users},
+            lambda: self.robot_codes or {self.client_id},
+            self._notify,
+        )
 
     def bot_env(self) -> dict[str, str]:
         """Environment variables that point a bot at this sandbox."""

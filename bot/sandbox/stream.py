@@ -55,6 +55,7 @@ class StreamGateway(PlatformState):
                 if frame.type == WSMsgType.TEXT and socket not in self._silent:
                     ack = json.loads(frame.data)
                     self.acks[ack["headers"]["messageId"]] = ack
+                    self.cards.acked(ack)
                     await self._notify()
         finally:
             self._sockets.remove(socket)

@@ -14,6 +14,7 @@ from typing import Protocol
 from bot.config import Config
 from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.audit import AuditStore
+from bot.stores.cards import CardStore
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
 from bot.stores.grants import UserGrants
 from bot.stores.journal import Journal
@@ -24,6 +25,7 @@ from bot.stores.previews import PreviewStore
 from bot.stores.redis.admission import RedisAdmission
 from bot.stores.redis.audit import RedisAudit
 from bot.stores.redis.batch import CommandBatcher
+from bot.stores.redis.cards import RedisCards
 from bot.stores.redis.client import connect
 from bot.stores.redis.grants import RedisGrants
 from bot.stores.redis.journal import RedisJournal
@@ -34,6 +36,7 @@ from bot.stores.redis.suite_tickets import RedisSuiteTickets
 from bot.stores.redis.tokens import RedisTokens
 from bot.stores.redis.union_ids import RedisUnionIds
 from bot.stores.sqlite.audit import SqliteAudit
+from bot.stores.sqlite.cards import SqliteCards
 from bot.stores.sqlite.database import Database, damaged
 from bot.stores.sqlite.grants import SqliteGrants
 from bot.stores.sqlite.journal import SqliteJournal
@@ -79,6 +82,7 @@ class Stores:
     journal: Journal
     languages: LastLanguages
     keys: KeyBuilder
+    cards: CardStore  # the interactive cards sent (BOT_CARD_TEMPLATE_ID)
     database: Database | None = None
     tables: tuple[Table, ...] = ()
     redis: CommandBatcher | None = None
@@ -116,6 +120,7 @@ class Stores:
             self.audits,
             self.suite_tickets,
             self.languages,
+            self.cards,
         )
 
     async def forget_organization(self, corp_id: str) -> int:
@@ -165,7 +170,7 @@ def build_stores(config: Config, per_organization: bool = False) -> Stores:
             )
         database = Database(Path(config.state_dir) / DATABASE_FILE)
         suite_tickets, user_grants = SqliteSuiteTickets(database), SqliteGrants(database)
-        previews, audits = SqlitePreviews(database), SqliteAudit(database)
+        previews, audits, cards = SqlitePreviews(database), SqliteAudit(database), SqliteCards(database)
         return Stores(
             admission=local_admission,
             limiter=local_limiter,
@@ -178,8 +183,9 @@ def build_stores(config: Config, per_organization: bool = False) -> Stores:
             journal=SqliteJournal(Path(config.state_dir) / JOURNAL_FILE, config.dedupe_seconds),
             languages=LastLanguages(),
             keys=keys,
+            cards=cards,
             database=database,
-            tables=(suite_tickets, user_grants, previews, audits),
+            tables=(suite_tickets, user_grants, previews, audits, cards),
         )
     batcher = CommandBatcher(connect(config.redis_url, config.redis_tls_verify))
     failover = Failover()
@@ -203,6 +209,7 @@ def build_stores(config: Config, per_organization: bool = False) -> Stores:
         journal=RedisJournal(batcher, keys, consumer, config.dedupe_seconds, config.journal_claim_seconds),
         languages=LastLanguages(),
         keys=keys,
+        cards=RedisCards(batcher, keys),
         redis=batcher,
         redis_limiter=redis_limiter,
         local_copies=(local_admission, local_limiter, local_tokens, local_union_ids),

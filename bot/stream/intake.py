@@ -37,8 +37,14 @@ class Intake:
 
     async def accept(self, message: Message) -> None:
         """Write the message down (the transport ACKs it after this), then queue it; a repeat is dropped."""
+        await self.add(message)
+
+    async def add(self, message: Message) -> bool:
+        """accept(), saying whether the message was queued (False: a repeat)."""
         if await self._repeats.delivered(message):
             self._queue(message)
+            return True
+        return False
 
     def resume(self, entries: list[Entry]) -> None:
         for entry in entries:

@@ -29,6 +29,8 @@ log = logging.getLogger("bot.transport")
 
 CHATBOT_TOPIC: str = ChatbotMessage.TOPIC
 SUBSCRIPTIONS = [{"type": "CALLBACK", "topic": CHATBOT_TOPIC}]
+CARD_SUBSCRIPTION = {"type": "CALLBACK", "topic": "/v1.0/card/instances/callback"}  # with BOT_CARD_TEMPLATE_ID only
+PressHandler = Callable[[dict[str, Any], str], Awaitable[tuple[dict[str, Any], Callable[[], None]]]]
 EVENT_SUBSCRIPTION = {"type": "EVENT", "topic": "*"}  # EVENT topics support only "*"; events are chosen in the console
 USER_AGENT = f"dingtalk-sdk-python/v{VERSION_STRING}-union dingtalk-calendar-bot"
 FIRST_RETRY_SECONDS = 1.0
@@ -144,6 +146,7 @@ class StreamClient:
         on_message: Callable[[Message], Awaitable[None]],
         config: Config,
         on_event: Callable[[Event], Awaitable[None]] | None = None,
+        on_press: PressHandler | None = None,
         *,
         per_organization: bool = False,
     ) -> None:
@@ -153,6 +156,9 @@ class StreamClient:
         self._accepting: set[asyncio.Task[None]] = set()
         self._on_event = on_event  # set: EVENT frames are subscribed to and handled before their ACK (an ISV app)
         self._subscriptions = [*SUBSCRIPTIONS, EVENT_SUBSCRIPTION] if on_event else SUBSCRIPTIONS
+        self._on_press = on_press  # set: card presses are subscribed to, answered within DingTalk's window
+        if on_press is not None:
+            self._subscriptions = [*self._subscriptions, CARD_SUBSCRIPTION]
         self._config = config
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -317,6 +323,10 @@ class StreamClient:
             accepting = asyncio.create_task(self._accept_then_ack(socket, message, message_id))
             self._accepting.add(accepting)
             accepting.add_done_callback(self._accepting.discard)
+        elif kind == "CALLBACK" and topic == CARD_SUBSCRIPTION["topic"] and self._on_press is not None:
+            pressing = asyncio.create_task(self._press_then_ack(socket, data, message_id))
+            self._accepting.add(pressing)
+            pressing.add_done_callback(self._accepting.discard)
         elif kind == "SYSTEM":
             await socket.send(ack_frame(message_id, _ping_answer(data)))
         elif kind == "EVENT" and self._on_event is not None:
@@ -352,6 +362,22 @@ class StreamClient:
             log.exception("accepting a message failed", extra={"fields": {"msg_id": message.msg_id}})
         with contextlib.suppress(websockets.exceptions.ConnectionClosed):
             await socket.send(ack_frame(message_id, {"response": None}))
+
+    async def _press_then_ack(self, socket: ClientConnection, data: Any, message_id: str) -> None:
+        """A card press: every one ACKed, with the `{"response": …}` wrapper the SDKs send ([PY] handlers.py)."""
+        assert self._on_press is not None
+        response: dict[str, Any] = {}
+        written: Callable[[], None] | None = None
+        try:
+            response, written = await self._on_press(_decoded(data), message_id)
+        except Exception:
+            log.exception("card press failed", extra={"fields": {"stream_message_id": message_id}})
+        try:
+            with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                await socket.send(ack_frame(message_id, {"response": response}))
+        finally:
+            if written is not None:
+                written()
 
     def _chatbot_message(self, data: Any, message_id: str) -> Message | None:
         decoded = _decoded(data)

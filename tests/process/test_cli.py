@@ -48,7 +48,7 @@ def test_the_demos_usage_names_the_demo_command_once(arguments: list[str], strea
     shown = run_bot(*arguments)
 
     first = getattr(shown, stream).splitlines()[0]
-    assert first == "usage: python -m bot demo [-h] [--interactive | --isv | --user-tokens]"
+    assert first == "usage: python -m bot demo [-h] [--interactive | --isv | --user-tokens] [--cards]"
 
 
 def test_the_process_prints_every_configuration_problem_one_line_each_and_exits_2() -> None:

@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import unicodedata
 
 import pytest_asyncio
 
-from bot.cards.view import display_width
+from bot.cards.view import width_of
 from tests.botprocess import ROOT
 
 DEMO_WIDTH = 64  # columns of the demo's "terminal": narrow enough that many lines wrap
@@ -40,11 +39,29 @@ async def test_the_demo_draws_cards_without_tags_in_unbroken_frames(transcript: 
     rows = [line for line in transcript.splitlines() if line.startswith(("  ┌", "  │", "  └"))]
 
     assert "<font" not in transcript and "</font>" not in transcript and "&lt;" not in transcript
+    assert "###" not in transcript and "**" not in transcript  # headings and bold rendered, as a client does
     assert len(rows) > 100
-    assert {display_width(row) for row in rows} == {DEMO_WIDTH}  # two columns of margin, the frame's own edges
-    plain = [row for row in rows if "\ufe0f" not in row]  # measured again without the emoji selector rule
-    assert {len(row) + sum(unicodedata.east_asian_width(char) in "WF" for char in row) for row in plain} == {DEMO_WIDTH}
-    assert "│ 你已不再订阅 **食堂菜单**（cal-lunch）" in transcript
+    assert {width_of(row) for row in rows} == {DEMO_WIDTH}  # two columns of margin, the frame's own edges
+    assert "│ 你已不再订阅" in transcript and "│ 食堂菜单（cal-lunch），" in transcript  # bold rendered, not **
+
+
+async def test_the_cards_demo_updates_the_pressed_card_in_place_for_its_presser() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--cards"],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": str(DEMO_WIDTH)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "bot (card, in the group)" in out and "bot (updated for you, in the answer)" in out
+    assert "bot (updated for colleague, in the answer)" in out and "by PUT after the answer" in out
+    assert "Undo: Sports Club" in out and "👥 Used by 2" in out and "###" not in out and "**" not in out
+    assert shown.stderr == "" and out.count("interactive card refused") == 1 and "param.templateUnpublished" in out
 
 
 async def test_the_demo_says_which_settings_it_changes(transcript: str) -> None:
@@ -132,3 +149,19 @@ def test_piped_into_head_it_ends_without_a_traceback() -> None:
     assert demo.wait(timeout=30) == 141
     assert len(shown.decode().splitlines()) == 5
     assert demo.stderr.read().decode() == ""
+
+
+def test_the_interactive_demo_with_cards_presses_a_card_as_you_and_as_a_colleague() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--interactive", "--cards"],
+        cwd=ROOT,
+        input="/group list\n2\n/colleague 2\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert shown.returncode == 0 and shown.stderr == ""
+    assert "bot (card, in the group)" in shown.stdout and "bot (updated for you, in the answer)" in shown.stdout
+    assert "bot (updated for colleague, in the answer)" in shown.stdout

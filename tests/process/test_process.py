@@ -143,4 +143,4 @@ async def test_the_interactive_demo_takes_typed_messages_and_button_presses() ->
     assert "[1] 1. Unsubscribe Comp…" in text  # numbered: two of the demo's calendars share a name
     assert '(you press [1] 1. Unsubscribe Comp…)\n  you (1:1)> unsubscribe "cal-holidays"' in text
     assert "(you press [2] ↩ Undo" not in text and "(no button 2 on the last card)" in text
-    assert "you (in the group)> 帮助" in text and "### 📅 日历机器人" in text
+    assert "you (in the group)> 帮助" in text and "│ 📅 日历机器人" in text and "###" not in text  # a heading, rendered

@@ -22,6 +22,7 @@ from bot.stores import keys
 from bot.stores.admission import Admission, MemoryAdmission
 from bot.stores.audit import AuditRecord, MemoryAudit
 from bot.stores.build import Stores, build_stores
+from bot.stores.cards import CardRecord, MemoryCards
 from bot.stores.fallback import Failover, FallbackAdmission, FallbackLimiter, FallbackTokens, FallbackUnionIds
 from bot.stores.grants import MemoryGrants, UserGrants
 from bot.stores.journal import Journal
@@ -631,6 +632,7 @@ def memory_stores() -> Stores:
         journal=SqliteJournal(Path("/nonexistent/never-opened"), 600),
         languages=LastLanguages(),
         keys=KeyBuilder("suite"),
+        cards=MemoryCards(),
     )
 
 
@@ -669,6 +671,7 @@ async def keep_one_of_each(stores: Stores, corp: str) -> None:
     stores.languages.remember(tenant.key, "zh")
     at = time.time()
     await stores.audits.record(AuditRecord(at, "unsubscribe", "staff1", corp, "u", "cal1", "N", "ok", "", "", "m1"))
+    await stores.cards.save(f"card-{corp}", CardRecord(tenant.key, "cid", "2", corp, "robot", "en", ()))
 
 
 async def what_is_kept(stores: Stores, corp: str) -> dict[str, object]:
@@ -691,6 +694,7 @@ async def what_is_kept(stores: Stores, corp: str) -> dict[str, object]:
         "preview": await stores.previews.claim("preview", tenant.key, "token1"),
         "language": stores.languages.of(tenant.key, "en") != "en",
         "audit trail": len(await stores.audits.latest("cal1", 10, corp)),
+        "interactive card": await stores.cards.get(f"card-{corp}"),
     }
 
 
@@ -705,6 +709,7 @@ NOTHING_KEPT = {
     "preview": None,
     "language": False,
     "audit trail": 1,  # kept on purpose: the audit trail lasts its 90 days whoever removed the app
+    "interactive card": None,
 }
 
 

@@ -1,0 +1,69 @@
+"""What the interactive card tests share: the real bot in this event loop against a sandbox, and reading its cards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from bot.config import Config
+from bot.sandbox.cards import TEMPLATE_ID
+from bot.sandbox.platform import Sandbox
+from bot.wiring import App
+from tests.helpers import started_sandbox
+
+CARDS_ENV = {"BOT_CARD_TEMPLATE_ID": TEMPLATE_ID, "BOT_RETRY_PAUSE_SCALE": "0.01", "BOT_COMMAND_TIMEOUT": "5"}
+
+
+@asynccontextmanager
+async def cards_sandbox() -> AsyncIterator[Sandbox]:
+    async with started_sandbox() as sandbox:
+        yield sandbox
+
+
+@asynccontextmanager
+async def running_app(sandbox: Sandbox, state_dir: Path, grace: float = 2.0, **env: str) -> AsyncIterator[App]:
+    """The bot (App, as `python -m bot` builds it) in this event loop, connected to the sandbox; stopped on exit,
+    commands in flight given `grace` seconds (0: left in the journal, as by a process killed mid-command)."""
+    config = Config.from_env({**sandbox.bot_env(), **CARDS_ENV, "BOT_STATE_DIR": str(state_dir), **env})
+    app = App(config)
+    connections = sandbox.connect_attempts
+    runner = asyncio.create_task(app.run())
+    await sandbox.wait_for(lambda: sandbox.connect_attempts > connections and sandbox.connections > 0)
+    try:
+        yield app
+    finally:
+        await app.shutdown(grace)
+        await asyncio.wait({runner}, timeout=2.0)
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+
+
+def rows(sandbox: Sandbox, track: str) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = json.loads(sandbox.cards.instances[track].public["rows"])
+    return rows
+
+
+def row_for(sandbox: Sandbox, track: str, name: str) -> dict[str, str]:
+    """The row whose button names this calendar."""
+    return next(row for row in rows(sandbox, track) if name in row["label"])
+
+
+async def card_in(sandbox: Sandbox, space_id: str) -> str:
+    """The outTrackId of the first card delivered to this conversation (or 1:1 to this user)."""
+    track: str = await sandbox.wait_for(lambda: next(iter(sandbox.cards.in_space(space_id)), None))
+    return track
+
+
+async def press(sandbox: Sandbox, track: str, staff_id: str, params: dict[str, str], **extra: Any) -> dict[str, Any]:
+    """Press a button as `staff_id`; the `response` of the bot's ACK."""
+    message_id = await sandbox.press_card(track, staff_id, params, **extra)
+    ack = await sandbox.wait_ack(message_id)
+    assert ack["code"] == 200
+    response: dict[str, Any] = json.loads(ack["data"])["response"]
+    return response
