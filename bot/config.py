@@ -30,6 +30,21 @@ REQUIRED = "(required)"
 UNSET = "(unset)"
 
 
+@dataclass(frozen=True, slots=True)
+class CardTemplates:
+    """BOT_CARD_TEMPLATE_ID read: an ISV app's template id per organization (corpId), and the id for any other."""
+
+    default: str = ""
+    by_organization: tuple[tuple[str, str], ...] = ()  # (corpId, templateId), each corpId once
+
+    def __bool__(self) -> bool:
+        return bool(self.default or self.by_organization)
+
+    def for_organization(self, corp_id: str) -> str:
+        """The template id for cards in this organization; "" when it has none (today's cards there)."""
+        return dict(self.by_organization).get(corp_id, self.default)
+
+
 class ConfigError(ValueError):
     """Settings are missing or invalid: one problem per variable, each naming it."""
 
@@ -147,6 +162,34 @@ def _folder(written: Written) -> str:
 
 def _staff_ids(written: Written) -> frozenset[str]:
     return frozenset(part.strip() for part in written.value.replace("，", ",").split(",") if part.strip())
+
+
+def _card_templates(written: Written) -> CardTemplates:
+    """One id, or (ISV apps) corpId=templateId pairs with at most one bare id as every other organization's."""
+    if not written.value:
+        return CardTemplates()
+    defaults: list[str] = []
+    pairs: dict[str, str] = {}
+    for part in (part.strip() for part in written.value.replace("，", ",").split(",")):
+        corp_id, equals, template_id = (side.strip() for side in part.partition("="))
+        if not part or "=" in template_id or any(char.isspace() for char in corp_id + template_id):
+            raise ConfigError(f"{written.name}: {part!r} is neither a template id nor corpId=templateId")
+        if not equals:
+            defaults.append(corp_id)
+        elif not corp_id or not template_id:
+            raise ConfigError(f"{written.name}: {part!r} needs both sides: corpId=templateId")
+        elif corp_id in pairs:
+            raise ConfigError(f"{written.name}: organization {corp_id} is given twice")
+        else:
+            pairs[corp_id] = template_id
+    if len(defaults) > 1:
+        raise ConfigError(f"{written.name}: at most one id without corpId= (the default), not {len(defaults)}")
+    if pairs and written.read.get("app_type") != "isv":
+        raise ConfigError(
+            f"{written.name}: corpId=templateId pairs are for ISV apps (DINGTALK_APP_TYPE=isv); an internal app "
+            "serves its own organization: give the template id alone"
+        )
+    return CardTemplates(defaults[0] if defaults else "", tuple(pairs.items()))
 
 
 def _fault(written: Written) -> str:
@@ -462,9 +505,12 @@ VARIABLES = (
         UNSET,
         "the id (ending in .schema) of the card template imported from templates/cards/calendar-card.json and "
         "published in the card platform (needs Card.Instance.Write): cards with buttons update in place and "
-        "presses arrive over Stream; unset: ActionCards with links, as before",
-        "card_template_id",
-        _text,
+        "presses arrive over Stream; unset: ActionCards with links, as before. An ISV app whose organizations "
+        "each import the template gives corpId=templateId pairs, comma-separated, optionally with one bare id "
+        "for every other organization (dingabc=tplA,dingxyz=tplB,tplDefault); an organization with no id gets "
+        "today's cards",
+        "card_templates",
+        _card_templates,
     ),
     Variable(
         "REDIS_URL",
@@ -536,7 +582,7 @@ class Config:
     public_url: str
     secret_key: str
     port: int
-    card_template_id: str  # set: interactive cards (bot/cards/interactive.py); unset: ActionCards as before
+    card_templates: CardTemplates  # set: interactive cards (bot/cards/interactive.py); unset: ActionCards as before
     redis_url: str
     journal_claim_seconds: float
     dyno: str

@@ -52,9 +52,9 @@ class App:
         if config.user_tokens:  # calendar calls with each user's own token, connected through the OAuth redirect
             self._with_user_tokens(config)
         self.presses: PressDesk | None = None  # BOT_CARD_TEMPLATE_ID set: interactive cards, presses over Stream
-        if config.card_template_id:
+        if config.card_templates:
             robot = self.policy.robot_code(config) or ""  # an ISV card goes as the message's own robot
-            interactive = Interactive(config.card_template_id, self.stores.cards, robot)
+            interactive = Interactive(config.card_templates, self.stores.cards, robot)
             self.presses = PressDesk(interactive, self.intake.add, per_organization=self.policy.per_organization)
         self.telemetry = Telemetry(self._counted_elsewhere, lambda: self.inbox.in_flight)
         self.pipeline = self._pipeline()

@@ -182,3 +182,54 @@ def test_the_flood_settings_are_validated() -> None:
     for name in ("BOT_INBOX_CAPACITY", "BOT_MAX_IN_FLIGHT_PER_SENDER", "BOT_USER_RATE_WINDOW", "BOT_DEDUPE_SECONDS"):
         with pytest.raises(ConfigError, match=name):
             Config.from_env({**credentials, name: "0"})
+
+
+ISV = {**CREDENTIALS, "DINGTALK_APP_TYPE": "isv"}
+
+
+@pytest.mark.parametrize(
+    ("written", "default", "pairs"),
+    [
+        ("tpl.schema", "tpl.schema", {}),
+        ("dingabc=tplA, dingxyz = tplB,tplDefault", "tplDefault", {"dingabc": "tplA", "dingxyz": "tplB"}),
+        ("dingabc=tplA，dingxyz=tplB", "", {"dingabc": "tplA", "dingxyz": "tplB"}),  # a full-width comma too
+    ],
+)
+def test_card_template_ids_per_organization_with_an_optional_default(
+    written: str, default: str, pairs: dict[str, str]
+) -> None:
+    templates = Config.from_env({**ISV, "BOT_CARD_TEMPLATE_ID": written}).card_templates
+    assert templates and templates.default == default and dict(templates.by_organization) == pairs
+    for corp_id, template_id in pairs.items():
+        assert templates.for_organization(corp_id) == template_id
+    assert templates.for_organization("dingother") == default
+
+
+def test_one_card_template_id_serves_an_internal_app_and_unset_means_none() -> None:
+    assert Config.from_env({**CREDENTIALS, "BOT_CARD_TEMPLATE_ID": "t.schema"}).card_templates.for_organization("x")
+    assert not Config.from_env(CREDENTIALS).card_templates
+
+
+@pytest.mark.parametrize(
+    ("written", "problem"),
+    [
+        ("dingabc=", "needs both sides"),
+        ("=tplA", "needs both sides"),
+        ("dingabc=tplA=tplB", "neither a template id nor"),
+        ("dingabc=tplA,,tplB", "neither a template id nor"),
+        ("ding abc=tplA", "neither a template id nor"),
+        ("dingabc=tplA,dingabc=tplB", "organization dingabc is given twice"),
+        ("dingabc=tplA,dingabc=tplA", "organization dingabc is given twice"),
+        ("tplA,tplB", "at most one id without corpId="),
+    ],
+)
+def test_malformed_or_duplicate_card_template_ids_are_a_configuration_error(written: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match="BOT_CARD_TEMPLATE_ID") as raised:
+        Config.from_env({**ISV, "BOT_CARD_TEMPLATE_ID": written})
+    assert problem in str(raised.value)
+
+
+def test_card_template_pairs_on_an_internal_app_are_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="pairs are for ISV apps") as raised:
+        Config.from_env({**CREDENTIALS, "BOT_CARD_TEMPLATE_ID": "dingabc=tplA,tplDefault"})
+    assert raised.value.problems == (raised.value.problems[0],)  # one problem, naming the variable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ import orjson
 from bot.auth.api import DingTalkApi
 from bot.cards.delivery import unanswered
 from bot.cards.render import button_label, render
+from bot.config import CardTemplates
 from bot.dingtalk.errors import FAILURES, Failure, Refused, described
 from bot.models import Action, Message, Reply
 from bot.stores.cards import CardRecord, CardStore, Offer, row_token
@@ -36,8 +38,16 @@ _FIXES = {
     NOT_DELIVERED: "DingTalk did not deliver the card to the conversation (deliverResults success false): check "
     "that the robot is in the group and the template belongs to this app",
 }
+# Refusals only the admin can fix: the card API is not asked again for that organization for a while (each ask is a
+# call of the monthly quota and delays today's card), and a fix is picked up after this pause without a restart.
+ADMIN_FIX_PAUSE_SECONDS = 300.0
+_ADMIN_FIXES = frozenset(
+    {"Forbidden.AccessDenied.AccessTokenPermissionDenied", "param.templateNotExist", "param.templateUnpublished"}
+)
 _OTHER_FIX = "DingTalk refused the card: check that BOT_CARD_TEMPLATE_ID is the published import of "
 _OTHER_FIX += "templates/cards/calendar-card.json"
+_NO_TEMPLATE_FIX = "import templates/cards/calendar-card.json in this organization's card platform, publish it and "
+_NO_TEMPLATE_FIX += "add corpId=templateId to BOT_CARD_TEMPLATE_ID (or a bare id as every organization's default)"
 
 
 class NotInteractive(Exception):
@@ -123,14 +133,23 @@ class Interactive:
     """Sends a reply that has buttons as an interactive card, keeping what it offered (CardStore) first; says once
     per problem what the admin should fix when DingTalk refuses it (its caller then sends today's card)."""
 
-    def __init__(self, template_id: str, store: CardStore, robot_code: str) -> None:
-        self.template_id = template_id
+    def __init__(self, templates: CardTemplates, store: CardStore, robot_code: str) -> None:
+        self.templates = templates
         self.store = store
         self._robot_code = robot_code  # an internal app's AppKey; "" for an ISV app, whose robot is the message's
-        self._told: set[str] = set()
+        self._told: set[tuple[str, str]] = set()  # (organization, problem): each said once
+        self._untemplated: set[str] = set()  # organizations told they have no template id
+        self._paused_until: dict[str, float] = {}  # organization → when to ask the card API again (_ADMIN_FIXES)
 
     async def deliver(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         """The route taken ("card", or "card:unanswered"), or "" when today's card must be sent instead."""
+        organization = message.tenant.organization
+        template_id = self.templates.for_organization(organization)  # a template is its organization's own
+        if not template_id:
+            self.no_template(message, organization)
+            return ""
+        if self._paused_until.get(organization, 0.0) > time.monotonic():
+            return ""
         try:
             public, offers = public_data(reply, locale, message.sender_staff_id)
         except NotInteractive:
@@ -140,7 +159,7 @@ class Interactive:
         if not robot:
             return ""
         track = secrets.token_urlsafe(18)  # fresh per card: a reused outTrackId is silently ignored ([KB] API/0790)
-        owner = f"{message.sender_corp_id or message.chatbot_corp_id}:{message.sender_staff_id}"
+        owner = message.tenant.key
         conversation = (message.conversation_id, message.conversation_type, message.chatbot_corp_id)
         record = CardRecord(owner, *conversation, robot, locale, offers)
         try:
@@ -148,21 +167,32 @@ class Interactive:
         except Exception:  # a card whose presses could not be honoured is not sent: today's card instead
             log.warning("card store unavailable: today's card sent", extra={"fields": {"msg_id": message.msg_id}})
             return ""
-        body = deliver_body(message, self.template_id, track, public, robot)
+        body = deliver_body(message, template_id, track, public, robot)
         try:
             check_delivered(await dingtalk.create_and_deliver_card(body))
         except FAILURES as error:  # CardHeldBack is not one: the card then goes nowhere, by no route
             if error.is_unanswered:
                 return unanswered(message, "card", error)
-            self.refused(message, error)
+            self.refused(message, organization, template_id, error)
             return ""
         return "card"
 
-    def refused(self, message: Message, error: Failure) -> None:
+    def no_template(self, message: Message, organization: str) -> None:
+        fields = {"msg_id": message.msg_id, "corp_id": organization, "fix": _NO_TEMPLATE_FIX}
+        if organization in self._untemplated:
+            log.debug("no card template for this organization, today's card sent", extra={"fields": fields})
+            return
+        self._untemplated.add(organization)
+        log.error("no card template for this organization, today's cards sent there", extra={"fields": fields})
+
+    def refused(self, message: Message, organization: str, template_id: str, error: Failure) -> None:
         fix = _FIXES.get(error.code, _OTHER_FIX)
-        fields = {"msg_id": message.msg_id, **described(error), "fix": fix}
-        if error.code in self._told:
+        if error.code in _ADMIN_FIXES:
+            self._paused_until[organization] = time.monotonic() + ADMIN_FIX_PAUSE_SECONDS
+        fields = {"msg_id": message.msg_id, "corp_id": organization, "template": template_id, **described(error)}
+        fields["fix"] = fix
+        if (organization, error.code) in self._told:
             log.debug("interactive card refused, today's card sent", extra={"fields": fields})
             return
-        self._told.add(error.code)
+        self._told.add((organization, error.code))
         log.error("interactive card refused, today's card sent instead", extra={"fields": fields})

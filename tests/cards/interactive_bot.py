@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config
 from bot.sandbox.cards import TEMPLATE_ID
 from bot.sandbox.platform import Sandbox
-from bot.wiring import App
+from tests.botinprocess import BotInProcess
 from tests.helpers import started_sandbox
 
 CARDS_ENV = {"BOT_CARD_TEMPLATE_ID": TEMPLATE_ID, "BOT_RETRY_PAUSE_SCALE": "0.01", "BOT_COMMAND_TIMEOUT": "5"}
@@ -26,22 +23,16 @@ async def cards_sandbox() -> AsyncIterator[Sandbox]:
 
 
 @asynccontextmanager
-async def running_app(sandbox: Sandbox, state_dir: Path, grace: float = 2.0, **env: str) -> AsyncIterator[App]:
-    """The bot (App, as `python -m bot` builds it) in this event loop, connected to the sandbox; stopped on exit,
-    commands in flight given `grace` seconds (0: left in the journal, as by a process killed mid-command)."""
-    config = Config.from_env({**sandbox.bot_env(), **CARDS_ENV, "BOT_STATE_DIR": str(state_dir), **env})
-    app = App(config)
+async def running_app(sandbox: Sandbox, state_dir: Path, grace: float = 2.0, **env: str) -> AsyncIterator[BotInProcess]:
+    """The real bot in this event loop, connected to the sandbox with interactive cards on; stopped on exit, commands
+    in flight given `grace` seconds (0: left in the journal, as by a process killed mid-command)."""
     connections = sandbox.connect_attempts
-    runner = asyncio.create_task(app.run())
-    await sandbox.wait_for(lambda: sandbox.connect_attempts > connections and sandbox.connections > 0)
+    bot = await BotInProcess({**sandbox.bot_env(), **CARDS_ENV, "BOT_STATE_DIR": str(state_dir), **env}, grace).start()
     try:
-        yield app
+        await sandbox.wait_for(lambda: sandbox.connect_attempts > connections and sandbox.connections > 0)
+        yield bot
     finally:
-        await app.shutdown(grace)
-        await asyncio.wait({runner}, timeout=2.0)
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await runner
+        await bot.stop()
 
 
 def rows(sandbox: Sandbox, track: str) -> list[dict[str, str]]:
