@@ -10,6 +10,14 @@ from aiohttp import web
 
 from bot.models import Message
 
+ENV = {  # the journal's tests: quick retries and reconnects, no pacing in the way
+    "BOT_RETRY_PAUSE_SCALE": "0.01",
+    "BOT_STREAM_RETRY_SECONDS": "0.1",
+    "BOT_COMMAND_TIMEOUT": "5",
+    "BOT_API_QPS": "1000",  # every command of a burst reaches its calendar call at once
+}
+UNSUBSCRIBED = "✅ Unsubscribed"
+
 
 class Held:
     """A DingTalk answer held until the test releases it (then a 500): the bot dies while it waits. `effect` runs

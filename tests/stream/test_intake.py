@@ -17,16 +17,9 @@ from tests.helpers import (
     started_sandbox,
     unsubscribe_calls,
 )
-from tests.helpers_journal import Held
+from tests.helpers_journal import ENV, UNSUBSCRIBED, Held
 from tests.redisserver import RedisServer, free_port
 
-ENV = {
-    "BOT_RETRY_PAUSE_SCALE": "0.01",
-    "BOT_STREAM_RETRY_SECONDS": "0.1",
-    "BOT_COMMAND_TIMEOUT": "5",
-    "BOT_API_QPS": "1000",  # every command of a burst reaches its calendar call at once
-}
-UNSUBSCRIBED = "✅ Unsubscribed"
 NOT_DELIVERED = "card not delivered: every route and retry failed"
 UNWRITABLE = "journal cannot be written: serving without durability (a crash now loses the commands in flight)"
 
