@@ -1,0 +1,33 @@
+"""Hostile and flaky presses through the real bot and the sandbox: what the card never offered changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.sandbox.platform import Sandbox
+from tests.cards.interactive_bot import card_in, cards_sandbox, press, row_for, running_app
+from tests.helpers import new_calendar, new_user, unsubscribe_calls
+
+
+def subscribed(sandbox: Sandbox, union_id: str, calendar_id: str) -> bool:
+    return calendar_id in sandbox.subscriptions[union_id]
+
+
+async def test_a_row_token_spelled_otherwise_than_the_card_spelled_it_is_not_offered(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
+        asker, other = new_user(sandbox), new_user(sandbox)
+        calendar = new_calendar(sandbox, asker, "Board")
+        sandbox.subscribe(other.union_id, calendar)
+        data = sandbox.chat("list", asker.staff_id, group=True)
+        await sandbox.push(data)
+        track = await card_in(sandbox, data["conversationId"])
+        row = row_for(sandbox, track, "Board")
+        assert row["token"] == "0"
+        requests = len(sandbox.requests)
+
+        # the same row spelled otherwise: never offered, and each would pass for a press not made before
+        for token in ("00", "000", "\u0660", "\uff10"):  # a leading zero, ARABIC-INDIC and FULLWIDTH DIGIT ZERO
+            assert await press(sandbox, track, other.staff_id, {"action": row["action"], "token": token}) == {}
+
+        assert sandbox.requests[requests:] == []
+        assert subscribed(sandbox, other.union_id, calendar) and unsubscribe_calls(sandbox, other.union_id) == []
