@@ -17,7 +17,7 @@ from bot.auth.api import DingTalkApi
 from bot.cards.interactive import BY_KEY, USED_BY, Interactive, private_data
 from bot.commands.parse import command_text
 from bot.dingtalk import before_send
-from bot.models import Message, Reply
+from bot.models import GROUP, Message, Reply
 from bot.stores.cards import CardRecord, Offer
 
 log = logging.getLogger("bot.presses")
@@ -120,7 +120,7 @@ class PressDesk:
         press = read_press(data)
         record = await self.interactive.store.get(press.out_track_id) if press is not None else None
         offer = None
-        if press is not None and record is not None:
+        if press is not None and record is not None and may_press(press, record):
             offer = await self.interactive.store.find(press.out_track_id, record, press.token, press.user_id)
         if press is None or record is None or offer is None or offer.command != press.action:
             self.refused += 1
@@ -161,6 +161,14 @@ class PressDesk:
         }
         await dingtalk.update_card(body)
         return "in-place:put"
+
+
+def may_press(press: Press, record: CardRecord) -> bool:
+    """Only a member of the card's organization (another's could act nowhere, yet would count among its users), and
+    on a 1:1 card only its asker: no one else's press can come from that chat."""
+    if record.chatbot_corp_id and press.corp_id != record.chatbot_corp_id:
+        return False
+    return record.conversation_type == GROUP or record.owner == f"{press.corp_id}:{press.user_id}"
 
 
 def _message(press: Press, record: CardRecord, offer: Offer, per_organization: bool) -> Message:

@@ -31,3 +31,43 @@ async def test_a_row_token_spelled_otherwise_than_the_card_spelled_it_is_not_off
 
         assert sandbox.requests[requests:] == []
         assert subscribed(sandbox, other.union_id, calendar) and unsubscribe_calls(sandbox, other.union_id) == []
+
+
+async def test_a_press_from_another_organization_changes_nothing_not_even_the_public_count(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
+        asker, member = new_user(sandbox), new_user(sandbox)
+        calendar = new_calendar(sandbox, asker, "Foreign")
+        sandbox.subscribe(member.union_id, calendar)
+        data = sandbox.chat("list", asker.staff_id, group=True)
+        await sandbox.push(data)
+        track = await card_in(sandbox, data["conversationId"])
+        row = row_for(sandbox, track, "Foreign")
+        params = {"action": row["action"], "token": row["token"]}
+        requests = len(sandbox.requests)
+
+        # the member's own staff id, pressed from another organization: not the card's organization's member
+        response = await press(sandbox, track, member.staff_id, params, corp_id="dingforeigncorp0001")
+
+        assert response == {} and sandbox.requests[requests:] == []
+        assert sandbox.cards.instances[track].public["status"] == "" and sandbox.cards.instances[track].versions == 1
+        assert subscribed(sandbox, member.union_id, calendar)
+
+
+async def test_a_one_to_one_card_is_pressed_by_its_asker_only(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
+        asker, stranger = new_user(sandbox), new_user(sandbox)
+        calendar = new_calendar(sandbox, asker, "Mine")
+        sandbox.subscribe(stranger.union_id, calendar)
+        data = sandbox.chat("list", asker.staff_id)
+        await sandbox.push(data)
+        track = await card_in(sandbox, asker.staff_id)  # IM_ROBOT.<asker>: no one else sees it
+        row = row_for(sandbox, track, "Mine")
+        params = {"action": row["action"], "token": row["token"]}
+        requests = len(sandbox.requests)
+
+        response = await press(sandbox, track, stranger.staff_id, params)  # a userId that is not in that chat
+
+        assert response == {} and sandbox.requests[requests:] == []
+        assert subscribed(sandbox, stranger.union_id, calendar) and subscribed(sandbox, asker.union_id, calendar)
+        await press(sandbox, track, asker.staff_id, params)
+        assert not subscribed(sandbox, asker.union_id, calendar)
