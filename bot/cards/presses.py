@@ -14,9 +14,11 @@ from typing import Any
 import orjson
 
 from bot.auth.api import DingTalkApi
+from bot.cards.delivery import unanswered
 from bot.cards.interactive import BY_KEY, USED_BY, Interactive, private_data
 from bot.commands.parse import command_text
 from bot.dingtalk import before_send
+from bot.dingtalk.errors import FAILURES, described
 from bot.models import GROUP, Message, Reply
 from bot.stores.cards import CardRecord, Offer
 
@@ -132,7 +134,8 @@ class PressDesk:
 
     async def in_place(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         """The presser's result on the card itself: their private data (with their Undo, if the reply offers one)
-        and the public count of users; in the press's answer while it is open, else by PUT after it."""
+        and the public count of users; in the press's answer while it is open, else by PUT after it. "" when DingTalk
+        refused the PUT: the caller then sends the result to the presser 1:1."""
         store, track, presser = self.interactive.store, message.card, message.sender_staff_id
         undo = None
         if reply.actions:
@@ -159,7 +162,14 @@ class PressDesk:
             "cardUpdateOptions": BY_KEY,
             "userIdType": 1,
         }
-        await dingtalk.update_card(body)
+        try:
+            await dingtalk.update_card(body)
+        except FAILURES as error:
+            if error.is_unanswered:
+                return unanswered(message, "in-place:put", error)
+            fields = {"msg_id": message.msg_id, **described(error)}
+            log.warning("card update refused: the presser's result goes to them 1:1", extra={"fields": fields})
+            return ""
         return "in-place:put"
 
 

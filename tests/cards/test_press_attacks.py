@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from bot.sandbox.answers import json_answer
 from bot.sandbox.platform import Sandbox
 from tests.cards.interactive_bot import card_in, cards_sandbox, press, row_for, running_app
 from tests.helpers import new_calendar, new_user, unsubscribe_calls
@@ -71,3 +73,28 @@ async def test_a_one_to_one_card_is_pressed_by_its_asker_only(tmp_path: Path) ->
         assert subscribed(sandbox, stranger.union_id, calendar) and subscribed(sandbox, asker.union_id, calendar)
         await press(sandbox, track, asker.staff_id, params)
         assert not subscribed(sandbox, asker.union_id, calendar)
+
+
+async def test_a_refused_put_sends_the_pressers_result_to_them_privately(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
+        asker, member = new_user(sandbox), new_user(sandbox)
+        calendar = new_calendar(sandbox, asker, "Refused")
+        sandbox.subscribe(member.union_id, calendar)
+        data = sandbox.chat("list", asker.staff_id, group=True)
+        await sandbox.push(data)
+        track = await card_in(sandbox, data["conversationId"])
+        row = row_for(sandbox, track, "Refused")
+        sandbox.api_latency["unsubscribe"] = 2.0  # beyond the answer window: the result goes by PUT
+        refusal = {"code": "param.cardNotExist", "message": "param.cardNotExist", "requestid": "R1"}
+        sandbox.answer_next("card/update", json_answer(400, refusal))
+
+        assert await press(sandbox, track, member.staff_id, {"action": row["action"], "token": row["token"]}) == {}
+        private = await card_in(sandbox, member.staff_id)  # the presser's own result, 1:1, with its Undo
+
+        assert not subscribed(sandbox, member.union_id, calendar)
+        assert len(sandbox.calls("card/update")) == 1
+        seen = sandbox.cards.seen_by(private, member.staff_id)
+        (undo,) = json.loads(seen["rows"])
+        assert "Unsubscribed" in seen["body"] and undo["action"] == "resubscribe"
+        assert sandbox.cards.in_space(data["conversationId"]) == [track]  # nothing more in the group
+        assert sandbox.calls("groupSend") == [] and sandbox.replies_to(data) == []
