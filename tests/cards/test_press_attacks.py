@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from bot.sandbox.answers import json_answer
 from bot.sandbox.platform import Sandbox
 from tests.cards.interactive_bot import card_in, cards_sandbox, press, row_for, running_app
 from tests.helpers import new_calendar, new_user, unsubscribe_calls
+from tests.helpers_oauth import browse, connect_link, consent, user_env
+from tests.redisserver import free_port
 
 
 def subscribed(sandbox: Sandbox, union_id: str, calendar_id: str) -> bool:
@@ -98,3 +101,30 @@ async def test_a_refused_put_sends_the_pressers_result_to_them_privately(tmp_pat
         assert "Unsubscribed" in seen["body"] and undo["action"] == "resubscribe"
         assert sandbox.cards.in_space(data["conversationId"]) == [track]  # nothing more in the group
         assert sandbox.calls("groupSend") == [] and sandbox.replies_to(data) == []
+
+
+async def test_a_press_that_needs_the_pressers_consent_shows_them_the_connect_link(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox:
+        env = user_env(sandbox, tmp_path, free_port())
+        async with running_app(sandbox, tmp_path, **env):
+            asker, colleague = new_user(sandbox), new_user(sandbox)
+            calendar = new_calendar(sandbox, asker, "Consent")
+            sandbox.subscribe(colleague.union_id, calendar)
+            await browse(await consent(sandbox, await connect_link(sandbox, asker, "list"), asker))
+            await card_in(sandbox, asker.staff_id)  # the asker's pending list, now theirs to run
+            data = sandbox.chat("list", asker.staff_id, group=True)
+            await sandbox.push(data)
+            track = await card_in(sandbox, data["conversationId"])
+            row = row_for(sandbox, track, "Consent")
+
+            await press(sandbox, track, colleague.staff_id, {"action": row["action"], "token": row["token"]})
+
+            result = sandbox.cards.seen_by(track, colleague.staff_id)["result"]
+            assert "Connect your DingTalk account" in result
+            assert "result" not in sandbox.cards.seen_by(track, asker.staff_id)  # the link is the colleague's own
+            (link,) = re.findall(r"\]\((http[^)\s]+)\)", result)
+            assert link.startswith(f"{sandbox.base_url}/oauth2/auth?")
+            page = await browse(await consent(sandbox, link, colleague))
+            assert page.status_code == 200
+            await sandbox.wait_for(lambda: not subscribed(sandbox, colleague.union_id, calendar))
+            assert subscribed(sandbox, asker.union_id, calendar)
