@@ -19,7 +19,7 @@ from bot.cards.interactive import BY_KEY, USED_BY, Interactive, private_data
 from bot.commands.parse import command_text
 from bot.dingtalk import before_send
 from bot.dingtalk.errors import FAILURES, described
-from bot.models import GROUP, Message, Reply
+from bot.models import GROUP, Action, Message, Reply
 from bot.stores.cards import CardRecord, Offer
 
 log = logging.getLogger("bot.presses")
@@ -137,13 +137,19 @@ class PressDesk:
         and the public count of users; in the press's answer while it is open, else by PUT after it. "" when DingTalk
         refused the PUT: the caller then sends the result to the presser 1:1."""
         store, track, presser = self.interactive.store, message.card, message.sender_staff_id
-        undo = None
-        if reply.actions:
-            action = reply.actions[0]
-            token = await store.offer(track, Offer(action.command, action.calendar_id, action.name, presser))
-            undo = (action, token)
+        undo: tuple[Action, str] | None = None
+        public: dict[str, str] = {}
+        try:
+            if reply.actions:
+                action = reply.actions[0]
+                token = await store.offer(track, Offer(action.command, action.calendar_id, action.name, presser))
+                undo = (action, token)
+            public["status"] = USED_BY[locale].format(await store.used_by(track, presser))
+        except Exception:  # the command ran: its result still reaches the presser, without an Undo nothing keeps
+            undo = None
+            said = {"msg_id": message.msg_id}
+            log.warning("card store unavailable: the result shown without its Undo", extra={"fields": said})
         private = private_data(reply, locale, undo)
-        public = {"status": USED_BY[locale].format(await store.used_by(track, presser))}
         waiter = self._waiting.pop(message.key, None)
         if waiter is not None and not waiter.late and not waiter.result.done():
             step = before_send.current.get()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 from bot.sandbox.answers import json_answer
 from bot.sandbox.platform import Sandbox
+from bot.stores.build import DATABASE_FILE
 from tests.cards.interactive_bot import card_in, cards_sandbox, press, row_for, running_app
 from tests.helpers import new_calendar, new_user, unsubscribe_calls
 from tests.helpers_oauth import browse, connect_link, consent, user_env
@@ -128,3 +131,24 @@ async def test_a_press_that_needs_the_pressers_consent_shows_them_the_connect_li
             assert page.status_code == 200
             await sandbox.wait_for(lambda: not subscribed(sandbox, colleague.union_id, calendar))
             assert subscribed(sandbox, asker.union_id, calendar)
+
+
+async def test_a_card_store_failing_after_the_card_was_made_still_shows_the_presser_their_result(
+    tmp_path: Path,
+) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
+        user = new_user(sandbox)
+        calendar = new_calendar(sandbox, user, "Broken")
+        data = sandbox.chat("list", user.staff_id, group=True)
+        await sandbox.push(data)
+        track = await card_in(sandbox, data["conversationId"])
+        row = row_for(sandbox, track, "Broken")
+        with contextlib.closing(sqlite3.connect(tmp_path / DATABASE_FILE)) as database:  # the cards' Undo and users
+            database.executescript("DROP TABLE card_offers; DROP TABLE card_users;")
+
+        response = await press(sandbox, track, user.staff_id, {"action": row["action"], "token": row["token"]})
+
+        assert not subscribed(sandbox, user.union_id, calendar)  # the command ran: its result reaches the presser
+        seen = sandbox.cards.seen_by(track, user.staff_id)
+        assert "Unsubscribed" in seen["result"] and seen["has_undo"] == "false"  # no Undo its store cannot keep
+        assert response["userPrivateData"]["cardParamMap"]["result"] == seen["result"]
