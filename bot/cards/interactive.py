@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from typing import Any
 
 import orjson
@@ -38,6 +39,12 @@ _FIXES = {
     NOT_DELIVERED: "DingTalk did not deliver the card to the conversation (deliverResults success false): check "
     "that the robot is in the group and the template belongs to this app",
 }
+# Refusals only the admin can fix: the card API is not asked again for that organization for a while (each ask is a
+# call of the monthly quota and delays today's card), and a fix is picked up after this pause without a restart.
+ADMIN_FIX_PAUSE_SECONDS = 300.0
+_ADMIN_FIXES = frozenset(
+    {"Forbidden.AccessDenied.AccessTokenPermissionDenied", "param.templateNotExist", "param.templateUnpublished"}
+)
 _OTHER_FIX = "DingTalk refused the card: check that BOT_CARD_TEMPLATE_ID is the published import of "
 _OTHER_FIX += "templates/cards/calendar-card.json"
 _NO_TEMPLATE_FIX = "import templates/cards/calendar-card.json in this organization's card platform, publish it and "
@@ -139,6 +146,7 @@ class Interactive:
         self._robot_code = robot_code  # an internal app's AppKey; "" for an ISV app, whose robot is the message's
         self._told: set[tuple[str, str]] = set()  # (organization, problem): each said once
         self._untemplated: set[str] = set()  # organizations told they have no template id
+        self._paused_until: dict[str, float] = {}  # organization → when to ask the card API again (_ADMIN_FIXES)
 
     async def deliver(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         """The route taken ("card", or "card:unanswered"), or "" when today's card must be sent instead."""
@@ -146,6 +154,8 @@ class Interactive:
         template_id = self.templates.for_organization(organization)  # a template is its organization's own
         if not template_id:
             self.no_template(message, organization)
+            return ""
+        if self._paused_until.get(organization, 0.0) > time.monotonic():
             return ""
         try:
             public, offers = public_data(reply, locale, message.sender_staff_id)
@@ -156,7 +166,7 @@ class Interactive:
         if not robot:
             return ""
         track = secrets.token_urlsafe(18)  # fresh per card: a reused outTrackId is silently ignored ([KB] API/0790)
-        owner = f"{message.sender_corp_id or message.chatbot_corp_id}:{message.sender_staff_id}"
+        owner = message.tenant.key
         conversation = (message.conversation_id, message.conversation_type, message.chatbot_corp_id)
         record = CardRecord(owner, *conversation, robot, locale, offers)
         try:
@@ -184,6 +194,8 @@ class Interactive:
 
     def refused(self, message: Message, organization: str, template_id: str, error: Failure) -> None:
         fix = _FIXES.get(error.code, _OTHER_FIX)
+        if error.code in _ADMIN_FIXES:
+            self._paused_until[organization] = time.monotonic() + ADMIN_FIX_PAUSE_SECONDS
         fields = {"msg_id": message.msg_id, "corp_id": organization, "template": template_id, **described(error)}
         fields["fix"] = fix
         if (organization, error.code) in self._told:
