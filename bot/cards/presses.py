@@ -19,7 +19,7 @@ from bot.cards.interactive import BY_KEY, USED_BY, Interactive, private_data
 from bot.commands.parse import command_text
 from bot.dingtalk import before_send
 from bot.dingtalk.errors import FAILURES, described
-from bot.models import GROUP, Action, Message, Reply
+from bot.models import GROUP, Action, Message, Reply, Tenant
 from bot.stores.cards import CardRecord, Offer
 
 log = logging.getLogger("bot.presses")
@@ -184,7 +184,10 @@ def may_press(press: Press, record: CardRecord) -> bool:
     on a 1:1 card only its asker: no one else's press can come from that chat."""
     if record.chatbot_corp_id and press.corp_id != record.chatbot_corp_id:
         return False
-    return record.conversation_type == GROUP or record.owner == f"{press.corp_id}:{press.user_id}"
+    return (
+        record.conversation_type == GROUP
+        or record.owner == Tenant(record.chatbot_corp_id or press.corp_id, press.user_id).key
+    )
 
 
 def _message(press: Press, record: CardRecord, offer: Offer, per_organization: bool) -> Message:
