@@ -515,7 +515,8 @@ VARIABLES = (
     Variable(
         "REDIS_URL",
         UNSET,
-        "redis://... or rediss://... (TLS): share state between dynos; unset keeps state in the process (one dyno)",
+        "redis://... or rediss://... (TLS): share state between dynos; unset: state in SQLite in BOT_STATE_DIR "
+        "(one dyno)",
         "redis_url",
         _redis_url,
     ),

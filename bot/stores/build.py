@@ -223,4 +223,6 @@ def _kept_on_disk(config: Config, per_organization: bool) -> list[str]:
         kept.append("users' connected accounts")
     if per_organization:
         kept.append("the suite ticket")
+    if config.card_templates:
+        kept.append("what interactive cards offered (their presses are then refused)")
     return kept

@@ -13,7 +13,7 @@ from bot.sandbox.answers import json_answer
 from bot.sandbox.cards import CARD_CALLBACK_TOPIC, TEMPLATE_ID
 from bot.sandbox.platform import Sandbox
 from tests.cards.interactive_bot import card_in, cards_sandbox, press, row_for, running_app
-from tests.helpers import new_calendar, new_user, unsubscribe_calls
+from tests.helpers import DYNO_WARNING, new_calendar, new_user, unsubscribe_calls
 from tests.redisserver import RedisServer
 
 
@@ -364,3 +364,10 @@ async def test_a_card_store_that_fails_sends_todays_card(tmp_path: Path, redis_s
         reply = await sandbox.wait_reply(data)
 
         assert sandbox.calls("card/createAndDeliver") == [] and "dtmd://" in reply.body.decode()
+
+
+async def test_a_heroku_dyno_without_redis_is_warned_that_its_cards_presses_die_with_it(tmp_path: Path) -> None:
+    async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path, DYNO="worker.1") as bot:
+        pass
+    [warning] = bot.logs(DYNO_WARNING)
+    assert "what interactive cards offered (their presses are then refused)" in warning["lost_at_restart"]
