@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 from bot.auth.api import DingTalkApi
 from bot.auth.connect import Connector, with_connect_button
@@ -23,7 +24,7 @@ from bot.dingtalk import before_send, budget
 from bot.dingtalk.client import DingTalkClient
 from bot.dingtalk.errors import FAILURES, CardHeldBack, described
 from bot.dingtalk.recent_calendars import RecentCalendars
-from bot.models import Command, Message, Outcome, Reply, Verdict
+from bot.models import ONE_TO_ONE, Command, Message, Outcome, Reply, Verdict
 from bot.stores.audit import AuditStore
 from bot.stores.dedupe import RecentIds
 from bot.stores.journal import Entry
@@ -240,7 +241,11 @@ class Pipeline:
 
     async def _deliver(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         if message.card and self.presses is not None:  # a card press: answered on that card, for its presser
-            return await self.presses.in_place(dingtalk, message, reply, locale)
+            route = await self.presses.in_place(dingtalk, message, reply, locale)
+            if route:
+                return route
+            alone = replace(message, conversation_type=ONE_TO_ONE, card="")  # refused: their own result, 1:1
+            return "in-place-refused:" + await self._deliver(dingtalk, alone, reply, locale)
         card = render_card(reply, locale)
         if reply.outcome == Outcome.CONNECT_ACCOUNT:
             card = with_connect_button(card, reply.data["connect_url"], locale)

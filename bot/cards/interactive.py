@@ -10,11 +10,12 @@ from typing import Any
 import orjson
 
 from bot.auth.api import DingTalkApi
+from bot.auth.connect import CONNECT_LABELS
 from bot.cards.delivery import unanswered
 from bot.cards.render import button_label, render
 from bot.config import CardTemplates
 from bot.dingtalk.errors import FAILURES, Failure, Refused, described
-from bot.models import Action, Message, Reply
+from bot.models import Action, Message, Outcome, Reply
 from bot.stores.cards import CardRecord, CardStore, Offer, row_token
 
 log = logging.getLogger("bot.cards")
@@ -76,8 +77,14 @@ def public_data(reply: Reply, locale: str, asker: str) -> tuple[dict[str, str], 
 
 
 def private_data(reply: Reply, locale: str, undo: tuple[Action, str] | None) -> dict[str, str]:
-    """The presser's own variables: their result, and their Undo button (its action and token) when there is one."""
-    result = {"result": fit(render(Reply(reply.outcome, reply.data), locale).markdown), "has_undo": "false"}
+    """The presser's own variables: their result (with their connect link when the command waits for their consent:
+    the template's private button can only press, not open a page), and their Undo button (its action and token)
+    when there is one."""
+    markdown = render(Reply(reply.outcome, reply.data), locale).markdown
+    link = ""
+    if reply.outcome == Outcome.CONNECT_ACCOUNT:  # the bot's own URL, query encoded: no ")" or space in it
+        link = f"\n\n[{CONNECT_LABELS[locale]}]({reply.data['connect_url']})"
+    result = {"result": fit(markdown, VALUE_BYTES - len(link.encode())) + link, "has_undo": "false"}
     result.update(undo_label="", undo_action="", undo_token="")
     if undo is not None:
         action, token = undo
@@ -86,14 +93,14 @@ def private_data(reply: Reply, locale: str, undo: tuple[Action, str] | None) -> 
     return result
 
 
-def fit(markdown: str) -> str:
-    """Markdown within one card value: whole lines from the end dropped, and said so."""
-    if len(markdown.encode()) <= VALUE_BYTES:
+def fit(markdown: str, limit: int = VALUE_BYTES) -> str:
+    """Markdown within one card value (or `limit` bytes of it): whole lines from the end dropped, and said so."""
+    if len(markdown.encode()) <= limit:
         return markdown
     lines = markdown.split("\n")
-    while lines and len(("\n".join(lines) + _ELLIPSIS).encode()) > VALUE_BYTES:
+    while lines and len(("\n".join(lines) + _ELLIPSIS).encode()) > limit:
         lines.pop()
-    return "\n".join(lines) + _ELLIPSIS if lines else markdown.encode()[: VALUE_BYTES - 4].decode(errors="ignore")
+    return "\n".join(lines) + _ELLIPSIS if lines else markdown.encode()[: limit - 4].decode(errors="ignore")
 
 
 def deliver_body(message: Message, template_id: str, track: str, public: dict[str, str], robot: str) -> dict[str, Any]:

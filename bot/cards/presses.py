@@ -14,10 +14,12 @@ from typing import Any
 import orjson
 
 from bot.auth.api import DingTalkApi
+from bot.cards.delivery import unanswered
 from bot.cards.interactive import BY_KEY, USED_BY, Interactive, private_data
 from bot.commands.parse import command_text
 from bot.dingtalk import before_send
-from bot.models import Message, Reply
+from bot.dingtalk.errors import FAILURES, described
+from bot.models import GROUP, Action, Message, Reply, Tenant
 from bot.stores.cards import CardRecord, Offer
 
 log = logging.getLogger("bot.presses")
@@ -120,7 +122,7 @@ class PressDesk:
         press = read_press(data)
         record = await self.interactive.store.get(press.out_track_id) if press is not None else None
         offer = None
-        if press is not None and record is not None:
+        if press is not None and record is not None and may_press(press, record):
             offer = await self.interactive.store.find(press.out_track_id, record, press.token, press.user_id)
         if press is None or record is None or offer is None or offer.command != press.action:
             self.refused += 1
@@ -132,15 +134,22 @@ class PressDesk:
 
     async def in_place(self, dingtalk: DingTalkApi, message: Message, reply: Reply, locale: str) -> str:
         """The presser's result on the card itself: their private data (with their Undo, if the reply offers one)
-        and the public count of users; in the press's answer while it is open, else by PUT after it."""
+        and the public count of users; in the press's answer while it is open, else by PUT after it. "" when DingTalk
+        refused the PUT: the caller then sends the result to the presser 1:1."""
         store, track, presser = self.interactive.store, message.card, message.sender_staff_id
-        undo = None
-        if reply.actions:
-            action = reply.actions[0]
-            token = await store.offer(track, Offer(action.command, action.calendar_id, action.name, presser))
-            undo = (action, token)
+        undo: tuple[Action, str] | None = None
+        public: dict[str, str] = {}
+        try:
+            if reply.actions:
+                action = reply.actions[0]
+                token = await store.offer(track, Offer(action.command, action.calendar_id, action.name, presser))
+                undo = (action, token)
+            public["status"] = USED_BY[locale].format(await store.used_by(track, presser))
+        except Exception:  # the command ran: its result still reaches the presser, without an Undo nothing keeps
+            undo = None
+            said = {"msg_id": message.msg_id}
+            log.warning("card store unavailable: the result shown without its Undo", extra={"fields": said})
         private = private_data(reply, locale, undo)
-        public = {"status": USED_BY[locale].format(await store.used_by(track, presser))}
         waiter = self._waiting.pop(message.key, None)
         if waiter is not None and not waiter.late and not waiter.result.done():
             step = before_send.current.get()
@@ -159,8 +168,26 @@ class PressDesk:
             "cardUpdateOptions": BY_KEY,
             "userIdType": 1,
         }
-        await dingtalk.update_card(body)
+        try:
+            await dingtalk.update_card(body)
+        except FAILURES as error:
+            if error.is_unanswered:
+                return unanswered(message, "in-place:put", error)
+            fields = {"msg_id": message.msg_id, **described(error)}
+            log.warning("card update refused: the presser's result goes to them 1:1", extra={"fields": fields})
+            return ""
         return "in-place:put"
+
+
+def may_press(press: Press, record: CardRecord) -> bool:
+    """Only a member of the card's organization (another's could act nowhere, yet would count among its users), and
+    on a 1:1 card only its asker: no one else's press can come from that chat."""
+    if record.chatbot_corp_id and press.corp_id != record.chatbot_corp_id:
+        return False
+    return (
+        record.conversation_type == GROUP
+        or record.owner == Tenant(record.chatbot_corp_id or press.corp_id, press.user_id).key
+    )
 
 
 def _message(press: Press, record: CardRecord, offer: Offer, per_organization: bool) -> Message:

@@ -317,14 +317,15 @@ async def play_cards(talk: Conversation) -> None:
     sandbox.api_latency["unsubscribe"] = 1.7
     await talk.press(lunch)
     sandbox.api_latency.clear()
-    step("The template is unpublished: today's card instead, and one log line says what the admin should fix")
-    sandbox.cards.templates[TEMPLATE_ID] = False
-    await talk.say("list", group=True)
-    sandbox.cards.templates[TEMPLATE_ID] = True
     step("Unsubscribe all: the preview's Confirm button works for you only")
     await talk.say("unsubscribe all", group=True)
     await talk.press_card(1, COLLEAGUE_STAFF_ID)
     await talk.press(1)
+    await talk.press(button("Undo"))
+    # last: after a refusal only the admin can fix, the card API is not asked again for a while
+    step("The template is unpublished: today's card instead, and one log line says what the admin should fix")
+    sandbox.cards.templates[TEMPLATE_ID] = False
+    await talk.say("list", group=True)
 
 
 def seed_isv(sandbox: Sandbox) -> None:

@@ -68,9 +68,12 @@ def row_token(index: int) -> str:
 
 
 def row_offered(record: CardRecord, token: str, user: str) -> Offer | None:
-    """The public row a token names, if it is one and this user may press it (a row with a user is theirs only)."""
-    if token.isdigit() and len(token) <= 4 and int(token) < len(record.rows):  # isdigit: no sign, no space
-        row = record.rows[int(token)]
+    """The public row a token names, if it is one spelled as the card spelled it, and this user may press it (a row
+    with a user is theirs only). "00" or a non-ASCII digit ("\u0660") names no row: each would also pass for a press
+    not made before (the token is part of the press's key)."""
+    index = int(token) if token.isascii() and token.isdigit() and len(token) <= 4 else -1  # no sign, no space
+    if 0 <= index < len(record.rows) and row_token(index) == token:
+        row = record.rows[index]
         return row if row.user in ("", user) else None
     return None
 
