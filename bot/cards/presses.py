@@ -155,9 +155,10 @@ class PressDesk:
             step = before_send.current.get()
             if step is not None:
                 await step.sending()  # the card step, as for any reply: a resumed press is not answered twice
-            response = {"cardUpdateOptions": BY_KEY, "cardData": {"cardParamMap": public}}
-            waiter.result.set_result({**response, "userPrivateData": {"cardParamMap": private}})
-            return "in-place:answer"
+            if not waiter.late and not waiter.result.done():  # the window can close during that write: then PUT
+                response = {"cardUpdateOptions": BY_KEY, "cardData": {"cardParamMap": public}}
+                waiter.result.set_result({**response, "userPrivateData": {"cardParamMap": private}})
+                return "in-place:answer"
         if waiter is not None:  # "do not call the update API while handling a callback" ([KB] CARD/0007)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.acked.wait(), ACKED_WAIT_SECONDS)
