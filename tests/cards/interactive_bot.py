@@ -51,6 +51,13 @@ async def card_in(sandbox: Sandbox, space_id: str) -> str:
     return track
 
 
+async def group_card(sandbox: Sandbox, said: str | dict[str, Any]) -> str:
+    """`list` said in a group (by this staff id, or this payload), pushed: the outTrackId of the card it got there."""
+    data = sandbox.chat("list", said, group=True) if isinstance(said, str) else said
+    await sandbox.push(data)
+    return await card_in(sandbox, data["conversationId"])
+
+
 async def press(sandbox: Sandbox, track: str, staff_id: str, params: dict[str, str], **extra: Any) -> dict[str, Any]:
     """Press a button as `staff_id`; the `response` of the bot's ACK."""
     message_id = await sandbox.press_card(track, staff_id, params, **extra)

@@ -12,7 +12,7 @@ import pytest
 from bot.sandbox.answers import json_answer
 from bot.sandbox.cards import CARD_CALLBACK_TOPIC, TEMPLATE_ID
 from bot.sandbox.platform import Sandbox
-from tests.cards.interactive_bot import card_in, cards_sandbox, press, row_for, running_app
+from tests.cards.interactive_bot import card_in, cards_sandbox, group_card, press, row_for, running_app
 from tests.helpers import DYNO_WARNING, new_calendar, new_user, unsubscribe_calls
 from tests.redisserver import RedisServer
 
@@ -29,8 +29,7 @@ async def test_a_group_list_is_a_card_in_the_group_a_member_presses_and_only_the
         calendar = new_calendar(sandbox, asker, "Offsite")
         sandbox.subscribe(member.union_id, calendar)
         data = sandbox.chat("list", asker.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, data)
 
         created = sandbox.calls("card/createAndDeliver")[0].json()
         assert created["callbackType"] == "STREAM" and created["cardTemplateId"] == TEMPLATE_ID
@@ -52,9 +51,7 @@ async def test_a_colleagues_press_acts_on_their_own_subscription_only(tmp_path: 
     async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
         asker, colleague = new_user(sandbox), new_user(sandbox)
         calendar = new_calendar(sandbox, asker, "Sports")
-        data = sandbox.chat("list", asker.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, asker.staff_id)
         row = row_for(sandbox, track, "Sports")
         sandbox.strict_subscriptions = True  # DingTalk refuses to unsubscribe someone who does not follow it
 
@@ -77,9 +74,7 @@ async def test_forged_or_stale_presses_change_nothing_and_are_acked(tmp_path: Pa
         asker, other = new_user(sandbox), new_user(sandbox)
         calendar = new_calendar(sandbox, asker, "Board")
         sandbox.subscribe(other.union_id, calendar)
-        data = sandbox.chat("list", asker.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, asker.staff_id)
         row = row_for(sandbox, track, "Board")
         await press(sandbox, track, asker.staff_id, {"action": row["action"], "token": row["token"]})
         undo = sandbox.cards.seen_by(track, asker.staff_id)
@@ -133,9 +128,7 @@ async def test_a_press_arriving_twice_or_pressed_again_acts_once(tmp_path: Path)
     async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
         user = new_user(sandbox)
         new_calendar(sandbox, user, "Holidays")
-        data = sandbox.chat("list", user.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, user.staff_id)
         row = row_for(sandbox, track, "Holidays")
         params = {"action": row["action"], "token": row["token"]}
 
@@ -150,9 +143,7 @@ async def test_work_beyond_the_window_answers_empty_then_updates_by_put_after_th
     async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
         user = new_user(sandbox)
         calendar = new_calendar(sandbox, user, "Slow")
-        data = sandbox.chat("list", user.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, user.staff_id)
         row = row_for(sandbox, track, "Slow")
         sandbox.api_latency["unsubscribe"] = 2.0
 
@@ -337,9 +328,7 @@ async def test_a_press_pushed_again_while_its_command_runs_is_answered_once_and_
     async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
         user = new_user(sandbox)
         calendar = new_calendar(sandbox, user, "Twice")
-        data = sandbox.chat("list", user.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, user.staff_id)
         row = row_for(sandbox, track, "Twice")
         sandbox.api_latency["unsubscribe"] = 0.5
         params = {"action": row["action"], "token": row["token"]}

@@ -11,7 +11,7 @@ from pathlib import Path
 from bot.sandbox.answers import json_answer
 from bot.sandbox.platform import Sandbox
 from bot.stores.build import DATABASE_FILE
-from tests.cards.interactive_bot import card_in, cards_sandbox, press, row_for, running_app
+from tests.cards.interactive_bot import card_in, cards_sandbox, group_card, press, row_for, running_app
 from tests.helpers import new_calendar, new_user, unsubscribe_calls
 from tests.helpers_oauth import browse, connect_link, consent, user_env
 from tests.redisserver import free_port
@@ -26,9 +26,7 @@ async def test_a_row_token_spelled_otherwise_than_the_card_spelled_it_is_not_off
         asker, other = new_user(sandbox), new_user(sandbox)
         calendar = new_calendar(sandbox, asker, "Board")
         sandbox.subscribe(other.union_id, calendar)
-        data = sandbox.chat("list", asker.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, asker.staff_id)
         row = row_for(sandbox, track, "Board")
         assert row["token"] == "0"
         requests = len(sandbox.requests)
@@ -46,9 +44,7 @@ async def test_a_press_from_another_organization_changes_nothing_not_even_the_pu
         asker, member = new_user(sandbox), new_user(sandbox)
         calendar = new_calendar(sandbox, asker, "Foreign")
         sandbox.subscribe(member.union_id, calendar)
-        data = sandbox.chat("list", asker.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, asker.staff_id)
         row = row_for(sandbox, track, "Foreign")
         params = {"action": row["action"], "token": row["token"]}
         requests = len(sandbox.requests)
@@ -87,8 +83,7 @@ async def test_a_refused_put_sends_the_pressers_result_to_them_privately(tmp_pat
         calendar = new_calendar(sandbox, asker, "Refused")
         sandbox.subscribe(member.union_id, calendar)
         data = sandbox.chat("list", asker.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, data)
         row = row_for(sandbox, track, "Refused")
         sandbox.api_latency["unsubscribe"] = 2.0  # beyond the answer window: the result goes by PUT
         refusal = {"code": "param.cardNotExist", "message": "param.cardNotExist", "requestid": "R1"}
@@ -115,9 +110,7 @@ async def test_a_press_that_needs_the_pressers_consent_shows_them_the_connect_li
             sandbox.subscribe(colleague.union_id, calendar)
             await browse(await consent(sandbox, await connect_link(sandbox, asker, "list"), asker))
             await card_in(sandbox, asker.staff_id)  # the asker's pending list, now theirs to run
-            data = sandbox.chat("list", asker.staff_id, group=True)
-            await sandbox.push(data)
-            track = await card_in(sandbox, data["conversationId"])
+            track = await group_card(sandbox, asker.staff_id)
             row = row_for(sandbox, track, "Consent")
 
             await press(sandbox, track, colleague.staff_id, {"action": row["action"], "token": row["token"]})
@@ -139,9 +132,7 @@ async def test_a_card_store_failing_after_the_card_was_made_still_shows_the_pres
     async with cards_sandbox() as sandbox, running_app(sandbox, tmp_path):
         user = new_user(sandbox)
         calendar = new_calendar(sandbox, user, "Broken")
-        data = sandbox.chat("list", user.staff_id, group=True)
-        await sandbox.push(data)
-        track = await card_in(sandbox, data["conversationId"])
+        track = await group_card(sandbox, user.staff_id)
         row = row_for(sandbox, track, "Broken")
         with contextlib.closing(sqlite3.connect(tmp_path / DATABASE_FILE)) as database:  # the cards' Undo and users
             database.executescript("DROP TABLE card_offers; DROP TABLE card_users;")
