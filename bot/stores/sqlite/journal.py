@@ -24,6 +24,8 @@ log = logging.getLogger("bot.journal")
 
 WRITE_WAIT_MS = 1_000  # another process holding the file's write lock; the ACK must go out within DingTalk's 3 s
 PURGE_EVERY_SECONDS = 60.0
+# a finish after the card step waits at most this long for another write to go out with (see finish())
+FINISH_WITHIN_SECONDS = 1.0
 # progress of finished entries, and of none (left by a version that did not journal connect-* commands)
 _PURGE_FINISHED_PROGRESS = "DELETE FROM progress WHERE msg_id NOT IN (SELECT msg_id FROM entries WHERE done_at IS NULL)"
 _SCHEMA = (
@@ -34,6 +36,7 @@ _SCHEMA = (
     " PRIMARY KEY (msg_id, key)) WITHOUT ROWID",
 )
 
+_FINISH = "UPDATE entries SET message = NULL, done_at = ? WHERE msg_id = ?"
 _ADD = (
     "INSERT INTO entries (msg_id, message) VALUES (?, ?) ON CONFLICT (msg_id) DO UPDATE SET message = excluded.message,"
     " attempts = 1, done_at = NULL WHERE done_at < ?"
@@ -50,6 +53,7 @@ class SqliteJournal:
         self._batches: Batcher[tuple[str, tuple[Any, ...]], int] = Batcher(self._write_batch, gather_one_turn=True)
         self._purge_at = 0.0
         self._health = Unwritable()
+        self._carded: set[str] = set()  # messages whose card step is recorded true (their card may be out)
 
     async def open(self) -> list[Entry]:
         try:
@@ -98,6 +102,8 @@ class SqliteJournal:
         return await self._write(_ADD, (message.key, dump_message(message), forgotten)) != 0
 
     async def record(self, msg_id: str, key: str, value: Any) -> None:
+        if key == CARD and not value:  # written back: DingTalk surely did not take the card
+            self._carded.discard(msg_id)
         sql = "INSERT OR REPLACE INTO progress (msg_id, key, value) VALUES (?, ?, ?)"
         await self._write(sql, (msg_id, key, orjson.dumps(value)))
 
@@ -108,6 +114,7 @@ class SqliteJournal:
     async def mark_card(self, msg_id: str, seconds: float) -> bool:
         # one process per file; a file that cannot be written is said loudly and served without durability
         await self.record(msg_id, CARD, True)
+        self._carded.add(msg_id)
         return True
 
     def release(self, msg_id: str) -> None:
@@ -116,7 +123,15 @@ class SqliteJournal:
     async def finish(self, msg_id: str) -> None:
         # kept, without its message, for the dedupe window: a repeat after a restart is still recognised
         # its progress rows go with the periodic purge: one statement per finished message, not two
-        await self._write("UPDATE entries SET message = NULL, done_at = ? WHERE msg_id = ?", (time.time(), msg_id))
+        statement = (_FINISH, (time.time(), msg_id))
+        if msg_id in self._carded:
+            # its card step is durable: a finish lost to a kill only makes the restart find it answered and finish
+            # it then (never a second card), so it need not land now; it goes with the next write (at steady
+            # load the next command's) instead of a commit and a hand-off of its own
+            self._carded.discard(msg_id)
+            self._batches.submit_later(statement, FINISH_WITHIN_SECONDS)
+            return
+        await self._batches.submit(statement)
 
     def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
         return None  # one process per file: nobody else leaves entries behind while this one runs
