@@ -41,10 +41,14 @@ class Batcher(Generic[Item, Result]):
             self._timer = asyncio.get_running_loop().call_later(within, self._start)
         return future
 
-    async def drained(self) -> None:
-        """Wait until every queued item was written (or failed), those queued by submit_later too."""
+    def flush(self) -> None:
+        """Write what submit_later queued now (without waiting for it)."""
         if self._pending:
             self._start()
+
+    async def drained(self) -> None:
+        """Wait until every queued item was written (or failed), those queued by submit_later too."""
+        self.flush()
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
 
