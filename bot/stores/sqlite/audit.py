@@ -25,6 +25,7 @@ from bot.stores.sqlite.database import Database
 from bot.stores.sqlite.writes import Writes
 
 log = logging.getLogger("bot.audit")
+_INSERT = "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 WRITE_WITHIN_SECONDS = 1.0  # a record written at the latest this long after it was made, if no other write comes
 
 
@@ -69,7 +70,10 @@ class SqliteAudit:
         self._last = written
 
     def _insert(self, batch: list[AuditRecord]) -> None:
-        self._database.transact(functools.partial(self._insert_rows, batch))
+        if len(batch) == 1 and time.time() - self._pruned_at <= PRUNE_SECONDS:  # one statement: no BEGIN, COMMIT
+            self._database.apply([(_INSERT, _row(batch[0]))])
+        else:
+            self._database.transact(functools.partial(self._insert_rows, batch))
 
     @staticmethod
     def _settle(batch: list[AuditRecord], outcome: Any) -> list[Any]:
@@ -86,8 +90,7 @@ class SqliteAudit:
         if now - self._pruned_at > PRUNE_SECONDS:
             connection.execute("DELETE FROM audit WHERE at < ?", (now - KEEP_SECONDS,))
             self._pruned_at = now
-        rows = [(*COLUMNS(entry), name_key(entry.name)) for entry in batch]
-        connection.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        connection.executemany(_INSERT, [_row(entry) for entry in batch])
 
     async def latest(self, calendar: str, limit: int, corp_id: str | None = None) -> list[AuditRecord]:
         await self._recorded()
@@ -130,3 +133,7 @@ def _said_if_failed(msg_id: str, written: asyncio.Future[Any]) -> None:
     if not written.cancelled() and (error := written.exception()) is not None:
         # the change is made and logged (its "calendar change" line); a store that fails must not hide its card
         log.error("audit record not stored", exc_info=error, extra={"fields": {"msg_id": msg_id}})
+
+
+def _row(entry: AuditRecord) -> tuple[Any, ...]:
+    return (*COLUMNS(entry), name_key(entry.name))

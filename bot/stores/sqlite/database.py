@@ -9,7 +9,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -139,6 +139,16 @@ class Database:
         """`work(connection)` as one transaction, called on the database's thread (see transaction())."""
         return self.on_thread(functools.partial(_atomically, work))
 
+    def apply(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """The statements as one transaction, on the database's thread; each one's row count. One statement alone is
+        its own transaction (autocommit, all or nothing as well): no BEGIN and COMMIT around it, two calls into
+        SQLite fewer, each of which lets go of the GIL and takes it back while the loop's thread may want it (at a
+        steady rate most batches hold one statement)."""
+        if len(statements) == 1:
+            sql, parameters = statements[0]
+            return self.on_thread(lambda connection: [connection.execute(sql, parameters).rowcount])
+        return self.transact(functools.partial(_each, statements))
+
     def _checkpoint(self) -> None:
         """Every CHECKPOINT_SECONDS while there are writes (never when idle), copy the WAL into the file (PASSIVE:
         never waits for the writer or the readers, and they never wait for it) on a connection of its own."""
@@ -199,6 +209,10 @@ class Database:
             await asyncio.to_thread(self._checkpointer.join)
         self._checkpointer = None
         await self.thread.leave(self)
+
+
+def _each(statements: Sequence[tuple[str, Sequence[Any]]], connection: sqlite3.Connection) -> list[int]:
+    return [connection.execute(sql, parameters).rowcount for sql, parameters in statements]
 
 
 def _atomically(work: Callable[[sqlite3.Connection], T], connection: sqlite3.Connection) -> T:

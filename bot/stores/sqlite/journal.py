@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sqlite3
 import time
@@ -156,8 +155,7 @@ class SqliteJournal:
                 (_PURGE_FINISHED_PROGRESS, ()),
                 ("DELETE FROM entries WHERE done_at < ?", (time.time() - self._remember_seconds,)),
             ]
-        counts = self._database.transact(functools.partial(_apply, statements=statements))
-        return counts[: len(batch)]
+        return self._database.apply(statements)[: len(batch)]
 
     def _settle_batch(self, batch: list[tuple[str, tuple[Any, ...]]], outcome: Any) -> list[int]:
         if isinstance(outcome, sqlite3.Error | OSError):
@@ -204,7 +202,3 @@ def _move_aside(path: Path) -> tuple[Path, int | None]:
             return aside, int(connection.execute("SELECT count(*) FROM entries WHERE done_at IS NULL").fetchone()[0])
     except sqlite3.Error:
         return aside, None
-
-
-def _apply(connection: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-    return [connection.execute(sql, parameters).rowcount for sql, parameters in statements]
