@@ -20,7 +20,7 @@ BASES = [
     "http://sandbox.local#f",
 ]
 HOSTILE = ["cal-holidays", "..", ".", "a/../b", "a b", "%2e%2e", "%zz", "?q=1", "#frag", "日历", "a\\b", "~._-", "x%41"]
-HOSTILE += ["", "a@b", "a:b"]
+HOSTILE += ["", "a@b", "a:b", "%", "%4", "x%4g", "%41%", "a.b", "/.x"]
 
 
 def _parsed(url: httpx.URL | str) -> httpx.URL:
