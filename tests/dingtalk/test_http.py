@@ -1,10 +1,16 @@
-"""The HTTP transport: per-call timeouts kept in a bounded cache."""
+"""The HTTP transport: per-call timeouts kept in a bounded cache; the URL and headers it builds without parsing them
+again are what parsing makes of them."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
+import yarl
 
-from bot.dingtalk.http import AiohttpTransport, _client_timeout
+from bot.auth.api import _segment
+from bot.dingtalk.client import request_url
+from bot.dingtalk.http import AiohttpTransport, _client_timeout, _response_headers, _target
+from tests.dingtalk.test_request_urls import BASES, HOSTILE
 from tests.helpers import started_sandbox
 
 
@@ -19,3 +25,64 @@ async def test_http_timeouts_are_cached_in_a_bounded_cache() -> None:
         await transport.aclose()
 
     assert _client_timeout.cache_info().currsize <= 64
+
+
+URLS = [
+    "https://api.dingtalk.com/v1.0/calendar/users/union-1/calendars/cal%2Fholidays/unsubscribe",
+    "https://oapi.dingtalk.com/topapi/v2/user/get?access_token=t%2Bk",
+    "http://127.0.0.1:8123/robot/sendBySession?session=c5a1e6f0",
+    "https://oapi.dingtalk.com:443/x",
+    "http://[::1]:9000/a?b=1&c",
+    "http://[::1]/a",
+    "HTTP://Sandbox.Local/prefix/a/../b/./c",
+    "http://user:pw@sandbox.local/x",
+    "http://sandbox.local/x#frag",
+    "http://sandbox.local/x?",
+    "http://sandbox.local",
+    "http://日本.jp/日历?q=日",
+    "http://sandbox.local/a b/%zz?x=a b",
+]
+
+
+@pytest.mark.parametrize("text", URLS)
+def test_the_url_handed_to_aiohttp_is_httpx_url_parsed_as_encoded(text: str) -> None:
+    # built from httpx's parts, it is what yarl makes of httpx's text of the URL (which the transport once parsed)
+    url = httpx.URL(text)
+    expected = yarl.URL(str(url), encoded=True)
+    built = _target(url)
+    assert built == expected
+    assert (str(built), built.raw_path_qs, built.host, built.port, built.user) == (
+        str(expected),
+        expected.raw_path_qs,
+        expected.host,
+        expected.port,
+        expected.user,
+    )
+
+
+def test_an_answer_s_headers_are_what_httpx_makes_of_them() -> None:
+    raw = (
+        (b"Content-Type", b"application/json;charset=utf-8"),
+        (b"x-acs-request-id", b"ABC-1"),
+        (b"Set-Cookie", b"a=1"),
+        (b"set-cookie", b"b=\xe6\x97\xa5"),
+    )
+    built, expected = _response_headers(raw), httpx.Headers(raw)
+    assert built._list == expected._list
+    assert built.raw == expected.raw
+    assert built.multi_items() == expected.multi_items()
+    assert built.get_list("set-cookie") == expected.get_list("set-cookie")
+    assert httpx.Response(200, headers=built).headers.raw == httpx.Response(200, headers=expected).headers.raw
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_the_urls_the_client_builds_reach_aiohttp_as_their_text_would(base: str) -> None:
+    for value in HOSTILE:
+        for text in (f"{base}/v1.0/users/{_segment(value)}/x", f"{base}/{value}", f"{base}/s?session={value}"):
+            try:
+                url = request_url(text)
+                url = url if isinstance(url, httpx.URL) else httpx.URL(url)
+            except httpx.InvalidURL:
+                continue
+            assert _target(url) == yarl.URL(str(url), encoded=True)
+            assert str(_target(url)) == str(yarl.URL(str(url), encoded=True))
