@@ -301,7 +301,7 @@ class DingTalkClient:
         except httpx.HTTPError as error:
             raise exchange_failed(error) from None
         data = _json_object(content)
-        if not response.is_success:
+        if not 200 <= response.status_code < 300:  # response.is_success, without its two calls
             raise _echo_removed(error_from(response, data or {}), str(url), body, headers)
         if data is None:
             if any_body:
@@ -384,9 +384,9 @@ def safe_to_resend(error: Retried) -> bool:
 
 def _acs_request_id(response: httpx.Response) -> str | None:
     """The x-acs-request-id header: the raw pairs scanned once (`in` and `[]` on httpx's headers each work out their
-    encoding and lower every name: 3 µs a call)."""
+    encoding and lower every name: 3 µs a call), a name lowered only when its length is that of this one."""
     for key, value in response.headers.raw:
-        if key.lower() == b"x-acs-request-id":
+        if len(key) == 16 and key.lower() == b"x-acs-request-id":
             return value.decode("ascii", "replace")  # a request id is letters, digits and dashes
     return None
 

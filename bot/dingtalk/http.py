@@ -64,9 +64,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session = self._session or self._open()
-        limits = [value for value in request.extensions.get("timeout", {}).values() if value is not None]
-        total = min(limits) if limits else None
-        timeout = _client_timeout(total)
+        timeout = _client_timeout_of(*request.extensions.get("timeout", {}).values())
         proxy, proxy_auth = proxy_for(request.url.scheme, request.url.host)
         try:
             async with session.request(
@@ -124,9 +122,12 @@ def _target(url: httpx.URL) -> yarl.URL:
 def _response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> httpx.Headers:
     """httpx's headers of the answer's raw pairs, kept as httpx keeps them (name, lowered name, value: bytes all) but
     built at once: httpx checks and encodes each name and value again in Python (2 µs an answer); see the tests."""
-    headers = httpx.Headers()
+    headers = httpx.Headers(_NO_HEADERS)  # from Headers: httpx copies them (None is checked against Mapping, an ABC)
     headers._list = [(key, key.lower(), value) for key, value in raw]
     return headers
+
+
+_NO_HEADERS = httpx.Headers()
 
 
 def _body(request: httpx.Request) -> bytes | None:
@@ -178,6 +179,14 @@ def _as_text(raw: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[str, str], ...
 
 
 CONNECT_SHARE = 0.9  # of a call's time, the most its connection may take to open
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout_of(*limits: float | None) -> aiohttp.ClientTimeout:
+    """The timeout of a request's "timeout" extension (its smallest value bounds the whole exchange), looked up by its
+    values: the client hands the same few (http._timeout), and a list and min() per call cost more than the lookup."""
+    given = [value for value in limits if value is not None]
+    return _client_timeout(min(given) if given else None)
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,7 +9,7 @@ import yarl
 
 from bot.auth.api import _segment
 from bot.dingtalk.client import request_url
-from bot.dingtalk.http import AiohttpTransport, _client_timeout, _response_headers, _target
+from bot.dingtalk.http import AiohttpTransport, _client_timeout, _client_timeout_of, _response_headers, _target
 from tests.dingtalk.test_request_urls import BASES, HOSTILE
 from tests.helpers import started_sandbox
 
@@ -25,6 +25,7 @@ async def test_http_timeouts_are_cached_in_a_bounded_cache() -> None:
         await transport.aclose()
 
     assert _client_timeout.cache_info().currsize <= 64
+    assert _client_timeout_of.cache_info().currsize <= 64
 
 
 URLS = [
