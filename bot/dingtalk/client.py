@@ -383,12 +383,10 @@ def safe_to_resend(error: Retried) -> bool:
 
 
 def _acs_request_id(response: httpx.Response) -> str | None:
-    """The x-acs-request-id header: the raw pairs scanned once (`in` and `[]` on httpx's headers each work out their
-    encoding and lower every name: 3 µs a call), a name lowered only when its length is that of this one."""
-    for key, value in response.headers.raw:
-        if len(key) == 16 and key.lower() == b"x-acs-request-id":
-            return value.decode("ascii", "replace")  # a request id is letters, digits and dashes
-    return None
+    """The x-acs-request-id header (`in` and `[]` on httpx's headers each work out their encoding and lower every
+    name: 3 µs a call; its raw pairs are a new list each time)."""
+    value = http.header(response, b"x-acs-request-id")
+    return value.decode("ascii", "replace") if value is not None else None  # letters, digits and dashes
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:

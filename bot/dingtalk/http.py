@@ -130,6 +130,15 @@ def _response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> httpx.Headers:
 _NO_HEADERS = httpx.Headers()
 
 
+def header(response: httpx.Response, lowered: bytes) -> bytes | None:
+    """The first value of a response header by its lowered name, read from httpx's own list of them (as
+    _response_headers builds it): no list of pairs made, no name lowered again; see the tests."""
+    for _, key, value in response.headers._list:
+        if key == lowered:
+            return value
+    return None
+
+
 def _body(request: httpx.Request) -> bytes | None:
     """The body as built: the one piece of DingTalkClient's ByteStream as it is (request.read() would put it into a
     new stream again, 1 µs a call); any other stream read through httpx."""

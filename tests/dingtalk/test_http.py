@@ -9,7 +9,14 @@ import yarl
 
 from bot.auth.api import _segment
 from bot.dingtalk.client import request_url
-from bot.dingtalk.http import AiohttpTransport, _client_timeout, _client_timeout_of, _response_headers, _target
+from bot.dingtalk.http import (
+    AiohttpTransport,
+    _client_timeout,
+    _client_timeout_of,
+    _response_headers,
+    _target,
+    header,
+)
 from tests.dingtalk.test_request_urls import BASES, HOSTILE
 from tests.helpers import started_sandbox
 
@@ -87,3 +94,11 @@ def test_the_urls_the_client_builds_reach_aiohttp_as_their_text_would(base: str)
                 continue
             assert _target(url) == yarl.URL(str(url), encoded=True)
             assert str(_target(url)) == str(yarl.URL(str(url), encoded=True))
+
+
+def test_a_header_is_read_as_httpx_reads_it() -> None:
+    raw = [(b"Content-Type", b"application/json"), (b"X-Acs-Request-Id", b"A-1"), (b"x-acs-request-id", b"A-2")]
+    for response in (httpx.Response(200, headers=raw), httpx.Response(200, headers=_response_headers(tuple(raw)))):
+        assert header(response, b"x-acs-request-id") == response.headers["x-acs-request-id"].split(",")[0].encode()
+        assert header(response, b"content-type") == b"application/json"
+        assert header(response, b"x-missing") is None
