@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import zlib
+from typing import Any
 
 import aiohttp
 import httpx
@@ -95,15 +96,47 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers = answer.raw_headers
         if rewritten:  # the content is plain bytes now: httpx must not decode it again
             headers = tuple((key, value) for key, value in headers if key.lower() not in _HEADERS_OF_THE_WIRE)
-        # The body, already whole and decoded, as the response's stream: httpx's content decoders have nothing left to
-        # do, and it is read in one piece (1.8 µs against 11 for content=, which encodes and decodes it again).
-        return httpx.Response(
-            answer.status, headers=_response_headers(headers), stream=httpx.ByteStream(content), request=request
-        )
+        return _response(answer.status, _response_headers(headers), content, request)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def request(
+    method: str, url: httpx.URL, headers: httpx.Headers, content: bytes, extensions: dict[str, Any]
+) -> httpx.Request:
+    """httpx.Request(method, url, headers=headers, stream=httpx.ByteStream(content), extensions=extensions), the
+    attributes its constructor sets set here (17 → 8 k instructions a request): the URL and headers are httpx's
+    already, so none of its checks and conversions applies. The headers are copied, as httpx copies them (a token's
+    are shared between requests); the extensions are the caller's own new dict. The tests compare the two."""
+    built = httpx.Request.__new__(httpx.Request)
+    built.method = method.upper()
+    built.url = url
+    built.headers = httpx.Headers(headers)
+    built.extensions = extensions
+    built.stream = httpx.ByteStream(content)
+    return built
+
+
+def _response(status: int, headers: httpx.Headers, content: bytes, request: httpx.Request) -> httpx.Response:
+    """httpx.Response(status, headers=headers, stream=httpx.ByteStream(content), request=request), the attributes its
+    constructor sets set here (21 → 15 k instructions an answer; the headers are this answer's own, not copied). The
+    body, already whole and decoded, is the response's stream: httpx's content decoders have nothing left to do, and
+    it is read in one piece (1.8 µs against 11 for content=, which encodes and decodes it again). See the tests."""
+    built = httpx.Response.__new__(httpx.Response)
+    built.status_code = status
+    built.headers = headers
+    built._request = request
+    built.next_request = None
+    built.extensions = {}
+    built.history = []
+    built.is_closed = False
+    built.is_stream_consumed = False
+    built.default_encoding = "utf-8"
+    built.stream = httpx.ByteStream(content)
+    built._num_bytes_downloaded = 0
+    return built
 
 
 def _target(url: httpx.URL) -> yarl.URL:

@@ -13,9 +13,11 @@ from bot.dingtalk.http import (
     AiohttpTransport,
     _client_timeout,
     _client_timeout_of,
+    _response,
     _response_headers,
     _target,
     header,
+    request,
 )
 from tests.dingtalk.test_request_urls import BASES, HOSTILE
 from tests.helpers import started_sandbox
@@ -102,3 +104,31 @@ def test_a_header_is_read_as_httpx_reads_it() -> None:
         assert header(response, b"x-acs-request-id") == response.headers["x-acs-request-id"].split(",")[0].encode()
         assert header(response, b"content-type") == b"application/json"
         assert header(response, b"x-missing") is None
+
+
+def _state(message: httpx.Request | httpx.Response) -> dict[str, object]:
+    """Everything httpx's constructor set, the stream by its type and content (a ByteStream has no equality)."""
+    state = dict(vars(message))
+    stream = state.pop("stream")
+    return {**state, "stream": (type(stream), b"".join(stream))}
+
+
+def test_a_request_is_built_as_httpx_builds_it() -> None:
+    url = httpx.URL("https://api.dingtalk.com/v1.0/calendar/users/u1/calendars")
+    headers = httpx.Headers({"content-type": "application/json", "x-acs-dingtalk-access-token": "t"})
+    extensions = {"timeout": {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}}
+    built = request("post", url, headers, b'{"a":1}', dict(extensions))
+    expected = httpx.Request("post", url, headers=headers, stream=httpx.ByteStream(b'{"a":1}'), extensions=extensions)
+    assert _state(built) == _state(expected)
+    assert built.headers is not headers  # a copy, as httpx makes: a token's headers are shared between requests
+    assert built.read() == expected.read() == b'{"a":1}'
+
+
+def test_a_response_is_built_as_httpx_builds_it() -> None:
+    sent = httpx.Request("GET", "https://api.dingtalk.com/x")
+    raw = ((b"Content-Type", b"application/json"), (b"x-acs-request-id", b"A-1"))
+    built = _response(201, _response_headers(raw), b'{"ok":true}', sent)
+    expected = httpx.Response(201, headers=raw, stream=httpx.ByteStream(b'{"ok":true}'), request=sent)
+    assert _state(built) == _state(expected)
+    assert built.read() == expected.read() == b'{"ok":true}'
+    assert (built.json(), built.is_success, built.request) == (expected.json(), expected.is_success, sent)
