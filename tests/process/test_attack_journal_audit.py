@@ -102,3 +102,25 @@ async def test_a_write_lock_on_the_bot_database_does_not_hold_back_the_ack_of_a_
                 locker.close()
             await sandbox.wait_for(lambda: sandbox.delivered(first) and sandbox.delivered(second), timeout=15)
         assert acked_after < 1.5, f"ACK after {acked_after:.1f} s"
+
+
+async def test_a_kill_after_the_card_before_the_deferred_finish_sends_no_second_card_and_audits_once(
+    tmp_path: Path,
+) -> None:
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        data = sandbox.chat(f"unsubscribe {new_calendar(sandbox, user)}", user.staff_id)
+        async with running_process(sandbox, env) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            while not sandbox.delivered(data):
+                await asyncio.sleep(0.005)
+            await kill(sandbox, first)
+        assert unfinished(tmp_path) == [data["msgId"]]  # the kill landed within the deferred finish's second
+        assert len(audit_rows(tmp_path, data["msgId"])) == 1
+        async with running_process(sandbox, env) as second:
+            await second.wait_log("resumed message already answered", msg_id=data["msgId"])
+            await answered_after(sandbox, user.staff_id)
+        assert [card(reply)["title"] for reply in sandbox.delivered(data)] == [UNSUBSCRIBED]
+        assert len(audit_rows(tmp_path, data["msgId"])) == 1
+        assert unfinished(tmp_path) == []
