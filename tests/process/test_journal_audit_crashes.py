@@ -1,5 +1,5 @@
-"""Attack on today's journal/audit batching through the real `python -m bot`: a change is audited and a command
-finished across kill -9 and SIGTERM, whatever the point."""
+"""The journal and the audit records through the real `python -m bot`: a change is audited and a command finished
+across kill -9 and SIGTERM, whatever the point; a lock on the bot's database never holds back an ACK."""
 
 from __future__ import annotations
 
