@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
-from bot.cards.delivery import robot_message, webhook_body, webhook_is_trusted
+from bot.cards.delivery import DINGTALK_WEBHOOK_HOSTS, robot_message, webhook_body, webhook_is_trusted
 from bot.models import Button, Card
 
 CARD = Card("Title", "### Title\nbody")
@@ -65,3 +67,52 @@ def test_robot_message_picks_the_template_by_button_count(count: int) -> None:
         assert (param["singleTitle"], param["singleURL"]) == (BUTTONS[0].title, BUTTONS[0].url)
     for n in range(1, count + 1 if count > 1 else 1):
         assert (param[f"actionTitle{n}"], param[f"actionURL{n}"]) == (BUTTONS[n - 1].title, BUTTONS[n - 1].url)
+
+
+def _by_parts(url: str, oapi_base: str) -> bool:
+    """The rule as urlsplit's parts say it, for every URL (what webhook_is_trusted does past its quick starts)."""
+    if any(ord(character) <= 0x20 or character == "\x7f" for character in url):
+        return False
+    try:
+        parts, configured = urlsplit(url), urlsplit(oapi_base)
+        if parts.scheme == configured.scheme and parts.netloc == configured.netloc:
+            return True
+        return parts.scheme == "https" and parts.port is None and (parts.hostname or "") in DINGTALK_WEBHOOK_HOSTS
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "oapi_base",
+    [
+        "http://127.0.0.1:5000",
+        "HTTP://Host:5000",
+        "https://oapi.dingtalk.com",
+        "http://h/prefix",
+        "http://[::1]:80",
+        "",
+    ],
+)
+def test_a_webhook_told_by_its_start_is_trusted_as_its_parts_say(oapi_base: str) -> None:
+    urls = [
+        "https://oapi.dingtalk.com/robot/sendBySession?session=x",
+        "https://oapi.dingtalk.com/",
+        "https://oapi.dingtalk.com//x",
+        "https://oapi.dingtalk.com@evil.example/",
+        "https://oapi.dingtalk.com:443/x",
+        "https://OAPI.dingtalk.com/x",
+        "https://api.dingtalk.io/x#f",
+        "http://127.0.0.1:5000/",
+        "http://127.0.0.1:5000/@evil.example",
+        "http://127.0.0.1:5000@evil.example/",
+        "http://Host:5000/x",
+        "http://host:5000/x",
+        "http://h/prefix/robot",
+        "http://h/robot",
+        "http://[::1]:80/x",
+        "http://[::1/x",
+        "https://oapi.dingtalk.com/x?session=a b",
+        "",
+    ]
+    for url in urls:
+        assert webhook_is_trusted(url, oapi_base) is _by_parts(url, oapi_base), url
