@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -26,6 +27,26 @@ def webhook_is_trusted(url: str, oapi_base: str) -> bool:
     parse (a bad port, a control character) is not trusted."""
     if _CONTROL.search(url):
         return False
+    # A URL that starts with one of these is trusted by the parse below whatever follows (its netloc ends at that
+    # "/"): said without parsing it (each webhook is a new URL: its parse cost about 30 k instructions a message)
+    if url.startswith(_trusted_starts(oapi_base)):
+        return True
+    return _trusted_by_parse(url, oapi_base)
+
+
+@functools.lru_cache(maxsize=4)
+def _trusted_starts(oapi_base: str) -> tuple[str, ...]:
+    starts = [f"https://{host}/" for host in sorted(DINGTALK_WEBHOOK_HOSTS)]
+    try:
+        configured = urlsplit(oapi_base)
+    except ValueError:  # the parse then trusts nothing: neither does a start
+        return ()
+    if configured.scheme and configured.netloc:
+        starts.append(f"{configured.scheme}://{configured.netloc}/")
+    return tuple(starts)
+
+
+def _trusted_by_parse(url: str, oapi_base: str) -> bool:
     try:
         parts, configured = urlsplit(url), urlsplit(oapi_base)
         if parts.scheme == configured.scheme and parts.netloc == configured.netloc:

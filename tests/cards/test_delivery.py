@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from bot.cards import delivery
 from bot.cards.delivery import robot_message, webhook_body, webhook_is_trusted
 from bot.models import Button, Card
 
@@ -34,6 +37,34 @@ BUTTONS = tuple(Button(f"B{n}", f"dtmd://dingtalkclient/sendMessage?content=b{n}
 )
 def test_webhook_is_trusted(url: str, trusted: bool) -> None:
     assert webhook_is_trusted(url, "http://127.0.0.1:5000") is trusted
+
+
+_URL_PARTS = st.sampled_from(
+    ["https://", "http://", "HTTPS://", "oapi.dingtalk.com", "api.dingtalk.io", "127.0.0.1", ":5000", ":443", "/", "@",
+     "evil.example", "[", "]", "?", "#", ":", "\\", ".", "%2F", "\u0000", " ", "\u2100"]
+)  # fmt: skip
+_BASES = st.sampled_from(
+    [
+        "http://127.0.0.1:5000",
+        "https://oapi.dingtalk.com",
+        "HTTP://Host:1/x",
+        "127.0.0.1:5000",
+        "http://[::1",
+        "",
+        "x",
+        "//h:1",
+    ]
+)
+
+
+@given(st.lists(st.one_of(_URL_PARTS, st.text(max_size=3)), max_size=8).map("".join), _BASES)
+def test_a_trusted_start_says_what_parsing_the_whole_url_says(url: str, oapi_base: str) -> None:
+    # the shortcut for a URL that starts as DingTalk's (or the configured host's) never trusts one the parse would not
+    for start in ("", "https://oapi.dingtalk.com/", "https://api.dingtalk.io/", f"{oapi_base}/", "://h:1/"):
+        text = start + url
+        assert webhook_is_trusted(text, oapi_base) is (
+            not delivery._CONTROL.search(text) and delivery._trusted_by_parse(text, oapi_base)
+        )
 
 
 def test_a_card_without_buttons_is_markdown() -> None:
