@@ -360,6 +360,8 @@ async def main(options: argparse.Namespace) -> None:
             baselines.append(await measure(name, baseline(kind), options.baseline_commands or n, latency))
         results += baselines
     if "steady" in scenarios:
+        # the floor bot at the same rate: what the sandbox, the driver and the machine add to every latency
+        results.append(await measure("floor bot steady 100/s, 0 ms", floor_bot(), n, 0.0, rate=100.0))
         results.append(await measure("bot steady 100/s, 0 ms", bot(), n, 0.0, rate=100.0))
     if "qps" in scenarios:
         results.append(await measure(f"bot, DingTalk limit {qps}/s", bot(limited), n, latency, qps_limit=qps))
