@@ -22,19 +22,42 @@ class Batcher(Generic[Item, Result]):
         self._gather_one_turn = gather_one_turn
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # writes what submit_later queued if nothing else does
 
     def submit(self, item: Item) -> asyncio.Future[Result]:
         """Queue one item: it goes out with every item queued before the batch in flight was written."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
+        self._start()
         return future
 
+    def submit_later(self, item: Item, within: float) -> asyncio.Future[Result]:
+        """Queue one item without a write of its own: it goes out with the next batch, or `within` seconds from now
+        at the latest when no other item comes (a write that need not land before its caller goes on saves a
+        commit and a hand-off to the database's thread)."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._writer is None and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(within, self._start)
+        return future
+
+    def flush(self) -> None:
+        """Write what submit_later queued now (without waiting for it)."""
+        if self._pending:
+            self._start()
+
     async def drained(self) -> None:
-        """Wait until every queued item was written (or failed)."""
+        """Wait until every queued item was written (or failed), those queued by submit_later too."""
+        self.flush()
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writer is None and self._pending:
+            self._writer = asyncio.create_task(self._write_all())
 
     async def _write_all(self) -> None:
         try:

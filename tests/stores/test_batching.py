@@ -79,3 +79,36 @@ async def test_gathering_one_turn_lets_the_tasks_of_that_turn_join_the_batch() -
 
     assert await asyncio.gather(first, *others) == [10, 20, 30]
     assert writer.batches == [[1, 2, 3]]
+
+
+async def test_an_item_queued_later_goes_out_with_the_next_batch_not_in_one_of_its_own() -> None:
+    writer = Writer()
+    writer.go.set()
+    batcher = Batcher(writer.write)
+    later = batcher.submit_later(1, within=60)
+    await asyncio.sleep(0.05)
+    assert writer.batches == []  # nothing else came: not written yet
+
+    assert await batcher.submit(2) == 20
+    assert later.result() == 10
+    assert writer.batches == [[1, 2]]
+
+
+async def test_an_item_queued_later_is_written_within_its_time_when_nothing_else_comes() -> None:
+    writer = Writer()
+    writer.go.set()
+    batcher = Batcher(writer.write)
+    async with asyncio.timeout(1):
+        assert await batcher.submit_later(1, within=0.05) == 10
+    assert writer.batches == [[1]]
+
+
+async def test_draining_writes_the_items_queued_later_at_once() -> None:
+    writer = Writer()
+    writer.go.set()
+    batcher = Batcher(writer.write)
+    later = batcher.submit_later(1, within=60)
+    async with asyncio.timeout(1):
+        await batcher.drained()
+    assert later.result() == 10
+    assert writer.batches == [[1]]

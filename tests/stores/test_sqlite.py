@@ -88,3 +88,22 @@ async def test_a_closed_database_opens_again_and_checkpoints_again(tmp_path: Pat
         assert asyncio.get_running_loop().time() < deadline, "no checkpoint within 10 s"
         await asyncio.sleep(0.05)
     await database.close()
+
+
+async def test_statements_applied_together_are_one_transaction_and_one_alone_needs_no_begin(tmp_path: Path) -> None:
+    database = await Database(tmp_path / "bot.sqlite3").open()
+    await database.execute("CREATE TABLE log (n INTEGER PRIMARY KEY)")
+    traced: list[str] = []
+    await database.run(lambda connection: connection.set_trace_callback(traced.append))
+
+    insert = "INSERT INTO log VALUES (?)"
+    assert await database.thread.run(lambda: database.apply([(insert, (1,))])) == [1]
+    assert traced == ["INSERT INTO log VALUES (1)"]  # autocommit: no BEGIN and COMMIT calls around it
+
+    traced.clear()
+    assert await database.thread.run(lambda: database.apply([(insert, (2,)), ("DELETE FROM log", ())])) == [1, 2]
+    assert traced[0] == "BEGIN IMMEDIATE" and traced[-1] == "COMMIT"
+    with pytest.raises(sqlite3.IntegrityError):  # all or nothing: the first is rolled back with the second
+        await database.thread.run(lambda: database.apply([(insert, (3,)), (insert, (3,))]))
+    assert await database.execute("SELECT n FROM log") == []
+    await database.close()

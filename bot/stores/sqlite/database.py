@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +22,7 @@ BACKSTOP_PAGES = 10_000
 RESTART_PAGES = 1_000  # a WAL this long is started again from its beginning once wholly copied (SQLite's default)
 _GLOB_SPECIAL = re.compile(r"[*?\[]")
 
-_Call = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+_Call = tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
 
 
 def glob_prefix(text: str) -> str:
@@ -36,19 +37,66 @@ def damaged(error: BaseException) -> bool:
     return isinstance(error, sqlite3.DatabaseError) and code is not None and code & 0xFF in DAMAGED
 
 
-class Database:
-    """One SQLite file, opened in WAL mode; every call runs on a single worker thread, in the order it was made.
-    A second thread checkpoints the WAL in the background, so no commit pays for the checkpoint's fsyncs."""
+class DatabaseThread:
+    """The thread the calls of one or more databases run on (each on its own connection), in the order they were
+    made: fed by a queue, not an executor, so a call costs one put and one call_soon_threadsafe. The bot's database
+    and the journal share one: the writes of a command to both go to it as one call (sqlite/writes.py)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        # a thread fed by a queue, not an executor: a call costs one put and one call_soon_threadsafe
+    def __init__(self, name: str) -> None:
+        self._name = name
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
+        self._users: set[int] = set()  # the databases open on it: the last one to close stops it
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run `work()` on the thread; the caller awaits without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._serve, name=self._name, daemon=True)
+            self._worker.start()
+        self._calls.put((work, future, loop))
+        return await future
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            work, future, loop = call
+            try:
+                outcome: tuple[Any, BaseException | None] = (work(), None)
+            except BaseException as error:  # handed to the caller, as an executor would
+                outcome = (None, error)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+    def join(self, database: Database) -> None:
+        self._users.add(id(database))
+
+    async def leave(self, database: Database) -> None:
+        """The database closed: the thread stops (after the calls queued before) once no database uses it."""
+        self._users.discard(id(database))
+        if not self._users and self._worker is not None:
+            worker, self._worker = self._worker, None
+            self._calls.put(None)
+            await asyncio.to_thread(worker.join)
+
+
+class Database:
+    """One SQLite file, opened in WAL mode; every call runs on one worker thread (its own, or one it shares with
+    another database), in the order it was made. A second thread checkpoints the WAL in the background, so no commit
+    pays for the checkpoint's fsyncs."""
+
+    def __init__(self, path: Path, thread: DatabaseThread | None = None) -> None:
+        self.path = path
+        self.thread = thread if thread is not None else DatabaseThread(f"sqlite-{path.stem}")
         self._connection: sqlite3.Connection | None = None
         self._written = threading.Event()  # set by the worker after a call, cleared by the checkpointer
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        self._before_close: list[Callable[[], Awaitable[None]]] = []
+
+    def before_close(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Await `hook()` first when closing (writes queued for the database that nobody waits for)."""
+        self._before_close.append(hook)
 
     async def open(self) -> Database:
         await self.run(self._connect)
@@ -76,20 +124,30 @@ class Database:
             )
             self._checkpointer.start()
 
-    def _serve(self) -> None:
-        while (call := self._calls.get()) is not None:
-            work, future, loop = call
-            try:
-                if self._connection is None:
-                    self._connect()
-                assert self._connection is not None
-                outcome: tuple[Any, BaseException | None] = (work(self._connection), None)
-            except BaseException as error:  # handed to the caller, as an executor would
-                outcome = (None, error)
+    def on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)`, called on the database's thread (from within a call it runs)."""
+        try:
+            if self._connection is None:
+                self._connect()
+            assert self._connection is not None
+            return work(self._connection)
+        finally:
             if not self._written.is_set():
                 self._written.set()
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
-                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+    def transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` as one transaction, called on the database's thread (see transaction())."""
+        return self.on_thread(functools.partial(_atomically, work))
+
+    def apply(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """The statements as one transaction, on the database's thread; each one's row count. One statement alone is
+        its own transaction (autocommit, all or nothing as well): no BEGIN and COMMIT around it, two calls into
+        SQLite fewer, each of which lets go of the GIL and takes it back while the loop's thread may want it (at a
+        steady rate most batches hold one statement)."""
+        if len(statements) == 1:
+            sql, parameters = statements[0]
+            return self.on_thread(lambda connection: [connection.execute(sql, parameters).rowcount])
+        return self.transact(functools.partial(_each, statements))
 
     def _checkpoint(self) -> None:
         """Every CHECKPOINT_SECONDS while there are writes (never when idle), copy the WAL into the file (PASSIVE:
@@ -121,13 +179,8 @@ class Database:
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(connection)` on the database thread; the caller awaits without blocking the loop."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._serve, name=f"sqlite-{self.path.stem}", daemon=True)
-            self._worker.start()
-        self._calls.put((work, future, loop))
-        return await future
+        self.thread.join(self)
+        return await self.thread.run(functools.partial(self.on_thread, work))
 
     async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement; its rows (empty for a write)."""
@@ -139,34 +192,38 @@ class Database:
 
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Several statements as one transaction: all or nothing, one commit (one fsync) for all of them."""
-
-        def atomically(connection: sqlite3.Connection) -> T:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-            return result
-
-        return await self.run(atomically)
+        return await self.run(functools.partial(_atomically, work))
 
     async def close(self) -> None:
         def close(connection: sqlite3.Connection) -> None:
             connection.close()
             self._connection = None
 
+        for hook in self._before_close:
+            await hook()
         if self._connection is not None:
             await self.run(close)
         self._closing.set()
         self._written.set()  # wakes the checkpointer to see it is closing
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.join)
-        if self._worker is not None:
-            self._calls.put(None)
-            await asyncio.to_thread(self._worker.join)
-        self._worker = self._checkpointer = None
+        self._checkpointer = None
+        await self.thread.leave(self)
+
+
+def _each(statements: Sequence[tuple[str, Sequence[Any]]], connection: sqlite3.Connection) -> list[int]:
+    return [connection.execute(sql, parameters).rowcount for sql, parameters in statements]
+
+
+def _atomically(work: Callable[[sqlite3.Connection], T], connection: sqlite3.Connection) -> T:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(connection)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+    return result
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sqlite3
 import time
@@ -16,14 +15,16 @@ from typing import Any
 import orjson
 
 from bot.models import Message
-from bot.stores.batching import Batcher
 from bot.stores.journal import CARD, Entry, Unwritable, dump_message, load_message
-from bot.stores.sqlite.database import Database, damaged
+from bot.stores.sqlite.database import Database, DatabaseThread, damaged
+from bot.stores.sqlite.writes import Writes
 
 log = logging.getLogger("bot.journal")
 
 WRITE_WAIT_MS = 1_000  # another process holding the file's write lock; the ACK must go out within DingTalk's 3 s
 PURGE_EVERY_SECONDS = 60.0
+# a finish after the card step waits at most this long for another write to go out with (see finish())
+FINISH_WITHIN_SECONDS = 1.0
 # progress of finished entries, and of none (left by a version that did not journal connect-* commands)
 _PURGE_FINISHED_PROGRESS = "DELETE FROM progress WHERE msg_id NOT IN (SELECT msg_id FROM entries WHERE done_at IS NULL)"
 _SCHEMA = (
@@ -34,6 +35,7 @@ _SCHEMA = (
     " PRIMARY KEY (msg_id, key)) WITHOUT ROWID",
 )
 
+_FINISH = "UPDATE entries SET message = NULL, done_at = ? WHERE msg_id = ?"
 _ADD = (
     "INSERT INTO entries (msg_id, message) VALUES (?, ?) ON CONFLICT (msg_id) DO UPDATE SET message = excluded.message,"
     " attempts = 1, done_at = NULL WHERE done_at < ?"
@@ -42,14 +44,17 @@ _ADD = (
 
 class SqliteJournal:
     """BOT_STATE_DIR/journal.sqlite3 (WAL). Writes queued while a batch is being committed go together in the next
-    transaction, so a burst costs one commit per batch, not one per message."""
+    transaction, so a burst costs one commit per batch, not one per message. `writes`: shared with the audit records
+    (build.py), on the bot's database thread; else the journal's own."""
 
-    def __init__(self, path: Path, remember_seconds: float) -> None:
-        self._database = Database(path)
+    def __init__(self, path: Path, remember_seconds: float, writes: Writes | None = None) -> None:
+        self._writes = writes if writes is not None else Writes(DatabaseThread(f"sqlite-{path.stem}"))
+        self._database = Database(path, self._writes.thread)
         self._remember_seconds = remember_seconds
-        self._batches: Batcher[tuple[str, tuple[Any, ...]], int] = Batcher(self._write_batch, gather_one_turn=True)
+        self._share = self._writes.share(self._apply_batch, self._settle_batch)
         self._purge_at = 0.0
         self._health = Unwritable()
+        self._carded: set[str] = set()  # messages whose card step is recorded true (their card may be out)
 
     async def open(self) -> list[Entry]:
         try:
@@ -91,13 +96,15 @@ class SqliteJournal:
             "journal unreadable: moved aside, its unfinished commands are not answered; a fresh journal is used",
             extra={"fields": fields},
         )
-        self._database = Database(path)
+        self._database = Database(path, self._writes.thread)
 
     async def add(self, message: Message) -> bool:
         forgotten = time.time() - self._remember_seconds  # finished before the dedupe window: a new message
         return await self._write(_ADD, (message.key, dump_message(message), forgotten)) != 0
 
     async def record(self, msg_id: str, key: str, value: Any) -> None:
+        if key == CARD and not value:  # written back: DingTalk surely did not take the card
+            self._carded.discard(msg_id)
         sql = "INSERT OR REPLACE INTO progress (msg_id, key, value) VALUES (?, ?, ?)"
         await self._write(sql, (msg_id, key, orjson.dumps(value)))
 
@@ -108,6 +115,7 @@ class SqliteJournal:
     async def mark_card(self, msg_id: str, seconds: float) -> bool:
         # one process per file; a file that cannot be written is said loudly and served without durability
         await self.record(msg_id, CARD, True)
+        self._carded.add(msg_id)
         return True
 
     def release(self, msg_id: str) -> None:
@@ -116,22 +124,30 @@ class SqliteJournal:
     async def finish(self, msg_id: str) -> None:
         # kept, without its message, for the dedupe window: a repeat after a restart is still recognised
         # its progress rows go with the periodic purge: one statement per finished message, not two
-        await self._write("UPDATE entries SET message = NULL, done_at = ? WHERE msg_id = ?", (time.time(), msg_id))
+        statement = (_FINISH, (time.time(), msg_id))
+        if msg_id in self._carded:
+            # its card step is durable: a finish lost to a kill only makes the restart find it answered and finish
+            # it then (never a second card), so it need not land now; it goes with the next write (at steady
+            # load the next command's) instead of a commit and a hand-off of its own
+            self._carded.discard(msg_id)
+            self._writes.submit_later(self._share, statement, FINISH_WITHIN_SECONDS)
+            return
+        await self._writes.submit(self._share, statement)
 
     def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
         return None  # one process per file: nobody else leaves entries behind while this one runs
 
     async def close(self) -> None:
-        await self._batches.drained()
+        await self._writes.drained()
         await self._database.close()
 
     def _write(self, sql: str, parameters: tuple[Any, ...]) -> asyncio.Future[int]:
-        return self._batches.submit((sql, parameters))
+        return self._writes.submit(self._share, (sql, parameters))
 
-    async def _write_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-        # a commit costs as much as the statements of many messages: the batcher lets every task that runs in one
-        # more turn of the event loop join this batch (measured: 0.45 → 0.17 ms per command in a burst; a timed
-        # window would gather more but cost latency at low load)
+    def _apply_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        """On the database thread: one transaction for the batch. A commit costs as much as the statements of many
+        messages: the batch takes every write made in one more turn of the event loop (measured: 0.45 → 0.17 ms per
+        command in a burst; a timed window would gather more but cost latency at low load)."""
         statements = list(batch)
         if time.monotonic() >= self._purge_at:
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
@@ -139,16 +155,19 @@ class SqliteJournal:
                 (_PURGE_FINISHED_PROGRESS, ()),
                 ("DELETE FROM entries WHERE done_at < ?", (time.time() - self._remember_seconds,)),
             ]
-        try:
-            counts = await self._database.transaction(functools.partial(_apply, statements=statements))
-            # only an entry written says accepted commands survive a crash: on a full disk a finish that clears a
-            # row, or changes none, still commits
-            if any(sql is _ADD for sql, _ in batch):
-                self._health.succeeded()
-        except (sqlite3.Error, OSError) as error:
-            self._health.failed(error)
-            counts = [1] * len(statements)  # as if written: the message is handled, only not durably
-        return counts[: len(batch)]
+        return self._database.apply(statements)[: len(batch)]
+
+    def _settle_batch(self, batch: list[tuple[str, tuple[Any, ...]]], outcome: Any) -> list[int]:
+        if isinstance(outcome, sqlite3.Error | OSError):
+            self._health.failed(outcome)
+            return [1] * len(batch)  # as if written: the message is handled, only not durably
+        if isinstance(outcome, BaseException):
+            raise outcome
+        # only an entry written says accepted commands survive a crash: on a full disk a finish that clears a row,
+        # or changes none, still commits
+        if any(sql is _ADD for sql, _ in batch):
+            self._health.succeeded()
+        return list(outcome)
 
 
 def _open_entries(connection: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -183,7 +202,3 @@ def _move_aside(path: Path) -> tuple[Path, int | None]:
             return aside, int(connection.execute("SELECT count(*) FROM entries WHERE done_at IS NULL").fetchone()[0])
     except sqlite3.Error:
         return aside, None
-
-
-def _apply(connection: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-    return [connection.execute(sql, parameters).rowcount for sql, parameters in statements]
