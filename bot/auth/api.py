@@ -118,5 +118,6 @@ class DingTalkApi:
 
 
 def _segment(value: str) -> str:
-    """Exactly one URL path segment, whatever the value holds: '/', '?', '#', '%' are all percent-encoded."""
-    return quote(value, safe="")
+    """Exactly one URL path segment, whatever the value holds: '/', '?', '#', '%' are all percent-encoded. Letters and
+    digits only (unionIds, most calendar ids) are their own encoding: handed back without quote()'s Python layers."""
+    return value if value.isascii() and value.isalnum() else quote(value, safe="")

@@ -46,7 +46,8 @@ class CachedToken:
             return token
 
     async def authorized(self, call: Callable[[str], Awaitable[T]]) -> T:
-        token = await self.token()
+        # the cached token read here (every call but the first per token): token() is one coroutine more per call
+        token = await self._tokens.get(self.key) or await self.token()
         try:
             return await call(token)
         except DingTalkError as error:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 import pytest
 
@@ -20,7 +22,7 @@ BASES = [
     "http://sandbox.local#f",
 ]
 HOSTILE = ["cal-holidays", "..", ".", "a/../b", "a b", "%2e%2e", "%zz", "?q=1", "#frag", "日历", "a\\b", "~._-", "x%41"]
-HOSTILE += ["", "a@b", "a:b"]
+HOSTILE += ["", "a@b", "a:b", "%", "%4", "x%4g", "%41%", "a.b", "/.x"]
 
 
 def _parsed(url: httpx.URL | str) -> httpx.URL:
@@ -64,3 +66,8 @@ def test_the_usual_urls_are_built_without_the_parser(url: str) -> None:
     # the fast path is taken for the URLs the bot calls per command (else the per-call parse this avoids comes back)
     assert isinstance(request_url(url), httpx.URL)
     _same(_parsed(request_url(url)), httpx.URL(url))
+
+
+@pytest.mark.parametrize("value", [*HOSTILE, "abc123", "ABC", "z21HjQliSzpw0YWCNxmiiiiiEiE", "١٢٣", "ǅ", "a-b"])
+def test_a_segment_is_what_quote_makes_of_it(value: str) -> None:
+    assert _segment(value) == quote(value, safe="")
