@@ -9,7 +9,7 @@ from urllib.parse import quote
 from bot.auth.credentials import Authorization
 from bot.dingtalk import answers
 from bot.dingtalk.client import DingTalkClient, safe_to_resend
-from bot.dingtalk.errors import request_id_of
+from bot.dingtalk.errors import UnusableUrl, request_id_of
 from bot.dingtalk.recent_calendars import RecentCalendars
 from bot.models import Calendar
 
@@ -120,4 +120,8 @@ class DingTalkApi:
 def _segment(value: str) -> str:
     """Exactly one URL path segment, whatever the value holds: '/', '?', '#', '%' are all percent-encoded. Letters and
     digits only (unionIds, most calendar ids) are their own encoding: handed back without quote()'s Python layers."""
-    return value if value.isascii() and value.isalnum() else quote(value, safe="")
+    if value.isascii() and value.isalnum():
+        return value
+    if value in (".", ".."):  # dot segments: httpx removes them (".." with the segment before it), servers too
+        raise UnusableUrl  # even as %2E: a server may normalise it so (the commands refuse such ids as typed)
+    return quote(value, safe="")

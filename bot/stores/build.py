@@ -37,12 +37,11 @@ from bot.stores.redis.tokens import RedisTokens
 from bot.stores.redis.union_ids import RedisUnionIds
 from bot.stores.sqlite.audit import SqliteAudit
 from bot.stores.sqlite.cards import SqliteCards
-from bot.stores.sqlite.database import Database, DatabaseThread, damaged
+from bot.stores.sqlite.database import Database, damaged
 from bot.stores.sqlite.grants import SqliteGrants
 from bot.stores.sqlite.journal import SqliteJournal
 from bot.stores.sqlite.previews import SqlitePreviews
 from bot.stores.sqlite.suite_tickets import SqliteSuiteTickets
-from bot.stores.sqlite.writes import Writes
 from bot.stores.suite_tickets import SuiteTickets
 from bot.stores.tokens import MemoryTokens, TokenCache
 from bot.stores.union_ids import MemoryUnionIds, UnionIds
@@ -169,11 +168,9 @@ def build_stores(config: Config, per_organization: bool = False) -> Stores:
                 "survives a restart or deploy",
                 extra={"fields": {"dyno": config.dyno, "lost_at_restart": _kept_on_disk(config, per_organization)}},
             )
-        database = Database(Path(config.state_dir) / DATABASE_FILE, DatabaseThread("sqlite"))
-        # the journal and the audit records: one database thread and one batch for both; the audit's share first
-        writes = Writes(database.thread)
+        database = Database(Path(config.state_dir) / DATABASE_FILE)
         suite_tickets, user_grants = SqliteSuiteTickets(database), SqliteGrants(database)
-        previews, audits, cards = SqlitePreviews(database), SqliteAudit(database, writes), SqliteCards(database)
+        previews, audits, cards = SqlitePreviews(database), SqliteAudit(database), SqliteCards(database)
         return Stores(
             admission=local_admission,
             limiter=local_limiter,
@@ -183,7 +180,7 @@ def build_stores(config: Config, per_organization: bool = False) -> Stores:
             user_grants=user_grants,
             previews=previews,
             audits=audits,
-            journal=SqliteJournal(Path(config.state_dir) / JOURNAL_FILE, config.dedupe_seconds, writes),
+            journal=SqliteJournal(Path(config.state_dir) / JOURNAL_FILE, config.dedupe_seconds),
             languages=LastLanguages(),
             keys=keys,
             cards=cards,

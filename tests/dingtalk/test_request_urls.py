@@ -44,10 +44,10 @@ def _same(built: httpx.URL, expected: httpx.URL) -> None:
 @pytest.mark.parametrize("value", HOSTILE)
 def test_a_url_built_without_the_parser_is_what_the_parser_makes(base: str, value: str) -> None:
     for rest in (
-        f"/v1.0/calendar/users/{_segment(value)}/calendars",
+        f"/v1.0/calendar/users/{quote(value, safe='')}/calendars",  # as _segment makes it (it refuses dot segments)
         f"/v1.0/{value}/x",
         f"/{value}",
-        f"/robot/sendBySession?session={_segment(value)}",
+        f"/robot/sendBySession?session={quote(value, safe='')}",
         f"/robot/sendBySession?session={value}",
         f"/robot/sendBySession?{value}",
     ):
@@ -70,4 +70,6 @@ def test_the_usual_urls_are_built_without_the_parser(url: str) -> None:
 
 @pytest.mark.parametrize("value", [*HOSTILE, "abc123", "ABC", "z21HjQliSzpw0YWCNxmiiiiiEiE", "١٢٣", "ǅ", "a-b"])
 def test_a_segment_is_what_quote_makes_of_it(value: str) -> None:
+    if value in (".", ".."):  # a dot segment is refused (tests/auth/test_segment_attack.py)
+        return
     assert _segment(value) == quote(value, safe="")

@@ -1,9 +1,8 @@
-"""The journal's and the audit's writes in one batch on one database thread (bot/stores/sqlite/writes.py)."""
+"""A store's writes batched onto its database thread (bot/stores/sqlite/writes.py); the journal's apart."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 import threading
 import time
@@ -36,90 +35,53 @@ class Counted(DatabaseThread):
         return await super().run(work)
 
 
-async def test_a_batch_writes_each_share_in_the_order_they_were_made_in_one_call_to_the_thread() -> None:
+async def test_a_batch_is_one_call_to_the_thread_its_items_in_the_order_they_were_made() -> None:
     thread, written = Counted(), []
-    writes = Writes(thread)
-    first = writes.share(lambda items: written.append(("first", items)), lambda items, _: [None] * len(items))
-    second = writes.share(lambda items: written.append(("second", items)), lambda items, _: [None] * len(items))
+    writes: Writes[int] = Writes(thread, written.append, lambda items, _: [None] * len(items))
 
-    await asyncio.gather(writes.submit(second, 1), writes.submit(first, 2), writes.submit(second, 3))
+    await asyncio.gather(writes.submit(1), writes.submit(2), writes.submit(3))
 
-    assert written == [("first", [2]), ("second", [1, 3])]
+    assert written == [[1, 2, 3]]
     assert thread.calls == 1
 
 
-async def test_a_share_that_fails_fails_only_its_own_items() -> None:
-    writes = Writes(DatabaseThread("sqlite-test"))
-
+async def test_a_batch_that_fails_fails_each_of_its_items() -> None:
     def fail(items: list[int]) -> None:
         raise sqlite3.OperationalError("disk full")
 
-    failing = writes.share(fail, lambda items, outcome: [outcome] * len(items))
-    working = writes.share(lambda items: [n * 10 for n in items], lambda items, outcome: outcome)
+    writes: Writes[int] = Writes(DatabaseThread("sqlite-test"), fail, lambda items, outcome: [outcome] * len(items))
 
-    results = await asyncio.gather(writes.submit(failing, 1), writes.submit(working, 2), return_exceptions=True)
-    assert isinstance(results[0], sqlite3.OperationalError) and results[1] == 20
+    results = await asyncio.gather(writes.submit(1), writes.submit(2), return_exceptions=True)
+    assert all(isinstance(result, sqlite3.OperationalError) for result in results)
 
 
-async def test_an_audit_record_goes_with_the_card_step_after_it_and_lands_first(tmp_path: Path) -> None:
-    thread = Counted()
-    database = Database(tmp_path / "bot.sqlite3", thread)
-    writes = Writes(thread)
-    audits = SqliteAudit(database, writes)  # its share first, as build.py makes them
+async def test_the_journal_never_waits_for_a_lock_on_the_bots_database(tmp_path: Path) -> None:
+    database = await Database(tmp_path / "bot.sqlite3").open()
+    audits = SqliteAudit(database)
     await audits.create()
-    journal = SqliteJournal(tmp_path / "journal.sqlite3", 600, writes)
+    journal = SqliteJournal(tmp_path / "journal.sqlite3", 600)
     await journal.open()
-    await journal.add(journaled(1))
-    calls = thread.calls
-
-    await audits.record(RECORD)  # nobody waits for it, and it does not go on its own
-    await asyncio.sleep(0.05)
-    assert thread.calls == calls
-    assert await journal.mark_card("msg-1", 1.0)  # the card step takes it along, written after it
-
-    assert thread.calls == calls + 1
-    with sqlite3.connect(tmp_path / "bot.sqlite3") as connection:
-        assert connection.execute("SELECT msg_id FROM audit").fetchall() == [("msg-1",)]
+    locker = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process writing: the audit's insert waits for it
+    try:
+        waiting = asyncio.ensure_future(audits.record(RECORD))
+        await asyncio.sleep(0.05)
+        assert await asyncio.wait_for(journal.add(journaled(1)), 1.0)  # the ACK's write, not behind the audit's
+        assert not waiting.done()
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    await waiting
     await journal.close()
     await database.close()
 
 
-async def test_an_audit_record_is_read_back_at_once_and_written_by_itself_if_nothing_follows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    database = await Database(tmp_path / "bot.sqlite3").open()
-    audits = SqliteAudit(database)
-    await audits.create()
-    await audits.record(RECORD)
-    assert [record.msg_id for record in await audits.latest("cal-1", 10)] == ["msg-1"]
-
-    monkeypatch.setattr("bot.stores.sqlite.audit.WRITE_WITHIN_SECONDS", 0.05)
-    await audits.record(RECORD)
-    await asyncio.sleep(0.3)
-    with sqlite3.connect(tmp_path / "bot.sqlite3") as connection:
-        assert connection.execute("SELECT count(*) FROM audit").fetchone() == (2,)
-    await database.close()
-
-
-async def test_a_close_writes_the_audit_records_nobody_waited_for(tmp_path: Path) -> None:
-    database = await Database(tmp_path / "bot.sqlite3").open()
-    audits = SqliteAudit(database)
-    await audits.create()
-    await audits.record(RECORD)
-    await database.close()
-    with sqlite3.connect(tmp_path / "bot.sqlite3") as connection:
-        assert connection.execute("SELECT count(*) FROM audit").fetchone() == (1,)
-
-
-async def test_an_audit_record_that_cannot_be_written_is_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_an_audit_record_that_cannot_be_written_fails_its_command_s_call(tmp_path: Path) -> None:
     database = await Database(tmp_path / "bot.sqlite3").open()
     audits = SqliteAudit(database)  # no table: every insert fails
-    with caplog.at_level(logging.ERROR, logger="bot.audit"):
+    with pytest.raises(sqlite3.OperationalError):
         await audits.record(RECORD)
-        await database.close()  # writes it first
-    assert [(r.getMessage(), r.fields) for r in caplog.records] == [("audit record not stored", {"msg_id": "msg-1"})]
+    await database.close()
 
 
 async def test_two_databases_share_one_thread_that_stops_when_the_last_closes(tmp_path: Path) -> None:

@@ -3,9 +3,7 @@ written together in the next transaction."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
 import sqlite3
 import time
 from typing import Any
@@ -24,22 +22,16 @@ from bot.stores.audit import (
 from bot.stores.sqlite.database import Database
 from bot.stores.sqlite.writes import Writes
 
-log = logging.getLogger("bot.audit")
 _INSERT = "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-WRITE_WITHIN_SECONDS = 1.0  # a record written at the latest this long after it was made, if no other write comes
 
 
 class SqliteAudit:
     """In the embedded database (BOT_STATE_DIR). Records that arrive while a write is under way are written together
     in the next transaction: under load, one commit for many changes."""
 
-    def __init__(self, database: Database, writes: Writes | None = None) -> None:
+    def __init__(self, database: Database) -> None:
         self._database = database
-        # shared with the journal (build.py), its share made first: written before the card step of the same command
-        self._writes = writes if writes is not None else Writes(database.thread)
-        self._share = self._writes.share(self._insert, self._settle)
-        database.before_close(self._writes.drained)  # the records nobody waited for are written before it closes
-        self._last: asyncio.Future[Any] | None = None  # the newest record's write: reads wait for it
+        self._writes = Writes(database.thread, self._insert, self._settle)
         self._pruned_at = 0.0
 
     async def create(self) -> None:
@@ -62,12 +54,8 @@ class SqliteAudit:
         await self._database.transaction(create)
 
     async def record(self, entry: AuditRecord) -> None:
-        # not waited for (a failure is logged here), and no write of its own: it goes with the journal's next write,
-        # the card step of the same command (made right after the card is rendered), which cannot land before it;
-        # so a card out (and a command a restart does not run again) implies its record
-        written = self._writes.submit_later(self._share, entry, WRITE_WITHIN_SECONDS)
-        written.add_done_callback(functools.partial(_said_if_failed, entry.msg_id))
-        self._last = written
+        # awaited: the command's next journal step (its card's) must not land before the record of its change
+        await self._writes.submit(entry)
 
     def _insert(self, batch: list[AuditRecord]) -> None:
         if len(batch) == 1 and time.time() - self._pruned_at <= PRUNE_SECONDS:  # one statement: no BEGIN, COMMIT
@@ -79,12 +67,6 @@ class SqliteAudit:
     def _settle(batch: list[AuditRecord], outcome: Any) -> list[Any]:
         return [outcome if isinstance(outcome, BaseException) else None] * len(batch)
 
-    async def _recorded(self) -> None:
-        """Every record made so far is written (or failed): batches are written in order."""
-        if self._last is not None and not self._last.done():
-            self._writes.flush()
-            await asyncio.wait([self._last])
-
     def _insert_rows(self, batch: list[AuditRecord], connection: sqlite3.Connection) -> None:
         now = time.time()
         if now - self._pruned_at > PRUNE_SECONDS:
@@ -93,7 +75,6 @@ class SqliteAudit:
         connection.executemany(_INSERT, [_row(entry) for entry in batch])
 
     async def latest(self, calendar: str, limit: int, corp_id: str | None = None) -> list[AuditRecord]:
-        await self._recorded()
         rows = await self._database.execute(
             "SELECT at, action, staff_id, corp_id, union_id, calendar_id, name, result, code, request_id, msg_id"
             " FROM audit WHERE (calendar_id = ? OR (name_key = ? AND name_key != '')) AND at >= ? AND result != ?"
@@ -127,12 +108,6 @@ class SqliteAudit:
 
     async def forget_organization(self, corp_id: str) -> int:
         return 0  # kept for KEEP_SECONDS, see AuditStore
-
-
-def _said_if_failed(msg_id: str, written: asyncio.Future[Any]) -> None:
-    if not written.cancelled() and (error := written.exception()) is not None:
-        # the change is made and logged (its "calendar change" line); a store that fails must not hide its card
-        log.error("audit record not stored", exc_info=error, extra={"fields": {"msg_id": msg_id}})
 
 
 def _row(entry: AuditRecord) -> tuple[Any, ...]:

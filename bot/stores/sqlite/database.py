@@ -9,7 +9,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,8 +39,8 @@ def damaged(error: BaseException) -> bool:
 
 class DatabaseThread:
     """The thread the calls of one or more databases run on (each on its own connection), in the order they were
-    made: fed by a queue, not an executor, so a call costs one put and one call_soon_threadsafe. The bot's database
-    and the journal share one: the writes of a command to both go to it as one call (sqlite/writes.py)."""
+    made: fed by a queue, not an executor, so a call costs one put and one call_soon_threadsafe. The journal's stays
+    its own when a damaged file is set aside and a new one opened on it."""
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -92,11 +92,6 @@ class Database:
         self._written = threading.Event()  # set by the worker after a call, cleared by the checkpointer
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
-        self._before_close: list[Callable[[], Awaitable[None]]] = []
-
-    def before_close(self, hook: Callable[[], Awaitable[None]]) -> None:
-        """Await `hook()` first when closing (writes queued for the database that nobody waits for)."""
-        self._before_close.append(hook)
 
     async def open(self) -> Database:
         await self.run(self._connect)
@@ -199,8 +194,6 @@ class Database:
             connection.close()
             self._connection = None
 
-        for hook in self._before_close:
-            await hook()
         if self._connection is not None:
             await self.run(close)
         self._closing.set()

@@ -44,14 +44,13 @@ _ADD = (
 
 class SqliteJournal:
     """BOT_STATE_DIR/journal.sqlite3 (WAL). Writes queued while a batch is being committed go together in the next
-    transaction, so a burst costs one commit per batch, not one per message. `writes`: shared with the audit records
-    (build.py), on the bot's database thread; else the journal's own."""
+    transaction, so a burst costs one commit per batch, not one per message. On a thread of its own: a message's ACK
+    never waits for the bot's database (a lock held on it, a long removal)."""
 
-    def __init__(self, path: Path, remember_seconds: float, writes: Writes | None = None) -> None:
-        self._writes = writes if writes is not None else Writes(DatabaseThread(f"sqlite-{path.stem}"))
+    def __init__(self, path: Path, remember_seconds: float) -> None:
+        self._writes = Writes(DatabaseThread(f"sqlite-{path.stem}"), self._apply_batch, self._settle_batch)
         self._database = Database(path, self._writes.thread)
         self._remember_seconds = remember_seconds
-        self._share = self._writes.share(self._apply_batch, self._settle_batch)
         self._purge_at = 0.0
         self._health = Unwritable()
         self._carded: set[str] = set()  # messages whose card step is recorded true (their card may be out)
@@ -130,9 +129,9 @@ class SqliteJournal:
             # it then (never a second card), so it need not land now; it goes with the next write (at steady
             # load the next command's) instead of a commit and a hand-off of its own
             self._carded.discard(msg_id)
-            self._writes.submit_later(self._share, statement, FINISH_WITHIN_SECONDS)
+            self._writes.submit_later(statement, FINISH_WITHIN_SECONDS)
             return
-        await self._writes.submit(self._share, statement)
+        await self._writes.submit(statement)
 
     def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
         return None  # one process per file: nobody else leaves entries behind while this one runs
@@ -142,7 +141,7 @@ class SqliteJournal:
         await self._database.close()
 
     def _write(self, sql: str, parameters: tuple[Any, ...]) -> asyncio.Future[int]:
-        return self._writes.submit(self._share, (sql, parameters))
+        return self._writes.submit((sql, parameters))
 
     def _apply_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
         """On the database thread: one transaction for the batch. A commit costs as much as the statements of many
