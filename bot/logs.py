@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -16,6 +15,10 @@ import orjson
 # or "无效的clientId或者clientSecret" is left as it was written
 _SECRET_NAMES = ("access_token", "accessToken", "ticket", "session", "appSecret", "clientSecret")
 _SECRET_PARAMETERS = re.compile(rf"((?:{'|'.join(_SECRET_NAMES)})[\\\"']*\s*[=:]\s*[\\\"']*)[^&\s\\\"',}}]+")
+# Each of the names holds one of these: four substring searches instead of six tell whether a line can hold a
+# secret parameter at all (tests/test_logs.py checks that every name has its hint).
+_SECRET_HINTS = ("ccess", "Secret", "ticket", "session")
+_MILLISECONDS = tuple(f".{milliseconds:03d}Z" for milliseconds in range(1000))  # a record's msecs: 0 to 999
 MIN_REDACTED_CHARS = 8  # a shorter "secret" (a wrong one typed for a try) would cut words out of every line
 # JSON leaves these readable but invisible or reordering (bidi, zero-width, line separators): a log line that echoes
 # user text must show them as escapes.
@@ -29,10 +32,14 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets = [secret for secret in secrets if len(secret) >= MIN_REDACTED_CHARS]
+        self._clock = (0, _second(0))  # the last second formatted, and its text: one tuple, whole for any thread
 
     def format(self, record: logging.LogRecord) -> str:
+        second, clock = int(record.created), self._clock
+        if clock[0] != second:
+            clock = self._clock = (second, _second(second))
         entry: dict[str, object] = {
-            "time": _second(int(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": clock[1] + _MILLISECONDS[int(record.msecs)],
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -52,12 +59,12 @@ class JsonFormatter(logging.Formatter):
             line = line.replace(secret, "[redacted]")
         # the search tries its pattern at every character (3 % of a command's instructions, two lines each): only
         # where one of the names is there at all, which a plain substring search tells far sooner
-        if any(name in line for name in _SECRET_NAMES):
-            line = _SECRET_PARAMETERS.sub(r"\1[redacted]", line)
+        for hint in _SECRET_HINTS:
+            if hint in line:
+                return _SECRET_PARAMETERS.sub(r"\1[redacted]", line)
         return line
 
 
-@functools.lru_cache(maxsize=4)
 def _second(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
 

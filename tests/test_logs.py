@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
+from bot import logs
 from bot.logs import JsonFormatter
 
 
@@ -60,3 +62,16 @@ def test_prose_that_names_a_secret_parameter_and_short_secrets_are_left_as_writt
 def test_each_secret_parameter_alone_in_a_line_is_redacted(text: str) -> None:
     line = JsonFormatter().format(record("x", detail=text))
     assert "s3cr3t-value" not in line and "[redacted]" in line
+
+
+def test_every_secret_parameter_name_holds_a_hint_that_lines_are_searched_for() -> None:
+    assert all(any(hint in name for hint in logs._SECRET_HINTS) for name in logs._SECRET_NAMES)
+
+
+def test_the_time_is_the_records_own_to_the_millisecond_across_seconds() -> None:
+    formatter = JsonFormatter()
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.5, 1_700_000_000.25):
+        entry = record("x")
+        entry.created, entry.msecs = created, int((created - int(created)) * 1000) + 0.0
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(created))) + f".{int(entry.msecs):03d}Z"
+        assert json.loads(formatter.format(entry))["time"] == stamp

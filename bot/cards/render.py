@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -11,7 +12,7 @@ from urllib.parse import quote
 import jinja2
 import orjson
 
-from bot.commands.parse import command_text
+from bot.commands.parse import command_text, quote_target
 from bot.models import Action, Button, Card, Reply
 from bot.template_files import TEMPLATES_DIR, templates_in_memory
 
@@ -46,10 +47,14 @@ BUTTON_LABELS = {
 # Outcomes whose body numbers the offered calendars in the order of their actions, so numbered buttons match it.
 LISTS_ITS_ACTIONS = frozenset({"calendars", "ambiguous", "no_match"})
 
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()#!|~])")
+# Markdown's specials get a backslash, and a tag's brackets become entities.
+_ESCAPES = str.maketrans({**{char: "\\" + char for char in "\\`*_[]()#!|~"}, "<": "&lt;", ">": "&gt;"})
 # A zero-width space after these keeps clients from turning echoed text into a link or an @mention.
 _LINK_AND_MENTION_STARTS = re.compile(r"(://|www\.|@)", re.IGNORECASE)
 _ZERO_WIDTH_SPACE = "\u200b"
+# Every character either step above acts on (a link or mention start holds ":", "." or "@"). Most values (ids,
+# request ids, plain names) hold none: one search of this class costs about a twentieth of the two steps.
+_ESCAPED_OR_LINK_CHARS = re.compile(r"[\\`*_\[\]()#!|~<>:.@]")
 
 
 def escape_markdown(value: Any) -> str:
@@ -59,8 +64,9 @@ def escape_markdown(value: Any) -> str:
         text = text[: MAX_ECHO_LENGTH - 1] + "…"
     if not text.isprintable():  # the common case skips the per-character pass (one character for one)
         text = "".join(_visible(char) for char in text)
-    text = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
-    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    if _ESCAPED_OR_LINK_CHARS.search(text) is None:  # nothing to escape: the common case
+        return text
+    text = text.translate(_ESCAPES)
     return _LINK_AND_MENTION_STARTS.sub(lambda match: match.group(1) + _ZERO_WIDTH_SPACE, text)
 
 
@@ -90,13 +96,16 @@ def _environment() -> jinja2.Environment:
 
 
 _ENVIRONMENT = _environment()
+# The cards use none of Jinja's globals (range, namespace, …) and are rendered with their data as the whole context
+# (see _render): without globals no template can reach one by mistake.
+_ENVIRONMENT.globals.clear()
 
 
 def render(reply: Reply, locale: str) -> Card:
     """Render the reply's outcome template in the locale: first line the title, the whole text the body; actions
     become buttons, or links in the body when there are more than a card can hold (or a link too long for one).
     A card too big for DingTalk shows the first calendars and actions that fit and says how many more there are."""
-    template = _ENVIRONMENT.get_template(f"{locale}/{reply.outcome}.md.j2")
+    template = _template(locale, reply.outcome)
     shown = min(MAX_LISTED, max(len(reply.actions), len(reply.data.get("calendars") or ())))
     card = _render(template, reply, locale, shown)
     while (overflow := _overflow(card)) > 1 and shown > 0:
@@ -106,6 +115,13 @@ def render(reply: Reply, locale: str) -> Card:
     return card if overflow <= 1 else _cut(card)
 
 
+@functools.lru_cache(maxsize=256)  # every outcome in every locale: about 70
+def _template(locale: str, outcome: str) -> jinja2.Template:
+    """The outcome's template, compiled once: Jinja's own cache takes a lock and checks the template is current
+    each time (no template changes while the bot runs)."""
+    return _ENVIRONMENT.get_template(f"{locale}/{outcome}.md.j2")
+
+
 def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) -> Card:
     data, actions = reply.data, reply.actions[:shown]
     calendars = data.get("calendars")
@@ -113,15 +129,16 @@ def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) ->
     if calendars and len(calendars) > shown:
         data = {**data, "calendars": calendars[:shown]}
         more = max(more, len(calendars) - shown)
-    markdown = template.render({**data, "more": more}).strip()
-    title = markdown.splitlines()[0].lstrip("#").strip()[:TITLE_LIMIT]
+    markdown = _markdown(template, {**data, "more": more}).strip()
+    # the first line as splitlines() has it, without splitting the rest of the card
+    title = markdown.partition("\n")[0].splitlines()[0].lstrip("#").strip()[:TITLE_LIMIT]
     if not actions:
         return Card(title, markdown)
     urls = [_send_as_user(action, locale) for action in actions]
     as_links = len(actions) > MAX_BUTTONS or any(len(url) > BUTTON_URL_LIMIT for url in urls)
     labels = [_label(action, locale) for action in actions]
     shown_labels = labels if as_links else [_shorten(label) for label in labels]
-    numbered = len({_looks(label) for label in shown_labels}) < len(shown_labels)
+    numbered = len(shown_labels) > 1 and len({_looks(label) for label in shown_labels}) < len(shown_labels)
     if numbered:
         # Labels a user cannot tell apart get numbers first; the body says what each number is.
         shown_labels = [f"{number}. {label}" for number, label in enumerate(labels, start=1)]
@@ -137,6 +154,17 @@ def _render(template: jinja2.Template, reply: Reply, locale: str, shown: int) ->
         return Card(title, f"{markdown}\n\n{links}", (), interactive=True)
     buttons = tuple(Button(label, url) for label, url in zip(shown_labels, urls, strict=True))
     return Card(title, markdown, buttons, interactive=True)
+
+
+def _markdown(template: jinja2.Template, values: dict[str, Any]) -> str:
+    """What template.render(values) gives, in a context that is `values` itself (Jinja's `shared`): render() first
+    copies them into a new dict with Jinja's globals, which cost more than the template's own code. Every value still
+    goes through the environment's finalize (escape_markdown)."""
+    context = template.new_context(values, shared=True)
+    try:
+        return _ENVIRONMENT.concat(template.root_render_func(context))
+    except Exception:
+        _ENVIRONMENT.handle_exception()  # raises it, its traceback pointing at the template's lines, as render() does
 
 
 def button_list_length(titles: list[str], urls: list[str]) -> int:
@@ -190,12 +218,25 @@ def _shorten(title: str) -> str:
 
 
 def _label(action: Action, locale: str) -> str:
-    calendar = "".join(_visible(char) for char in (action.name or action.calendar_id)[:MAX_ECHO_LENGTH])
+    calendar = (action.name or action.calendar_id)[:MAX_ECHO_LENGTH]
+    if not calendar.isprintable():  # as in escape_markdown: a printable text is already what _visible makes of it
+        calendar = "".join(_visible(char) for char in calendar)
     return BUTTON_LABELS[locale][action.command].format(calendar)
 
 
 def _send_as_user(action: Action, locale: str) -> str:
-    return SEND_AS_USER + quote(command_text(action.command, action.calendar_id, locale), safe="")
+    """SEND_AS_USER and the command's text, percent-encoded. quote() encodes each character on its own, so the text
+    is encoded in parts: the words around the id once per command and locale, and the id, which without its quotes
+    is mostly characters quote() passes through whole (the quotes made it encode every byte of the text, one by
+    one). The same as quote(command_text(…)): tests/cards/test_render.py checks it."""
+    before, after = _link_around_id(action.command, locale)
+    return before + quote(quote_target(action.calendar_id)[1:-1], safe="") + after
+
+
+@functools.cache
+def _link_around_id(command: str, locale: str) -> tuple[str, str]:
+    text = command_text(command, "", locale)  # the words, then the empty id quoted: `""`
+    return SEND_AS_USER + quote(text[:-1], safe=""), quote(text[-1], safe="")
 
 
 def outcomes(locale: str) -> list[str]:

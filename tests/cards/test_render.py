@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.cards import render as cards
+from bot.commands.parse import COMMAND_WORDS, command_text
 from bot.config import LOCALES
 from bot.models import Action, Button, Card, Outcome, Reply
 
@@ -167,6 +168,15 @@ def test_actions_become_buttons_that_send_the_command_as_the_user() -> None:
     )
 
 
+@given(st.lists(st.one_of(st.characters(), st.sampled_from('"% /'))).map("".join))
+def test_a_button_link_is_the_command_text_percent_encoded(calendar_id: str) -> None:
+    # the link is encoded in parts (the words once, then the id): the same as encoding the whole text
+    for locale, words in COMMAND_WORDS.items():
+        for command in words:
+            link = cards._send_as_user(Action(command, calendar_id, ""), locale)
+            assert link == cards.SEND_AS_USER + quote(command_text(command, calendar_id, locale), safe="")
+
+
 def test_more_actions_than_a_card_holds_become_links_in_the_body() -> None:
     actions = tuple(Action("unsubscribe", f"cal/{n}", f"[Name {n}](x)") for n in range(6))
     card = cards.render(Reply("calendars", {"calendars": []}, actions), "en")
@@ -196,6 +206,8 @@ def test_a_long_button_title_is_shortened_and_loses_invisible_characters() -> No
         ("a\nb\r\nc", "a b  c"),
         ("https://evil.example", "https://\u200bevil.example"),
         ("www.evil.example", "www.\u200bevil.example"),
+        ("WWW.Evil.example", "WWW.\u200bEvil.example"),
+        ("v1.2: a@b", "v1.2: a@\u200bb"),
         ("@all", "@\u200ball"),
         ("a\u202eb\u0000", "a\ufffdb\ufffd"),
         ("a\u2028b\u2029c\u0085d\u000be\u000cf\u001cg", "a b c d e f g"),

@@ -57,3 +57,38 @@ async def test_two_texts_meaning_one_calendar_share_its_one_change() -> None:
     replies = await asyncio.gather(calendars.leave("cal-1", change), calendars.leave("cal-1", change))
 
     assert [reply.outcome for reply in replies] == [Outcome.UNSUBSCRIBED] * 2 and calls == 1
+
+
+async def test_one_text_changes_in_the_commands_own_task_and_stops_with_it() -> None:
+    # one text shares nothing: its change runs in the command's task (no task and shield of its own per change)
+    calendars = SenderCalendars(cast(DingTalkApi, None), CalendarNames(), "union-1", shared=False)
+    change, begun, cancelled = _waiting_forever()
+    tasks: list[asyncio.Task[object] | None] = []
+
+    async def recorded() -> Reply:
+        tasks.append(asyncio.current_task())
+        return await change()
+
+    command = asyncio.create_task(calendars.leave("cal-1", recorded))
+    await begun.wait()
+    assert tasks == [command]
+
+    command.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await command
+    assert cancelled.is_set()
+
+
+async def test_one_text_leaves_a_calendar_once_however_often_it_is_asked() -> None:
+    calendars = SenderCalendars(cast(DingTalkApi, None), CalendarNames(), "union-1", shared=False)
+    calls = 0
+
+    async def change() -> Reply:
+        nonlocal calls
+        calls += 1
+        return Reply(Outcome.UNSUBSCRIBED)
+
+    replies = [await calendars.leave("cal-1", change), await calendars.leave("cal-1", change)]
+
+    assert [reply.outcome for reply in replies] == [Outcome.UNSUBSCRIBED] * 2 and calls == 1
