@@ -216,6 +216,10 @@ async def change_calendar(
             request_id = await call()
         except FAILURES as error:
             reply = explain_calendar_error(error, calendar.id, name=calendar.name)
+            if reply.outcome == Outcome.TEMPORARY_PROBLEM and getattr(error, "is_unanswered", False):
+                # the request was written and no answer came: DingTalk may have made the change, so the card
+                # must not say that nothing changed
+                reply = Reply(reply.outcome, {**reply.data, "unanswered": True})
             # "not found / not subscribed / already subscribed" to the call an interrupted handling had begun:
             # DingTalk finished that one after the listing above; unless a new listing says the change is not
             # there (the calendar does not exist at all), it happened and is no error

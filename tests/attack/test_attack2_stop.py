@@ -64,3 +64,14 @@ async def test_sigterm_past_the_grace_mid_change_then_a_restart_sends_one_card(t
 
         assert [card(reply)["title"] for reply in sandbox.replies_to(data)] == ["✅ Unsubscribed"]
         assert calendar_id not in sandbox.subscriptions[user.union_id]
+
+
+def test_the_unanswered_change_card_says_it_may_have_been_made_in_each_locale() -> None:
+    from bot.cards.render import render
+    from bot.models import Outcome, Reply
+
+    data = {"calendar_id": "cal-1", "name": "Team Lunch", "code": "ReadTimeout", "request_id": ""}
+    for locale, unchanged in (("en", "Nothing was changed"), ("zh_CN", "没有任何修改")):
+        assert unchanged in render(Reply(Outcome.TEMPORARY_PROBLEM, data), locale).markdown
+        unanswered = render(Reply(Outcome.TEMPORARY_PROBLEM, {**data, "unanswered": True}), locale).markdown
+        assert unchanged not in unanswered and "Team Lunch" in unanswered
