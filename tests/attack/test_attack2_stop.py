@@ -75,3 +75,22 @@ def test_the_unanswered_change_card_says_it_may_have_been_made_in_each_locale() 
         assert unchanged in render(Reply(Outcome.TEMPORARY_PROBLEM, data), locale).markdown
         unanswered = render(Reply(Outcome.TEMPORARY_PROBLEM, {**data, "unanswered": True}), locale).markdown
         assert unchanged not in unanswered and "Team Lunch" in unanswered
+
+
+async def test_a_change_retried_after_its_unanswered_first_try_was_carried_out_says_it_is_done() -> None:
+    # the first try's answer never comes (DingTalk did the change), the bot retries within the command: DingTalk
+    # refuses the retry, the calendar being left already; the card must not say the calendar is unknown
+    env = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "10", "BOT_HTTP_TIMEOUT": "1"}
+    async with started_sandbox() as sandbox, running_process(sandbox, env):
+        user = new_user(sandbox)
+        calendar_id = new_calendar(sandbox, user, "Team Lunch")
+        sandbox.strict_subscriptions = True
+        sandbox.finish_late("unsubscribe")
+        data = sandbox.chat(f'unsubscribe "{calendar_id}"', user.staff_id)
+        await sandbox.wait_ack(await sandbox.push(data))
+        reply = await sandbox.wait_reply(data, timeout=15)
+        await answered_after(sandbox, user.staff_id)
+
+        assert calendar_id not in sandbox.subscriptions[user.union_id]
+        assert len(unsubscribe_calls(sandbox, user.union_id)) == 2
+        assert [card(reply)["title"] for reply in sandbox.replies_to(data)] == ["✅ Unsubscribed"], card(reply)
