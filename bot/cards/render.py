@@ -47,14 +47,16 @@ BUTTON_LABELS = {
 # Outcomes whose body numbers the offered calendars in the order of their actions, so numbered buttons match it.
 LISTS_ITS_ACTIONS = frozenset({"calendars", "ambiguous", "no_match"})
 
-# Markdown's specials get a backslash, and a tag's brackets become entities.
-_ESCAPES = str.maketrans({**{char: "\\" + char for char in "\\`*_[]()#!|~"}, "<": "&lt;", ">": "&gt;"})
+# Markdown's specials get a backslash, and a tag's brackets become entities; so does "&", or a character reference
+# (&colon; &period; &commat; &ast; …) would show as the character it names: a link or mention start no zero-width
+# space follows, once the client has decoded it.
+_ESCAPES = str.maketrans({**{char: "\\" + char for char in "\\`*_[]()#!|~"}, "<": "&lt;", ">": "&gt;", "&": "&amp;"})
 # A zero-width space after these keeps clients from turning echoed text into a link or an @mention.
 _LINK_AND_MENTION_STARTS = re.compile(r"(://|www\.|@)", re.IGNORECASE)
 _ZERO_WIDTH_SPACE = "\u200b"
 # Every character either step above acts on (a link or mention start holds ":", "." or "@"). Most values (ids,
 # request ids, plain names) hold none: one search of this class costs about a twentieth of the two steps.
-_ESCAPED_OR_LINK_CHARS = re.compile(r"[\\`*_\[\]()#!|~<>:.@]")
+_ESCAPED_OR_LINK_CHARS = re.compile(r"[\\`*_\[\]()#!|~<>&:.@]")
 
 
 def escape_markdown(value: Any) -> str:

@@ -216,10 +216,18 @@ async def change_calendar(
             request_id = await call()
         except FAILURES as error:
             reply = explain_calendar_error(error, calendar.id, name=calendar.name)
+            retried = getattr(error, "after_unanswered", False)
+            if reply.outcome == Outcome.TEMPORARY_PROBLEM and (retried or getattr(error, "is_unanswered", False)):
+                # the request was written and no answer came: DingTalk may have made the change, so the card
+                # must not say that nothing changed
+                reply = Reply(reply.outcome, {**reply.data, "unanswered": True})
             # "not found / not subscribed / already subscribed" to the call an interrupted handling had begun:
             # DingTalk finished that one after the listing above; unless a new listing says the change is not
             # there (the calendar does not exist at all), it happened and is no error
-            finished_first = again and reply.outcome == Outcome.UNKNOWN_CALENDAR
+            # The same when a try of this call got no answer and its retry is refused so: DingTalk did the first
+            # (not for an id the sender's listing did not show before the change: no evidence either).
+            retried = retried and not (action == "unsubscribe" and followed is False)
+            finished_first = (again or retried) and reply.outcome == Outcome.UNKNOWN_CALENDAR
             if finished_first and await _changed(context, action, union_id, calendar) is not False:
                 reply = done(reply.data["request_id"])
         else:

@@ -224,6 +224,7 @@ class DingTalkClient:
         `any_body`: a 2xx answer that is not a JSON object is read as {} instead of being an odd answer."""
         spending = budget.current.get()
         attempt = 0
+        unanswered = False  # an earlier try got no answer (it may have been carried out)
         while True:
             attempt += 1
             try:
@@ -242,6 +243,9 @@ class DingTalkClient:
                     data = await self._request(method, url, body, headers, timeout, any_body)
                 return read(data)
             except (DingTalkError, OutOfDescriptors) as error:
+                if isinstance(error, DingTalkError):
+                    error.after_unanswered = unanswered
+                    unanswered = unanswered or error.is_unanswered
                 if api in _REPLY_APIS and error.is_safe_to_resend and (card_step := before_send.current.get()):
                     await card_step.not_sent()
                 if isinstance(error, OutOfDescriptors):

@@ -89,6 +89,9 @@ class DingTalkError(_Judged, Exception):
         self.code = code
         self.message = message
         self.request_id = request_id
+        # a retry's failure, when an earlier try of the same call got no answer: that try may have been carried out,
+        # so a refusal of this one ("not subscribed", "already subscribed") may be DingTalk's answer to a done change
+        self.after_unanswered = False
 
 
 class Refused(DingTalkError):

@@ -1,0 +1,96 @@
+"""Attack: a one-text unsubscribe (no task, no shield since 7d4ad09) stopped mid-change, through the real bot."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+from tests.helpers import (
+    answered_after,
+    card,
+    new_calendar,
+    new_user,
+    running_process,
+    started_sandbox,
+    unsubscribe_calls,
+)
+
+
+async def test_a_command_out_of_time_mid_change_sends_one_card_and_the_bot_goes_on() -> None:
+    env = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "2"}
+    async with started_sandbox() as sandbox, running_process(sandbox, env) as bot:
+        user = new_user(sandbox)
+        calendar_id = new_calendar(sandbox, user, "Team Lunch")
+        sandbox.api_latency = {"unsubscribe": 6.0}
+        data = sandbox.chat("unsubscribe Team Lunch", user.staff_id)  # typed, one text: list, then the change
+        await sandbox.wait_ack(await sandbox.push(data))
+        await sandbox.wait_reply(data, timeout=15)
+        await asyncio.sleep(6)  # the sandbox's answer to the abandoned call is due
+        sandbox.api_latency = {}
+        await answered_after(sandbox, user.staff_id)
+
+        [reply] = sandbox.replies_to(data)  # exactly one card
+        assert len(unsubscribe_calls(sandbox, user.union_id)) == 1
+        assert not [line for line in bot.output.splitlines() if '"level":"error"' in line]
+        # the call was written and DingTalk carried it out after the bot stopped waiting: the card must not say
+        # that nothing changed (it said "⏳ DingTalk is busy … Nothing was changed for Team Lunch")
+        assert calendar_id not in sandbox.subscriptions[user.union_id]
+        assert "Nothing was changed" not in card(reply)["text"], card(reply)["text"]
+
+
+async def test_sigterm_past_the_grace_mid_change_then_a_restart_sends_one_card(tmp_path: Path) -> None:
+    env = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "60", "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        calendar_id = new_calendar(sandbox, user, "Team Lunch")
+        sandbox.api_latency = {"unsubscribe": 40.0}  # beyond the 20 s grace: the command is cancelled mid-call
+        data = sandbox.chat("unsubscribe Team Lunch", user.staff_id)
+        async with running_process(sandbox, env) as first:
+            await sandbox.wait_ack(await sandbox.push(data))
+            await sandbox.wait_for(lambda: len(unsubscribe_calls(sandbox, user.union_id)) == 1, timeout=10)
+            first.signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            assert await first.wait(timeout=40) == 0
+            assert time.monotonic() - stopped < 25
+            assert first.logs("shutdown left messages unfinished: the journal keeps them for the next start")
+        assert sandbox.replies_to(data) == []
+        sandbox.api_latency = {}
+        async with running_process(sandbox, env) as second:
+            await sandbox.wait_for(lambda: sandbox.replies_to(data), timeout=30)
+            await second.wait_log("resuming unfinished commands")
+            await answered_after(sandbox, user.staff_id)
+
+        assert [card(reply)["title"] for reply in sandbox.replies_to(data)] == ["✅ Unsubscribed"]
+        assert calendar_id not in sandbox.subscriptions[user.union_id]
+
+
+def test_the_unanswered_change_card_says_it_may_have_been_made_in_each_locale() -> None:
+    from bot.cards.render import render
+    from bot.models import Outcome, Reply
+
+    data = {"calendar_id": "cal-1", "name": "Team Lunch", "code": "ReadTimeout", "request_id": ""}
+    for locale, unchanged in (("en", "Nothing was changed"), ("zh_CN", "没有任何修改")):
+        assert unchanged in render(Reply(Outcome.TEMPORARY_PROBLEM, data), locale).markdown
+        unanswered = render(Reply(Outcome.TEMPORARY_PROBLEM, {**data, "unanswered": True}), locale).markdown
+        assert unchanged not in unanswered and "Team Lunch" in unanswered
+
+
+async def test_a_change_retried_after_its_unanswered_first_try_was_carried_out_says_it_is_done() -> None:
+    # the first try's answer never comes (DingTalk did the change), the bot retries within the command: DingTalk
+    # refuses the retry, the calendar being left already; the card must not say the calendar is unknown
+    env = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "10", "BOT_HTTP_TIMEOUT": "1"}
+    async with started_sandbox() as sandbox, running_process(sandbox, env):
+        user = new_user(sandbox)
+        calendar_id = new_calendar(sandbox, user, "Team Lunch")
+        sandbox.strict_subscriptions = True
+        sandbox.finish_late("unsubscribe")
+        data = sandbox.chat(f'unsubscribe "{calendar_id}"', user.staff_id)
+        await sandbox.wait_ack(await sandbox.push(data))
+        reply = await sandbox.wait_reply(data, timeout=15)
+        await answered_after(sandbox, user.staff_id)
+
+        assert calendar_id not in sandbox.subscriptions[user.union_id]
+        assert len(unsubscribe_calls(sandbox, user.union_id)) == 2
+        assert [card(reply)["title"] for reply in sandbox.replies_to(data)] == ["✅ Unsubscribed"], card(reply)
