@@ -1,4 +1,4 @@
-"""Attack: a one-text unsubscribe (no task, no shield since 7d4ad09) stopped mid-change, through the real bot."""
+"""A one-text unsubscribe stopped mid-change or left unanswered by DingTalk, through the real bot: one card, true."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attack: hostile calendar names and ids through the real `python -m bot`: nothing a publisher writes becomes a
+"""Hostile calendar names and ids through the real `python -m bot`: nothing a publisher writes becomes a
 link, a mention, markdown or HTML in the card as a client shows it, and each button acts on exactly its calendar."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Attack: every ACK the real `python -m bot` sends is the SDK's AckMessage.to_dict(), for every kind of frame and
+"""Every ACK the real `python -m bot` sends is the SDK's AckMessage.to_dict(), for every kind of frame and
 for message ids with any characters."""
 
 from __future__ import annotations
