@@ -19,6 +19,13 @@ def audit_rows(state: Path, msg_id: str) -> list[tuple[Any, ...]]:
         return db.execute("SELECT action, calendar_id, result FROM audit WHERE msg_id = ?", (msg_id,)).fetchall()
 
 
+def carded(state: Path) -> set[str]:
+    """The messages whose card step the journal holds as taken (their card may be out)."""
+    with sqlite3.connect(state / "journal.sqlite3") as db:
+        rows = db.execute("SELECT msg_id FROM progress WHERE key = 'card' AND value = CAST('true' AS BLOB)")
+        return {row[0] for row in rows}
+
+
 def unfinished(state: Path) -> list[str]:
     with sqlite3.connect(state / "journal.sqlite3") as db:
         return [row[0] for row in db.execute("SELECT msg_id FROM entries WHERE done_at IS NULL")]
@@ -67,11 +74,18 @@ async def test_kill_9_mid_burst_every_change_audited_every_command_answered_once
                 await sandbox.wait_ack(message_id)
             await sandbox.wait_for(lambda: sum(bool(sandbox.replies_to(data)) for data in messages) >= 15)
             await kill(sandbox, first)
+        # a card whose step was recorded and whose request had not reached DingTalk at the kill is never sent again
+        # (no second card, by design: docs/design.md); every other command is answered. Most of these were on their
+        # way and arrive after the kill: only after it is known which
+        may_be_missing = carded(tmp_path) - {data["msgId"] for data in messages if sandbox.delivered(data)}
         async with running_process(sandbox, env):
-            await sandbox.wait_for(lambda: all(sandbox.delivered(data) for data in messages), timeout=30)
+            await sandbox.wait_for(
+                lambda: all(sandbox.delivered(data) or data["msgId"] in may_be_missing for data in messages), timeout=30
+            )
             await answered_after(sandbox, *(user.staff_id for user in users))
         for data in messages:
-            assert [card(reply)["title"] for reply in sandbox.delivered(data)] == [UNSUBSCRIBED]
+            cards = [card(reply)["title"] for reply in sandbox.delivered(data)]
+            assert cards == [UNSUBSCRIBED] or (not cards and data["msgId"] in may_be_missing), data["msgId"]
             assert audit_rows(tmp_path, data["msgId"]), data["msgId"]
         assert all(not sandbox.subscriptions[user.union_id] for user in users)
         assert unfinished(tmp_path) == []
