@@ -4,7 +4,10 @@ is stopped or dies."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -55,3 +58,9 @@ def journaled(number: int) -> Message:
         is_in_at_list=True,
         robot_code="robot",
     )
+
+
+def audit_rows(state: Path, msg_id: str) -> list[tuple[Any, ...]]:
+    """The audit records of one message in BOT_STATE_DIR's database: action, calendar, result."""
+    with sqlite3.connect(state / "bot.sqlite3") as db:
+        return db.execute("SELECT action, calendar_id, result FROM audit WHERE msg_id = ?", (msg_id,)).fetchall()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import pytest
 
-from bot.cards.delivery import DINGTALK_WEBHOOK_HOSTS, robot_message, webhook_body, webhook_is_trusted
+from bot.cards.delivery import robot_message, trusted_by_parts, webhook_body, webhook_is_trusted
 from bot.models import Button, Card
 
 CARD = Card("Title", "### Title\nbody")
@@ -71,15 +69,8 @@ def test_robot_message_picks_the_template_by_button_count(count: int) -> None:
 
 def _by_parts(url: str, oapi_base: str) -> bool:
     """The rule as urlsplit's parts say it, for every URL (what webhook_is_trusted does past its quick starts)."""
-    if any(ord(character) <= 0x20 or character == "\x7f" for character in url):
-        return False
-    try:
-        parts, configured = urlsplit(url), urlsplit(oapi_base)
-        if parts.scheme == configured.scheme and parts.netloc == configured.netloc:
-            return True
-        return parts.scheme == "https" and parts.port is None and (parts.hostname or "") in DINGTALK_WEBHOOK_HOSTS
-    except ValueError:
-        return False
+    control = any(ord(character) <= 0x20 or character == "\x7f" for character in url)
+    return not control and trusted_by_parts(url, oapi_base)
 
 
 @pytest.mark.parametrize(

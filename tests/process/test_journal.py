@@ -36,7 +36,7 @@ from tests.helpers import (
     started_sandbox,
     unsubscribe_calls,
 )
-from tests.helpers_journal import ENV, UNSUBSCRIBED, Held
+from tests.helpers_journal import ENV, UNSUBSCRIBED, Held, audit_rows
 from tests.redisserver import RedisServer, free_port
 
 UNWRITABLE = "journal cannot be written: serving without durability (a crash now loses the commands in flight)"
@@ -93,6 +93,8 @@ async def test_a_kill_between_the_calendar_call_and_the_card_neither_repeats_the
             await kill(sandbox, first)
         held.released.set()
         calls_before = len(calendar_calls(sandbox, user.union_id))
+        # the card step is durable (the restart will not send again): so must the change's record be
+        assert audit_rows(tmp_path, data["msgId"]) == [("unsubscribe", calendar_id, "unsubscribed")]
 
         async with running_process(sandbox, env) as second:
             await second.wait_log("resumed message already answered", msg_id=data["msgId"])

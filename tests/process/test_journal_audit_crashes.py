@@ -7,16 +7,10 @@ import asyncio
 import signal
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from tests.helpers import answered_after, card, new_calendar, new_user, running_process, started_sandbox
-from tests.helpers_journal import ENV, UNSUBSCRIBED, Held
+from tests.helpers_journal import ENV, UNSUBSCRIBED, audit_rows
 from tests.process.test_journal import kill
-
-
-def audit_rows(state: Path, msg_id: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(state / "bot.sqlite3") as db:
-        return db.execute("SELECT action, calendar_id, result FROM audit WHERE msg_id = ?", (msg_id,)).fetchall()
 
 
 def carded(state: Path) -> set[str]:
@@ -29,23 +23,6 @@ def carded(state: Path) -> set[str]:
 def unfinished(state: Path) -> list[str]:
     with sqlite3.connect(state / "journal.sqlite3") as db:
         return [row[0] for row in db.execute("SELECT msg_id FROM entries WHERE done_at IS NULL")]
-
-
-async def test_a_card_held_at_the_kill_has_its_audit_record_on_disk(tmp_path: Path) -> None:
-    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
-    async with started_sandbox() as sandbox:
-        user = new_user(sandbox)
-        calendar_id = new_calendar(sandbox, user)
-        data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id)
-        held = Held(status=200)
-        sandbox.answer_next("webhook", held)
-        async with running_process(sandbox, env) as first:
-            await sandbox.wait_ack(await sandbox.push(data))
-            await sandbox.wait_for(lambda: sandbox.replies_to(data))
-            await kill(sandbox, first)
-        held.released.set()
-        # the card step is durable (the restart will not send again): so must the change's record be
-        assert audit_rows(tmp_path, data["msgId"]) == [("unsubscribe", calendar_id, "unsubscribed")]
 
 
 async def test_sigterm_right_after_cards_writes_every_deferred_finish_and_record(tmp_path: Path) -> None:
