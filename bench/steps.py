@@ -85,15 +85,15 @@ def instrument() -> None:
         await handle(self, message)
         step(message.key, "handle <")
 
-    run = database.DatabaseThread.run
+    run = database.Database.run
 
-    async def _run(self: Any, work: Callable[[], Any]) -> Any:
+    async def _run(self: Any, work: Callable[[Any], Any]) -> Any:
         times = [now(), 0.0, 0.0, 0.0]
 
-        def work_timed() -> Any:
+        def work_timed(connection: Any) -> Any:
             times[1] = now()
             try:
-                return work()
+                return work(connection)
             finally:
                 times[2] = now()
 
@@ -108,7 +108,7 @@ def instrument() -> None:
         setattr(journal.SqliteJournal, name, timed(name))
     client.DingTalkClient._request = _request  # type: ignore[method-assign]
     pipeline.Pipeline.handle = _handle  # type: ignore[method-assign]
-    database.DatabaseThread.run = _run  # type: ignore[method-assign]
+    database.Database.run = _run  # type: ignore[method-assign]
 
 
 def _dump() -> None:

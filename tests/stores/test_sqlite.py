@@ -97,13 +97,13 @@ async def test_statements_applied_together_are_one_transaction_and_one_alone_nee
     await database.run(lambda connection: connection.set_trace_callback(traced.append))
 
     insert = "INSERT INTO log VALUES (?)"
-    assert await database.thread.run(lambda: database.apply([(insert, (1,))])) == [1]
+    assert await database.apply([(insert, (1,))]) == [1]
     assert traced == ["INSERT INTO log VALUES (1)"]  # autocommit: no BEGIN and COMMIT calls around it
 
     traced.clear()
-    assert await database.thread.run(lambda: database.apply([(insert, (2,)), ("DELETE FROM log", ())])) == [1, 2]
+    assert await database.apply([(insert, (2,)), ("DELETE FROM log", ())]) == [1, 2]
     assert traced[0] == "BEGIN IMMEDIATE" and traced[-1] == "COMMIT"
     with pytest.raises(sqlite3.IntegrityError):  # all or nothing: the first is rolled back with the second
-        await database.thread.run(lambda: database.apply([(insert, (3,)), (insert, (3,))]))
+        await database.apply([(insert, (3,)), (insert, (3,))])
     assert await database.execute("SELECT n FROM log") == []
     await database.close()

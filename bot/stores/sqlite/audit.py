@@ -19,8 +19,8 @@ from bot.stores.audit import (
     Refusal,
     name_key,
 )
+from bot.stores.batching import Batcher
 from bot.stores.sqlite.database import Database
-from bot.stores.sqlite.writes import Writes
 
 _INSERT = "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -31,7 +31,7 @@ class SqliteAudit:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._writes = Writes(database.thread, self._insert, self._settle)
+        self._batches: Batcher[AuditRecord, None] = Batcher(self._write)
         self._pruned_at = 0.0
 
     async def create(self) -> None:
@@ -55,17 +55,14 @@ class SqliteAudit:
 
     async def record(self, entry: AuditRecord) -> None:
         # awaited: the command's next journal step (its card's) must not land before the record of its change
-        await self._writes.submit(entry)
+        await self._batches.submit(entry)
 
-    def _insert(self, batch: list[AuditRecord]) -> None:
+    async def _write(self, batch: list[AuditRecord]) -> list[None]:
         if len(batch) == 1 and time.time() - self._pruned_at <= PRUNE_SECONDS:  # one statement: no BEGIN, COMMIT
-            self._database.apply([(_INSERT, _row(batch[0]))])
+            await self._database.apply([(_INSERT, _row(batch[0]))])
         else:
-            self._database.transact(functools.partial(self._insert_rows, batch))
-
-    @staticmethod
-    def _settle(batch: list[AuditRecord], outcome: Any) -> list[Any]:
-        return [outcome if isinstance(outcome, BaseException) else None] * len(batch)
+            await self._database.transaction(functools.partial(self._insert_rows, batch))
+        return [None] * len(batch)
 
     def _insert_rows(self, batch: list[AuditRecord], connection: sqlite3.Connection) -> None:
         now = time.time()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import queue
 import re
 import sqlite3
@@ -22,7 +21,7 @@ BACKSTOP_PAGES = 10_000
 RESTART_PAGES = 1_000  # a WAL this long is started again from its beginning once wholly copied (SQLite's default)
 _GLOB_SPECIAL = re.compile(r"[*?\[]")
 
-_Call = tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+_Call = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
 
 
 def glob_prefix(text: str) -> str:
@@ -37,57 +36,15 @@ def damaged(error: BaseException) -> bool:
     return isinstance(error, sqlite3.DatabaseError) and code is not None and code & 0xFF in DAMAGED
 
 
-class DatabaseThread:
-    """The thread the calls of one or more databases run on (each on its own connection), in the order they were
-    made: fed by a queue, not an executor, so a call costs one put and one call_soon_threadsafe. The journal's stays
-    its own when a damaged file is set aside and a new one opened on it."""
+class Database:
+    """One SQLite file, opened in WAL mode; every call runs on a single worker thread, in the order it was made.
+    A second thread checkpoints the WAL in the background, so no commit pays for the checkpoint's fsyncs."""
 
-    def __init__(self, name: str) -> None:
-        self._name = name
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # a thread fed by a queue, not an executor: a call costs one put and one call_soon_threadsafe
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
-        self._users: set[int] = set()  # the databases open on it: the last one to close stops it
-
-    async def run(self, work: Callable[[], T]) -> T:
-        """Run `work()` on the thread; the caller awaits without blocking the loop."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._serve, name=self._name, daemon=True)
-            self._worker.start()
-        self._calls.put((work, future, loop))
-        return await future
-
-    def _serve(self) -> None:
-        while (call := self._calls.get()) is not None:
-            work, future, loop = call
-            try:
-                outcome: tuple[Any, BaseException | None] = (work(), None)
-            except BaseException as error:  # handed to the caller, as an executor would
-                outcome = (None, error)
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
-                loop.call_soon_threadsafe(_settle, future, *outcome)
-
-    def join(self, database: Database) -> None:
-        self._users.add(id(database))
-
-    async def leave(self, database: Database) -> None:
-        """The database closed: the thread stops (after the calls queued before) once no database uses it."""
-        self._users.discard(id(database))
-        if not self._users and self._worker is not None:
-            worker, self._worker = self._worker, None
-            self._calls.put(None)
-            await asyncio.to_thread(worker.join)
-
-
-class Database:
-    """One SQLite file, opened in WAL mode; every call runs on one worker thread (its own, or one it shares with
-    another database), in the order it was made. A second thread checkpoints the WAL in the background, so no commit
-    pays for the checkpoint's fsyncs."""
-
-    def __init__(self, path: Path, thread: DatabaseThread | None = None) -> None:
-        self.path = path
-        self.thread = thread if thread is not None else DatabaseThread(f"sqlite-{path.stem}")
         self._connection: sqlite3.Connection | None = None
         self._written = threading.Event()  # set by the worker after a call, cleared by the checkpointer
         self._closing = threading.Event()
@@ -119,30 +76,20 @@ class Database:
             )
             self._checkpointer.start()
 
-    def on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work(connection)`, called on the database's thread (from within a call it runs)."""
-        try:
-            if self._connection is None:
-                self._connect()
-            assert self._connection is not None
-            return work(self._connection)
-        finally:
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            work, future, loop = call
+            try:
+                if self._connection is None:
+                    self._connect()
+                assert self._connection is not None
+                outcome: tuple[Any, BaseException | None] = (work(self._connection), None)
+            except BaseException as error:  # handed to the caller, as an executor would
+                outcome = (None, error)
             if not self._written.is_set():
                 self._written.set()
-
-    def transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work(connection)` as one transaction, called on the database's thread (see transaction())."""
-        return self.on_thread(functools.partial(_atomically, work))
-
-    def apply(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
-        """The statements as one transaction, on the database's thread; each one's row count. One statement alone is
-        its own transaction (autocommit, all or nothing as well): no BEGIN and COMMIT around it, two calls into
-        SQLite fewer, each of which lets go of the GIL and takes it back while the loop's thread may want it (at a
-        steady rate most batches hold one statement)."""
-        if len(statements) == 1:
-            sql, parameters = statements[0]
-            return self.on_thread(lambda connection: [connection.execute(sql, parameters).rowcount])
-        return self.transact(functools.partial(_each, statements))
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
+                loop.call_soon_threadsafe(_settle, future, *outcome)
 
     def _checkpoint(self) -> None:
         """Every CHECKPOINT_SECONDS while there are writes (never when idle), copy the WAL into the file (PASSIVE:
@@ -174,8 +121,13 @@ class Database:
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(connection)` on the database thread; the caller awaits without blocking the loop."""
-        self.thread.join(self)
-        return await self.thread.run(functools.partial(self.on_thread, work))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._serve, name=f"sqlite-{self.path.stem}", daemon=True)
+            self._worker.start()
+        self._calls.put((work, future, loop))
+        return await future
 
     async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement; its rows (empty for a write)."""
@@ -185,9 +137,30 @@ class Database:
         """One DELETE; how many rows it deleted."""
         return await self.run(lambda connection: int(connection.execute(sql, tuple(parameters)).rowcount))
 
+    async def apply(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """The statements as one transaction; each one's row count. One statement alone is its own transaction
+        (autocommit, all or nothing as well): no BEGIN and COMMIT around it, two calls into SQLite fewer, each of
+        which lets go of the GIL and takes it back while the loop's thread may want it (at a steady rate most batches
+        hold one statement)."""
+        if len(statements) == 1:
+            sql, parameters = statements[0]
+            return await self.run(lambda connection: [connection.execute(sql, parameters).rowcount])
+        return await self.transaction(lambda connection: [connection.execute(*each).rowcount for each in statements])
+
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Several statements as one transaction: all or nothing, one commit (one fsync) for all of them."""
-        return await self.run(functools.partial(_atomically, work))
+
+        def atomically(connection: sqlite3.Connection) -> T:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+
+        return await self.run(atomically)
 
     async def close(self) -> None:
         def close(connection: sqlite3.Connection) -> None:
@@ -200,23 +173,10 @@ class Database:
         self._written.set()  # wakes the checkpointer to see it is closing
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.join)
-        self._checkpointer = None
-        await self.thread.leave(self)
-
-
-def _each(statements: Sequence[tuple[str, Sequence[Any]]], connection: sqlite3.Connection) -> list[int]:
-    return [connection.execute(sql, parameters).rowcount for sql, parameters in statements]
-
-
-def _atomically(work: Callable[[sqlite3.Connection], T], connection: sqlite3.Connection) -> T:
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        result = work(connection)
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
-    return result
+        if self._worker is not None:
+            self._calls.put(None)
+            await asyncio.to_thread(self._worker.join)
+        self._worker = self._checkpointer = None
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from bot.models import Message
+from bot.stores.batching import Batcher
 from bot.stores.journal import CARD, Entry, Unwritable, dump_message, load_message
-from bot.stores.sqlite.database import Database, DatabaseThread, damaged
-from bot.stores.sqlite.writes import Writes
+from bot.stores.sqlite.database import Database, damaged
 
 log = logging.getLogger("bot.journal")
 
@@ -48,9 +48,9 @@ class SqliteJournal:
     never waits for the bot's database (a lock held on it, a long removal)."""
 
     def __init__(self, path: Path, remember_seconds: float) -> None:
-        self._writes = Writes(DatabaseThread(f"sqlite-{path.stem}"), self._apply_batch, self._settle_batch)
-        self._database = Database(path, self._writes.thread)
+        self._database = Database(path)
         self._remember_seconds = remember_seconds
+        self._batches: Batcher[tuple[str, tuple[Any, ...]], int] = Batcher(self._write_batch, gather_one_turn=True)
         self._purge_at = 0.0
         self._health = Unwritable()
         self._carded: set[str] = set()  # messages whose card step is recorded true (their card may be out)
@@ -95,7 +95,7 @@ class SqliteJournal:
             "journal unreadable: moved aside, its unfinished commands are not answered; a fresh journal is used",
             extra={"fields": fields},
         )
-        self._database = Database(path, self._writes.thread)
+        self._database = Database(path)
 
     async def add(self, message: Message) -> bool:
         forgotten = time.time() - self._remember_seconds  # finished before the dedupe window: a new message
@@ -129,24 +129,24 @@ class SqliteJournal:
             # it then (never a second card), so it need not land now; it goes with the next write (at steady
             # load the next command's) instead of a commit and a hand-off of its own
             self._carded.discard(msg_id)
-            self._writes.submit_later(statement, FINISH_WITHIN_SECONDS)
+            self._batches.submit_later(statement, FINISH_WITHIN_SECONDS)
             return
-        await self._writes.submit(statement)
+        await self._batches.submit(statement)
 
     def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
         return None  # one process per file: nobody else leaves entries behind while this one runs
 
     async def close(self) -> None:
-        await self._writes.drained()
+        await self._batches.drained()
         await self._database.close()
 
     def _write(self, sql: str, parameters: tuple[Any, ...]) -> asyncio.Future[int]:
-        return self._writes.submit((sql, parameters))
+        return self._batches.submit((sql, parameters))
 
-    def _apply_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-        """On the database thread: one transaction for the batch. A commit costs as much as the statements of many
-        messages: the batch takes every write made in one more turn of the event loop (measured: 0.45 → 0.17 ms per
-        command in a burst; a timed window would gather more but cost latency at low load)."""
+    async def _write_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        # a commit costs as much as the statements of many messages: the batcher lets every write made in one more
+        # turn of the event loop join this batch (measured: 0.45 → 0.17 ms per command in a burst; a timed window
+        # would gather more but cost latency at low load)
         statements = list(batch)
         if time.monotonic() >= self._purge_at:
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
@@ -154,19 +154,16 @@ class SqliteJournal:
                 (_PURGE_FINISHED_PROGRESS, ()),
                 ("DELETE FROM entries WHERE done_at < ?", (time.time() - self._remember_seconds,)),
             ]
-        return self._database.apply(statements)[: len(batch)]
-
-    def _settle_batch(self, batch: list[tuple[str, tuple[Any, ...]]], outcome: Any) -> list[int]:
-        if isinstance(outcome, sqlite3.Error | OSError):
-            self._health.failed(outcome)
-            return [1] * len(batch)  # as if written: the message is handled, only not durably
-        if isinstance(outcome, BaseException):
-            raise outcome
-        # only an entry written says accepted commands survive a crash: on a full disk a finish that clears a row,
-        # or changes none, still commits
-        if any(sql is _ADD for sql, _ in batch):
-            self._health.succeeded()
-        return list(outcome)
+        try:
+            counts = await self._database.apply(statements)
+            # only an entry written says accepted commands survive a crash: on a full disk a finish that clears a
+            # row, or changes none, still commits
+            if any(sql is _ADD for sql, _ in batch):
+                self._health.succeeded()
+        except (sqlite3.Error, OSError) as error:
+            self._health.failed(error)
+            counts = [1] * len(statements)  # as if written: the message is handled, only not durably
+        return counts[: len(batch)]
 
 
 def _open_entries(connection: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
