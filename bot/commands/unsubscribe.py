@@ -62,8 +62,7 @@ async def _identify_while(context: Context, landing: asyncio.Task[None]) -> str:
     try:
         union_id = await context.identify()
     except asyncio.CancelledError:
-        landing.cancel()
-        landing.add_done_callback(lambda done: done.cancelled() or done.exception())  # nobody's news: not logged
+        landing.cancel()  # also marks a failure it already ended with as seen (never logged as not retrieved)
         raise
     except Exception:
         await landing
