@@ -50,13 +50,13 @@ class Keeper(Protocol):
 
 
 class SqliteAudit:
-    """In the embedded database (BOT_STATE_DIR). With a keeper (the journal), a record is kept there first: it lands
-    in order with the journal's steps, before its command's card step, without the command waiting for this
-    database (a hand-off to its thread, or a lock another process holds on it); it is written here within
-    STORE_WITHIN_SECONDS, together with the others of that second, and a start writes what a kill left kept.
-    Records that arrive while a write is under way are written together in the next transaction."""
+    """In the embedded database (BOT_STATE_DIR). A record is kept in the journal first (`keeper`): it lands in order
+    with the journal's steps, so before its command's card step, without the command waiting for this database (a
+    hand-off to its thread, or a lock another process holds on it); it is written here within STORE_WITHIN_SECONDS,
+    together with the others of that second, and a start writes what a kill left kept. Records that arrive while a
+    write is under way are written together in the next transaction: under load, one commit for many."""
 
-    def __init__(self, database: Database, keeper: Keeper | None = None) -> None:
+    def __init__(self, database: Database, keeper: Keeper) -> None:
         self._database = database
         self._keeper = keeper
         self._batches: Batcher[tuple[AuditRecord, int], None] = Batcher(self._write)
@@ -81,34 +81,31 @@ class SqliteAudit:
             connection.execute("DELETE FROM audit WHERE result = ?", (REFUSED,))  # kept apart now
 
         await self._database.transaction(create)
-        if self._keeper is not None:
-            await self._store_kept(self._keeper)
+        await self._store_kept()
 
-    async def _store_kept(self, keeper: Keeper) -> None:
+    async def _store_kept(self) -> None:
         """Write what an earlier process kept in the journal and may not have written here (killed within its
         second, or this database failed), each record once."""
         try:
-            kept = await keeper.take_kept()
+            kept = await self._keeper.take_kept()
         except (sqlite3.Error, OSError):  # the journal says so itself as it opens (and sets a damaged file aside)
             return
         if not kept:
             return
-        records = []
-        for _, record in kept:
+        rows = []
+        for kept_id, record in kept:
             try:
-                records.append(AuditRecord(*orjson.loads(record)))
+                entry = AuditRecord(*orjson.loads(record))
             except (ValueError, TypeError):
-                log.error("kept audit record unreadable, dropped", extra={"fields": {"record": record[:200]}})
-        rows = [(*_row(entry), entry.calendar_id, entry.at, entry.msg_id, entry.action) for entry in records]
+                log.error("kept audit record unreadable, dropped", extra={"fields": {"kept_id": kept_id}})
+                continue
+            rows.append((*_row(entry), entry.calendar_id, entry.at, entry.msg_id, entry.action))
         await self._database.transaction(lambda connection: connection.executemany(_INSERT_MISSING, rows))
         with contextlib.suppress(sqlite3.Error, OSError):  # left kept: the next start finds them written
-            await keeper.drop_kept(kept[-1][0])
+            await self._keeper.drop_kept(kept[-1][0])
 
     async def record(self, entry: AuditRecord) -> None:
-        if self._keeper is None:  # awaited: the command's next journal step must not land before its record
-            await self._batches.submit((entry, 0))
-            return
-        kept = self._keeper.keep(orjson.dumps(COLUMNS(entry)))
+        kept = self._keeper.keep(orjson.dumps(COLUMNS(entry)))  # not awaited: see the class
         self._batches.submit_later((entry, kept), STORE_WITHIN_SECONDS)
 
     async def drained(self) -> None:
@@ -122,14 +119,12 @@ class SqliteAudit:
                 await self._database.apply([(_INSERT, _row(records[0]))])
             else:
                 await self._database.transaction(functools.partial(self._insert_rows, records))
-        except Exception as error:
-            if self._keeper is None:
-                raise
-            self._held = True  # nobody awaits a kept record: said here, written at the next start
+        except Exception as error:  # nobody awaits a kept record: said here, and written at the next start
+            self._held = True
             fields = {"count": len(records), "error": type(error).__name__, "kept_for_next_start": True}
             log.error("audit record not stored", extra={"fields": fields})
         else:
-            if self._keeper is not None and not self._held:
+            if not self._held:
                 self._keeper.stored(batch[-1][1])
         return [None] * len(batch)
 
