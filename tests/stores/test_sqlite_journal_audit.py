@@ -4,6 +4,7 @@ journal until the bot's database has it, an audit failure told."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 import time
@@ -100,19 +101,24 @@ async def test_a_start_writes_what_the_journal_kept_into_the_bots_database_once(
 async def test_a_record_the_bots_database_refuses_is_told_and_stays_kept_for_the_next_start(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    database = await Database(tmp_path / "bot.sqlite3").open()
-    journal = SqliteJournal(tmp_path / "journal.sqlite3", 600)
-    audits = SqliteAudit(database, journal)  # no table: every insert fails
-    await journal.open()
+    database, audits, journal = await opened(tmp_path)
+    second = dataclasses.replace(RECORD, at=RECORD.at + 1, calendar_id="cal-2", msg_id="msg-2")
+    with contextlib.closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as db:
+        db.execute("ALTER TABLE audit RENAME TO audit_away")  # every insert fails
     await audits.record(RECORD)  # the command goes on
     await audits.drained()
     assert "audit record not stored" in caplog.text
-    await journal.record("msg-2", "changing", ["cal-2", "", None])
+    with contextlib.closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as db:
+        db.execute("ALTER TABLE audit_away RENAME TO audit")  # writable again
+    await audits.record(second)
+    await audits.drained()
+    await journal.record("msg-3", "changing", ["cal-3", "", None])
+    assert kept_audit_rows(tmp_path) == [("unsubscribe", "cal-1", "unsubscribed")]  # the stored one is dropped
     await journal.close()
     await database.close()
-    assert kept_audit_rows(tmp_path) == [("unsubscribe", "cal-1", "unsubscribed")]
 
     database, _, journal = await opened(tmp_path)
-    assert bot_database_rows(tmp_path) == [("msg-1", "cal-1")]
+    assert bot_database_rows(tmp_path) == [("msg-1", "cal-1"), ("msg-2", "cal-2")]
+    assert kept_audit_rows(tmp_path) == []
     await journal.close()
     await database.close()

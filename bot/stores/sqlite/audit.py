@@ -42,7 +42,7 @@ class Keeper(Protocol):
 
     def keep(self, record: bytes) -> int: ...
 
-    def stored(self, through: int) -> None: ...
+    def stored(self, first: int, last: int) -> None: ...
 
     async def take_kept(self) -> list[tuple[int, bytes]]: ...
 
@@ -61,7 +61,6 @@ class SqliteAudit:
         self._keeper = keeper
         self._batches: Batcher[tuple[AuditRecord, int], None] = Batcher(self._write)
         self._pruned_at = 0.0
-        self._held = False  # a write failed: what is kept from then on stays kept for the next start
 
     async def create(self) -> None:
         """Create the table and its indexes unless they exist."""
@@ -120,12 +119,10 @@ class SqliteAudit:
             else:
                 await self._database.transaction(functools.partial(self._insert_rows, records))
         except Exception as error:  # nobody awaits a kept record: said here, and written at the next start
-            self._held = True
             fields = {"count": len(records), "error": type(error).__name__, "kept_for_next_start": True}
             log.error("audit record not stored", extra={"fields": fields})
         else:
-            if not self._held:
-                self._keeper.stored(batch[-1][1])
+            self._keeper.stored(batch[0][1], batch[-1][1])
         return [None] * len(batch)
 
     def _insert_rows(self, batch: list[AuditRecord], connection: sqlite3.Connection) -> None:

@@ -38,7 +38,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS kept (id INTEGER PRIMARY KEY, record BLOB NOT NULL)",
 )
 _KEEP = "INSERT OR REPLACE INTO kept (id, record) VALUES (?, ?)"  # replaces only after the clock went back
-_DROP_KEPT = "DELETE FROM kept WHERE id <= ?"
+_DROP_KEPT = "DELETE FROM kept WHERE id BETWEEN ? AND ?"
 
 _FINISH = "UPDATE entries SET message = NULL, done_at = ? WHERE msg_id = ?"
 _ADD = (
@@ -61,7 +61,7 @@ class SqliteJournal:
         self._carded: set[str] = set()  # messages whose card step is recorded true (their card may be out)
         # ids of kept records, rising across restarts (a process starts nanoseconds after the last one's first id)
         self._kept_ids = itertools.count(time.time_ns())
-        self._stored_through = self._dropped_through = 0  # kept records the other store has, and those dropped
+        self._stored: list[tuple[int, int]] = []  # ranges of kept ids the other store has, dropped with a write
 
     async def open(self) -> list[Entry]:
         try:
@@ -150,9 +150,9 @@ class SqliteJournal:
         self._write(_KEEP, (kept_id, record))
         return kept_id
 
-    def stored(self, through: int) -> None:
-        """The other store has every kept record up to this id: they are dropped with a later write."""
-        self._stored_through = max(self._stored_through, through)
+    def stored(self, first: int, last: int) -> None:
+        """The other store has the kept records with these ids and those between: dropped with the next write."""
+        self._stored.append((first, last))
 
     async def take_kept(self) -> list[tuple[int, bytes]]:
         """What an earlier process kept and may not have handed over (a kill, a failed write), oldest first; call
@@ -160,29 +160,31 @@ class SqliteJournal:
         return await self._database.run(_kept_rows)
 
     async def drop_kept(self, through: int) -> None:
-        await self._database.execute(_DROP_KEPT, (through,))
+        await self._database.execute(_DROP_KEPT, (0, through))
 
     def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
         return None  # one process per file: nobody else leaves entries behind while this one runs
 
     async def close(self) -> None:
         await self._batches.drained()
-        if self._stored_through > self._dropped_through:  # what went to the other store since the last write
+        if self._stored:  # what went to the other store since the last write
             with contextlib.suppress(sqlite3.Error, OSError):  # left kept: the next start finds them written
-                await self.drop_kept(self._stored_through)
+                await self._database.apply(self._drop_stored())
         await self._database.close()
 
     def _write(self, sql: str, parameters: tuple[Any, ...]) -> asyncio.Future[int]:
         return self._batches.submit((sql, parameters))
+
+    def _drop_stored(self) -> list[tuple[str, tuple[Any, ...]]]:
+        dropping, self._stored = self._stored, []
+        return [(_DROP_KEPT, ids) for ids in dropping]
 
     async def _write_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
         # a commit costs as much as the statements of many messages: the batcher lets every write made in one more
         # turn of the event loop join this batch (measured: 0.45 → 0.17 ms per command in a burst; a timed window
         # would gather more but cost latency at low load)
         statements = list(batch)
-        if self._stored_through > self._dropped_through:
-            self._dropped_through = self._stored_through
-            statements.append((_DROP_KEPT, (self._dropped_through,)))
+        statements += self._drop_stored()
         if time.monotonic() >= self._purge_at:
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
             statements += [
