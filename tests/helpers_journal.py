@@ -4,14 +4,17 @@ is stopped or dies."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from bot.models import Message
+from bot.stores.audit import AuditRecord
 
 ENV = {  # the journal's tests: quick retries and reconnects, no pacing in the way
     "BOT_RETRY_PAUSE_SCALE": "0.01",
@@ -64,3 +67,19 @@ def audit_rows(state: Path, msg_id: str) -> list[tuple[Any, ...]]:
     """The audit records of one message in BOT_STATE_DIR's database: action, calendar, result."""
     with sqlite3.connect(state / "bot.sqlite3") as db:
         return db.execute("SELECT action, calendar_id, result FROM audit WHERE msg_id = ?", (msg_id,)).fetchall()
+
+
+def kept_audit_rows(state: Path, msg_id: str = "") -> list[tuple[Any, ...]]:
+    """The audit records of one message (of every message with no msg_id) that the journal still keeps on their way
+    to bot.sqlite3 (a kill left them there): action, calendar, result."""
+    with sqlite3.connect(state / "journal.sqlite3") as db:
+        records = [orjson.loads(record) for (record,) in db.execute("SELECT record FROM kept")]
+    fields = [field.name for field in dataclasses.fields(AuditRecord)]
+    kept = [dict(zip(fields, record, strict=True)) for record in records]
+    return [(k["action"], k["calendar_id"], k["result"]) for k in kept if msg_id in ("", k["msg_id"])]
+
+
+def durable_audit_rows(state: Path, msg_id: str) -> set[tuple[Any, ...]]:
+    """What a kill cannot take any more of one message's audit records: those in bot.sqlite3 and those the journal
+    keeps (the next start writes those into bot.sqlite3)."""
+    return set(audit_rows(state, msg_id)) | set(kept_audit_rows(state, msg_id))

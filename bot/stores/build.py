@@ -144,6 +144,12 @@ class Stores:
             return {}
         return await relieved_lately(self.redis, self.keys)
 
+    async def drained(self) -> None:
+        """What a store writes in the background is written: the audit records kept in the journal (before it
+        closes, so that they go from it with its last write)."""
+        if isinstance(self.audits, SqliteAudit):
+            await self.audits.drained()
+
     async def close(self) -> None:
         if self.redis_limiter is not None:
             self.redis_limiter.close()
@@ -170,7 +176,8 @@ def build_stores(config: Config, per_organization: bool = False) -> Stores:
             )
         database = Database(Path(config.state_dir) / DATABASE_FILE)
         suite_tickets, user_grants = SqliteSuiteTickets(database), SqliteGrants(database)
-        previews, audits, cards = SqlitePreviews(database), SqliteAudit(database), SqliteCards(database)
+        journal = SqliteJournal(Path(config.state_dir) / JOURNAL_FILE, config.dedupe_seconds)
+        previews, audits, cards = SqlitePreviews(database), SqliteAudit(database, journal), SqliteCards(database)
         return Stores(
             admission=local_admission,
             limiter=local_limiter,
@@ -180,7 +187,7 @@ def build_stores(config: Config, per_organization: bool = False) -> Stores:
             user_grants=user_grants,
             previews=previews,
             audits=audits,
-            journal=SqliteJournal(Path(config.state_dir) / JOURNAL_FILE, config.dedupe_seconds),
+            journal=journal,
             languages=LastLanguages(),
             keys=keys,
             cards=cards,

@@ -1,5 +1,5 @@
 """The journal and the audit records through the real `python -m bot`: a change is audited and a command finished
-across kill -9 and SIGTERM, whatever the point; a lock on the bot's database never holds back an ACK."""
+across kill -9 and SIGTERM, whatever the point; a lock on the bot's database never holds back an ACK or a card."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.helpers import answered_after, card, new_calendar, new_user, running_process, started_sandbox
-from tests.helpers_journal import ENV, UNSUBSCRIBED, audit_rows
+from tests.helpers_journal import ENV, UNSUBSCRIBED, audit_rows, durable_audit_rows, kept_audit_rows
 from tests.process.test_journal import kill
 
 
@@ -38,6 +38,7 @@ async def test_sigterm_right_after_cards_writes_every_deferred_finish_and_record
             assert await first.wait() == 0
         assert unfinished(tmp_path) == []
         assert all(len(audit_rows(tmp_path, data["msgId"])) == 1 for data in messages)
+        assert kept_audit_rows(tmp_path) == []  # all in bot.sqlite3, dropped from the journal before it closed
 
 
 async def test_kill_9_mid_burst_every_change_audited_every_command_answered_once_and_finished(tmp_path: Path) -> None:
@@ -108,10 +109,43 @@ async def test_a_kill_after_the_card_before_the_deferred_finish_sends_no_second_
                 await asyncio.sleep(0.005)
             await kill(sandbox, first)
         assert unfinished(tmp_path) == [data["msgId"]]  # the kill landed within the deferred finish's second
-        assert len(audit_rows(tmp_path, data["msgId"])) == 1
+        assert len(durable_audit_rows(tmp_path, data["msgId"])) == 1
         async with running_process(sandbox, env) as second:
             await second.wait_log("resumed message already answered", msg_id=data["msgId"])
             await answered_after(sandbox, user.staff_id)
         assert [card(reply)["title"] for reply in sandbox.delivered(data)] == [UNSUBSCRIBED]
         assert len(audit_rows(tmp_path, data["msgId"])) == 1
         assert unfinished(tmp_path) == []
+
+
+async def test_a_lock_on_the_bot_database_holds_back_no_card_and_a_kill_then_loses_no_audit_record(
+    tmp_path: Path,
+) -> None:
+    """The record of a change is kept in the journal before the card step, so the card never waits for bot.sqlite3
+    (before: up to its 5 s lock wait); killed before bot.sqlite3 has it, the next start writes it there, once."""
+    env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
+    async with started_sandbox() as sandbox:
+        user = new_user(sandbox)
+        calendar_id = new_calendar(sandbox, user)
+        data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id)
+        async with running_process(sandbox, env) as first:
+            locker = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")  # an operator's sqlite3 shell writing, a backup tool
+            try:
+                loop = asyncio.get_running_loop()
+                pushed = loop.time()
+                await sandbox.wait_ack(await sandbox.push(data))
+                await sandbox.wait_for(lambda: sandbox.delivered(data), timeout=10)
+                carded_after = loop.time() - pushed
+                await kill(sandbox, first)
+            finally:
+                locker.execute("ROLLBACK")
+                locker.close()
+        assert carded_after < 1.5, f"card after {carded_after:.1f} s"
+        assert audit_rows(tmp_path, data["msgId"]) == []
+        assert kept_audit_rows(tmp_path, data["msgId"]) == [("unsubscribe", calendar_id, "unsubscribed")]
+        async with running_process(sandbox, env):
+            await answered_after(sandbox, user.staff_id)
+        assert audit_rows(tmp_path, data["msgId"]) == [("unsubscribe", calendar_id, "unsubscribed")]
+        assert kept_audit_rows(tmp_path) == []
+        assert [card(reply)["title"] for reply in sandbox.delivered(data)] == [UNSUBSCRIBED]

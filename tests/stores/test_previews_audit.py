@@ -28,6 +28,7 @@ from bot.stores.redis.client import connect
 from bot.stores.redis.previews import RedisPreviews
 from bot.stores.sqlite.audit import SqliteAudit
 from bot.stores.sqlite.database import Database
+from bot.stores.sqlite.journal import SqliteJournal
 from bot.stores.sqlite.previews import SqlitePreviews
 from tests.redisserver import RedisServer
 
@@ -41,10 +42,13 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield MemoryPreviews(), MemoryAudit()
     elif request.param == "sqlite":
         database = await Database(tmp_path / "bot.sqlite3").open()
-        previews, audits = SqlitePreviews(database), SqliteAudit(database)
+        journal = SqliteJournal(tmp_path / "journal.sqlite3", 600)
+        previews, audits = SqlitePreviews(database), SqliteAudit(database, journal)
         await previews.create()
         await audits.create()
+        await journal.open()
         yield previews, audits
+        await journal.close()
         await database.close()
     else:
         server = await RedisServer().start()

@@ -1,19 +1,23 @@
-"""The journal's and the audit's SQLite writes: the journal apart from the bot's database, an audit failure told."""
+"""The journal's and the audit's SQLite writes: the journal apart from the bot's database, an audit record kept in the
+journal until the bot's database has it, an audit failure told."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import sqlite3
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
-from bot.stores.audit import AuditRecord
+from bot.stores.audit import COLUMNS, AuditRecord
 from bot.stores.sqlite.audit import SqliteAudit
 from bot.stores.sqlite.database import Database
 from bot.stores.sqlite.journal import SqliteJournal
-from tests.helpers_journal import journaled
+from tests.helpers_journal import journaled, kept_audit_rows
 
 RECORD = AuditRecord(
     time.time(), "unsubscribe", "staff1", "corp", "u1", "cal-1", "Team", "unsubscribed", "", "R", "msg-1"
@@ -21,29 +25,100 @@ RECORD = AuditRecord(
 
 
 async def test_the_journal_never_waits_for_a_lock_on_the_bots_database(tmp_path: Path) -> None:
-    database = await Database(tmp_path / "bot.sqlite3").open()
-    audits = SqliteAudit(database)
-    await audits.create()
-    journal = SqliteJournal(tmp_path / "journal.sqlite3", 600)
-    await journal.open()
+    database, audits, journal = await opened(tmp_path)
     locker = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")  # another process writing: the audit's insert waits for it
     try:
-        waiting = asyncio.ensure_future(audits.record(RECORD))
+        await audits.record(RECORD)
+        writing = asyncio.ensure_future(audits.drained())
         await asyncio.sleep(0.05)
         assert await asyncio.wait_for(journal.add(journaled(1)), 1.0)  # the ACK's write, not behind the audit's
-        assert not waiting.done()
+        assert not writing.done()
     finally:
         locker.execute("COMMIT")
         locker.close()
-    await waiting
+    await writing
     await journal.close()
     await database.close()
 
 
-async def test_an_audit_record_that_cannot_be_written_fails_its_command_s_call(tmp_path: Path) -> None:
-    database = await Database(tmp_path / "bot.sqlite3").open()
-    audits = SqliteAudit(database)  # no table: every insert fails
-    with pytest.raises(sqlite3.OperationalError):
-        await audits.record(RECORD)
+def bot_database_rows(state: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(state / "bot.sqlite3") as db:
+        return db.execute("SELECT msg_id, calendar_id FROM audit ORDER BY at").fetchall()
+
+
+async def opened(state: Path) -> tuple[Database, SqliteAudit, SqliteJournal]:
+    """The bot's database and the journal as the bot opens them: the audit's table (and what the journal kept written
+    into it), then the journal."""
+    database = await Database(state / "bot.sqlite3").open()
+    journal = SqliteJournal(state / "journal.sqlite3", 600)
+    audits = SqliteAudit(database, journal)
+    await audits.create()
+    await journal.open()
+    return database, audits, journal
+
+
+async def test_a_record_lands_in_the_journal_before_the_commands_next_step_while_the_bots_database_is_locked(
+    tmp_path: Path,
+) -> None:
+    database, audits, journal = await opened(tmp_path)
+    locker = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process writing bot.sqlite3 (an operator's shell, a backup)
+    try:
+        await asyncio.wait_for(audits.record(RECORD), 0.5)  # the command does not wait for bot.sqlite3
+        await asyncio.wait_for(journal.mark_card("msg-1", 1.0), 1.0)  # its card step: the record has landed too
+        assert kept_audit_rows(tmp_path) == [("unsubscribe", "cal-1", "unsubscribed")]
+        assert bot_database_rows(tmp_path) == []
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    await audits.drained()
+    assert bot_database_rows(tmp_path) == [("msg-1", "cal-1")]
+    await journal.record("msg-2", "changing", ["cal-2", "", None])  # the next write drops what bot.sqlite3 has
+    assert kept_audit_rows(tmp_path) == []
+    await journal.close()
+    await database.close()
+
+
+async def test_a_start_writes_what_the_journal_kept_into_the_bots_database_once(tmp_path: Path) -> None:
+    database, _, journal = await opened(tmp_path)
+    second = dataclasses.replace(RECORD, at=RECORD.at + 1, calendar_id="cal-2", msg_id="msg-2")
+    for record in (RECORD, second):
+        journal.keep(orjson.dumps(COLUMNS(record)))
+    await journal.close()  # kept, and never handed over: a kill
+    await database.close()
+    with sqlite3.connect(tmp_path / "bot.sqlite3") as db:  # the first had reached bot.sqlite3 before the kill
+        db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*COLUMNS(RECORD), "team"))
+    assert len(kept_audit_rows(tmp_path)) == 2
+
+    database, _, journal = await opened(tmp_path)
+    assert bot_database_rows(tmp_path) == [("msg-1", "cal-1"), ("msg-2", "cal-2")]
+    assert kept_audit_rows(tmp_path) == []
+    await journal.close()
+    await database.close()
+
+
+async def test_a_record_the_bots_database_refuses_is_told_and_stays_kept_for_the_next_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database, audits, journal = await opened(tmp_path)
+    second = dataclasses.replace(RECORD, at=RECORD.at + 1, calendar_id="cal-2", msg_id="msg-2")
+    with contextlib.closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as db:
+        db.execute("ALTER TABLE audit RENAME TO audit_away")  # every insert fails
+    await audits.record(RECORD)  # the command goes on
+    await audits.drained()
+    assert "audit record not stored" in caplog.text
+    with contextlib.closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as db:
+        db.execute("ALTER TABLE audit_away RENAME TO audit")  # writable again
+    await audits.record(second)
+    await audits.drained()
+    await journal.record("msg-3", "changing", ["cal-3", "", None])
+    assert kept_audit_rows(tmp_path) == [("unsubscribe", "cal-1", "unsubscribed")]  # the stored one is dropped
+    await journal.close()
+    await database.close()
+
+    database, _, journal = await opened(tmp_path)
+    assert bot_database_rows(tmp_path) == [("msg-1", "cal-1"), ("msg-2", "cal-2")]
+    assert kept_audit_rows(tmp_path) == []
+    await journal.close()
     await database.close()

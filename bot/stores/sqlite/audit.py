@@ -1,12 +1,16 @@
-"""Audit records in the embedded database (BOT_STATE_DIR); records that arrive while a write is under way are
-written together in the next transaction."""
+"""Audit records in the embedded database (BOT_STATE_DIR), kept first in the journal's file on their way there;
+records that arrive while a write is under way are written together in the next transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import sqlite3
 import time
-from typing import Any
+from typing import Any, Protocol
+
+import orjson
 
 from bot.stores.audit import (
     COLUMNS,
@@ -22,16 +26,40 @@ from bot.stores.audit import (
 from bot.stores.batching import Batcher
 from bot.stores.sqlite.database import Database
 
+log = logging.getLogger("bot.audit")
+
 _INSERT = "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# a record an earlier process kept in the journal: it may have reached this table before the process ended
+_INSERT_MISSING = (
+    "INSERT INTO audit SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS"
+    " (SELECT 1 FROM audit WHERE calendar_id = ? AND at = ? AND msg_id = ? AND action = ?)"
+)
+STORE_WITHIN_SECONDS = 1.0  # a kept record reaches this database with the next one's write, or this long after
+
+
+class Keeper(Protocol):
+    """Where a record is kept, in order with the journal's steps, until this database has it (the SQLite journal)."""
+
+    def keep(self, record: bytes) -> int: ...
+
+    def stored(self, first: int, last: int) -> None: ...
+
+    async def take_kept(self) -> list[tuple[int, bytes]]: ...
+
+    async def drop_kept(self, through: int) -> None: ...
 
 
 class SqliteAudit:
-    """In the embedded database (BOT_STATE_DIR). Records that arrive while a write is under way are written together
-    in the next transaction: under load, one commit for many changes."""
+    """In the embedded database (BOT_STATE_DIR). A record is kept in the journal first (`keeper`): it lands in order
+    with the journal's steps, so before its command's card step, without the command waiting for this database (a
+    hand-off to its thread, or a lock another process holds on it); it is written here within STORE_WITHIN_SECONDS,
+    together with the others of that second, and a start writes what a kill left kept. Records that arrive while a
+    write is under way are written together in the next transaction: under load, one commit for many."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, keeper: Keeper) -> None:
         self._database = database
-        self._batches: Batcher[AuditRecord, None] = Batcher(self._write)
+        self._keeper = keeper
+        self._batches: Batcher[tuple[AuditRecord, int], None] = Batcher(self._write)
         self._pruned_at = 0.0
 
     async def create(self) -> None:
@@ -52,16 +80,49 @@ class SqliteAudit:
             connection.execute("DELETE FROM audit WHERE result = ?", (REFUSED,))  # kept apart now
 
         await self._database.transaction(create)
+        await self._store_kept()
+
+    async def _store_kept(self) -> None:
+        """Write what an earlier process kept in the journal and may not have written here (killed within its
+        second, or this database failed), each record once."""
+        try:
+            kept = await self._keeper.take_kept()
+        except (sqlite3.Error, OSError):  # the journal says so itself as it opens (and sets a damaged file aside)
+            return
+        if not kept:
+            return
+        rows = []
+        for kept_id, record in kept:
+            try:
+                entry = AuditRecord(*orjson.loads(record))
+            except (ValueError, TypeError):
+                log.error("kept audit record unreadable, dropped", extra={"fields": {"kept_id": kept_id}})
+                continue
+            rows.append((*_row(entry), entry.calendar_id, entry.at, entry.msg_id, entry.action))
+        await self._database.transaction(lambda connection: connection.executemany(_INSERT_MISSING, rows))
+        with contextlib.suppress(sqlite3.Error, OSError):  # left kept: the next start finds them written
+            await self._keeper.drop_kept(kept[-1][0])
 
     async def record(self, entry: AuditRecord) -> None:
-        # awaited: the command's next journal step (its card's) must not land before the record of its change
-        await self._batches.submit(entry)
+        kept = self._keeper.keep(orjson.dumps(COLUMNS(entry)))  # not awaited: see the class
+        self._batches.submit_later((entry, kept), STORE_WITHIN_SECONDS)
 
-    async def _write(self, batch: list[AuditRecord]) -> list[None]:
-        if len(batch) == 1 and time.time() - self._pruned_at <= PRUNE_SECONDS:  # one statement: no BEGIN, COMMIT
-            await self._database.apply([(_INSERT, _row(batch[0]))])
+    async def drained(self) -> None:
+        """Every record given so far is written (or failed and stays kept)."""
+        await self._batches.drained()
+
+    async def _write(self, batch: list[tuple[AuditRecord, int]]) -> list[None]:
+        records = [entry for entry, _ in batch]
+        try:
+            if len(records) == 1 and time.time() - self._pruned_at <= PRUNE_SECONDS:  # one statement: no BEGIN
+                await self._database.apply([(_INSERT, _row(records[0]))])
+            else:
+                await self._database.transaction(functools.partial(self._insert_rows, records))
+        except Exception as error:  # nobody awaits a kept record: said here, and written at the next start
+            fields = {"count": len(records), "error": type(error).__name__, "kept_for_next_start": True}
+            log.error("audit record not stored", extra={"fields": fields})
         else:
-            await self._database.transaction(functools.partial(self._insert_rows, batch))
+            self._keeper.stored(batch[0][1], batch[-1][1])
         return [None] * len(batch)
 
     def _insert_rows(self, batch: list[AuditRecord], connection: sqlite3.Connection) -> None:
@@ -72,6 +133,7 @@ class SqliteAudit:
         connection.executemany(_INSERT, [_row(entry) for entry in batch])
 
     async def latest(self, calendar: str, limit: int, corp_id: str | None = None) -> list[AuditRecord]:
+        await self._batches.drained()  # this process's records of the last second too
         rows = await self._database.execute(
             "SELECT at, action, staff_id, corp_id, union_id, calendar_id, name, result, code, request_id, msg_id"
             " FROM audit WHERE (calendar_id = ? OR (name_key = ? AND name_key != '')) AND at >= ? AND result != ?"

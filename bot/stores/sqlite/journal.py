@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import sqlite3
 import time
@@ -33,7 +34,11 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS entries_done ON entries (done_at)",
     "CREATE TABLE IF NOT EXISTS progress (msg_id TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
     " PRIMARY KEY (msg_id, key)) WITHOUT ROWID",
+    # records of another store (the audit's, in bot.sqlite3) kept here until it has them: see keep()
+    "CREATE TABLE IF NOT EXISTS kept (id INTEGER PRIMARY KEY, record BLOB NOT NULL)",
 )
+_KEEP = "INSERT OR REPLACE INTO kept (id, record) VALUES (?, ?)"  # replaces only after the clock went back
+_DROP_KEPT = "DELETE FROM kept WHERE id BETWEEN ? AND ?"
 
 _FINISH = "UPDATE entries SET message = NULL, done_at = ? WHERE msg_id = ?"
 _ADD = (
@@ -54,6 +59,9 @@ class SqliteJournal:
         self._purge_at = 0.0
         self._health = Unwritable()
         self._carded: set[str] = set()  # messages whose card step is recorded true (their card may be out)
+        # ids of kept records, rising across restarts (a process starts nanoseconds after the last one's first id)
+        self._kept_ids = itertools.count(time.time_ns())
+        self._stored: list[tuple[int, int]] = []  # ranges of kept ids the other store has, dropped with a write
 
     async def open(self) -> list[Entry]:
         try:
@@ -133,21 +141,50 @@ class SqliteJournal:
             return
         await self._batches.submit(statement)
 
+    def keep(self, record: bytes) -> int:
+        """Keep another store's record here until that store has it (stored()); its id. Not awaited: it goes with
+        this process's journal writes in their order, so it has landed no later than the next step any command
+        records (the audit's record of a change lands with, or before, its command's card step, without a
+        hand-off to the bot's database on the way to the card)."""
+        kept_id = next(self._kept_ids)
+        self._write(_KEEP, (kept_id, record))
+        return kept_id
+
+    def stored(self, first: int, last: int) -> None:
+        """The other store has the kept records with these ids and those between: dropped with the next write."""
+        self._stored.append((first, last))
+
+    async def take_kept(self) -> list[tuple[int, bytes]]:
+        """What an earlier process kept and may not have handed over (a kill, a failed write), oldest first; call
+        drop_kept() once the other store has them. Read before the journal opens, on its own file."""
+        return await self._database.run(_kept_rows)
+
+    async def drop_kept(self, through: int) -> None:
+        await self._database.execute(_DROP_KEPT, (0, through))
+
     def resume_elsewhere(self, resume: Callable[[list[Entry]], None]) -> None:
         return None  # one process per file: nobody else leaves entries behind while this one runs
 
     async def close(self) -> None:
         await self._batches.drained()
+        if self._stored:  # what went to the other store since the last write
+            with contextlib.suppress(sqlite3.Error, OSError):  # left kept: the next start finds them written
+                await self._database.apply(self._drop_stored())
         await self._database.close()
 
     def _write(self, sql: str, parameters: tuple[Any, ...]) -> asyncio.Future[int]:
         return self._batches.submit((sql, parameters))
+
+    def _drop_stored(self) -> list[tuple[str, tuple[Any, ...]]]:
+        dropping, self._stored = self._stored, []
+        return [(_DROP_KEPT, ids) for ids in dropping]
 
     async def _write_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
         # a commit costs as much as the statements of many messages: the batcher lets every write made in one more
         # turn of the event loop join this batch (measured: 0.45 → 0.17 ms per command in a burst; a timed window
         # would gather more but cost latency at low load)
         statements = list(batch)
+        statements += self._drop_stored()
         if time.monotonic() >= self._purge_at:
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
             statements += [
@@ -178,6 +215,11 @@ def _open_entries(connection: sqlite3.Connection) -> tuple[list[tuple[Any, ...]]
     ).fetchall()
     connection.execute("UPDATE entries SET attempts = attempts + 1 WHERE done_at IS NULL")
     return rows, progress
+
+
+def _kept_rows(connection: sqlite3.Connection) -> list[tuple[int, bytes]]:
+    connection.execute(_SCHEMA[-1])
+    return connection.execute("SELECT id, record FROM kept ORDER BY id").fetchall()
 
 
 def _move_aside(path: Path) -> tuple[Path, int | None]:
