@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.sandbox.platform import Sandbox
 from tests.helpers import (
+    User,
     answered_after,
     calendar_calls,
     new_calendar,
@@ -41,13 +42,18 @@ async def step_written_during_lookup(sandbox: Sandbox, state: Path, staff_id: st
     return changing_steps(state)
 
 
+def quoted_unsubscribe_slowly_looked_up(sandbox: Sandbox) -> tuple[User, str, dict[str, Any]]:
+    """A new sender, a calendar they follow, and their `unsubscribe "<id>"`, with every user lookup delayed."""
+    sandbox.api_latency = {"user/get": LOOKUP_SECONDS}
+    user = new_user(sandbox)
+    calendar_id = new_calendar(sandbox, user)
+    return user, calendar_id, sandbox.chat(f'unsubscribe "{calendar_id}"', user.staff_id)
+
+
 async def test_the_change_step_of_a_quoted_id_is_written_while_the_sender_is_looked_up(tmp_path: Path) -> None:
     env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
     async with started_sandbox() as sandbox:
-        sandbox.api_latency = {"user/get": LOOKUP_SECONDS}
-        user = new_user(sandbox)
-        calendar_id = new_calendar(sandbox, user)
-        data = sandbox.chat(f'unsubscribe "{calendar_id}"', user.staff_id)
+        user, calendar_id, data = quoted_unsubscribe_slowly_looked_up(sandbox)
         async with running_process(sandbox, env):
             await sandbox.wait_ack(await sandbox.push(data))
             assert await step_written_during_lookup(sandbox, tmp_path, user.staff_id) == [[calendar_id, "", None]]
@@ -63,10 +69,7 @@ async def test_the_change_step_of_a_quoted_id_is_written_while_the_sender_is_loo
 async def test_a_kill_during_the_lookup_after_the_step_lists_then_unsubscribes_once(tmp_path: Path) -> None:
     env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
     async with started_sandbox() as sandbox:
-        sandbox.api_latency = {"user/get": LOOKUP_SECONDS}
-        user = new_user(sandbox)
-        calendar_id = new_calendar(sandbox, user)
-        data = sandbox.chat(f'unsubscribe "{calendar_id}"', user.staff_id)
+        user, calendar_id, data = quoted_unsubscribe_slowly_looked_up(sandbox)
         async with running_process(sandbox, env) as first:
             await sandbox.wait_ack(await sandbox.push(data))
             assert await step_written_during_lookup(sandbox, tmp_path, user.staff_id) == [[calendar_id, "", None]]
@@ -93,11 +96,8 @@ async def test_a_kill_during_the_lookup_after_the_step_lists_then_unsubscribes_o
 async def test_a_failed_lookup_after_the_step_was_written_answers_its_card_and_changes_nothing(tmp_path: Path) -> None:
     env = {**ENV, "BOT_STATE_DIR": str(tmp_path)}
     async with started_sandbox() as sandbox:
-        sandbox.api_latency = {"user/get": LOOKUP_SECONDS}
         sandbox.fail_next("user/get", 200, NO_PERMISSION)
-        user = new_user(sandbox)
-        calendar_id = new_calendar(sandbox, user)
-        data = sandbox.chat(f'unsubscribe "{calendar_id}"', user.staff_id)
+        user, calendar_id, data = quoted_unsubscribe_slowly_looked_up(sandbox)
         async with running_process(sandbox, env) as process:
             await sandbox.wait_ack(await sandbox.push(data))
             assert await step_written_during_lookup(sandbox, tmp_path, user.staff_id) == [[calendar_id, "", None]]
