@@ -133,7 +133,7 @@ class App:
                 "shutdown left messages unfinished: the journal keeps them for the next start", extra={"fields": fields}
             )
         log.info("stopped", extra={"fields": self.telemetry.snapshot()})
-        await self.stores.drained()
+        await self.stores.close_background_writes()
         await self.intake.close()
         await self.dingtalk.aclose()
         await self.stores.close()

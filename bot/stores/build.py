@@ -144,11 +144,11 @@ class Stores:
             return {}
         return await relieved_lately(self.redis, self.keys)
 
-    async def drained(self) -> None:
+    async def close_background_writes(self) -> None:
         """What a store writes in the background is written: the audit records kept in the journal (before it
         closes, so that they go from it with its last write)."""
         if isinstance(self.audits, SqliteAudit):
-            await self.audits.drained()
+            await self.audits.close()
 
     async def close(self) -> None:
         if self.redis_limiter is not None:

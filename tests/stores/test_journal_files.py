@@ -69,9 +69,12 @@ def _journal_with_odd_entries(path: Path) -> None:
         connection.execute("INSERT INTO entries (msg_id, message) VALUES ('odd-2', ?)", (json.dumps(other_version),))
 
 
-@pytest.mark.parametrize(("damage", "unrecovered"), [("progress", 3), ("whole file", "unknown")])
+@pytest.mark.parametrize(
+    ("damage", "unrecovered", "audit_records"),
+    [("progress", 3, 0), ("kept", 3, "unknown"), ("whole file", "unknown", "unknown")],
+)
 async def test_an_unreadable_journal_is_moved_aside_counted_and_a_fresh_one_keeps_commands_durable(
-    tmp_path: Path, damage: str, unrecovered: object
+    tmp_path: Path, damage: str, unrecovered: object, audit_records: object
 ) -> None:
     journal = tmp_path / "journal.sqlite3"
     _journal_with_unfinished(journal, 3)
@@ -89,6 +92,7 @@ async def test_an_unreadable_journal_is_moved_aside_counted_and_a_fresh_one_keep
         assert card(reply)["title"] == "✅ Unsubscribed"
         [line] = bot.logs(UNREADABLE)
         assert line["level"] == "error" and str(line["unrecovered"]).startswith(str(unrecovered))
+        assert str(line["audit_records_not_stored"]).startswith(str(audit_records))
         [aside] = [entry for entry in tmp_path.glob("journal.sqlite3.unreadable-*") if entry.name.endswith("Z")]
         # kept as found (but SQLite's 100-byte header, where opening it in WAL mode writes two bytes)
         assert line["moved_to"] == str(aside) and aside.read_bytes()[100:] == damaged[100:]
@@ -107,9 +111,9 @@ def test_a_journal_moved_aside_never_replaces_one_moved_aside_before(tmp_path: P
     moved = []
     for content in (b"first damaged file", b"second damaged file"):  # the same second, as in a restart loop
         journal.write_bytes(content)
-        aside, count = _move_aside(journal)
+        aside, unfinished, kept = _move_aside(journal)
         moved.append(aside)
-        assert count is None and not journal.exists()
+        assert unfinished is None and kept is None and not journal.exists()
     assert [path.read_bytes() for path in moved] == [b"first damaged file", b"second damaged file"]
 
 

@@ -8,13 +8,14 @@ import contextlib
 import dataclasses
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
 from bot.stores.audit import COLUMNS, AuditRecord
-from bot.stores.sqlite.audit import SqliteAudit
+from bot.stores.sqlite.audit import SqliteAudit, _runs
 from bot.stores.sqlite.database import Database
 from bot.stores.sqlite.journal import SqliteJournal
 from tests.helpers_journal import journaled, kept_audit_rows
@@ -98,27 +99,81 @@ async def test_a_start_writes_what_the_journal_kept_into_the_bots_database_once(
     await database.close()
 
 
-async def test_a_record_the_bots_database_refuses_is_told_and_stays_kept_for_the_next_start(
+async def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.02)
+
+
+def rename_audit_table(state: Path, old: str, new: str) -> None:
+    """Another process takes the audit table away (every insert fails) or puts it back."""
+    with contextlib.closing(sqlite3.connect(state / "bot.sqlite3")) as db:
+        db.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+async def test_a_record_the_bots_database_refuses_is_told_kept_and_written_once_it_can_be(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     database, audits, journal = await opened(tmp_path)
     second = dataclasses.replace(RECORD, at=RECORD.at + 1, calendar_id="cal-2", msg_id="msg-2")
-    with contextlib.closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as db:
-        db.execute("ALTER TABLE audit RENAME TO audit_away")  # every insert fails
+    rename_audit_table(tmp_path, "audit", "audit_away")
     await audits.record(RECORD)  # the command goes on
     await audits.drained()
     assert "audit record not stored" in caplog.text
-    with contextlib.closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as db:
-        db.execute("ALTER TABLE audit_away RENAME TO audit")  # writable again
+    await journal.record("msg-3", "changing", ["cal-3", "", None])
+    assert kept_audit_rows(tmp_path) == [("unsubscribe", "cal-1", "unsubscribed")]
+    rename_audit_table(tmp_path, "audit_away", "audit")
+    await eventually(lambda: bot_database_rows(tmp_path) == [("msg-1", "cal-1")])  # tried again every second
+    assert "audit records stored again" in caplog.text
     await audits.record(second)
     await audits.drained()
-    await journal.record("msg-3", "changing", ["cal-3", "", None])
-    assert kept_audit_rows(tmp_path) == [("unsubscribe", "cal-1", "unsubscribed")]  # the stored one is dropped
+    await journal.record("msg-4", "changing", ["cal-4", "", None])
+    assert kept_audit_rows(tmp_path) == []
     await journal.close()
     await database.close()
+
+
+async def test_a_record_still_refused_at_the_stop_is_written_by_the_next_start(tmp_path: Path) -> None:
+    database, audits, journal = await opened(tmp_path)
+    second = dataclasses.replace(RECORD, at=RECORD.at + 1, calendar_id="cal-2", msg_id="msg-2")
+    await audits.record(RECORD)
+    await audits.drained()
+    rename_audit_table(tmp_path, "audit", "audit_away")
+    await audits.record(second)
+    await audits.close()
+    await journal.close()  # drops the first (written), keeps the second
+    await database.close()
+    assert kept_audit_rows(tmp_path) == [("unsubscribe", "cal-2", "unsubscribed")]
+    rename_audit_table(tmp_path, "audit_away", "audit")
 
     database, _, journal = await opened(tmp_path)
     assert bot_database_rows(tmp_path) == [("msg-1", "cal-1"), ("msg-2", "cal-2")]
     assert kept_audit_rows(tmp_path) == []
     await journal.close()
     await database.close()
+
+
+@pytest.mark.parametrize(
+    "record", [b"[]", b"not json", b'{"at": 1}', orjson.dumps([1.0, "a", 2, *["s"] * 8]), orjson.dumps([[]] * 11)]
+)
+async def test_a_kept_record_of_another_shape_is_dropped_with_a_line_and_the_start_goes_on(
+    tmp_path: Path, record: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    database, _, journal = await opened(tmp_path)
+    journal.keep(record)
+    journal.keep(orjson.dumps(COLUMNS(RECORD)))
+    await journal.close()
+    await database.close()
+
+    database, _, journal = await opened(tmp_path)
+    assert "kept audit record unreadable, dropped" in caplog.text
+    assert bot_database_rows(tmp_path) == [("msg-1", "cal-1")]
+    assert kept_audit_rows(tmp_path) == []
+    await journal.close()
+    await database.close()
+
+
+def test_kept_ids_are_told_stored_in_runs_that_never_span_one_not_written() -> None:
+    assert _runs([1, 2, 3, 5, 7, 8]) == [(1, 3), (5, 5), (7, 8)]
+    assert _runs([]) == []

@@ -3,7 +3,9 @@ records that arrive while a write is under way are written together in the next 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -34,6 +36,7 @@ _INSERT_MISSING = (
     "INSERT INTO audit SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS"
     " (SELECT 1 FROM audit WHERE calendar_id = ? AND at = ? AND msg_id = ? AND action = ?)"
 )
+_FIELDS = dataclasses.fields(AuditRecord)
 STORE_WITHIN_SECONDS = 1.0  # a kept record reaches this database with the next one's write, or this long after
 
 
@@ -61,6 +64,8 @@ class SqliteAudit:
         self._keeper = keeper
         self._batches: Batcher[tuple[AuditRecord, int], None] = Batcher(self._write)
         self._pruned_at = 0.0
+        self._failing = False  # the last write failed: its records are tried again every STORE_WITHIN_SECONDS
+        self._closed = False
 
     async def create(self) -> None:
         """Create the table and its indexes unless they exist."""
@@ -93,9 +98,8 @@ class SqliteAudit:
             return
         rows = []
         for kept_id, record in kept:
-            try:
-                entry = AuditRecord(*orjson.loads(record))
-            except (ValueError, TypeError):
+            entry = _kept_record(record)
+            if entry is None:  # never stops a start: another version's, or a damaged value
                 log.error("kept audit record unreadable, dropped", extra={"fields": {"kept_id": kept_id}})
                 continue
             rows.append((*_row(entry), entry.calendar_id, entry.at, entry.msg_id, entry.action))
@@ -108,8 +112,13 @@ class SqliteAudit:
         self._batches.submit_later((entry, kept), STORE_WITHIN_SECONDS)
 
     async def drained(self) -> None:
-        """Every record given so far is written (or failed and stays kept)."""
+        """Every record given so far is written, or failed (then tried again, and kept until written)."""
         await self._batches.drained()
+
+    async def close(self) -> None:
+        """Write what is queued; what cannot be written stays kept in the journal for the next start."""
+        await self._batches.drained()
+        self._closed = True
 
     async def _write(self, batch: list[tuple[AuditRecord, int]]) -> list[None]:
         records = [entry for entry, _ in batch]
@@ -118,12 +127,25 @@ class SqliteAudit:
                 await self._database.apply([(_INSERT, _row(records[0]))])
             else:
                 await self._database.transaction(functools.partial(self._insert_rows, records))
-        except Exception as error:  # nobody awaits a kept record: said here, and written at the next start
-            fields = {"count": len(records), "error": type(error).__name__, "kept_for_next_start": True}
-            log.error("audit record not stored", extra={"fields": fields})
+        except Exception as error:  # nobody awaits a kept record: said here, tried again, kept until written
+            if not self._failing:
+                fields = {"count": len(records), "error": type(error).__name__, "kept_for_next_start": True}
+                log.error("audit record not stored", extra={"fields": fields})
+            self._failing = True
+            asyncio.get_running_loop().call_later(STORE_WITHIN_SECONDS, self._again, batch)
         else:
-            self._keeper.stored(batch[0][1], batch[-1][1])
+            if self._failing:
+                self._failing = False
+                log.warning("audit records stored again")
+            kept = sorted(kept_id for _, kept_id in batch)
+            for first, last in _runs(kept):  # not over a failed one's id: it is still only kept
+                self._keeper.stored(first, last)
         return [None] * len(batch)
+
+    def _again(self, batch: list[tuple[AuditRecord, int]]) -> None:
+        if not self._closed:
+            for item in batch:
+                self._batches.submit_later(item, 0.0)
 
     def _insert_rows(self, batch: list[AuditRecord], connection: sqlite3.Connection) -> None:
         now = time.time()
@@ -133,7 +155,7 @@ class SqliteAudit:
         connection.executemany(_INSERT, [_row(entry) for entry in batch])
 
     async def latest(self, calendar: str, limit: int, corp_id: str | None = None) -> list[AuditRecord]:
-        await self._batches.drained()  # this process's records of the last second too
+        await self.drained()  # this process's records of the last second too
         rows = await self._database.execute(
             "SELECT at, action, staff_id, corp_id, union_id, calendar_id, name, result, code, request_id, msg_id"
             " FROM audit WHERE (calendar_id = ? OR (name_key = ? AND name_key != '')) AND at >= ? AND result != ?"
@@ -167,6 +189,30 @@ class SqliteAudit:
 
     async def forget_organization(self, corp_id: str) -> int:
         return 0  # kept for KEEP_SECONDS, see AuditStore
+
+
+def _kept_record(record: bytes) -> AuditRecord | None:
+    """The record as record() kept it: its time a number, every other field text; None for anything else."""
+    try:
+        values = orjson.loads(record)
+    except ValueError:
+        return None
+    if not isinstance(values, list) or len(values) != len(_FIELDS) or not isinstance(values[0], float | int):
+        return None
+    if not all(isinstance(value, str) for value in values[1:]):
+        return None
+    return AuditRecord(*values)
+
+
+def _runs(ids: list[int]) -> list[tuple[int, int]]:
+    """Sorted ids as (first, last) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for kept_id in ids:
+        if runs and runs[-1][1] + 1 == kept_id:
+            runs[-1] = (runs[-1][0], kept_id)
+        else:
+            runs.append((kept_id, kept_id))
+    return runs
 
 
 def _row(entry: AuditRecord) -> tuple[Any, ...]:

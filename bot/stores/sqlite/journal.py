@@ -90,13 +90,15 @@ class SqliteJournal:
 
     async def _set_aside(self, error: sqlite3.DatabaseError) -> None:
         """Move the unreadable file (and its -wal, -shm) aside under a name that says when, say how many unfinished
-        entries it held (if that can still be read), and start a fresh journal in its place."""
+        entries and kept records it held (if that can still be read), and start a fresh journal in its place."""
         path = self._database.path
         await self._database.close()
-        aside, lost = await asyncio.to_thread(_move_aside, path)
+        aside, lost, kept = await asyncio.to_thread(_move_aside, path)
+        unknown = "unknown: the file cannot be read at all"
         fields = {
             "moved_to": str(aside),
-            "unrecovered": lost if lost is not None else "unknown: the file cannot be read at all",
+            "unrecovered": lost if lost is not None else unknown,
+            "audit_records_not_stored": kept if kept is not None else unknown,
             "error": f"{type(error).__name__}: {error}"[:200],
         }
         log.error(
@@ -156,8 +158,15 @@ class SqliteJournal:
 
     async def take_kept(self) -> list[tuple[int, bytes]]:
         """What an earlier process kept and may not have handed over (a kill, a failed write), oldest first; call
-        drop_kept() once the other store has them. Read before the journal opens, on its own file."""
-        return await self._database.run(_kept_rows)
+        drop_kept() once the other store has them. Read before the journal opens, on its own file: a damaged file
+        is set aside here already (its records cannot be read, the log counts them if it can)."""
+        try:
+            return await self._database.run(_kept_rows)
+        except sqlite3.DatabaseError as error:
+            if not damaged(error):
+                raise
+            await self._set_aside(error)
+            return []
 
     async def drop_kept(self, through: int) -> None:
         await self._database.execute(_DROP_KEPT, (0, through))
@@ -222,9 +231,9 @@ def _kept_rows(connection: sqlite3.Connection) -> list[tuple[int, bytes]]:
     return connection.execute("SELECT id, record FROM kept ORDER BY id").fetchall()
 
 
-def _move_aside(path: Path) -> tuple[Path, int | None]:
-    """Rename the journal's files after the time (never over an earlier one); the new name, and the number of
-    unfinished entries the moved file holds (None if it cannot be read)."""
+def _move_aside(path: Path) -> tuple[Path, int | None, int | None]:
+    """Rename the journal's files after the time (never over an earlier one); the new name, and the numbers of
+    unfinished entries and of kept records the moved file holds (None where they cannot be read)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = path.with_name(f"{path.name}.unreadable-{stamp}")
     number = 1
@@ -235,8 +244,13 @@ def _move_aside(path: Path) -> tuple[Path, int | None]:
         source = path.with_name(path.name + suffix)
         if source.exists():
             source.rename(aside.with_name(aside.name + suffix))
+    unfinished = _count(aside, "SELECT count(*) FROM entries WHERE done_at IS NULL")
+    return aside, unfinished, _count(aside, "SELECT count(*) FROM kept")
+
+
+def _count(database: Path, sql: str) -> int | None:
     try:
-        with contextlib.closing(sqlite3.connect(f"{aside.as_uri()}?mode=ro", uri=True)) as connection:
-            return aside, int(connection.execute("SELECT count(*) FROM entries WHERE done_at IS NULL").fetchone()[0])
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as connection:
+            return int(connection.execute(sql).fetchone()[0])
     except sqlite3.Error:
-        return aside, None
+        return None
