@@ -143,12 +143,6 @@ async def sender_and_targets(
     """The sender's unionId and the calendars the command names (`,` `，` `、` separated); CommandError with the
     card that ends the command before any call: nothing named, too many named, only texts `refused` locally, or a
     sender it cannot act for."""
-    targets = named_targets(command, refused)
-    return await context.identify(), targets
-
-
-def named_targets(command: Command, refused: Callable[[str], bool]) -> list[Target]:
-    """The calendars the command names; CommandError when that ends the command (see sender_and_targets)."""
     targets = split_targets(command.argument, MAX_TARGETS)
     if targets is None:
         raise CommandError(Reply(Outcome.TOO_MANY_CALENDARS, {"limit": MAX_TARGETS}))
@@ -156,7 +150,7 @@ def named_targets(command: Command, refused: Callable[[str], bool]) -> list[Targ
         raise CommandError(Reply(Outcome.CALENDAR_ID_MISSING, {"code": "", "request_id": ""}))
     if all(refused(target.text) for target in targets):
         raise CommandError(combine([refuse(target.text) for target in targets]))
-    return targets
+    return await context.identify(), targets
 
 
 def offer_calendars(outcome: Outcome, calendars: Sequence[Calendar], **data: object) -> Reply:
@@ -202,13 +196,11 @@ async def change_calendar(
     call: Callable[[], Awaitable[str]],
     done: Callable[[str], Reply],
     followed: bool | None = None,
-    begun: bool = False,
 ) -> Reply:
     """Ask DingTalk for one calendar change (`call` answers its request id), explain a refusal, audit either way. If
     an interrupted handling was making this very change, the sender's calendars say whether it happened: then it
     is done, never asked again (DingTalk might refuse a change already made). `followed`: whether the sender's
-    listing showed the calendar when the change began (None: not listed then). `begun`: this handling has already
-    landed the change's step (Progress.land)."""
+    listing showed the calendar when the change began (None: not listed then)."""
     began = interrupted_change(context)
     again = began is not None and began.id == calendar.id
     # an id the sender's listing did not show before the change began is missing from the next one too: no evidence
@@ -216,8 +208,10 @@ async def change_calendar(
     if again and await _already_changed(context, action, union_id, calendar):
         reply = done("")
     else:
-        if not begun and (began is None or began.id != calendar.id):  # durable before the call, or no call here
-            await context.progress.record_held("changing", [calendar.id, calendar.name, followed], held_seconds())
+        if began is None or began.id != calendar.id:  # durable before the call, or the call is not made here
+            spending = budget.current.get()
+            seconds = max(spending.remaining, 0.0) * LANDING_SHARE if spending else 0.0
+            await context.progress.record_held("changing", [calendar.id, calendar.name, followed], seconds)
         try:
             request_id = await call()
         except FAILURES as error:
@@ -240,12 +234,6 @@ async def change_calendar(
             reply = done(request_id)
     await context.audit(action, union_id, reply)
     return reply
-
-
-def held_seconds() -> float:
-    """How long a step that must be durable before the command goes on may be waited for."""
-    spending = budget.current.get()
-    return max(spending.remaining, 0.0) * LANDING_SHARE if spending else 0.0
 
 
 def _followed_when_begun(context: Context) -> bool | None:

@@ -49,11 +49,6 @@ class Progress:
         """Record a step that must have landed before the bot goes on; StepHeldBack when it has not within `seconds`
         (a kill after a change asked for with its step unwritten would let the resumption ask for it again)."""
         self._recorded[self._scope + key] = value
-        await self.land(key, value, seconds)
-
-    async def land(self, key: str, value: Any, seconds: float) -> None:
-        """record_held(), but recorded() goes on saying what an interrupted handling left: a step written ahead of the
-        code that reads it."""
         if self._land is not None and not await self._land(self._msg_id, self._scope + key, value, seconds):
             raise StepHeldBack
 

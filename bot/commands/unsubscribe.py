@@ -11,11 +11,10 @@ from bot.commands.base import (
     Context,
     change_calendar,
     each,
-    held_seconds,
     interrupted_change,
-    named_targets,
     offer_calendars,
     refuse,
+    sender_and_targets,
 )
 from bot.commands.bulk import bulk_target, preview
 from bot.commands.explain import LIST_SCOPE, explain_calendar_error
@@ -35,40 +34,9 @@ async def unsubscribe(context: Context, command: Command) -> Reply:
     previewed = await preview(context, bulk) if bulk is not None else None
     if previewed is not None:
         return previewed
-    targets = named_targets(command, _refused_locally)
-    known = _known_calendar(context, targets) if bulk is None else None
-    if known is not None:
-        # name "": it needs the unionId, and only a card resumed after a crash shows it (no names survive one anyway)
-        landing = asyncio.create_task(context.progress.land("changing", [known, "", None], held_seconds()))
-        union_id = await _identify_while(context, landing)
-        calendars = SenderCalendars(context.dingtalk, context.names, union_id, shared=False)
-        return await _unsubscribe_exact(context, union_id, known, calendars, begun=True)
-    union_id = await context.identify()
+    union_id, targets = await sender_and_targets(context, command, _refused_locally)
     calendars = SenderCalendars(context.dingtalk, context.names, union_id, shared=len(targets) > 1)
     return await each(context, targets, lambda context, target: _unsubscribe_one(context, union_id, target, calendars))
-
-
-def _known_calendar(context: Context, targets: list[Target]) -> str | None:
-    """The id of the one calendar the command is sure to change first, known before the sender is: one quoted text
-    (an id, as the bot's buttons send it), with no change of an interrupted handling to check first."""
-    if len(targets) != 1 or not targets[0].exact or _refused_locally(targets[0].text):
-        return None
-    return targets[0].text if interrupted_change(context) is None else None
-
-
-async def _identify_while(context: Context, landing: asyncio.Task[None]) -> str:
-    """The sender's unionId, looked up while `landing` writes a step; once both are done, the step's StepHeldBack
-    before the lookup's failure (a step held back must hold the card back too); `landing` stops with the command."""
-    try:
-        union_id = await context.identify()
-    except asyncio.CancelledError:
-        landing.cancel()  # also marks a failure it already ended with as seen (never logged as not retrieved)
-        raise
-    except Exception:
-        await landing
-        raise
-    await landing
-    return union_id
 
 
 async def _shared(work: asyncio.Future[T]) -> T:
@@ -140,13 +108,11 @@ async def _unsubscribe_one(context: Context, union_id: str, target: Target, cale
     return await _unsubscribe_id_or_name(context, union_id, target.text, calendars)
 
 
-async def _unsubscribe_exact(
-    context: Context, union_id: str, text: str, calendars: SenderCalendars, *, begun: bool = False
-) -> Reply:
+async def _unsubscribe_exact(context: Context, union_id: str, text: str, calendars: SenderCalendars) -> Reply:
     """A quoted text is an id, as the bot's buttons send it: one call. Only if DingTalk knows no such id is it
-    looked for among the sender's calendar names (someone typed a name in quotes). `begun`: its step is written."""
+    looked for among the sender's calendar names (someone typed a name in quotes)."""
     as_id = await _unsubscribe_calendar(
-        context, union_id, Calendar(text, context.names.name(union_id, text), ""), calendars, begun=begun
+        context, union_id, Calendar(text, context.names.name(union_id, text), ""), calendars
     )
     if as_id.outcome != Outcome.UNKNOWN_CALENDAR:
         return as_id
@@ -198,13 +164,7 @@ async def _act_on(
 
 
 async def _unsubscribe_calendar(
-    context: Context,
-    union_id: str,
-    calendar: Calendar,
-    calendars: SenderCalendars,
-    followed: bool | None = None,
-    *,
-    begun: bool = False,
+    context: Context, union_id: str, calendar: Calendar, calendars: SenderCalendars, followed: bool | None = None
 ) -> Reply:
     def done(request_id: str) -> Reply:
         data = {"calendar_id": calendar.id, "name": calendar.name, "request_id": request_id}
@@ -214,6 +174,6 @@ async def _unsubscribe_calendar(
         return context.dingtalk.unsubscribe_calendar(union_id, calendar.id)
 
     def change() -> Awaitable[Reply]:
-        return change_calendar(context, "unsubscribe", union_id, calendar, call, done, followed, begun)
+        return change_calendar(context, "unsubscribe", union_id, calendar, call, done, followed)
 
     return await calendars.leave(calendar.id, change)
