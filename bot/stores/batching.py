@@ -46,11 +46,12 @@ class Batcher(Generic[Item, Result]):
         if self._pending:
             self._start()
 
-    async def drained(self) -> None:
-        """Wait until every queued item was written (or failed), those queued by submit_later too."""
+    async def drained(self, within: float | None = None) -> None:
+        """Wait until every queued item was written (or failed), those queued by submit_later too; at most `within`
+        seconds (the writing goes on)."""
         self.flush()
         if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
+            await asyncio.wait({self._writer}, timeout=within)
 
     def _start(self) -> None:
         if self._timer is not None:

@@ -26,7 +26,7 @@ from bot.stores.audit import (
     name_key,
 )
 from bot.stores.batching import Batcher
-from bot.stores.sqlite.database import Database
+from bot.stores.sqlite.database import BUSY_TIMEOUT_MS, Database
 
 log = logging.getLogger("bot.audit")
 
@@ -37,7 +37,9 @@ _INSERT_MISSING = (
     " (SELECT 1 FROM audit WHERE calendar_id = ? AND at = ? AND msg_id = ? AND action = ?)"
 )
 _FIELDS = dataclasses.fields(AuditRecord)
+MAX_CLOCK_AHEAD_SECONDS = 86_400.0  # a kept record's time may be ahead of this clock by this much (another host's)
 STORE_WITHIN_SECONDS = 1.0  # a kept record reaches this database with the next one's write, or this long after
+MAX_AGAIN_SECONDS = 60.0  # a record bot.sqlite3 refused is tried again after 1, 2, 4 … and then every 60 seconds
 
 
 class Keeper(Protocol):
@@ -64,7 +66,8 @@ class SqliteAudit:
         self._keeper = keeper
         self._batches: Batcher[tuple[AuditRecord, int], None] = Batcher(self._write)
         self._pruned_at = 0.0
-        self._failing = False  # the last write failed: its records are tried again every STORE_WITHIN_SECONDS
+        self._failing = False  # the last write failed: its records are tried again, ever less often
+        self._again_in = STORE_WITHIN_SECONDS
         self._closed = False
 
     async def create(self) -> None:
@@ -111,14 +114,16 @@ class SqliteAudit:
         kept = self._keeper.keep(orjson.dumps(COLUMNS(entry)))  # not awaited: see the class
         self._batches.submit_later((entry, kept), STORE_WITHIN_SECONDS)
 
-    async def drained(self) -> None:
-        """Every record given so far is written, or failed (then tried again, and kept until written)."""
-        await self._batches.drained()
+    async def drained(self, within: float | None = None) -> None:
+        """Every record given so far is written, or failed (then tried again, and kept until written); waits at most
+        `within` seconds (a lock another process holds can make writes fail for as long as it lasts)."""
+        await self._batches.drained(within)
 
     async def close(self) -> None:
-        """Write what is queued; what cannot be written stays kept in the journal for the next start."""
-        await self._batches.drained()
-        self._closed = True
+        """Write what is queued, trying for at most the database's lock wait; what is not written stays kept in the
+        journal for the next start."""
+        self._closed = True  # no more tries: a lock held elsewhere must not hold the stop back
+        await self._batches.drained(BUSY_TIMEOUT_MS / 1000)
 
     async def _write(self, batch: list[tuple[AuditRecord, int]]) -> list[None]:
         records = [entry for entry, _ in batch]
@@ -132,10 +137,12 @@ class SqliteAudit:
                 fields = {"count": len(records), "error": type(error).__name__, "kept_for_next_start": True}
                 log.error("audit record not stored", extra={"fields": fields})
             self._failing = True
-            asyncio.get_running_loop().call_later(STORE_WITHIN_SECONDS, self._again, batch)
+            asyncio.get_running_loop().call_later(self._again_in, self._again, batch)
+            # each try holds the database's thread up to its lock wait: a lock held for long is not tried every second
+            self._again_in = min(self._again_in * 2, MAX_AGAIN_SECONDS)
         else:
             if self._failing:
-                self._failing = False
+                self._failing, self._again_in = False, STORE_WITHIN_SECONDS
                 log.warning("audit records stored again")
             kept = sorted(kept_id for _, kept_id in batch)
             for first, last in _runs(kept):  # not over a failed one's id: it is still only kept
@@ -155,7 +162,7 @@ class SqliteAudit:
         connection.executemany(_INSERT, [_row(entry) for entry in batch])
 
     async def latest(self, calendar: str, limit: int, corp_id: str | None = None) -> list[AuditRecord]:
-        await self.drained()  # this process's records of the last second too
+        await self.drained(STORE_WITHIN_SECONDS)  # this process's records of the last second too, if they can be
         rows = await self._database.execute(
             "SELECT at, action, staff_id, corp_id, union_id, calendar_id, name, result, code, request_id, msg_id"
             " FROM audit WHERE (calendar_id = ? OR (name_key = ? AND name_key != '')) AND at >= ? AND result != ?"
@@ -197,7 +204,9 @@ def _kept_record(record: bytes) -> AuditRecord | None:
         values = orjson.loads(record)
     except ValueError:
         return None
-    if not isinstance(values, list) or len(values) != len(_FIELDS) or not isinstance(values[0], float | int):
+    if not isinstance(values, list) or len(values) != len(_FIELDS) or type(values[0]) is not float:
+        return None
+    if not 0 <= values[0] <= time.time() + MAX_CLOCK_AHEAD_SECONDS:  # pruned in time, and shown as a date
         return None
     if not all(isinstance(value, str) for value in values[1:]):
         return None

@@ -61,7 +61,6 @@ class SqliteJournal:
         self._carded: set[str] = set()  # messages whose card step is recorded true (their card may be out)
         # ids of kept records, rising across restarts (a process starts nanoseconds after the last one's first id)
         self._kept_ids = itertools.count(time.time_ns())
-        self._stored: list[tuple[int, int]] = []  # ranges of kept ids the other store has, dropped with a write
 
     async def open(self) -> list[Entry]:
         try:
@@ -94,7 +93,7 @@ class SqliteJournal:
         path = self._database.path
         await self._database.close()
         aside, lost, kept = await asyncio.to_thread(_move_aside, path)
-        unknown = "unknown: the file cannot be read at all"
+        unknown = "unknown: it cannot be read"
         fields = {
             "moved_to": str(aside),
             "unrecovered": lost if lost is not None else unknown,
@@ -153,8 +152,9 @@ class SqliteJournal:
         return kept_id
 
     def stored(self, first: int, last: int) -> None:
-        """The other store has the kept records with these ids and those between: dropped with the next write."""
-        self._stored.append((first, last))
+        """The other store has the kept records with these ids and those between: dropped with the next write, or
+        within FINISH_WITHIN_SECONDS (a drop lost to a kill leaves records the next start finds written)."""
+        self._batches.submit_later((_DROP_KEPT, (first, last)), FINISH_WITHIN_SECONDS)
 
     async def take_kept(self) -> list[tuple[int, bytes]]:
         """What an earlier process kept and may not have handed over (a kill, a failed write), oldest first; call
@@ -176,24 +176,16 @@ class SqliteJournal:
 
     async def close(self) -> None:
         await self._batches.drained()
-        if self._stored:  # what went to the other store since the last write
-            with contextlib.suppress(sqlite3.Error, OSError):  # left kept: the next start finds them written
-                await self._database.apply(self._drop_stored())
         await self._database.close()
 
     def _write(self, sql: str, parameters: tuple[Any, ...]) -> asyncio.Future[int]:
         return self._batches.submit((sql, parameters))
-
-    def _drop_stored(self) -> list[tuple[str, tuple[Any, ...]]]:
-        dropping, self._stored = self._stored, []
-        return [(_DROP_KEPT, ids) for ids in dropping]
 
     async def _write_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
         # a commit costs as much as the statements of many messages: the batcher lets every write made in one more
         # turn of the event loop join this batch (measured: 0.45 → 0.17 ms per command in a burst; a timed window
         # would gather more but cost latency at low load)
         statements = list(batch)
-        statements += self._drop_stored()
         if time.monotonic() >= self._purge_at:
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
             statements += [
