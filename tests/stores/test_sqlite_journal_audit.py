@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from bot.stores.audit import COLUMNS, AuditRecord
-from bot.stores.sqlite.audit import SqliteAudit, _runs
+from bot.stores.sqlite.audit import STORE_WITHIN_SECONDS, SqliteAudit, _runs
 from bot.stores.sqlite.database import BUSY_TIMEOUT_MS, Database
 from bot.stores.sqlite.journal import SqliteJournal
 from tests.helpers_journal import journaled, kept_audit_rows
@@ -123,12 +123,26 @@ async def test_a_record_the_bots_database_refuses_is_told_kept_and_written_once_
     await journal.record("msg-3", "changing", ["cal-3", "", None])
     assert kept_audit_rows(tmp_path) == [("unsubscribe", "cal-1", "unsubscribed")]
     rename_audit_table(tmp_path, "audit_away", "audit")
-    await eventually(lambda: bot_database_rows(tmp_path) == [("msg-1", "cal-1")])  # tried again every second
+    await eventually(lambda: bot_database_rows(tmp_path) == [("msg-1", "cal-1")])  # tried again after a second
     assert "audit records stored again" in caplog.text
     await audits.record(second)
     await eventually(lambda: kept_audit_rows(tmp_path) == [])
-    await journal.close()
-    await database.close()
+    await stop(audits, journal, database)
+
+
+async def test_a_refused_record_goes_with_the_next_write_the_database_takes_not_at_its_timer(tmp_path: Path) -> None:
+    database, audits, journal = await opened(tmp_path)
+    rename_audit_table(tmp_path, "audit", "audit_away")
+    await audits.record(RECORD)
+    await audits.drained()  # refused: tried again in a second
+    refused_at = time.monotonic()
+    rename_audit_table(tmp_path, "audit_away", "audit")
+    await audits.record(dataclasses.replace(RECORD, at=RECORD.at + 1, calendar_id="cal-2", msg_id="msg-2"))
+    await audits.drained()  # taken: the refused one goes at once
+    await audits.drained()
+    assert bot_database_rows(tmp_path) == [("msg-1", "cal-1"), ("msg-2", "cal-2")]
+    assert time.monotonic() - refused_at < STORE_WITHIN_SECONDS
+    await stop(audits, journal, database)
 
 
 async def test_a_record_still_refused_at_the_stop_is_written_by_the_next_start(tmp_path: Path) -> None:
@@ -193,10 +207,15 @@ async def test_a_lock_held_elsewhere_holds_the_stop_back_no_longer_than_one_lock
         await audits.drained(1.0)  # its write waits for the lock
         # queued behind it: whenever a write fails and is tried again, the writer has the other one to write
         await audits.record(dataclasses.replace(RECORD, at=RECORD.at + 1, calendar_id="cal-2", msg_id="msg-2"))
-        await asyncio.wait_for(audits.close(), BUSY_TIMEOUT_MS / 1000 + 2.0)
-        await journal.close()
+        await asyncio.wait_for(stop(audits, journal, database), BUSY_TIMEOUT_MS / 1000 + 2.0)
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    await database.close()
     assert len(kept_audit_rows(tmp_path)) == 2  # for the next start
+
+
+async def stop(audits: SqliteAudit, journal: SqliteJournal, database: Database) -> None:
+    """As the bot stops: the audit's writes, then the journal, then the bot's database."""
+    await audits.close()
+    await journal.close()
+    await database.close()

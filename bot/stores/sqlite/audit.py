@@ -66,7 +66,9 @@ class SqliteAudit:
         self._keeper = keeper
         self._batches: Batcher[tuple[AuditRecord, int], None] = Batcher(self._write)
         self._pruned_at = 0.0
-        self._failing = False  # the last write failed: its records are tried again, ever less often
+        self._failing = False  # the last write failed
+        self._refused: list[tuple[AuditRecord, int]] = []  # tried again by a timer, ever less often, or at a success
+        self._again: asyncio.TimerHandle | None = None
         self._again_in = STORE_WITHIN_SECONDS
         self._closed = False
 
@@ -126,6 +128,8 @@ class SqliteAudit:
         await self._batches.drained(BUSY_TIMEOUT_MS / 1000)
 
     async def _write(self, batch: list[tuple[AuditRecord, int]]) -> list[None]:
+        if self._closed and self._failing:  # stopping: not another lock wait, the records stay kept
+            return [None] * len(batch)
         records = [entry for entry, _ in batch]
         try:
             if len(records) == 1 and time.time() - self._pruned_at <= PRUNE_SECONDS:  # one statement: no BEGIN
@@ -137,21 +141,29 @@ class SqliteAudit:
                 fields = {"count": len(records), "error": type(error).__name__, "kept_for_next_start": True}
                 log.error("audit record not stored", extra={"fields": fields})
             self._failing = True
-            asyncio.get_running_loop().call_later(self._again_in, self._again, batch)
-            # each try holds the database's thread up to its lock wait: a lock held for long is not tried every second
-            self._again_in = min(self._again_in * 2, MAX_AGAIN_SECONDS)
+            self._refused += batch
+            if self._again is None:
+                self._again = asyncio.get_running_loop().call_later(self._again_in, self._try_again)
+                # each try holds the database's thread up to its lock wait: a long lock is not tried every second
+                self._again_in = min(self._again_in * 2, MAX_AGAIN_SECONDS)
         else:
             if self._failing:
                 self._failing, self._again_in = False, STORE_WITHIN_SECONDS
                 log.warning("audit records stored again")
             kept = sorted(kept_id for _, kept_id in batch)
-            for first, last in _runs(kept):  # not over a failed one's id: it is still only kept
+            for first, last in _runs(kept):  # not over a refused one's id: it is still only kept
                 self._keeper.stored(first, last)
+            if self._refused:  # the database takes writes again: what it refused goes now, not at the timer
+                self._try_again()
         return [None] * len(batch)
 
-    def _again(self, batch: list[tuple[AuditRecord, int]]) -> None:
+    def _try_again(self) -> None:
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
+        refused, self._refused = self._refused, []
         if not self._closed:
-            for item in batch:
+            for item in refused:
                 self._batches.submit_later(item, 0.0)
 
     def _insert_rows(self, batch: list[AuditRecord], connection: sqlite3.Connection) -> None:
