@@ -169,7 +169,7 @@ async def test_a_full_journal_says_so_once_and_writable_again_only_once_an_entry
     journal = SqliteJournal(tmp_path / "journal.sqlite3", remember_seconds=600)
     await journal.open()
     # the disk full, as SQLite meets it: the file cannot grow by one more page
-    await journal._database.run(lambda connection: connection.execute("PRAGMA max_page_count = 1"))
+    await _file_can_grow_to(journal, pages=1)
     number = 0
     with caplog.at_level(logging.INFO, logger="bot.journal"):
         while not caplog.records:  # the entries that still fit in the pages the file has
@@ -181,13 +181,22 @@ async def test_a_full_journal_says_so_once_and_writable_again_only_once_an_entry
             await journal.finish(f"m-{later}")
         full = [record.getMessage() for record in caplog.records]
         caplog.clear()
-        await journal._database.run(lambda connection: connection.execute("PRAGMA max_page_count = 1000"))
+        await _file_can_grow_to(journal, pages=1000)
         await journal.add(_message("m-after"))
         freed = [record.getMessage() for record in caplog.records]
     await journal.close()
 
     assert full == [UNWRITABLE]  # not "writable again" after each finish that had nothing to change
     assert freed == [WRITABLE_AGAIN]
+
+
+async def _file_can_grow_to(journal: SqliteJournal, pages: int) -> None:
+    """The disk full (or freed again) as SQLite meets it, for both of the journal's connections (the thread's and
+    the loop's for quick writes): max_page_count is a connection's own."""
+    database = journal._database
+    await database.run(lambda connection: connection.execute(f"PRAGMA max_page_count = {pages}"))
+    assert database._quick is not None  # made by the first call on the thread (the journal's open)
+    database._quick.execute(f"PRAGMA max_page_count = {pages}")
 
 
 def _message(msg_id: str) -> Message:

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("bot.database")
 BUSY_TIMEOUT_MS = 5_000  # another process (a second bot on the same disk) holding the write lock
 DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 CHECKPOINT_SECONDS = 1.0  # at most this long between a write and the checkpoint that copies it into the file
 # pages in the WAL before a commit checkpoints by itself (SQLite's default is 1,000): only if the checkpointer lags
 BACKSTOP_PAGES = 10_000
 RESTART_PAGES = 1_000  # a WAL this long is started again from its beginning once wholly copied (SQLite's default)
+# A batch of at most this many statements that can be written without waiting is written on the loop (see
+# apply()): at a steady rate nearly every journal write is one or two statements, about 0.1 ms
+QUICK_STATEMENTS = 8
+SLOW_QUICK_WRITE_SECONDS = 0.010  # a quick write that took longer (a disk holding writes back) ...
+THREAD_ONLY_SECONDS = 60.0  # ... sends every write to the thread for this long
+_WAITS = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _GLOB_SPECIAL = re.compile(r"[*?\[]")
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
@@ -38,10 +47,15 @@ def damaged(error: BaseException) -> bool:
 
 class Database:
     """One SQLite file, opened in WAL mode; every call runs on a single worker thread, in the order it was made.
-    A second thread checkpoints the WAL in the background, so no commit pays for the checkpoint's fsyncs."""
+    A second thread checkpoints the WAL in the background, so no commit pays for the checkpoint's fsyncs. With
+    `quick_writes`, apply() writes a small batch on the loop itself when nothing can make it wait (see there)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, quick_writes: bool = False) -> None:
         self.path = path
+        self._quick_writes = quick_writes
+        self._quick: sqlite3.Connection | None = None  # the loop's own connection, made on the thread
+        self._thread_only_until = 0.0
+        self._on_thread = 0  # calls queued or running on the worker thread
         # a thread fed by a queue, not an executor: a call costs one put and one call_soon_threadsafe
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
@@ -86,10 +100,14 @@ class Database:
                 outcome: tuple[Any, BaseException | None] = (work(self._connection), None)
             except BaseException as error:  # handed to the caller, as an executor would
                 outcome = (None, error)
+            if self._quick_writes and self._quick is None and self._connection is not None:
+                # made after a first call (a store's schema is created then), so its first write reads no schema
+                with contextlib.suppress(sqlite3.Error):  # without it, every write goes to this thread
+                    self._quick = _quick_connection(self.path)
             if not self._written.is_set():
                 self._written.set()
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
-                loop.call_soon_threadsafe(_settle, future, *outcome)
+                loop.call_soon_threadsafe(self._settle, future, *outcome)
 
     def _checkpoint(self) -> None:
         """Every CHECKPOINT_SECONDS while there are writes (never when idle), copy the WAL into the file (PASSIVE:
@@ -126,8 +144,19 @@ class Database:
         if self._worker is None:
             self._worker = threading.Thread(target=self._serve, name=f"sqlite-{self.path.stem}", daemon=True)
             self._worker.start()
+        self._on_thread += 1
         self._calls.put((work, future, loop))
         return await future
+
+    def _settle(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        """On the loop, once the thread is done with a call (even one its caller stopped waiting for)."""
+        self._on_thread -= 1
+        if future.cancelled():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
     async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement; its rows (empty for a write)."""
@@ -137,15 +166,61 @@ class Database:
         """One DELETE; how many rows it deleted."""
         return await self.run(lambda connection: int(connection.execute(sql, tuple(parameters)).rowcount))
 
-    async def apply(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+    async def apply(self, statements: Sequence[tuple[str, Sequence[Any]]], *, quick: bool = False) -> list[int]:
         """The statements as one transaction; each one's row count. One statement alone is its own transaction
         (autocommit, all or nothing as well): no BEGIN and COMMIT around it, two calls into SQLite fewer, each of
         which lets go of the GIL and takes it back while the loop's thread may want it (at a steady rate most batches
-        hold one statement)."""
+        hold one statement). `quick`: see _apply_quickly()."""
+        if quick:
+            counts = self._apply_quickly(statements)
+            if counts is not None:
+                return counts
         if len(statements) == 1:
             sql, parameters = statements[0]
             return await self.run(lambda connection: [connection.execute(sql, parameters).rowcount])
-        return await self.transaction(lambda connection: [connection.execute(*each).rowcount for each in statements])
+        return await self.transaction(lambda connection: _apply(connection, statements))
+
+    def _apply_quickly(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int] | None:
+        """Write a small batch on the loop, when nothing can make it wait; None when it must go to the thread.
+        Measured at a steady 100 commands/s, the hand-off to the thread and back cost a command more CPU and
+        latency than the write itself (two thread wake-ups and the GIL passed back and forth, each delayed on shared
+        cores), so a write that cannot wait is done where it is asked: its connection never waits for a lock
+        (busy_timeout 0: a lock held by anyone, the checkpointer's RESTART or another process, sends the batch to
+        the thread, which waits for it), never syncs (WAL with synchronous=NORMAL syncs only at checkpoints, which
+        the checkpointer thread makes) and never checkpoints in a commit (wal_autocheckpoint 0); what is left is
+        SQLite's own work and writes into the page cache, like a log line's. A quick write that still took longer
+        than SLOW_QUICK_WRITE_SECONDS (a disk under pressure) sends every write to the thread for a minute."""
+        connection = self._quick
+        if (
+            connection is None
+            or self._on_thread  # the batch before this one is still on the thread: this one lands after it
+            or len(statements) > QUICK_STATEMENTS
+            or time.monotonic() < self._thread_only_until
+        ):
+            return None
+        started = time.perf_counter()
+        try:
+            if len(statements) == 1:
+                return [connection.execute(*statements[0]).rowcount]
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                counts = _apply(connection, statements)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return counts
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF in _WAITS:  # nothing was written: the thread waits for the lock
+                return None
+            raise
+        finally:
+            if (took := time.perf_counter() - started) > SLOW_QUICK_WRITE_SECONDS:
+                self._thread_only_until = time.monotonic() + THREAD_ONLY_SECONDS
+                fields = {"file": self.path.name, "ms": round(took * 1000, 1), "seconds": THREAD_ONLY_SECONDS}
+                log.warning("quick write slow: writes go to the database thread for a while", extra={"fields": fields})
+            elif not self._written.is_set():
+                self._written.set()  # the checkpointer copies it within CHECKPOINT_SECONDS
 
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Several statements as one transaction: all or nothing, one commit (one fsync) for all of them."""
@@ -166,6 +241,9 @@ class Database:
         def close(connection: sqlite3.Connection) -> None:
             connection.close()
             self._connection = None
+            if self._quick is not None:
+                self._quick.close()
+                self._quick = None
 
         if self._connection is not None:
             await self.run(close)
@@ -179,10 +257,19 @@ class Database:
         self._worker = self._checkpointer = None
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _apply(connection: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+    return [connection.execute(*each).rowcount for each in statements]
+
+
+def _quick_connection(path: Path) -> sqlite3.Connection:
+    """The loop's connection for quick writes (made on the database thread): it never waits, syncs or checkpoints.
+    Like the thread's, it opens the file in WAL mode (journal_mode is kept in the file)."""
+    connection = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    try:
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA wal_autocheckpoint = 0")
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the schema read here, not on the loop
+    except BaseException:
+        connection.close()
+        raise
+    return connection

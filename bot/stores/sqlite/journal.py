@@ -53,7 +53,7 @@ class SqliteJournal:
     never waits for the bot's database (a lock held on it, a long removal)."""
 
     def __init__(self, path: Path, remember_seconds: float) -> None:
-        self._database = Database(path)
+        self._database = Database(path, quick_writes=True)
         self._remember_seconds = remember_seconds
         self._batches: Batcher[tuple[str, tuple[Any, ...]], int] = Batcher(self._write_batch, gather_one_turn=True)
         self._purge_at = 0.0
@@ -104,7 +104,7 @@ class SqliteJournal:
             "journal unreadable: moved aside, its unfinished commands are not answered; a fresh journal is used",
             extra={"fields": fields},
         )
-        self._database = Database(path)
+        self._database = Database(path, quick_writes=True)
 
     async def add(self, message: Message) -> bool:
         forgotten = time.time() - self._remember_seconds  # finished before the dedupe window: a new message
@@ -186,14 +186,15 @@ class SqliteJournal:
         # turn of the event loop join this batch (measured: 0.45 → 0.17 ms per command in a burst; a timed window
         # would gather more but cost latency at low load)
         statements = list(batch)
-        if time.monotonic() >= self._purge_at:
+        purging = time.monotonic() >= self._purge_at
+        if purging:  # a minute's finished entries: on the database thread, never a quick write on the loop
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
             statements += [
                 (_PURGE_FINISHED_PROGRESS, ()),
                 ("DELETE FROM entries WHERE done_at < ?", (time.time() - self._remember_seconds,)),
             ]
         try:
-            counts = await self._database.apply(statements)
+            counts = await self._database.apply(statements, quick=not purging)
             # only an entry written says accepted commands survive a crash: on a full disk a finish that clears a
             # row, or changes none, still commits
             if any(sql is _ADD for sql, _ in batch):
