@@ -201,3 +201,27 @@ async def _file_can_grow_to(journal: SqliteJournal, pages: int) -> None:
 
 def _message(msg_id: str) -> Message:
     return Message(msg_id, "x" * 500, "text", "1", "cid", "staff", "", "", "corp", "corp", "", 0)
+
+
+async def test_the_minutes_purge_is_written_on_the_database_thread_and_the_next_step_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    journal = SqliteJournal(tmp_path / "journal.sqlite3", remember_seconds=600)
+    await journal.open()
+    database = journal._database
+    on_thread: list[str] = []
+    await database.run(lambda connection: connection.set_trace_callback(on_thread.append))
+    assert database._quick is not None
+    on_loop: list[str] = []
+    database._quick.set_trace_callback(on_loop.append)
+
+    await journal.add(_message("m-1"))  # the first batch purges (then once a minute): on the thread, the add with it
+    await journal.record("m-1", "changing", True)
+
+    assert any(sql.startswith("DELETE FROM entries") for sql in on_thread)
+    assert not any(sql.startswith("DELETE") for sql in on_loop)
+    assert any(sql.startswith("INSERT INTO entries") for sql in on_thread)
+    assert [sql for sql in on_loop if sql.startswith("INSERT")] == [
+        "INSERT OR REPLACE INTO progress (msg_id, key, value) VALUES ('m-1', 'changing', x'74727565')"
+    ]
+    await journal.close()

@@ -1,16 +1,25 @@
-"""The embedded SQLite database: WAL on disk, calls off the event loop and in order, transactions all or nothing."""
+"""The embedded SQLite database: WAL on disk, calls off the event loop and in order, transactions all or nothing; small
+writes on the loop only when nothing can make them wait."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, cast
+from unittest.mock import ANY
 
 import pytest
 
-from bot.stores.sqlite.database import BACKSTOP_PAGES, CHECKPOINT_SECONDS, Database
+from bot.stores.sqlite.database import (
+    BACKSTOP_PAGES,
+    CHECKPOINT_SECONDS,
+    QUICK_STATEMENTS,
+    THREAD_ONLY_SECONDS,
+    Database,
+)
 
 
 async def test_the_file_is_created_in_wal_mode_and_keeps_what_was_written(tmp_path: Path) -> None:
@@ -106,4 +115,90 @@ async def test_statements_applied_together_are_one_transaction_and_one_alone_nee
     with pytest.raises(sqlite3.IntegrityError):  # all or nothing: the first is rolled back with the second
         await database.apply([(insert, (3,)), (insert, (3,))])
     assert await database.execute("SELECT n FROM log") == []
+    await database.close()
+
+
+async def _quick_database(path: Path) -> Database:
+    database = await Database(path, quick_writes=True).open()
+    await database.execute("CREATE TABLE log (n INTEGER PRIMARY KEY, value BLOB)")  # its quick connection made after
+    return database
+
+
+async def _written(coroutine: Coroutine[Any, Any, list[int]]) -> tuple[list[int], bool]:
+    """The write's result, and whether it finished without once giving the loop back (no hand-off to the thread)."""
+    try:
+        waiting = coroutine.send(None)
+    except StopIteration as done:
+        return cast(list[int], done.value), True
+    while True:  # driven on as a task would drive it
+        await asyncio.wait([waiting])
+        try:
+            waiting = coroutine.send(None)
+        except StopIteration as done:
+            return cast(list[int], done.value), False
+
+
+INSERT = "INSERT INTO log (n) VALUES (?)"
+
+
+async def test_a_small_batch_is_written_on_the_loop_at_once_and_a_larger_one_on_the_thread(tmp_path: Path) -> None:
+    database = await _quick_database(tmp_path / "journal.sqlite3")
+
+    assert await _written(database.apply([(INSERT, (1,))], quick=True)) == ([1], True)
+    eight = [(INSERT, (n,)) for n in range(2, 2 + QUICK_STATEMENTS)]
+    assert await _written(database.apply(eight, quick=True)) == ([1] * QUICK_STATEMENTS, True)
+    nine = [(INSERT, (n,)) for n in range(20, 21 + QUICK_STATEMENTS)]
+    assert await _written(database.apply(nine, quick=True)) == ([1] * (QUICK_STATEMENTS + 1), False)
+    assert await _written(database.apply([(INSERT, (40,))])) == ([1], False)  # not asked to be quick
+    with pytest.raises(sqlite3.IntegrityError):  # all or nothing, as on the thread
+        await _written(database.apply([(INSERT, (50,)), (INSERT, (1,))], quick=True))
+    assert await database.execute("SELECT count(*) FROM log WHERE n = 50") == [(0,)]
+    await database.close()
+
+    other = await Database(tmp_path / "bot.sqlite3").open()  # a database without quick writes: always the thread
+    await other.execute("CREATE TABLE log (n INTEGER PRIMARY KEY)")
+    assert await _written(other.apply([(INSERT, (1,))], quick=True)) == ([1], False)
+    await other.close()
+
+
+async def test_a_quick_write_never_waits_for_a_lock_it_goes_to_the_thread_and_lands_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    database = await _quick_database(path)
+    holder = sqlite3.connect(path, isolation_level=None)  # another process's lock, as an operator's shell holds it
+    holder.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(ticking())
+    first = asyncio.create_task(database.apply([(INSERT, (1,))], quick=True))
+    await asyncio.sleep(0.5)
+    assert not first.done() and ticks >= 25  # waiting on the thread; the loop went on meanwhile
+    holder.execute("COMMIT")  # the thread's lock wait notices within its next poll, not at once
+    # asked while the first is still on the thread: after it, on the thread too, though the lock is free now
+    assert await _written(database.apply([(INSERT, (2,))], quick=True)) == ([1], False)
+    assert await first == [1]
+    ticker.cancel()
+    assert await database.execute("SELECT n FROM log ORDER BY rowid") == [(1,), (2,)]
+    holder.close()
+    await database.close()
+
+
+async def test_a_slow_quick_write_sends_the_writes_to_the_thread_for_a_while_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = await _quick_database(tmp_path / "journal.sqlite3")
+    huge = b"x" * 200_000_000  # copied into the WAL: well over SLOW_QUICK_WRITE_SECONDS on any disk
+    assert await _written(database.apply([("INSERT INTO log VALUES (1, ?)", (huge,))], quick=True)) == ([1], True)
+
+    assert await _written(database.apply([(INSERT, (2,))], quick=True)) == ([1], False)
+    assert await _written(database.apply([(INSERT, (3,))], quick=True)) == ([1], False)
+    assert [record.getMessage() for record in caplog.records] == [
+        "quick write slow: writes go to the database thread for a while"
+    ]
+    assert caplog.records[0].fields == {"file": "journal.sqlite3", "ms": ANY, "seconds": THREAD_ONLY_SECONDS}
     await database.close()

@@ -1,4 +1,4 @@
-"""The embedded SQLite database in BOT_STATE_DIR: one connection on one thread of its own, so the loop never waits."""
+"""The embedded SQLite database in BOT_STATE_DIR: calls on a thread of its own, so the loop never waits for it."""
 
 from __future__ import annotations
 
