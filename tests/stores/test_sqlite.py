@@ -119,9 +119,23 @@ async def test_statements_applied_together_are_one_transaction_and_one_alone_nee
 
 
 async def _quick_database(path: Path) -> Database:
+    """A database with quick writes, once they may start: after the first checkpoint has started the WAL."""
     database = await Database(path, quick_writes=True).open()
     await database.execute("CREATE TABLE log (n INTEGER PRIMARY KEY, value BLOB)")  # its quick connection made after
+    await _quick_writes_allowed(database)
     return database
+
+
+async def _quick_writes_allowed(database: Database) -> None:
+    deadline = asyncio.get_running_loop().time() + 10 * CHECKPOINT_SECONDS
+    while database._quick_paused:
+        assert asyncio.get_running_loop().time() < deadline, "quick writes never allowed"
+        await asyncio.sleep(0.02)
+
+
+def _wal_starts(path: Path) -> int:
+    """How often the WAL was started again from its beginning: its header's first salt, one more each time."""
+    return int.from_bytes(path.with_name(path.name + "-wal").read_bytes()[16:20], "big")
 
 
 async def _written(coroutine: Coroutine[Any, Any, list[int]]) -> tuple[list[int], bool]:
@@ -201,4 +215,21 @@ async def test_a_slow_quick_write_sends_the_writes_to_the_thread_for_a_while_and
         "quick write slow: writes go to the database thread for a while"
     ]
     assert caplog.records[0].fields == {"file": "journal.sqlite3", "ms": ANY, "seconds": THREAD_ONLY_SECONDS}
+    await database.close()
+
+
+async def test_no_quick_write_starts_the_wal_again_the_checkpointer_does_it_syncing_its_header_itself(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    database = await _quick_database(path)  # a new WAL: its header written by the thread and the checkpointer
+    for n in range(1, 4):
+        starts = _wal_starts(path)
+        assert await _written(database.apply([(INSERT, (n,))], quick=True)) == ([1], True)
+        assert _wal_starts(path) == starts  # appended to the WAL: no new header, nothing synced on the loop
+        deadline = asyncio.get_running_loop().time() + 10 * CHECKPOINT_SECONDS
+        while _wal_starts(path) == starts:  # the checkpointer copied the whole WAL and started it again itself
+            assert asyncio.get_running_loop().time() < deadline, "the WAL was never started again"
+            await asyncio.sleep(0.02)
+        await _quick_writes_allowed(database)
     await database.close()

@@ -56,6 +56,8 @@ class Database:
         self._quick: sqlite3.Connection | None = None  # the loop's own connection, made on the thread
         self._thread_only_until = 0.0
         self._on_thread = 0  # calls queued or running on the worker thread
+        # set by the checkpointer while the next write may start the WAL again (see _started_again)
+        self._quick_paused = True
         # a thread fed by a queue, not an executor: a call costs one put and one call_soon_threadsafe
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
@@ -83,6 +85,7 @@ class Database:
             connection.close()  # a damaged file is not held open: it may be moved aside
             raise
         self._connection = connection
+        self._quick_paused = True  # a new or wholly copied WAL: its first write writes and syncs its header
         if self._checkpointer is None:
             self._closing.clear()  # opened again after a close
             self._checkpointer = threading.Thread(
@@ -119,16 +122,19 @@ class Database:
                 if self._closing.wait(CHECKPOINT_SECONDS):
                     return
                 self._written.clear()
+                self._quick_paused = True  # this pass may copy the whole WAL: see _started_again()
                 try:
                     if connection is None:
                         # no busy wait (Python's default is 5 s): a write under way makes RESTART give up at once
                         connection = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-                    _, logged, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    _, logged, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     if logged >= RESTART_PAGES:
                         # the few frames committed while the pass ran, copied while no write is under way (one in
                         # progress makes it give up until the next second), so that the next commit starts the WAL
                         # from its beginning again instead of growing the file
-                        connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                        _, logged, copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                    wholly_copied = logged == copied
+                    self._quick_paused = self._quick_writes and wholly_copied and not _started_again(connection)
                 except sqlite3.Error:  # the backstop checkpoints within commits; the next write tries again
                     if connection is not None:
                         connection.close()
@@ -186,14 +192,17 @@ class Database:
         latency than the write itself (two thread wake-ups and the GIL passed back and forth, each delayed on shared
         cores), so a write that cannot wait is done where it is asked: its connection never waits for a lock
         (busy_timeout 0: a lock held by anyone, the checkpointer's RESTART or another process, sends the batch to
-        the thread, which waits for it), never syncs (WAL with synchronous=NORMAL syncs only at checkpoints, which
-        the checkpointer thread makes) and never checkpoints in a commit (wal_autocheckpoint 0); what is left is
+        the thread, which waits for it), never checkpoints in a commit (wal_autocheckpoint 0) and never syncs: WAL
+        with synchronous=NORMAL syncs at checkpoints, which the checkpointer thread makes, and when a write starts
+        the WAL again from its beginning (its new header), which the checkpointer does itself after copying the
+        whole WAL, quick writes going to the thread from the start of its pass until then; what is left is
         SQLite's own work and writes into the page cache, like a log line's. A quick write that still took longer
         than SLOW_QUICK_WRITE_SECONDS (a disk under pressure) sends every write to the thread for a minute."""
         connection = self._quick
         if (
             connection is None
             or self._on_thread  # the batch before this one is still on the thread: this one lands after it
+            or self._quick_paused
             or len(statements) > QUICK_STATEMENTS
             or time.monotonic() < self._thread_only_until
         ):
@@ -259,6 +268,21 @@ class Database:
 
 def _apply(connection: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
     return [connection.execute(*each).rowcount for each in statements]
+
+
+def _started_again(connection: sqlite3.Connection) -> bool:
+    """The WAL was copied whole: start it again here, with a write of nothing new, so that its new header (which
+    SQLite syncs) is not written by a quick write on the loop; False when another writer holds the lock (then
+    quick writes wait for the next checkpoint: a writer that holds the lock without writing leaves the WAL as it
+    is). A new or empty WAL is the same: its first write writes the header."""
+    try:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        connection.execute(f"PRAGMA user_version = {version}")
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode & 0xFF in _WAITS:
+            return False
+        raise
+    return True
 
 
 def _quick_connection(path: Path) -> sqlite3.Connection:
