@@ -25,7 +25,7 @@ RESTART_PAGES = 1_000  # a WAL this long is started again from its beginning onc
 # A batch of at most this many statements that can be written without waiting is written on the loop (see
 # apply()): at a steady rate nearly every journal write is one or two statements, about 0.1 ms
 QUICK_STATEMENTS = 8
-SLOW_QUICK_WRITE_SECONDS = 0.010  # a quick write that took longer (a disk holding writes back) ...
+SLOW_QUICK_WRITE_SECONDS = 0.010  # a quick write that took longer (a disk holding it back, or the CPUs busy) ...
 THREAD_ONLY_SECONDS = 60.0  # ... sends every write to the thread for this long
 _WAITS = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _GLOB_SPECIAL = re.compile(r"[*?\[]")
