@@ -187,17 +187,15 @@ class Database:
         return await self.transaction(lambda connection: _apply(connection, statements))
 
     def _apply_quickly(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int] | None:
-        """Write a small batch on the loop, when nothing can make it wait; None when it must go to the thread.
-        Measured at a steady 100 commands/s, the hand-off to the thread and back cost a command more CPU and
-        latency than the write itself (two thread wake-ups and the GIL passed back and forth, each delayed on shared
-        cores), so a write that cannot wait is done where it is asked: its connection never waits for a lock
-        (busy_timeout 0: a lock held by anyone, the checkpointer's RESTART or another process, sends the batch to
-        the thread, which waits for it), never checkpoints in a commit (wal_autocheckpoint 0) and never syncs: WAL
-        with synchronous=NORMAL syncs at checkpoints, which the checkpointer thread makes, and when a write starts
-        the WAL again from its beginning (its new header), which the checkpointer does itself after copying the
-        whole WAL, quick writes going to the thread from the start of its pass until then; what is left is
-        SQLite's own work and writes into the page cache, like a log line's. A quick write that still took longer
-        than SLOW_QUICK_WRITE_SECONDS (a disk under pressure) sends every write to the thread for a minute."""
+        """Write a small batch on the loop when nothing can make it wait; None when it must go to the thread.
+        Measured at a steady 100 commands/s, the hand-off to the thread and back (two thread wake-ups, the GIL passed
+        back and forth, each delayed on shared cores) cost a command more CPU and latency than the write itself. The
+        loop's connection never waits for a lock (busy_timeout 0: a lock held by anyone sends the batch to the
+        thread, which waits for it), never checkpoints in a commit (wal_autocheckpoint 0) and never syncs: WAL with
+        synchronous=NORMAL syncs at checkpoints, made by the checkpointer thread, and when a write starts the WAL
+        again from its beginning, which the checkpointer then does itself (quick writes pause from the start of its
+        pass until it has). What is left is SQLite's own work and writes into the page cache, like a log line's; one
+        that still took over SLOW_QUICK_WRITE_SECONDS sends every write to the thread for THREAD_ONLY_SECONDS."""
         connection = self._quick
         if (
             connection is None
@@ -215,7 +213,8 @@ class Database:
             try:
                 counts = _apply(connection, statements)
             except BaseException:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:  # SQLite has rolled back itself after some errors (a full disk)
+                    connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
             return counts
