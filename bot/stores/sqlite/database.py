@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mmap
 import queue
 import re
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +30,10 @@ QUICK_STATEMENTS = 8
 SLOW_QUICK_WRITE_SECONDS = 0.010  # a quick write that took longer (a disk holding it back, or the CPUs busy) ...
 THREAD_ONLY_SECONDS = 60.0  # ... sends every write to the thread for this long
 _WAITS = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+# In the wal-index (the -shm file, https://www.sqlite.org/walformat.html), in the machine's byte order: the WAL's
+# last frame (mxFrame, in the header's first copy) and how many frames are copied into the database (nBackfill)
+_FRAME_NUMBER = struct.Struct("=I")
+_MAX_FRAME_AT, _BACKFILL_AT = 16, 96
 _GLOB_SPECIAL = re.compile(r"[*?\[]")
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
@@ -54,10 +60,10 @@ class Database:
         self.path = path
         self._quick_writes = quick_writes
         self._quick: sqlite3.Connection | None = None  # the loop's own connection, made on the thread
+        self._wal_index: mmap.mmap | None = None  # read by quick writes, see _apply_quickly()
         self._thread_only_until = 0.0
         self._on_thread = 0  # calls queued or running on the worker thread
-        # set by the checkpointer while the next write may start the WAL again (see _started_again)
-        self._quick_paused = True
+        self._pass = threading.Lock()  # held by a checkpoint pass and by a quick write: never both at once
         # a thread fed by a queue, not an executor: a call costs one put and one call_soon_threadsafe
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
@@ -85,7 +91,6 @@ class Database:
             connection.close()  # a damaged file is not held open: it may be moved aside
             raise
         self._connection = connection
-        self._quick_paused = True  # a new or wholly copied WAL: its first write writes and syncs its header
         if self._checkpointer is None:
             self._closing.clear()  # opened again after a close
             self._checkpointer = threading.Thread(
@@ -105,8 +110,8 @@ class Database:
                 outcome = (None, error)
             if self._quick_writes and self._quick is None and self._connection is not None:
                 # made after a first call (a store's schema is created then), so its first write reads no schema
-                with contextlib.suppress(sqlite3.Error):  # without it, every write goes to this thread
-                    self._quick = _quick_connection(self.path)
+                with contextlib.suppress(sqlite3.Error, OSError):  # without it, every write goes to this thread
+                    self._quick, self._wal_index = _quick_connection(self.path)
             if not self._written.is_set():
                 self._written.set()
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it any more
@@ -122,19 +127,19 @@ class Database:
                 if self._closing.wait(CHECKPOINT_SECONDS):
                     return
                 self._written.clear()
-                self._quick_paused = True  # this pass may copy the whole WAL: see _started_again()
                 try:
                     if connection is None:
                         # no busy wait (Python's default is 5 s): a write under way makes RESTART give up at once
                         connection = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-                    _, logged, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if logged >= RESTART_PAGES:
-                        # the few frames committed while the pass ran, copied while no write is under way (one in
-                        # progress makes it give up until the next second), so that the next commit starts the WAL
-                        # from its beginning again instead of growing the file
-                        _, logged, copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                    wholly_copied = logged == copied
-                    self._quick_paused = self._quick_writes and wholly_copied and not _started_again(connection)
+                    with self._pass:  # a quick write begun as the pass copied the whole WAL would start it again
+                        _, logged, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                        if logged >= RESTART_PAGES:
+                            # the few frames committed while the pass ran, copied while no write is under way (one
+                            # in progress makes it give up until the next second), so that the next commit starts
+                            # the WAL from its beginning again instead of growing the file
+                            _, logged, copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                        if self._quick_writes and logged == copied:
+                            _start_again(connection)
                 except sqlite3.Error:  # the backstop checkpoints within commits; the next write tries again
                     if connection is not None:
                         connection.close()
@@ -192,21 +197,27 @@ class Database:
         back and forth, each delayed on shared cores) cost a command more CPU and latency than the write itself. The
         loop's connection never waits for a lock (busy_timeout 0: a lock held by anyone sends the batch to the
         thread, which waits for it), never checkpoints in a commit (wal_autocheckpoint 0) and never syncs: WAL with
-        synchronous=NORMAL syncs at checkpoints, made by the checkpointer thread, and when a write starts the WAL
-        again from its beginning, which the checkpointer then does itself (quick writes pause from the start of its
-        pass until it has). What is left is SQLite's own work and writes into the page cache, like a log line's; one
-        that still took over SLOW_QUICK_WRITE_SECONDS sends every write to the thread for THREAD_ONLY_SECONDS."""
-        connection = self._quick
+        synchronous=NORMAL syncs at checkpoints, made by the checkpointer thread (no quick write runs during its
+        pass), and when a write starts the WAL again from its beginning once every frame was copied, which the
+        wal-index shows (mxFrame = nBackfill): such a write goes to the thread (after the checkpointer's passes it
+        starts the WAL again itself, so that quick writes go on). What is left is SQLite's own work and writes into
+        the page cache, like a log line's; one that still took over SLOW_QUICK_WRITE_SECONDS sends every write to
+        the thread for THREAD_ONLY_SECONDS. (Another process that checkpoints the file could copy the whole WAL
+        between the check and the write: a backup tool should read bot.sqlite3, not journal.sqlite3.)"""
+        connection, wal_index = self._quick, self._wal_index
         if (
             connection is None
+            or wal_index is None
             or self._on_thread  # the batch before this one is still on the thread: this one lands after it
-            or self._quick_paused
             or len(statements) > QUICK_STATEMENTS
             or time.monotonic() < self._thread_only_until
+            or not self._pass.acquire(blocking=False)  # a checkpoint pass under way
         ):
             return None
         started = time.perf_counter()
         try:
+            if _wholly_copied(wal_index):  # this write would start the WAL again: on the thread
+                return None
             if len(statements) == 1:
                 return [connection.execute(*statements[0]).rowcount]
             connection.execute("BEGIN IMMEDIATE")
@@ -223,6 +234,7 @@ class Database:
                 return None
             raise
         finally:
+            self._pass.release()
             if (took := time.perf_counter() - started) > SLOW_QUICK_WRITE_SECONDS:
                 self._thread_only_until = time.monotonic() + THREAD_ONLY_SECONDS
                 fields = {"file": self.path.name, "ms": round(took * 1000, 1), "seconds": THREAD_ONLY_SECONDS}
@@ -252,6 +264,9 @@ class Database:
             if self._quick is not None:
                 self._quick.close()
                 self._quick = None
+            if self._wal_index is not None:
+                self._wal_index.close()
+                self._wal_index = None
 
         if self._connection is not None:
             await self.run(close)
@@ -269,30 +284,34 @@ def _apply(connection: sqlite3.Connection, statements: Sequence[tuple[str, Seque
     return [connection.execute(*each).rowcount for each in statements]
 
 
-def _started_again(connection: sqlite3.Connection) -> bool:
-    """The WAL was copied whole: start it again here, with a write of nothing new, so that its new header (which
-    SQLite syncs) is not written by a quick write on the loop; False when another writer holds the lock (then
-    quick writes wait for the next checkpoint: a writer that holds the lock without writing leaves the WAL as it
-    is). A new or empty WAL is the same: its first write writes the header."""
+def _start_again(connection: sqlite3.Connection) -> None:
+    """The WAL is copied whole: start it again here, with a write of nothing new, so that the next quick write
+    finds frames to add to (a writer held the lock: the next write starts it, on the thread, see _apply_quickly)."""
     try:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
         connection.execute(f"PRAGMA user_version = {version}")
     except sqlite3.OperationalError as error:
-        if error.sqlite_errorcode & 0xFF in _WAITS:
-            return False
-        raise
-    return True
+        if error.sqlite_errorcode & 0xFF not in _WAITS:
+            raise
 
 
-def _quick_connection(path: Path) -> sqlite3.Connection:
-    """The loop's connection for quick writes (made on the database thread): it never waits, syncs or checkpoints.
-    Like the thread's, it opens the file in WAL mode (journal_mode is kept in the file)."""
+def _wholly_copied(wal_index: mmap.mmap) -> bool:
+    """Every frame of the WAL is copied into the database (or it has none): the next write starts it again from its
+    beginning and SQLite syncs its new header."""
+    return _FRAME_NUMBER.unpack_from(wal_index, _MAX_FRAME_AT) == _FRAME_NUMBER.unpack_from(wal_index, _BACKFILL_AT)
+
+
+def _quick_connection(path: Path) -> tuple[sqlite3.Connection, mmap.mmap]:
+    """The loop's connection for quick writes (made on the database thread): it never waits or checkpoints; and the
+    WAL's index, mapped to read (the file SQLite maps itself, next to the database)."""
     connection = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
     try:
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA wal_autocheckpoint = 0")
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the schema read here, not on the loop
+        with path.with_name(path.name + "-shm").open("rb") as file:
+            wal_index = mmap.mmap(file.fileno(), _BACKFILL_AT + _FRAME_NUMBER.size, access=mmap.ACCESS_READ)
     except BaseException:
         connection.close()
         raise
-    return connection
+    return connection, wal_index
