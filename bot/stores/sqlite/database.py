@@ -63,7 +63,6 @@ class Database:
         self._wal_index: mmap.mmap | None = None  # read by quick writes, see _apply_quickly()
         self._thread_only_until = 0.0
         self._on_thread = 0  # calls queued or running on the worker thread
-        self._pass = threading.Lock()  # held by a checkpoint pass and by a quick write: never both at once
         # a thread fed by a queue, not an executor: a call costs one put and one call_soon_threadsafe
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
@@ -131,15 +130,14 @@ class Database:
                     if connection is None:
                         # no busy wait (Python's default is 5 s): a write under way makes RESTART give up at once
                         connection = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-                    with self._pass:  # a quick write begun as the pass copied the whole WAL would start it again
-                        _, logged, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                        if logged >= RESTART_PAGES:
-                            # the few frames committed while the pass ran, copied while no write is under way (one
-                            # in progress makes it give up until the next second), so that the next commit starts
-                            # the WAL from its beginning again instead of growing the file
-                            _, logged, copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                        if self._quick_writes and logged == copied:
-                            _start_again(connection)
+                    _, logged, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if logged >= RESTART_PAGES:
+                        # the few frames committed while the pass ran, copied while no write is under way (one in
+                        # progress makes it give up until the next second), so that the next commit starts the WAL
+                        # from its beginning again instead of growing the file
+                        _, logged, copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                    if self._quick_writes and logged == copied:
+                        _start_again(connection)
                 except sqlite3.Error:  # the backstop checkpoints within commits; the next write tries again
                     if connection is not None:
                         connection.close()
@@ -197,13 +195,12 @@ class Database:
         back and forth, each delayed on shared cores) cost a command more CPU and latency than the write itself. The
         loop's connection never waits for a lock (busy_timeout 0: a lock held by anyone sends the batch to the
         thread, which waits for it), never checkpoints in a commit (wal_autocheckpoint 0) and never syncs: WAL with
-        synchronous=NORMAL syncs at checkpoints, made by the checkpointer thread (no quick write runs during its
-        pass), and when a write starts the WAL again from its beginning once every frame was copied, which the
-        wal-index shows (mxFrame = nBackfill): such a write goes to the thread (after the checkpointer's passes it
-        starts the WAL again itself, so that quick writes go on). What is left is SQLite's own work and writes into
-        the page cache, like a log line's; one that still took over SLOW_QUICK_WRITE_SECONDS sends every write to
-        the thread for THREAD_ONLY_SECONDS. (Another process that checkpoints the file could copy the whole WAL
-        between the check and the write: a backup tool should read bot.sqlite3, not journal.sqlite3.)"""
+        synchronous=NORMAL syncs at checkpoints, made by the checkpointer thread, and when a write starts the WAL
+        again from its beginning, which it does when every frame had been copied as it began (by anyone): the
+        wal-index shows that (mxFrame = nBackfill), and such a write goes to the thread (after its own passes the
+        checkpointer starts the WAL again itself, so that quick writes go on). What is left is SQLite's own work and
+        writes into the page cache, like a log line's; one that still took over SLOW_QUICK_WRITE_SECONDS sends
+        every write to the thread for THREAD_ONLY_SECONDS."""
         connection, wal_index = self._quick, self._wal_index
         if (
             connection is None
@@ -211,17 +208,17 @@ class Database:
             or self._on_thread  # the batch before this one is still on the thread: this one lands after it
             or len(statements) > QUICK_STATEMENTS
             or time.monotonic() < self._thread_only_until
-            or not self._pass.acquire(blocking=False)  # a checkpoint pass under way
         ):
             return None
         started = time.perf_counter()
         try:
-            if _wholly_copied(wal_index):  # this write would start the WAL again: on the thread
-                return None
-            if len(statements) == 1:
-                return [connection.execute(*statements[0]).rowcount]
             connection.execute("BEGIN IMMEDIATE")
             try:
+                # with the write lock held no frame can be added, so a WAL wholly copied now was so as this write
+                # began: its first frame would start the WAL again (and sync its header); on the thread instead
+                if _wholly_copied(wal_index):
+                    connection.execute("ROLLBACK")
+                    return None
                 counts = _apply(connection, statements)
             except BaseException:
                 if connection.in_transaction:  # SQLite has rolled back itself after some errors (a full disk)
@@ -234,7 +231,6 @@ class Database:
                 return None
             raise
         finally:
-            self._pass.release()
             if (took := time.perf_counter() - started) > SLOW_QUICK_WRITE_SECONDS:
                 self._thread_only_until = time.monotonic() + THREAD_ONLY_SECONDS
                 fields = {"file": self.path.name, "ms": round(took * 1000, 1), "seconds": THREAD_ONLY_SECONDS}
