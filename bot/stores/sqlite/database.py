@@ -109,7 +109,7 @@ class Database:
                 outcome = (None, error)
             if self._quick_writes and self._quick is None and self._connection is not None:
                 # made after a first call (a store's schema is created then), so its first write reads no schema
-                with contextlib.suppress(sqlite3.Error, OSError):  # without it, every write goes to this thread
+                with contextlib.suppress(Exception):  # without it every write goes to this thread; it never ends it
                     self._quick, self._wal_index = _quick_connection(self.path)
             if not self._written.is_set():
                 self._written.set()
