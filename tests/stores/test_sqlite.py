@@ -100,6 +100,50 @@ async def test_a_closed_database_opens_again_and_checkpoints_again(tmp_path: Pat
     await database.close()
 
 
+class _LateTimeout(threading.Event):
+    """The checkpointer's timed wait for the close, timing out once just as close() sets both events: what a thread
+    sees when its wait ends and it then waits for the GIL while the loop's thread closes (seen: a stop that hung)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timing_out = threading.Event()  # the checkpointer is inside its timed wait
+        self.closed = threading.Event()  # close() has set both events
+        self._once = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None or not self._once:
+            return super().wait(timeout)
+        self._once = False
+        self.timing_out.set()
+        self.closed.wait()
+        return False  # timed out, as far as the checkpointer can tell
+
+
+class _Written(threading.Event):
+    def __init__(self, closing: _LateTimeout) -> None:
+        super().__init__()
+        self._closing = closing
+
+    def set(self) -> None:
+        super().set()
+        if self._closing.is_set():  # close() sets closing first, then this
+            self._closing.closed.set()
+
+
+async def test_a_close_just_as_the_checkpointers_wait_ends_still_stops_it(tmp_path: Path) -> None:
+    database = Database(tmp_path / "bot.sqlite3")
+    closing = database._closing = _LateTimeout()
+    written = database._written = _Written(closing)
+    await database.open()
+    await database.execute("CREATE TABLE kv (value BLOB)")  # a write: the checkpointer waits a second, then copies
+    assert await asyncio.to_thread(closing.timing_out.wait, 10)
+
+    try:
+        await asyncio.wait_for(database.close(), 5)
+    finally:
+        written.set()  # a checkpointer left waiting for a write would hold the test's process at its exit
+
+
 async def test_statements_applied_together_are_one_transaction_and_one_alone_needs_no_begin(tmp_path: Path) -> None:
     database = await Database(tmp_path / "bot.sqlite3").open()
     await database.execute("CREATE TABLE log (n INTEGER PRIMARY KEY)")

@@ -121,7 +121,9 @@ class Database:
         never waits for the writer or the readers, and they never wait for it) on a connection of its own."""
         connection: sqlite3.Connection | None = None
         try:
-            while True:
+            # checked before each wait for a write: a close() whose `_written.set()` came as the wait below timed
+            # out is undone by the clear() after it, and nothing else would wake this thread again
+            while not self._closing.is_set():
                 self._written.wait()
                 if self._closing.wait(CHECKPOINT_SECONDS):
                     return
