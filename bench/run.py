@@ -28,6 +28,7 @@ from bot.sandbox.platform import Sandbox  # noqa: E402
 
 WARM_UP = 20  # commands before measuring: process start, connection and the first token are not the burst
 STALL_SECONDS = 30.0
+STOP_SECONDS = 30.0  # the bot exits within 25 s of SIGTERM (bot/__main__.py): a process still there is a hang
 DELAYED_CALLS = 2  # user/get and unsubscribe: the platform time before the reply arrives (a quoted id needs no list)
 DUPLICATE_EVERY = 10  # with two dynos, every tenth message is delivered to both, as DingTalk may redeliver
 LIMIT_WINDOW_SECONDS = 1.0  # DingTalk's limits count calls per second
@@ -111,11 +112,21 @@ class Contender:
                     peaks.append(int(line.split()[1]) / 1024)
         return max(peaks)
 
-    async def stop(self) -> None:
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        """SIGTERM every process; one still running `within` seconds later is killed and the run fails: a stop that
+        hangs is reported, not waited for (a bot once hung in its stop here, fixed in b607738)."""
         for process in self.processes:
             process.terminate()
+        hung = []
         for process in self.processes:
-            await process.wait()
+            try:
+                await asyncio.wait_for(process.wait(), within)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+                hung.append(process.pid)
+        if hung:
+            raise RuntimeError(f"{self.command[-1]}: pid {hung} still running {within:.0f} s after SIGTERM, killed")
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -1,9 +1,16 @@
-"""bench/ stands on its own: it imports the bot and its sandbox, never the tests."""
+"""bench/ stands on its own: it imports the bot and its sandbox, never the tests; it never waits for ever for a
+process that does not stop."""
 
 from __future__ import annotations
 
 import ast
+import asyncio
+import sys
+import time
 
+import pytest
+
+from bench.run import Contender
 from tests.botprocess import ROOT
 
 
@@ -21,3 +28,18 @@ def test_no_benchmark_module_imports_the_tests_or_runs_their_files() -> None:
         if "tests/" in path.read_text():
             offending.append(f"{name} names a file in tests/")
     assert offending == []
+
+
+async def test_a_process_that_does_not_stop_on_sigterm_is_killed_and_fails_the_run() -> None:
+    ignores_sigterm = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+    )
+    contender = Contender([sys.executable, "-c", ignores_sigterm], {})
+    contender.processes.append(await asyncio.create_subprocess_exec(*contender.command, stdout=asyncio.subprocess.PIPE))
+    process = contender.processes[0]
+    assert process.stdout is not None and await process.stdout.readline() == b"1\n"  # SIGTERM ignored from here
+    started = time.monotonic()
+
+    with pytest.raises(RuntimeError, match="still running 1 s after SIGTERM"):
+        await contender.stop(within=1.0)
+    assert process.returncode == -9 and time.monotonic() - started < 5
