@@ -12,12 +12,28 @@ from collections.abc import Iterable
 import orjson
 
 # a parameter's value, only where it is given one (`=`, `:`, JSON's `":"`): prose such as DingTalk's "ticket expired"
-# or "无效的clientId或者clientSecret" is left as it was written
-_SECRET_NAMES = ("access_token", "accessToken", "ticket", "session", "appSecret", "clientSecret")
-_SECRET_PARAMETERS = re.compile(rf"((?:{'|'.join(_SECRET_NAMES)})[\\\"']*\s*[=:]\s*[\\\"']*)[^&\s\\\"',}}]+")
-# Each of the names holds one of these: four substring searches instead of six tell whether a line can hold a
-# secret parameter at all (tests/test_logs.py checks that every name has its hint).
-_SECRET_HINTS = ("ccess", "Secret", "ticket", "session")
+# or "无效的clientId或者clientSecret" is left as it was written. Names in any case ("AccessToken", "suiteTicket",
+# "CLIENT_SECRET"): whoever wrote the text chose its spelling.
+_SECRET_NAMES = (
+    "access_token",
+    "accessToken",
+    "refresh_token",
+    "refreshToken",
+    "ticket",
+    "session",
+    "appSecret",
+    "app_secret",
+    "clientSecret",
+    "client_secret",
+    "suiteSecret",
+    "suite_secret",
+)
+_SECRET_PARAMETERS = re.compile(
+    rf"((?:{'|'.join(_SECRET_NAMES)})[\\\"']*\s*[=:]\s*[\\\"']*)[^&\s\\\"',}}]+", re.IGNORECASE
+)
+# Each of the names, lowered, holds one of these: five substring searches in the lowered line instead of twelve tell
+# whether a line can hold a secret parameter at all (tests/test_logs.py checks that every name has its hint).
+_SECRET_HINTS = ("ccess", "secret", "ticket", "session", "refresh")
 _MILLISECONDS = tuple(f".{milliseconds:03d}Z" for milliseconds in range(1000))  # a record's msecs: 0 to 999
 MIN_REDACTED_CHARS = 8  # a shorter "secret" (a wrong one typed for a try) would cut words out of every line
 # JSON leaves these readable but invisible or reordering (bidi, zero-width, line separators): a log line that echoes
@@ -59,8 +75,9 @@ class JsonFormatter(logging.Formatter):
             line = line.replace(secret, "[redacted]")
         # the search tries its pattern at every character (3 % of a command's instructions, two lines each): only
         # where one of the names is there at all, which a plain substring search tells far sooner
+        lowered = line.lower()
         for hint in _SECRET_HINTS:
-            if hint in line:
+            if hint in lowered:
                 return _SECRET_PARAMETERS.sub(r"\1[redacted]", line)
         return line
 

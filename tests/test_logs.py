@@ -57,6 +57,17 @@ def test_prose_that_names_a_secret_parameter_and_short_secrets_are_left_as_writt
         "https://oapi.dingtalk.com/robot/sendBySession?session=s3cr3t-value",
         "appSecret=s3cr3t-value",
         "clientSecret: s3cr3t-value",
+        # any spelling of a name: whoever wrote the text chose it
+        '{"AccessToken": "s3cr3t-value"}',
+        "ACCESS_TOKEN=s3cr3t-value",
+        '{"refreshToken": "s3cr3t-value"}',
+        "refresh_token=s3cr3t-value",
+        '{"suiteTicket": "s3cr3t-value"}',
+        "jsapi_Ticket=s3cr3t-value",
+        "Session=s3cr3t-value",
+        '{"suiteSecret": "s3cr3t-value"}',
+        "CLIENT_SECRET=s3cr3t-value",
+        "app_secret: s3cr3t-value",
     ],
 )
 def test_each_secret_parameter_alone_in_a_line_is_redacted(text: str) -> None:
@@ -65,7 +76,8 @@ def test_each_secret_parameter_alone_in_a_line_is_redacted(text: str) -> None:
 
 
 def test_every_secret_parameter_name_holds_a_hint_that_lines_are_searched_for() -> None:
-    assert all(any(hint in name for hint in logs._SECRET_HINTS) for name in logs._SECRET_NAMES)
+    assert all(any(hint in name.lower() for hint in logs._SECRET_HINTS) for name in logs._SECRET_NAMES)
+    assert all(hint == hint.lower() for hint in logs._SECRET_HINTS)  # looked for in the lowered line
 
 
 def test_the_time_is_the_records_own_to_the_millisecond_across_seconds() -> None:
