@@ -11,28 +11,29 @@ from collections.abc import Iterable
 
 import orjson
 
+
+def _spellings(snake: str) -> tuple[str, ...]:
+    """access_token, ACCESS_TOKEN, accessToken, AccessToken."""
+    first, *rest = snake.split("_")
+    camel = first + "".join(word.capitalize() for word in rest)
+    return snake, snake.upper(), camel, camel[0].upper() + camel[1:]
+
+
 # a parameter's value, only where it is given one (`=`, `:`, JSON's `":"`): prose such as DingTalk's "ticket expired"
-# or "无效的clientId或者clientSecret" is left as it was written. Names in any case ("AccessToken", "suiteTicket",
-# "CLIENT_SECRET"): whoever wrote the text chose its spelling.
+# or "无效的clientId或者clientSecret" is left as it was written. Each name in the spellings APIs, SDKs and settings
+# use (snake, camel, Pascal, upper case), not in any case: "Ticket: gateway busy" in an error message stays readable.
 _SECRET_NAMES = (
-    "access_token",
-    "accessToken",
-    "refresh_token",
-    "refreshToken",
-    "ticket",
-    "session",
-    "appSecret",
-    "app_secret",
-    "clientSecret",
-    "client_secret",
-    "suiteSecret",
-    "suite_secret",
+    *(
+        spelling
+        for snake in ("access_token", "refresh_token", "app_secret", "client_secret", "suite_secret", "suite_ticket")
+        for spelling in _spellings(snake)
+    ),
+    "ticket",  # any ticket: jsapi_ticket, the Stream's ?ticket=
+    "session",  # a sessionWebhook's ?session=
 )
-_SECRET_PARAMETERS = re.compile(
-    rf"((?:{'|'.join(_SECRET_NAMES)})[\\\"']*\s*[=:]\s*[\\\"']*)[^&\s\\\"',}}]+", re.IGNORECASE
-)
-# Each of the names, lowered, holds one of these: five substring searches in the lowered line instead of twelve tell
-# whether a line can hold a secret parameter at all (tests/test_logs.py checks that every name has its hint).
+_SECRET_PARAMETERS = re.compile(rf"((?:{'|'.join(_SECRET_NAMES)})[\\\"']*\s*[=:]\s*[\\\"']*)[^&\s\\\"',}}]+")
+# Each of the names, lowered, holds one of these: five substring searches in the lowered line instead of one per
+# name tell whether a line can hold a secret parameter at all (tests/test_logs.py checks that every name has its hint).
 _SECRET_HINTS = ("ccess", "secret", "ticket", "session", "refresh")
 _MILLISECONDS = tuple(f".{milliseconds:03d}Z" for milliseconds in range(1000))  # a record's msecs: 0 to 999
 MIN_REDACTED_CHARS = 8  # a shorter "secret" (a wrong one typed for a try) would cut words out of every line

@@ -41,7 +41,7 @@ def test_known_secrets_and_secret_parameters_are_redacted() -> None:
 
 
 def test_prose_that_names_a_secret_parameter_and_short_secrets_are_left_as_written() -> None:
-    message = "ticket expired; session timeout; 无效的clientId或者clientSecret; invalid appSecret"
+    message = "ticket expired; session timeout; 无效的clientId或者clientSecret; invalid appSecret; Ticket: gateway busy"
     line = JsonFormatter(["id", "secret"]).format(record("stream connection failed", reason=message))
     assert json.loads(line)["reason"] == message and json.loads(line)["event"] == "stream connection failed"
     quoted = JsonFormatter().format(record("x", body="{\"accessToken\": \"tok-9\", 'ticket': 't-2'}"))
@@ -57,17 +57,18 @@ def test_prose_that_names_a_secret_parameter_and_short_secrets_are_left_as_writt
         "https://oapi.dingtalk.com/robot/sendBySession?session=s3cr3t-value",
         "appSecret=s3cr3t-value",
         "clientSecret: s3cr3t-value",
-        # any spelling of a name: whoever wrote the text chose it
+        # the spellings of APIs, SDKs and settings
         '{"AccessToken": "s3cr3t-value"}',
         "ACCESS_TOKEN=s3cr3t-value",
         '{"refreshToken": "s3cr3t-value"}',
         "refresh_token=s3cr3t-value",
         '{"suiteTicket": "s3cr3t-value"}',
-        "jsapi_Ticket=s3cr3t-value",
-        "Session=s3cr3t-value",
+        "SUITE_TICKET=s3cr3t-value",
+        "jsapi_ticket=s3cr3t-value",
         '{"suiteSecret": "s3cr3t-value"}',
         "CLIENT_SECRET=s3cr3t-value",
         "app_secret: s3cr3t-value",
+        "ClientSecret=s3cr3t-value",
     ],
 )
 def test_each_secret_parameter_alone_in_a_line_is_redacted(text: str) -> None:
