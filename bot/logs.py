@@ -13,15 +13,15 @@ import orjson
 
 
 def _spellings(snake: str) -> tuple[str, ...]:
-    """access_token, ACCESS_TOKEN, accessToken, AccessToken."""
+    """access_token, ACCESS_TOKEN, accessToken, AccessToken, access-token (DingTalk's x-acs-dingtalk-access-token)."""
     first, *rest = snake.split("_")
     camel = first + "".join(word.capitalize() for word in rest)
-    return snake, snake.upper(), camel, camel[0].upper() + camel[1:]
+    return snake, snake.upper(), camel, camel[0].upper() + camel[1:], snake.replace("_", "-")
 
 
 # a parameter's value, only where it is given one (`=`, `:`, JSON's `":"`): prose such as DingTalk's "ticket expired"
 # or "无效的clientId或者clientSecret" is left as it was written. Each name in the spellings APIs, SDKs and settings
-# use (snake, camel, Pascal, upper case), not in any case: "Ticket: gateway busy" in an error message stays readable.
+# use (snake, upper, camel, Pascal, kebab case), not in any case: "Ticket: gateway busy" stays readable.
 _SECRET_NAMES = (
     *(
         spelling

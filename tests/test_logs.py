@@ -69,6 +69,7 @@ def test_prose_that_names_a_secret_parameter_and_short_secrets_are_left_as_writt
         "CLIENT_SECRET=s3cr3t-value",
         "app_secret: s3cr3t-value",
         "ClientSecret=s3cr3t-value",
+        "x-acs-dingtalk-access-token: s3cr3t-value",  # the OpenAPI's token header
     ],
 )
 def test_each_secret_parameter_alone_in_a_line_is_redacted(text: str) -> None:
