@@ -26,6 +26,7 @@ from bot.stores.previews import PreviewStore
 from bot.telemetry import Stats
 
 audit_log = logging.getLogger("bot.audit")
+UNANSWERED = "unanswered"  # the audit's result for a change asked for that got no answer: it may have been made
 
 
 class CommandError(Exception):
@@ -77,12 +78,13 @@ class Context:
     async def audit(self, action: str, union_id: str, reply: Reply) -> None:
         """One line and one audit record per calendar change asked of DingTalk, so an admin can answer "who
         unsubscribed from X"."""
+        result = UNANSWERED if reply.data.get("unanswered") else reply.outcome
         fields = {
             "action": action,
             "staff_id": self.message.sender_staff_id,
             "union_id": union_id,
             "calendar_id": reply.data.get("calendar_id", ""),
-            "result": reply.outcome,
+            "result": result,
             "code": reply.data.get("code", ""),
             "request_id": reply.data.get("request_id", ""),
             "msg_id": self.message.msg_id,
@@ -94,7 +96,7 @@ class Context:
             union_id,
             str(fields["calendar_id"]),
             reply.data.get("name", ""),
-            reply.outcome,
+            result,
             str(fields["code"]),
             str(fields["request_id"]),
         )

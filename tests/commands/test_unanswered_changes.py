@@ -1,4 +1,5 @@
-"""A one-text unsubscribe stopped mid-change or left unanswered by DingTalk, through the real bot: one card, true."""
+"""An unsubscribe stopped mid-change or left unanswered by DingTalk, through the real bot: one card, true, and an audit
+that does not say nothing changed."""
 
 from __future__ import annotations
 
@@ -40,6 +41,28 @@ async def test_a_command_out_of_time_mid_change_sends_one_card_and_the_bot_goes_
         assert "Nothing was changed" not in card(reply)["text"], card(reply)["text"]
 
 
+async def test_unanswered_changes_of_several_calendars_say_they_may_have_been_made_and_are_audited_so() -> None:
+    env = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "2"}
+    async with started_sandbox() as sandbox, running_process(sandbox, env) as bot:
+        user = new_user(sandbox)
+        lunch, standup = new_calendar(sandbox, user, "Team Lunch"), new_calendar(sandbox, user, "Standup")
+        sandbox.api_latency = {"unsubscribe": 6.0}
+        data = sandbox.chat(f'unsubscribe "{lunch}", "{standup}"', user.staff_id)  # two texts: the batch card
+        await sandbox.wait_ack(await sandbox.push(data))
+        await sandbox.wait_reply(data, timeout=15)
+        await asyncio.sleep(6)  # DingTalk carries both out after the bot stopped waiting
+        sandbox.api_latency = {}
+        await answered_after(sandbox, user.staff_id)
+
+        [reply] = sandbox.replies_to(data)
+        text = card(reply)["text"]
+        assert text.count("may or may not have been made") == 2 and "try again" not in text, text
+        assert {lunch, standup}.isdisjoint(sandbox.subscriptions[user.union_id])
+        for calendar_id in (lunch, standup):
+            audit = await bot.wait_log("calendar change", calendar_id=calendar_id)
+            assert (audit["result"], audit["code"]) == ("unanswered", "ReadTimeout"), audit
+
+
 async def test_sigterm_past_the_grace_mid_change_then_a_restart_sends_one_card(tmp_path: Path) -> None:
     env = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "60", "BOT_STATE_DIR": str(tmp_path)}
     async with started_sandbox() as sandbox:
@@ -75,6 +98,13 @@ def test_the_unanswered_change_card_says_it_may_have_been_made_in_each_locale() 
         assert unchanged in render(Reply(Outcome.TEMPORARY_PROBLEM, data), locale).markdown
         unanswered = render(Reply(Outcome.TEMPORARY_PROBLEM, {**data, "unanswered": True}), locale).markdown
         assert unchanged not in unanswered and "Team Lunch" in unanswered
+    items = [
+        {"outcome": Outcome.TEMPORARY_PROBLEM, **data},
+        {"outcome": Outcome.TEMPORARY_PROBLEM, **data, "calendar_id": "cal-2", "unanswered": True},
+    ]
+    for locale, busy, maybe in (("en", "try again", "may or may not"), ("zh_CN", "请一分钟后重试", "可能已经生效")):
+        batch = render(Reply(Outcome.BATCH, {"items": items}), locale).markdown
+        assert batch.count(busy) == 1 and batch.count(maybe) == 1, batch
 
 
 async def test_a_change_retried_after_its_unanswered_first_try_was_carried_out_says_it_is_done() -> None:
