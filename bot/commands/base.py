@@ -218,8 +218,8 @@ async def change_calendar(
             request_id = await call()
         except FAILURES as error:
             reply = explain_calendar_error(error, calendar.id, name=calendar.name)
-            retried = getattr(error, "after_unanswered", False)
-            if reply.outcome == Outcome.TEMPORARY_PROBLEM and (retried or getattr(error, "is_unanswered", False)):
+            retried = error.after_unanswered
+            if reply.outcome == Outcome.TEMPORARY_PROBLEM and (retried or error.is_unanswered):
                 # the request was written and no answer came: DingTalk may have made the change, so the card
                 # must not say that nothing changed
                 reply = Reply(reply.outcome, {**reply.data, "unanswered": True})

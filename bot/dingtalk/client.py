@@ -242,10 +242,12 @@ class DingTalkClient:
                         await card_step.sending()
                     data = await self._request(method, url, body, headers, timeout, any_body)
                 return read(data)
+            except OutOfTime as error:  # the command's time ran out before a retry could be sent
+                error.after_unanswered = unanswered
+                raise
             except (DingTalkError, OutOfDescriptors) as error:
-                if isinstance(error, DingTalkError):
-                    error.after_unanswered = unanswered
-                    unanswered = unanswered or error.is_unanswered
+                error.after_unanswered = unanswered
+                unanswered = unanswered or error.is_unanswered
                 if api in _REPLY_APIS and error.is_safe_to_resend and (card_step := before_send.current.get()):
                     await card_step.not_sent()
                 if isinstance(error, OutOfDescriptors):

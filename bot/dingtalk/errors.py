@@ -53,6 +53,9 @@ class _Judged:
     _temporary: ClassVar[bool] = False
     _safe_to_resend: ClassVar[bool] = False
     _unanswered: ClassVar[bool] = False
+    # set on a failure of a call an earlier try of which got no answer: that try may have been carried out, so this
+    # failure does not say the call had no effect (and a refusal such as "not subscribed" may answer a done change)
+    after_unanswered = False
 
     @property
     def is_throttle(self) -> bool:
@@ -89,9 +92,6 @@ class DingTalkError(_Judged, Exception):
         self.code = code
         self.message = message
         self.request_id = request_id
-        # a retry's failure, when an earlier try of the same call got no answer: that try may have been carried out,
-        # so a refusal of this one ("not subscribed", "already subscribed") may be DingTalk's answer to a done change
-        self.after_unanswered = False
 
 
 class Refused(DingTalkError):
