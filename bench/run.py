@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+import orjson  # noqa: E402
 
 from bench.redisserver import RedisServer  # noqa: E402
 from bot.sandbox.platform import Sandbox  # noqa: E402
@@ -247,6 +248,7 @@ async def measure(
             await spy.wait()
         answered = [sandbox.webhook_replies.get(m["sessionWebhook"].removeprefix(sandbox.base_url)) for m in messages]
         ok = sum(1 for reply in answered if reply is not None and "Unsubscribed" in reply.body.decode())
+        failed = error_kinds(reply for reply in answered if reply is None or "Unsubscribed" not in reply.body.decode())
         fetches = Counter(request.json()["authCorpId"] for request in sandbox.calls("corpAccessToken")[fetched_before:])
         return Result(
             name,
@@ -262,6 +264,7 @@ async def measure(
             rate,
             qps_limit,
             sandbox.throttled,
+            note=f"{name}: errors: {failed}" if failed else "",
             token_fetches=fetches if prepare is not None else None,
         )
     finally:
@@ -279,12 +282,28 @@ async def median_burst(name: str, contender: Callable[[], Contender], options: a
     median = runs[len(runs) // 2]
     if len(runs) > 1:
         rates = sorted(run.rate for run in runs)
+        errors = "; ".join(run.note.removeprefix(f"{name}: errors: ") for run in runs if run.note)
         median.note = (
             f"{name}: the median of {len(runs)} runs by CPU; all runs: {rates[0]:.0f}–{rates[-1]:.0f} cmd/s, "
             f"{runs[0].cpu_per_command:.2f}–{runs[-1].cpu_per_command:.2f} ms CPU/cmd, "
-            f"{sum(run.errors for run in runs)} errors, {sum(run.duplicates for run in runs)} dup"
+            f"{sum(run.errors for run in runs)} errors{f' ({errors})' if errors else ''}, "
+            f"{sum(run.duplicates for run in runs)} dup"
         )
     return median
+
+
+def error_kinds(replies: Iterable[Any]) -> str:
+    """What the commands counted as errors got instead of an "Unsubscribed" card: no card, or the card's title."""
+    kinds: Counter[str] = Counter()
+    for reply in replies:
+        if reply is None:
+            kinds["no card"] += 1
+            continue
+        try:
+            kinds[repr(orjson.loads(reply.body)["markdown"]["title"])] += 1
+        except (ValueError, KeyError, TypeError):
+            kinds["a card that is not markdown"] += 1
+    return ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
 
 
 def acted_twice(sandbox: Sandbox) -> int:

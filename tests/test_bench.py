@@ -7,10 +7,11 @@ import ast
 import asyncio
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
-from bench.run import Contender
+from bench.run import Contender, error_kinds
 from tests.botprocess import ROOT
 
 
@@ -43,3 +44,13 @@ async def test_a_process_that_does_not_stop_on_sigterm_is_killed_and_fails_the_r
     with pytest.raises(RuntimeError, match="still running 1 s after SIGTERM"):
         await contender.stop(within=1.0)
     assert process.returncode == -9 and time.monotonic() - started < 5
+
+
+def test_the_errors_of_a_run_say_what_came_instead_of_the_unsubscribed_card() -> None:
+    def reply(body: bytes) -> SimpleNamespace:
+        return SimpleNamespace(body=body)
+
+    busy = reply(b'{"msgtype": "markdown", "markdown": {"title": "\\u23f3 DingTalk is busy", "text": "..."}}')
+    replies = [None, busy, None, busy, reply(b"not json"), None]
+    assert error_kinds(replies) == "3 no card, 2 '⏳ DingTalk is busy', 1 a card that is not markdown"
+    assert error_kinds([]) == ""
