@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from bot.dingtalk.credentials import Credentials
-from bot.dingtalk.errors import DingTalkError
+from bot.dingtalk.errors import FAILURES, DingTalkError
 from bot.models import Message, Tenant
 from bot.stores.keys import APP_TOKEN
 from bot.stores.tokens import TokenCache
@@ -46,15 +46,31 @@ class CachedToken:
             return token
 
     async def authorized(self, call: Callable[[str], Awaitable[T]]) -> T:
+        """A failure to get the token is the call's, marked as one that did not send it; the call's failure after a
+        rejected token carries what its tries before the rejection left unknown (one may have been carried out)."""
         # the cached token read here (every call but the first per token): token() is one coroutine more per call
-        token = await self._tokens.get(self.key) or await self.token()
+        token = await self._tokens.get(self.key) or await self._token_for(None)
         try:
             return await call(token)
         except DingTalkError as error:
             if not error.is_token_rejected:
                 raise
+            rejected = error
         await self._tokens.drop(self.key, token)
-        return await call(await self.token())
+        token = await self._token_for(rejected)
+        try:
+            return await call(token)
+        except FAILURES as error:
+            error.after_unanswered = error.after_unanswered or rejected.after_unanswered
+            raise
+
+    async def _token_for(self, rejected: DingTalkError | None) -> str:
+        try:
+            return await self.token()
+        except FAILURES as error:
+            error.before_the_call = True
+            error.after_unanswered = rejected is not None and rejected.after_unanswered
+            raise
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,8 @@ class _Judged:
     # set on a failure of a call an earlier try of which got no answer: that try may have been carried out, so this
     # failure does not say the call had no effect (and a refusal such as "not subscribed" may answer a done change)
     after_unanswered = False
+    # set on a failure to get the token a call needed: that call itself was not sent (this time)
+    before_the_call = False
 
     @property
     def is_throttle(self) -> bool:
@@ -69,12 +71,12 @@ class _Judged:
     @property
     def is_safe_to_resend(self) -> bool:
         """The request was surely not carried out: sent again, a message still arrives once."""
-        return self._safe_to_resend
+        return self._safe_to_resend or self.before_the_call
 
     @property
     def is_unanswered(self) -> bool:
         """The request may have reached DingTalk and been carried out; no answer (or no readable one) came back."""
-        return self._unanswered
+        return self._unanswered and not self.before_the_call
 
     @property
     def is_token_rejected(self) -> bool:

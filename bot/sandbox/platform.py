@@ -85,6 +85,7 @@ class Sandbox(Messages, IsvEvents, http_api.HttpApi, Faults):
                 return json_response(200, {"errcode": 90018, "errmsg": "app qps limit"})
             return error_response(403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", "app qps limit")
         if self._faults[api]:
+            self.carry_out_late(api)
             return await self._faults[api].popleft()(request)
         if route is None:
             return json_response(

@@ -126,6 +126,15 @@ class PlatformState:
     def subscribe(self, union_id: str, calendar_id: str) -> None:
         self.subscriptions[union_id].add(calendar_id)
 
+    def carry_out_late(self, api: str) -> None:
+        """The changes finish_late() left unanswered are done by the time the next call of `api` is read, however
+        that call is answered."""
+        for union_id, calendar_id in self._late.pop(api, []):
+            if api == "subscribe":
+                self.subscriptions[union_id].add(calendar_id)
+            else:
+                self.subscriptions[union_id].discard(calendar_id)
+
     def sign_in(self, union_id: str) -> None:
         """The browser that opens the OAuth authorize page is signed in to DingTalk as this user."""
         self.signed_in = union_id

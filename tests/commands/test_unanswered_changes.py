@@ -11,6 +11,7 @@ from pathlib import Path
 from tests.helpers import (
     answered_after,
     card,
+    converse,
     new_calendar,
     new_user,
     running_process,
@@ -86,6 +87,48 @@ async def test_a_change_dingtalk_made_is_never_said_to_be_unchanged_when_its_ret
             audit = await bot.wait_log("calendar change", calendar_id=ids[name])
             assert audit["result"] == "unanswered", audit
             assert "the change may have been made" in rows[ids[name]], rows
+
+
+async def test_a_change_retried_with_a_new_token_after_an_unanswered_try_may_still_have_been_made() -> None:
+    # the first try goes unanswered (DingTalk does it), the retry's token is rejected, the call is made again with a
+    # new token and refused until the command's time is up: the first try's doubt must survive the new token
+    env = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "5", "BOT_HTTP_TIMEOUT": "1"}
+    async with started_sandbox() as sandbox, running_process(sandbox, env) as bot:
+        user = new_user(sandbox)
+        calendar_id = new_calendar(sandbox, user, "Team Lunch")
+        sandbox.finish_late("unsubscribe")
+        sandbox.fail_next("unsubscribe", 401, {"code": "InvalidAuthentication", "message": "token expired"})
+        sandbox.fail_next("unsubscribe", 503, {"code": "ServiceUnavailable", "message": "busy"}, times=100)
+        data = sandbox.chat(f'unsubscribe "{calendar_id}"', user.staff_id)
+        await sandbox.wait_ack(await sandbox.push(data))
+        reply = await sandbox.wait_reply(data, timeout=15)
+
+        assert calendar_id not in sandbox.subscriptions[user.union_id]
+        assert len(sandbox.calls("accessToken")) == 2  # the rejected token was fetched again
+        assert "may or may not have been made" in card(reply)["text"], card(reply)["text"]
+        audit = await bot.wait_log("calendar change", calendar_id=calendar_id)
+        assert (audit["result"], audit["code"]) == ("unanswered", "ServiceUnavailable"), audit
+
+
+async def test_a_token_that_cannot_be_fetched_does_not_make_a_change_that_may_have_been_made() -> None:
+    # the change's token is rejected (nothing done), its new token never comes: the token fetch went unanswered,
+    # the change itself was answered; the card must say that nothing changed
+    env = {"LOG_LEVEL": "DEBUG", "BOT_COMMAND_TIMEOUT": "4", "BOT_HTTP_TIMEOUT": "1"}
+    async with started_sandbox() as sandbox, running_process(sandbox, env) as bot:
+        user = new_user(sandbox)
+        calendar_id = new_calendar(sandbox, user, "Team Lunch")
+        await converse(sandbox, sandbox.chat("list", user.staff_id))  # the app's token is fetched and kept
+        sandbox.fail_next("unsubscribe", 401, {"code": "InvalidAuthentication", "message": "token expired"})
+        sandbox.never_answer("accessToken", times=100)
+        data = sandbox.chat(f'unsubscribe "{calendar_id}"', user.staff_id)
+        await sandbox.wait_ack(await sandbox.push(data))
+        reply = await sandbox.wait_reply(data, timeout=15)
+
+        assert calendar_id in sandbox.subscriptions[user.union_id]
+        assert len(sandbox.calls("accessToken")) >= 2
+        assert "Nothing was changed" in card(reply)["text"], card(reply)["text"]
+        audit = await bot.wait_log("calendar change", calendar_id=calendar_id)
+        assert audit["result"] == "temporary_problem", audit
 
 
 async def test_sigterm_past_the_grace_mid_change_then_a_restart_sends_one_card(tmp_path: Path) -> None:

@@ -37,11 +37,7 @@ class CalendarApi(PlatformState):
 
     def _change_subscription(self, request: web.Request, segments: list[str], *, subscribe: bool) -> web.Response:
         union_id, calendar_id = unquote(segments[4]), unquote(segments[6])
-        for late_union_id, late_calendar_id in self._late.pop("subscribe" if subscribe else "unsubscribe", []):
-            if subscribe:
-                self.subscriptions[late_union_id].add(late_calendar_id)
-            else:
-                self.subscriptions[late_union_id].discard(late_calendar_id)
+        self.carry_out_late("subscribe" if subscribe else "unsubscribe")
         token = request.headers.get("x-acs-dingtalk-access-token", "")
         denied = self._check_token(request) or self._check_user_token(token, union_id)
         if denied is not None:
