@@ -136,6 +136,26 @@ async def test_a_private_card_without_an_answer_is_neither_sent_to_the_group_nor
     assert (line["route"], line["reply_code"]) == ("private", "ReadTimeout")
 
 
+async def test_a_private_card_whose_new_token_never_comes_was_not_sent_so_the_group_gets_it() -> None:
+    # the private send's token is rejected, the new one never comes: the card was not sent (the token fetch went
+    # unanswered, not the send), so it is no "card unanswered, maybe delivered": the group gets it by the webhook
+    async with started_sandbox() as sandbox, running_bot(sandbox, ENV) as bot:
+        user = new_user(sandbox)
+        calendar_id = new_calendar(sandbox, user)
+        await handled(sandbox, bot, sandbox.chat("list", user.staff_id))  # the app's token is fetched and kept
+        sandbox.fail_next("batchSend", 401, {"code": "InvalidAuthentication", "message": "token expired"})
+        sandbox.never_answer("accessToken", times=100)
+        data = sandbox.chat(f"unsubscribe {calendar_id}", user.staff_id, group=True)
+
+        entry = await handled(sandbox, bot, data)
+
+        assert len(sandbox.calls("accessToken")) >= 2
+        [in_group] = sandbox.delivered(data)
+        assert in_group.api == "webhook" and card(in_group)["title"] == "✅ Unsubscribed"
+        assert entry["route"] == "group-fallback:webhook"
+        assert not bot.logs(UNANSWERED)
+
+
 async def test_a_receiver_flow_controlled_for_good_gets_the_card_in_the_group_within_the_budget(
     sandbox: Sandbox, bot: BotInProcess
 ) -> None:
