@@ -44,8 +44,14 @@ class IsvEvents(StreamGateway):
         """A new suite ticket, pushed as DingTalk does every 5 hours; it replaces the one before."""
         self.suite_ticket = ticket or f"ticket-{uuid.uuid4().hex}"
         self.issued_secrets.append(self.suite_ticket)
-        self.suite_tickets_made.append((self.suite_ticket, int(time.time() * 1000)))
-        return await self.push_event("suite_ticket", {"suiteTicket": self.suite_ticket}, event_id=event_id)
+        # DingTalk's tickets are minutes apart: each one's eventBornTime is later than the last one's, also when the
+        # tests push two within a millisecond (a tie would let a late older ticket look as new as the newest)
+        last_born_ms = self.suite_tickets_made[-1][1] if self.suite_tickets_made else 0
+        born_ms = max(int(time.time() * 1000), last_born_ms + 1)
+        self.suite_tickets_made.append((self.suite_ticket, born_ms))
+        return await self.push_event(
+            "suite_ticket", {"suiteTicket": self.suite_ticket}, event_id=event_id, born_ms=born_ms
+        )
 
     async def push_superseded_ticket(self, index: int = -2) -> str:
         """An older ticket's event pushed late (a re-push, or a delivery that waited), with its own eventBornTime
