@@ -417,3 +417,44 @@ def test_a_card_of_wide_characters_is_held_to_the_msg_param_bytes_not_only_to_th
 
     assert len(card.markdown) <= cards.MARKDOWN_BUDGET  # the characters alone would fit
     assert_within_dingtalks_limits(card)
+
+
+AUDITED_RESULTS = (
+    "unsubscribed",
+    "resubscribed",
+    "unanswered",
+    "temporary_problem",
+    "dingtalk_error",
+    "not_in_scope",
+    "not_subscribable",
+    "unknown_calendar",
+    "subscribe_limit",
+    "app_lacks_permission",
+    "app_not_ready",
+    "org_quota_exhausted",
+    "org_not_authorized",
+    "calendar_id_missing",
+    "sender_unknown",
+)
+
+
+@pytest.mark.parametrize("result", AUDITED_RESULTS)
+def test_the_zh_cn_audit_card_says_each_action_and_result_in_words(result: str) -> None:
+    entry = {**SAMPLE_DATA["audit"]["entries"][0], "action": "resubscribe", "result": result}
+
+    markdown = cards.render(Reply("audit", {"subject": "cal-1", "entries": [entry]}), "zh_CN").markdown
+
+    row = next(line for line in markdown.splitlines() if line.startswith("1. "))
+    assert row.startswith("1. 2026-11-27 08:00:00 UTC · s1 · 重新订阅 **Holidays** · ") and row.endswith(" · R1")
+    assert not re.search(r"[a-z]{3,}", row.replace("UTC", "").replace("Holidays", ""))  # no English name left
+
+
+def test_the_zh_cn_audit_card_shows_a_result_it_has_no_words_for_as_stored_and_escaped() -> None:
+    entry = {**SAMPLE_DATA["audit"]["entries"][0], "result": "new_**result**"}
+    refusal = {"when": "2026-11-27 08:00:00 UTC", "staff_id": "s2", "action": "stats", "calendar": "", "count": 2}
+
+    changes = cards.render(Reply("audit", {"subject": "cal-1", "entries": [entry]}), "zh_CN").markdown
+    refusals = cards.render(Reply("audit", {"subject": "", "entries": [refusal]}), "zh_CN").markdown
+
+    assert "· 取消订阅 **Holidays** · new\\_\\*\\*result\\*\\* · R1" in changes
+    assert "· s2 · 统计 · 2 次" in refusals

@@ -312,13 +312,24 @@ async def test_audit_shows_the_latest_changes_in_order_by_id_and_by_name_and_aft
             f"{entry['request_id']}"
             for n, entry in enumerate(changes, start=1)
         ]
+        in_words = {
+            "unsubscribe": "取消订阅",
+            "resubscribe": "重新订阅",
+            "unsubscribed": "已取消订阅",
+            "resubscribed": "已重新订阅",
+        }
+        expected_zh = [
+            f"{n}. * · {entry['staff_id']} · {in_words[entry['action']]} **Board Meetings** · "
+            f"{in_words[entry['result']]} · {entry['request_id']}"
+            for n, entry in enumerate(changes, start=1)
+        ]
         assert [(e["staff_id"], e["action"]) for e in changes] == [
             (first.staff_id, "unsubscribe"),
             (second.staff_id, "unsubscribe"),
             (first.staff_id, "resubscribe"),
         ]
         assert all(entry["request_id"] for entry in changes)
-        assert audit_lines(by_id) == expected and audit_lines(by_name) == expected
+        assert audit_lines(by_id) == expected and audit_lines(by_name) == expected_zh  # 审计: the zh_CN card
         assert card(by_id)["title"] == f"🔎 Audit: {calendar_id}" and "Other" not in card(by_id)["text"]
 
         async with running_bot(sandbox, env):
