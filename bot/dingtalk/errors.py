@@ -219,7 +219,8 @@ class OutOfTime(BotCondition):
 
 
 class NotReady(BotCondition):
-    """An ISV app has no suite ticket yet (DingTalk pushes one every 20 minutes): no organization token to act with."""
+    """An ISV app has no suite ticket yet (DingTalk pushes one about every 5 hours, and when the console re-pushes
+    it): no organization token to act with."""
 
     def __init__(self) -> None:
         super().__init__("suiteTicketMissing", "no suite ticket yet")
